@@ -1,0 +1,35 @@
+GO ?= go
+export CGO_ENABLED := 1
+
+.PHONY: deps demo test test-long bench fuzz vet
+
+# libzmq3-dev is the one system dependency (pebbe/zmq4 uses cgo).
+deps:
+	@pkg-config --exists libzmq || { \
+		echo "installing libzmq3-dev"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libzmq3-dev; }
+
+demo: deps
+	$(GO) run ./cmd/gilmsg demo
+
+vet: deps
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+# Each fuzz target runs briefly in `make test`; `make test-long` runs them longer.
+FUZZTIME ?= 5s
+fuzz: deps
+	@for t in $$($(GO) test -list '^Fuzz' . | grep '^Fuzz'); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	done
+
+test-long: deps
+	GILMSG_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
+	$(MAKE) fuzz FUZZTIME=2m
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...

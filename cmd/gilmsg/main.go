@@ -1,0 +1,61 @@
+// Command gilmsg puts a shell on a fedmsg bus: publish, tail, relay, verify,
+// and the tools around them. Each subcommand lives in its own file and
+// registers itself on rootCmd from an init function.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, the same for every command.
+const (
+	exitOK      = 0
+	exitFailure = 1 // any failure not listed below
+	exitUsage   = 2 // bad flags or arguments
+	exitTimeout = 3 // a reliable publish was not ACKed by every recipient
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+var rootCmd = &cobra.Command{
+	Use:           "gilmsg",
+	Short:         "Publish, tail and relay on a fedmsg bus, with gilmsg's reliable ACKs",
+	Version:       version,
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+// exitError carries a specific exit code out of a command's RunE.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	rootCmd.SetArgs(args)
+	err := rootCmd.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(os.Stderr, "gilmsg:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "gilmsg:", err)
+	return exitFailure
+}

@@ -1,0 +1,141 @@
+package gilmsg
+
+import "time"
+
+// Config mirrors fedmsg 1.1.7's configuration keys, with the same names (see
+// the mapstructure tags) and the same defaults ([DefaultConfig]). A JSON file
+// printed by Python's fedmsg-config loads into it as is (see [LoadConfig]).
+//
+// Durations are kept in the units fedmsg uses (seconds as float64,
+// milliseconds as int) so that a file written for Python means the same here;
+// the helper methods convert them to [time.Duration].
+type Config struct {
+	// TopicPrefix is the first part of every full topic. Default "com.example".
+	TopicPrefix string `mapstructure:"topic_prefix" json:"topic_prefix"`
+	// Environment is the second part of every full topic. Default "dev".
+	Environment string `mapstructure:"environment" json:"environment"`
+	// Name is this process's service name, a key of Endpoints. Default none.
+	Name string `mapstructure:"name" json:"name,omitempty"`
+	// Endpoints maps a service name to the addresses it may publish on.
+	// Default {"relay_outbound": ["tcp://127.0.0.1:4001"]}.
+	Endpoints map[string][]string `mapstructure:"endpoints" json:"endpoints"`
+	// Active makes the publisher connect to RelayInbound instead of binding.
+	// Default false.
+	Active bool `mapstructure:"active" json:"active"`
+	// RelayInbound is where active publishers connect and the relay binds.
+	// Python accepts a string or a list; so does the loader. Default
+	// ["tcp://127.0.0.1:2001"].
+	RelayInbound []string `mapstructure:"relay_inbound" json:"relay_inbound"`
+
+	// SignMessages signs every published message. Default false.
+	SignMessages bool `mapstructure:"sign_messages" json:"sign_messages"`
+	// ValidateSignatures drops received messages that do not validate.
+	// Default true.
+	ValidateSignatures bool `mapstructure:"validate_signatures" json:"validate_signatures"`
+	// CryptoBackend is the backend used to sign. Default "x509".
+	CryptoBackend string `mapstructure:"crypto_backend" json:"crypto_backend"`
+	// CryptoValidateBackends are the backends accepted when validating.
+	// Default ["x509"].
+	CryptoValidateBackends []string `mapstructure:"crypto_validate_backends" json:"crypto_validate_backends"`
+	// SSLDir holds <certname>.crt and <certname>.key. Default "/etc/pki/fedmsg".
+	SSLDir string `mapstructure:"ssldir" json:"ssldir"`
+	// Certnames maps "<cert_prefix>.<short hostname>" or a service name to a
+	// certname. Default {}.
+	Certnames map[string]string `mapstructure:"certnames" json:"certnames"`
+	// CertPrefix, when set, selects certnames["<cert_prefix>.<hostname>"].
+	// Default unset.
+	CertPrefix string `mapstructure:"cert_prefix" json:"cert_prefix,omitempty"`
+	// CACertLocation is the CA certificate: a path or an https:// URL.
+	// Default "/etc/pki/fedmsg/ca.crt".
+	CACertLocation string `mapstructure:"ca_cert_location" json:"ca_cert_location"`
+	// CACertCache and CACertCacheExpiry are kept for compatibility (Python
+	// caches a downloaded CA on disk). Defaults null and 0.
+	CACertCache       string  `mapstructure:"ca_cert_cache" json:"ca_cert_cache"`
+	CACertCacheExpiry float64 `mapstructure:"ca_cert_cache_expiry" json:"ca_cert_cache_expiry"`
+	// CRLLocation is the CRL: a path or an https:// URL; empty disables the
+	// revocation check. Default null.
+	CRLLocation string `mapstructure:"crl_location" json:"crl_location"`
+	// CRLCache and CRLCacheExpiry (seconds) as in Python. Defaults null and
+	// 3600.
+	CRLCache       string  `mapstructure:"crl_cache" json:"crl_cache"`
+	CRLCacheExpiry float64 `mapstructure:"crl_cache_expiry" json:"crl_cache_expiry"`
+	// RoutingPolicy maps a full topic to the certificate CNs allowed to
+	// publish on it. Default {}.
+	RoutingPolicy map[string][]string `mapstructure:"routing_policy" json:"routing_policy"`
+	// RoutingNitpicky rejects topics missing from RoutingPolicy. Default false.
+	RoutingNitpicky bool `mapstructure:"routing_nitpicky" json:"routing_nitpicky"`
+
+	// IOThreads is the ZeroMQ context's I/O thread count. Default 1.
+	IOThreads int `mapstructure:"io_threads" json:"io_threads"`
+	// PostInitSleep (seconds) is kept for compatibility only: this package
+	// waits for connections with the socket monitor instead. Default 0.5.
+	PostInitSleep float64 `mapstructure:"post_init_sleep" json:"post_init_sleep"`
+	// HighWaterMark is ZMQ_SNDHWM/ZMQ_RCVHWM; 0 means no limit. Default 0.
+	HighWaterMark int `mapstructure:"high_water_mark" json:"high_water_mark"`
+	// ZMQEnabled and ZMQStrict are kept for compatibility. Defaults true,
+	// false.
+	ZMQEnabled bool `mapstructure:"zmq_enabled" json:"zmq_enabled"`
+	ZMQStrict  bool `mapstructure:"zmq_strict" json:"zmq_strict"`
+	// ZMQLinger (ms) bounds how long Close waits for unsent messages.
+	// Default 1000.
+	ZMQLinger int `mapstructure:"zmq_linger" json:"zmq_linger"`
+	// TCP keepalive settings. Defaults 1, 3, 60, 5.
+	ZMQTCPKeepalive      int `mapstructure:"zmq_tcp_keepalive" json:"zmq_tcp_keepalive"`
+	ZMQTCPKeepaliveCnt   int `mapstructure:"zmq_tcp_keepalive_cnt" json:"zmq_tcp_keepalive_cnt"`
+	ZMQTCPKeepaliveIdle  int `mapstructure:"zmq_tcp_keepalive_idle" json:"zmq_tcp_keepalive_idle"`
+	ZMQTCPKeepaliveIntvl int `mapstructure:"zmq_tcp_keepalive_intvl" json:"zmq_tcp_keepalive_intvl"`
+	// Reconnect interval and its maximum (ms). Defaults 100, 1000.
+	ZMQReconnectIvl    int `mapstructure:"zmq_reconnect_ivl" json:"zmq_reconnect_ivl"`
+	ZMQReconnectIvlMax int `mapstructure:"zmq_reconnect_ivl_max" json:"zmq_reconnect_ivl_max"`
+	// Timeout (seconds) is fedmsg's generic timeout. Default 2.
+	Timeout float64 `mapstructure:"timeout" json:"timeout"`
+	// PersistentStore, SkipLastMessage and Mute are kept for compatibility.
+	PersistentStore any  `mapstructure:"persistent_store" json:"persistent_store"`
+	SkipLastMessage bool `mapstructure:"skip_last_message" json:"skip_last_message"`
+	Mute            bool `mapstructure:"mute" json:"mute,omitempty"`
+
+	// AckTimeout (seconds) is gilmsg's default wait for ACKs. Default 0.25.
+	AckTimeout float64 `mapstructure:"ack_timeout" json:"ack_timeout"`
+
+	// Extra keeps every key this struct does not know (irc, stomp_*,
+	// logging, ...), as loaded.
+	Extra map[string]any `mapstructure:",remain" json:"-"`
+}
+
+// DefaultConfig returns fedmsg 1.1.7's defaults.
+func DefaultConfig() *Config {
+	return &Config{
+		TopicPrefix:            "com.example",
+		Environment:            "dev",
+		Endpoints:              map[string][]string{"relay_outbound": {"tcp://127.0.0.1:4001"}},
+		RelayInbound:           []string{"tcp://127.0.0.1:2001"},
+		ValidateSignatures:     true,
+		CryptoBackend:          "x509",
+		CryptoValidateBackends: []string{"x509"},
+		SSLDir:                 "/etc/pki/fedmsg",
+		Certnames:              map[string]string{},
+		CACertLocation:         "/etc/pki/fedmsg/ca.crt",
+		CRLCacheExpiry:         3600,
+		RoutingPolicy:          map[string][]string{},
+		IOThreads:              1,
+		PostInitSleep:          0.5,
+		ZMQEnabled:             true,
+		ZMQLinger:              1000,
+		ZMQTCPKeepalive:        1,
+		ZMQTCPKeepaliveCnt:     3,
+		ZMQTCPKeepaliveIdle:    60,
+		ZMQTCPKeepaliveIntvl:   5,
+		ZMQReconnectIvl:        100,
+		ZMQReconnectIvlMax:     1000,
+		Timeout:                2,
+		AckTimeout:             0.25,
+	}
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// AckTimeoutDuration is AckTimeout as a [time.Duration].
+func (c *Config) AckTimeoutDuration() time.Duration { return seconds(c.AckTimeout) }
+
+// TimeoutDuration is Timeout as a [time.Duration].
+func (c *Config) TimeoutDuration() time.Duration { return seconds(c.Timeout) }

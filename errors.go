@@ -1,0 +1,38 @@
+package gilmsg
+
+import "errors"
+
+// Sentinel errors. Match them with [errors.Is]; the typed errors below carry
+// the detail and unwrap to one of these.
+var (
+	// ErrClosed is returned by every call on a closed [Bus] and by calls
+	// that were blocked when it closed.
+	ErrClosed = errors.New("gilmsg: bus closed")
+
+	// ErrInvalidJSON means a text is not JSON as Python's json module reads it.
+	ErrInvalidJSON = errors.New("gilmsg: invalid JSON")
+
+	// ErrInvalidMessage means a body is JSON but not a fedmsg envelope
+	// (not an object, a field of the wrong type, ...).
+	ErrInvalidMessage = errors.New("gilmsg: invalid message")
+
+	// ErrInvalidSignature is the root of every validation failure; see
+	// [ValidationError] for the reason.
+	ErrInvalidSignature = errors.New("gilmsg: message failed validation")
+
+	// ErrConfig means the configuration is unusable; [ConfigError] names the key.
+	ErrConfig = errors.New("gilmsg: bad configuration")
+
+	// ErrNoEndpoint means no address of the bus's name could be bound.
+	ErrNoEndpoint = errors.New("gilmsg: no available endpoint")
+
+	// ErrCannotSign means signing was asked for but no key is usable.
+	ErrCannotSign = errors.New("gilmsg: cannot sign")
+
+	// ErrAckTimeout is matched by an [AckTimeoutError]: not every recipient
+	// ACKed in time.
+	ErrAckTimeout = errors.New("gilmsg: timed out waiting for ACKs")
+
+	// ErrTooManyInFlight is returned by PublishAsync past its in-flight cap.
+	ErrTooManyInFlight = errors.New("gilmsg: too many reliable publishes in flight")
+)
