@@ -94,6 +94,11 @@ type Config struct {
 	SkipLastMessage bool `mapstructure:"skip_last_message" json:"skip_last_message"`
 	Mute            bool `mapstructure:"mute" json:"mute,omitempty"`
 
+	// Modname is the default modname of published topics (not a fedmsg key:
+	// Python guesses it from the calling module). Default: the executable's
+	// name.
+	Modname string `mapstructure:"modname" json:"modname,omitempty"`
+
 	// AckTimeout (seconds) is gilmsg's default wait for ACKs. Default 0.25.
 	AckTimeout float64 `mapstructure:"ack_timeout" json:"ack_timeout"`
 

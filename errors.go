@@ -26,6 +26,9 @@ var (
 	// ErrNoEndpoint means no address of the bus's name could be bound.
 	ErrNoEndpoint = errors.New("gilmsg: no available endpoint")
 
+	// ErrNotConnected means an active publisher has no relay to send to.
+	ErrNotConnected = errors.New("gilmsg: not connected")
+
 	// ErrCannotSign means signing was asked for but no key is usable.
 	ErrCannotSign = errors.New("gilmsg: cannot sign")
 

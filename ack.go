@@ -1,0 +1,354 @@
+package gilmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// AckTimeoutError says which recipients of a reliable publish did not ACK
+// in time, and how long the others took. It matches [ErrAckTimeout] and
+// the context error that ended the wait.
+type AckTimeoutError struct {
+	Topic   string
+	MsgID   string
+	Timeout time.Duration // the ACK timeout that applied
+	Acked   []Ack         // recipients that ACKed, with their delays
+	Missing []string      // recipients that did not
+	Err     error         // context.DeadlineExceeded, or the cancellation
+}
+
+func (e *AckTimeoutError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "gilmsg: no ACK from %s for %s on %s within %v", strings.Join(e.Missing, ", "), e.MsgID, e.Topic, e.Timeout)
+	if len(e.Acked) > 0 {
+		b.WriteString(" (ACKed:")
+		for _, a := range e.Acked {
+			fmt.Fprintf(&b, " %s in %v", a.Recipient, a.Delay.Round(10*time.Microsecond))
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func (e *AckTimeoutError) Unwrap() []error { return []error{ErrAckTimeout, e.Err} }
+
+// Reasons an ACK did not count, as kept in [Stats].AcksRejected.
+const (
+	ackRejectMalformed    = "malformed"
+	ackRejectUnknownID    = "unknown msg_id" // stray, late, or for another process
+	ackRejectNotRecipient = "not a recipient"
+	ackRejectDuplicate    = "duplicate"
+	ackRejectTopic        = "wrong topic"
+)
+
+// publishReliable is Publish with recipients (WIRE.md §6): listen first,
+// then send, resend while ACKs are missing, and wait.
+func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pubOptions) (*Receipt, error) {
+	recipients := uniq(po.recipients)
+	l, err := b.ackListener(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.prepare(topic, msg, po, true, true)
+	if err != nil {
+		return nil, err
+	}
+	timeout := po.ackTimeout
+	if timeout <= 0 {
+		timeout = b.cfg.AckTimeoutDuration()
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	p := l.register(out.msgID, recipients)
+	defer l.unregister(out.msgID)
+	b.stats.reliable.Add(1)
+	if err := b.send(wctx, out); err != nil {
+		b.stats.timedOut.Add(1)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, l.timeoutError(p, out, timeout, err)
+		}
+		return nil, err
+	}
+
+	resend := b.opts.resendMin
+	timer := time.NewTimer(resend)
+	defer timer.Stop()
+	if !b.opts.resend {
+		timer.Stop()
+	}
+	for {
+		select {
+		case <-p.done:
+			b.stats.acked.Add(1)
+			return &Receipt{Topic: out.topic, MsgID: out.msgID, Acks: l.acks(p)}, nil
+		case <-timer.C:
+			// The identical signed bytes: consumers drop the duplicate
+			// and ACK again.
+			if err := b.send(wctx, out); err == nil {
+				b.stats.resends.Add(1)
+			}
+			resend = min(2*resend, b.opts.resendMax)
+			timer.Reset(resend)
+		case <-wctx.Done():
+			b.stats.timedOut.Add(1)
+			if b.isClosed() {
+				return nil, ErrClosed
+			}
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil, ctx.Err()
+			}
+			return nil, l.timeoutError(p, out, timeout, wctx.Err())
+		case <-b.closed:
+			return nil, ErrClosed
+		}
+	}
+}
+
+func uniq(s []string) []string {
+	out := make([]string, 0, len(s))
+	for _, v := range s {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// ackListener is the bus's one subscription to the ACK topic; its
+// goroutine routes each ACK to the publish waiting for it, by msg_id.
+type ackListener struct {
+	bus  *Bus
+	sub  *Subscription
+	done chan struct{}
+
+	mu      sync.Mutex
+	waiting map[string]*pending
+}
+
+// pending is one reliable publish waiting for ACKs. Its fields are
+// guarded by the listener's mutex.
+type pending struct {
+	recipients []string
+	start      time.Time
+	acked      map[string]time.Duration
+	done       chan struct{}
+}
+
+// ackListener starts the listener on first use and waits, bounded by the
+// ready timeout, until it is connected: an ACK sent before it is would be
+// lost.
+func (b *Bus) ackListener(ctx context.Context) (*ackListener, error) {
+	b.acksOnce.Do(func() {
+		sub, err := b.Subscribe(ctx, b.ackTopic, NoValidate(), NoAck(), Dedupe(0))
+		if err != nil {
+			b.acksErr = fmt.Errorf("gilmsg: ACK listener: %w", err)
+			return
+		}
+		l := &ackListener{bus: b, sub: sub, done: make(chan struct{}), waiting: make(map[string]*pending)}
+		b.wg.Add(1)
+		go l.run()
+		b.acks = l
+	})
+	return b.acks, b.acksErr
+}
+
+func (l *ackListener) run() {
+	defer l.bus.wg.Done()
+	defer close(l.done)
+	defer l.sub.Close()
+	for {
+		m, err := l.sub.Next(context.Background())
+		if errors.Is(err, ErrClosed) {
+			return
+		}
+		if err != nil {
+			// Malformed ACK frames are surfaced only with SurfaceInvalid,
+			// which the listener does not set: this is a socket error.
+			l.bus.log.Error("gilmsg: ACK listener", slog.Any("error", err))
+			continue
+		}
+		l.bus.stats.acksReceived.Add(1)
+		if reason := l.route(m); reason != "" {
+			l.bus.stats.acksRejected.add(reason)
+			l.bus.log.Debug("gilmsg: ACK rejected", slog.String("reason", reason), slog.String("msg_id", m.MsgID))
+		}
+	}
+}
+
+// route counts m for the publish it acknowledges, and returns why it did
+// not count otherwise.
+func (l *ackListener) route(m *Message) string {
+	if m.Topic != l.bus.ackTopic {
+		return ackRejectTopic
+	}
+	payload, _ := m.Msg.(map[string]any)
+	id, _ := payload["ack_msg_id"].(string)
+	if id == "" {
+		return ackRejectMalformed
+	}
+	l.mu.Lock()
+	p := l.waiting[id]
+	l.mu.Unlock()
+	if p == nil {
+		return ackRejectUnknownID
+	}
+	// Only ACKs for a waiting publish get the RSA verification: a flood
+	// of junk costs a map lookup each.
+	cn, err := l.bus.validator.identify(m.Envelope)
+	if err != nil {
+		return "invalid: " + string(ReasonOf(err))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Contains(p.recipients, cn) {
+		return ackRejectNotRecipient
+	}
+	if _, ok := p.acked[cn]; ok {
+		return ackRejectDuplicate
+	}
+	p.acked[cn] = time.Since(p.start)
+	l.bus.stats.acksMatched.Add(1)
+	if len(p.acked) == len(p.recipients) {
+		close(p.done)
+	}
+	return ""
+}
+
+func (l *ackListener) register(msgID string, recipients []string) *pending {
+	p := &pending{recipients: recipients, start: time.Now(),
+		acked: make(map[string]time.Duration, len(recipients)), done: make(chan struct{})}
+	l.mu.Lock()
+	l.waiting[msgID] = p
+	l.mu.Unlock()
+	return p
+}
+
+func (l *ackListener) unregister(msgID string) {
+	l.mu.Lock()
+	delete(l.waiting, msgID)
+	l.mu.Unlock()
+}
+
+// acks lists the recipients that ACKed, in the order they were given.
+func (l *ackListener) acks(p *pending) []Ack {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Ack
+	for _, r := range p.recipients {
+		if d, ok := p.acked[r]; ok {
+			out = append(out, Ack{Recipient: r, Delay: d})
+		}
+	}
+	return out
+}
+
+func (l *ackListener) timeoutError(p *pending, out *outgoing, timeout time.Duration, cause error) *AckTimeoutError {
+	e := &AckTimeoutError{Topic: out.topic, MsgID: out.msgID, Timeout: timeout, Acked: l.acks(p), Err: cause}
+	l.mu.Lock()
+	for _, r := range p.recipients {
+		if _, ok := p.acked[r]; !ok {
+			e.Missing = append(e.Missing, r)
+		}
+	}
+	l.mu.Unlock()
+	return e
+}
+
+func (l *ackListener) close() {
+	l.sub.Close()
+	<-l.done
+}
+
+// sendAck publishes, signed, the ACK of a gilmsg message (WIRE.md §6).
+// Messages without gilmsg_version and ACKs are never ACKed.
+func (b *Bus) sendAck(ctx context.Context, env *Envelope) error {
+	if !env.IsGilmsg() || isAckTopic(env.Topic) || env.MsgID == "" {
+		return nil
+	}
+	if b.pub == nil {
+		return fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, env.MsgID)
+	}
+	out, err := b.prepare(b.ackTopic, map[string]any{"ack_msg_id": env.MsgID}, &pubOptions{}, false, true)
+	if err != nil {
+		return fmt.Errorf("gilmsg: cannot ACK %s: %w", env.MsgID, err)
+	}
+	if err := b.send(ctx, out); err != nil {
+		return err
+	}
+	b.stats.acksSent.Add(1)
+	return nil
+}
+
+// PubFuture is the result of [Bus.PublishAsync], available once Done is
+// closed.
+type PubFuture struct {
+	done    chan struct{}
+	receipt *Receipt
+	err     error
+}
+
+// Done is closed when the publish has finished.
+func (f *PubFuture) Done() <-chan struct{} { return f.done }
+
+// Result waits for the publish to finish and returns what Publish would
+// have.
+func (f *PubFuture) Result() (*Receipt, error) {
+	<-f.done
+	return f.receipt, f.err
+}
+
+// Err waits for the publish to finish and returns its error.
+func (f *PubFuture) Err() error {
+	<-f.done
+	return f.err
+}
+
+// PublishAsync starts a Publish (usually a reliable one) and returns at
+// once. At most [WithMaxInFlight] may be waiting; past that it fails with
+// [ErrTooManyInFlight] rather than queue without bound. ctx bounds the
+// publish as it would bound Publish.
+func (b *Bus) PublishAsync(ctx context.Context, topic string, msg any, opts ...PublishOption) (*PubFuture, error) {
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	select {
+	case b.inflight <- struct{}{}:
+	default:
+		return nil, fmt.Errorf("%w (%d)", ErrTooManyInFlight, cap(b.inflight))
+	}
+	f := &PubFuture{done: make(chan struct{})}
+	b.asyncWG.Add(1)
+	go func() {
+		defer b.asyncWG.Done()
+		f.receipt, f.err = b.Publish(ctx, topic, msg, opts...)
+		<-b.inflight
+		close(f.done)
+	}()
+	return f, nil
+}
+
+// PublishAsyncPending is the number of async publishes not finished yet.
+func (b *Bus) PublishAsyncPending() int { return len(b.inflight) }
+
+// WaitAsync waits until every PublishAsync started so far has finished,
+// or ctx ends.
+func (b *Bus) WaitAsync(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		b.asyncWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

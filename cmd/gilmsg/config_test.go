@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// isolateConfigSources keeps the machine's ~/.fedmsg.d, ./fedmsg.d and
+// FEDMSG_* variables out of a test, and returns the repository's
+// testdata/config as an absolute path.
+func isolateConfigSources(t *testing.T) string {
+	t.Helper()
+	fixtures, err := filepath.Abs("../../testdata/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "FEDMSG_") {
+			t.Setenv(name, "") // so that it is restored afterwards
+			if err := os.Unsetenv(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Setenv("HOME", t.TempDir())
+	t.Chdir(t.TempDir())
+	return fixtures
+}
+
+// runConfigCmd runs gilmsg with args through rootCmd, as main does, and
+// returns the exit code and what was printed on stdout. rootCmd is shared
+// by every test of the package, so the output and the flags this command
+// may set are reset afterwards.
+func runConfigCmd(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	defer func() {
+		rootCmd.SetOut(nil)
+		resetFlag(t, rootCmd, configFlag)
+		cmd, _, err := rootCmd.Find([]string{"config"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resetFlag(t, cmd, "query")
+	}()
+	return run(args), out.String()
+}
+
+func resetFlag(t *testing.T, cmd *cobra.Command, name string) {
+	t.Helper()
+	f := cmd.Flag(name)
+	if f == nil {
+		t.Fatalf("%s has no --%s flag", cmd.Name(), name)
+	}
+	if err := f.Value.Set(f.DefValue); err != nil {
+		t.Fatal(err)
+	}
+	f.Changed = false
+}
+
+// topLevelKeys returns the keys of an indented JSON object in the order
+// they were printed.
+func topLevelKeys(out string) []string {
+	var keys []string
+	for line := range strings.Lines(out) {
+		if rest, ok := strings.CutPrefix(line, `  "`); ok {
+			key, _, _ := strings.Cut(rest, `":`)
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+func TestConfigCommand(t *testing.T) {
+	fixtures := isolateConfigSources(t)
+	pythonConfig := filepath.Join(fixtures, "fedmsg-config.json")
+
+	t.Run("prints the merged config as sorted JSON", func(t *testing.T) {
+		code, out := runConfigCmd(t, "config", "--config", pythonConfig)
+		if code != exitOK {
+			t.Fatalf("exit %d, output %q", code, out)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, out)
+		}
+		endpoints, _ := got["endpoints"].(map[string]any)
+		certnames, _ := got["certnames"].(map[string]any)
+		for _, c := range []struct {
+			what      string
+			got, want any
+		}{
+			{"topic_prefix", got["topic_prefix"], "com.example"},
+			{"gateway port", got["fedmsg.consumers.gateway.port"], 9940.0},
+			{"crl_location", got["crl_location"], nil},
+			{"relay_inbound", got["relay_inbound"], []any{"tcp://127.0.0.1:2001"}},
+			{"endpoints", endpoints["bodhi.bodhi-backend01"], []any{"tcp://bodhi-backend01.example.org:3000", "tcp://bodhi-backend01.example.org:3001"}},
+			{"certnames", certnames["shell.App01"], "shell-app01.example.org"},
+			{"ack_timeout", got["ack_timeout"], 0.25},
+		} {
+			if !jsonEqual(c.got, c.want) {
+				t.Errorf("%s = %#v, want %#v", c.what, c.got, c.want)
+			}
+		}
+		keys := topLevelKeys(out)
+		if len(keys) != len(got) || !slices.IsSorted(keys) {
+			t.Errorf("top-level keys not printed once each in order: %q", keys)
+		}
+	})
+
+	cases := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		code    int
+		outHas  string // "" for no output
+		outLack string
+	}{
+		{name: "query one key", args: []string{"config", "--config", pythonConfig, "--query", "topic_prefix"},
+			code: exitOK, outHas: "\"com.example\"\n"},
+		{name: "query an Extra key", args: []string{"config", "--config", pythonConfig, "--query", "fedmsg.consumers.gateway.port"},
+			code: exitOK, outHas: "9940\n"},
+		{name: "query a missing key", args: []string{"config", "--query", "no_such_key"}, code: exitFailure},
+		{name: "a directory of json, yaml and toml", args: []string{"config", "--config", filepath.Join(fixtures, "fedmsg.d"), "--query", "environment"},
+			code: exitOK, outHas: "\"prod\"\n"},
+		{name: "environment beats --config", env: map[string]string{"FEDMSG_ENVIRONMENT": "stg"},
+			args: []string{"config", "--config", pythonConfig, "--query", "environment"}, code: exitOK, outHas: "\"stg\"\n"},
+		{name: "no --config means defaults", args: []string{"config", "--query", "endpoints"},
+			code: exitOK, outHas: `"relay_outbound": [`},
+		{name: "flags do not leak between runs", args: []string{"config"},
+			code: exitOK, outHas: `"topic_prefix": "com.example"`, outLack: "bodhi"},
+		{name: "unusable config is printed, then fails", env: map[string]string{"FEDMSG_IO_THREADS": "0"},
+			args: []string{"config"}, code: exitFailure, outHas: `"io_threads": 0`},
+		{name: "wrong type", env: map[string]string{"FEDMSG_IO_THREADS": "many"}, args: []string{"config"}, code: exitFailure},
+		{name: "missing --config file", args: []string{"config", "--config", filepath.Join(fixtures, "missing.json")}, code: exitFailure},
+		{name: "arguments", args: []string{"config", "extra"}, code: exitUsage},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, out := runConfigCmd(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; output %q", code, tc.code, out)
+			}
+			if tc.outHas == "" && out != "" {
+				t.Errorf("printed %q, want nothing", out)
+			}
+			if !strings.Contains(out, tc.outHas) || (tc.outLack != "" && strings.Contains(out, tc.outLack)) {
+				t.Errorf("output %q: want it to contain %q and not %q", out, tc.outHas, tc.outLack)
+			}
+		})
+	}
+}
+
+// jsonEqual compares values decoded from JSON.
+func jsonEqual(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}

@@ -1,0 +1,332 @@
+package gilmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Bus is one process's place on a fedmsg bus (fedmsg calls it a context):
+// its own ZeroMQ context, its PUB socket when it has a name to publish from
+// (or is active), a validator, a signer, and, once a reliable publish needs
+// it, the ACK listener.
+//
+// All methods are safe for use by many goroutines, except that one
+// [Subscription] must be read from one goroutine at a time.
+type Bus struct {
+	cfg       *Config
+	opts      options
+	log       *slog.Logger
+	zctx      *zmq.Context
+	validator *Validator
+	hostname  string
+	username  string
+	modname   string
+	ackTopic  string
+
+	pub *publisher // nil when the bus has no name and is not active
+
+	signerOnce sync.Once
+	signer     *Signer
+	signerErr  error
+
+	acksOnce sync.Once
+	acks     *ackListener
+	acksErr  error
+
+	inflight chan struct{} // PublishAsync's cap
+	asyncWG  sync.WaitGroup
+
+	counter atomic.Int64 // the envelope's i
+	stats   stats
+
+	mu     sync.Mutex
+	closed chan struct{}
+	subs   map[*Subscription]struct{}
+	wg     sync.WaitGroup // the bus's own goroutines
+}
+
+// Option configures a [Bus].
+type Option func(*options)
+
+type options struct {
+	logger       *slog.Logger
+	modname      string
+	readyTimeout time.Duration
+	maxMsgSize   int64
+	resend       bool
+	resendMin    time.Duration
+	resendMax    time.Duration
+	maxInFlight  int
+	queueSize    int
+}
+
+func defaultOptions(cfg *Config) options {
+	ready := seconds(cfg.PostInitSleep)
+	if ready <= 0 {
+		ready = 500 * time.Millisecond
+	}
+	return options{
+		logger:       slog.New(slog.DiscardHandler),
+		readyTimeout: ready,
+		maxMsgSize:   DefaultMaxMessageSize,
+		resend:       true,
+		resendMin:    5 * time.Millisecond,
+		resendMax:    100 * time.Millisecond,
+		maxInFlight:  1024,
+		queueSize:    1024,
+	}
+}
+
+// DefaultMaxMessageSize is the largest message a subscriber accepts unless
+// [WithMaxMessageSize] says otherwise: ZeroMQ drops the connection of a
+// peer that sends more.
+const DefaultMaxMessageSize = 64 << 20
+
+// WithLogger logs through l. Default: nothing is logged.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithModname sets the modname part of full topics. Default: the config's
+// modname key, else the executable's name.
+func WithModname(m string) Option { return func(o *options) { o.modname = m } }
+
+// WithReadyTimeout bounds how long a new subscription (and the ACK listener)
+// waits for its connections to complete their handshake before it is used.
+// Default: post_init_sleep, the time Python fedmsg sleeps blindly, here an
+// upper bound rarely reached.
+func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.readyTimeout = d } }
+
+// WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer
+// sending a larger message is disconnected. Default [DefaultMaxMessageSize];
+// -1 means no limit.
+func WithMaxMessageSize(n int64) Option { return func(o *options) { o.maxMsgSize = n } }
+
+// WithResend sets whether a reliable publish sends the same signed bytes
+// again, with backoff from min to max, while ACKs are missing. Default on,
+// 5ms doubling to 100ms; off gives Python gilmsg's single shot.
+func WithResend(on bool, min, max time.Duration) Option {
+	return func(o *options) {
+		o.resend = on
+		if min > 0 {
+			o.resendMin = min
+		}
+		if max >= o.resendMin {
+			o.resendMax = max
+		}
+	}
+}
+
+// WithMaxInFlight caps the reliable publishes [Bus.PublishAsync] keeps
+// waiting at once. Default 1024.
+func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
+
+// New joins the bus described by cfg. When cfg.Name has endpoints, it binds
+// the first free one; when cfg.Active, it connects to relay_inbound instead.
+// Without either the bus can subscribe but not publish.
+func New(cfg *Config, opts ...Option) (*Bus, error) {
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	o := defaultOptions(cfg)
+	for _, opt := range opts {
+		opt(&o)
+	}
+	b := &Bus{
+		cfg:       cfg,
+		opts:      o,
+		log:       o.logger,
+		validator: NewValidator(cfg),
+		hostname:  shortHostname(),
+		username:  currentUser(),
+		modname:   o.modname,
+		ackTopic:  cfg.TopicPrefix + "." + cfg.Environment + ".gilmsg.ack",
+		inflight:  make(chan struct{}, max(o.maxInFlight, 1)),
+		closed:    make(chan struct{}),
+		subs:      make(map[*Subscription]struct{}),
+	}
+	if b.modname == "" {
+		b.modname = cfg.Modname
+	}
+	if b.modname == "" {
+		b.modname = filepath.Base(os.Args[0])
+	}
+	var err error
+	if b.zctx, err = zmq.NewContext(); err != nil {
+		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+	}
+	if cfg.IOThreads > 0 {
+		if err := b.zctx.SetIoThreads(cfg.IOThreads); err != nil {
+			b.zctx.Term()
+			return nil, &ConfigError{Key: "io_threads", Err: err}
+		}
+	}
+	if cfg.SignMessages {
+		if _, err := b.getSigner(); err != nil {
+			b.zctx.Term()
+			return nil, err
+		}
+	}
+	if cfg.Active || (cfg.Name != "" && len(cfg.Endpoints[cfg.Name]) > 0) {
+		if b.pub, err = b.startPublisher(); err != nil {
+			b.zctx.Term()
+			return nil, err
+		}
+	} else if cfg.Name != "" {
+		b.log.Warn("gilmsg: name has no endpoints; this bus cannot publish", "name", cfg.Name)
+	}
+	return b, nil
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+// Config returns the configuration the bus was made with. Treat it as
+// read-only.
+func (b *Bus) Config() *Config { return b.cfg }
+
+// Endpoint returns the address the bus publishes from: the bound endpoint
+// read back from ZeroMQ (so "tcp://127.0.0.1:*" yields the real port), or
+// the relay address when active; "" when the bus cannot publish.
+func (b *Bus) Endpoint() string {
+	if b.pub == nil {
+		return ""
+	}
+	return b.pub.endpoint
+}
+
+// Validator returns the bus's validator.
+func (b *Bus) Validator() *Validator { return b.validator }
+
+// getSigner loads the signing key once, on first need: at New when
+// sign_messages is set, else when the bus first signs an ACK or a reliable
+// publish.
+func (b *Bus) getSigner() (*Signer, error) {
+	b.signerOnce.Do(func() {
+		name := b.cfg.Name
+		if b.cfg.Active && name == "" {
+			name = "relay_inbound"
+		}
+		certname, err := certnameFor(b.cfg, name, b.hostname)
+		if err != nil {
+			b.signerErr = err
+			return
+		}
+		b.signer, b.signerErr = LoadSigner(b.cfg.SSLDir, certname)
+	})
+	return b.signer, b.signerErr
+}
+
+// Close leaves the bus: blocked calls return [ErrClosed], queued messages
+// get up to zmq_linger to leave, and every socket and goroutine the bus
+// started is gone when it returns. It is safe to call twice.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	select {
+	case <-b.closed:
+		b.mu.Unlock()
+		return nil
+	default:
+	}
+	close(b.closed)
+	subs := make([]*Subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+
+	for _, s := range subs {
+		s.Close()
+	}
+	// Once closed, no ACK listener may start; one that did is stopping.
+	b.acksOnce.Do(func() { b.acksErr = ErrClosed })
+	if b.acks != nil {
+		b.acks.close()
+	}
+	b.asyncWG.Wait()
+	if b.pub != nil {
+		b.pub.close()
+	}
+	b.wg.Wait()
+	return b.zctx.Term()
+}
+
+func (b *Bus) isClosed() bool {
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *Bus) addSub(s *Subscription) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.isClosed() {
+		return ErrClosed
+	}
+	b.subs[s] = struct{}{}
+	return nil
+}
+
+func (b *Bus) removeSub(s *Subscription) {
+	b.mu.Lock()
+	delete(b.subs, s)
+	b.mu.Unlock()
+}
+
+// errIfClosed maps a context error to ErrClosed when the bus closed.
+func (b *Bus) ctxErr(ctx context.Context) error {
+	if b.isClosed() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// subscribeEndpoints lists the endpoints a subscriber connects to: every
+// address of every name but relay_inbound (WIRE.md §1).
+func (b *Bus) subscribeEndpoints() []namedEndpoint {
+	var out []namedEndpoint
+	for _, name := range sortedKeys(b.cfg.Endpoints) {
+		if name == "relay_inbound" {
+			continue
+		}
+		for _, addr := range b.cfg.Endpoints[name] {
+			out = append(out, namedEndpoint{name: name, addr: addr})
+		}
+	}
+	return out
+}
+
+type namedEndpoint struct{ name, addr string }
+
+var errNoEndpoints = errors.New("no endpoints to subscribe to")
+
+func (b *Bus) sockOpts() sockOpts {
+	o := sockOptsFromConfig(b.cfg)
+	o.MaxMsgSize = b.opts.maxMsgSize
+	return o
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,280 @@
+package gilmsg
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	zmq "github.com/pebbe/zmq4"
+)
+
+// GilmsgVersion is the gilmsg_version this package puts on reliable
+// messages: the Python gilmsg release whose protocol it speaks.
+const GilmsgVersion = "0.1.2"
+
+// PublishOption configures one [Bus.Publish].
+type PublishOption func(*pubOptions)
+
+type pubOptions struct {
+	modname    string
+	recipients []string
+	ackTimeout time.Duration
+}
+
+// Modname sets the modname part of this message's full topic.
+func Modname(m string) PublishOption { return func(o *pubOptions) { o.modname = m } }
+
+// Recipients makes the publish reliable: it returns only when every named
+// certificate CN has ACKed, or fails with an [AckTimeoutError]. Names may
+// also be given comma separated.
+func Recipients(cn ...string) PublishOption {
+	return func(o *pubOptions) {
+		for _, c := range cn {
+			for _, part := range strings.Split(c, ",") {
+				if part = strings.TrimSpace(part); part != "" {
+					o.recipients = append(o.recipients, part)
+				}
+			}
+		}
+	}
+}
+
+// AckTimeout bounds the wait for ACKs. Default: the config's ack_timeout
+// (0.25 s as in gilmsg). A context deadline that comes first wins.
+func AckTimeout(d time.Duration) PublishOption { return func(o *pubOptions) { o.ackTimeout = d } }
+
+// Receipt describes a published message.
+type Receipt struct {
+	Topic string // the full topic
+	MsgID string
+	// Acks lists, for a reliable publish, each recipient and how long its
+	// ACK took, in the order the recipients were given.
+	Acks []Ack
+}
+
+// Ack is one recipient's acknowledgement.
+type Ack struct {
+	Recipient string
+	Delay     time.Duration
+}
+
+// Publish sends msg on topic, signed when sign_messages is set. The full
+// topic is <topic_prefix>.<environment>.<modname>.<topic> unless topic
+// already starts with topic_prefix.
+//
+// Without [Recipients] it is fire-and-forget like fedmsg.publish: it returns
+// once the message is queued on the PUB socket, and blocks only while the
+// queue is full. With Recipients it waits for their ACKs (see the package
+// documentation, "Reliability").
+//
+// Publish is safe for use by many goroutines; messages from one goroutine
+// leave in the order they were published.
+func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...PublishOption) (*Receipt, error) {
+	var po pubOptions
+	for _, opt := range opts {
+		opt(&po)
+	}
+	if len(po.recipients) > 0 {
+		return b.publishReliable(ctx, topic, msg, &po)
+	}
+	out, err := b.prepare(topic, msg, &po, false, b.cfg.SignMessages)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.send(ctx, out); err != nil {
+		return nil, err
+	}
+	return &Receipt{Topic: out.topic, MsgID: out.msgID}, nil
+}
+
+// outgoing is a message encoded once, ready to be sent (and resent).
+type outgoing struct {
+	topic string
+	msgID string
+	body  []byte
+}
+
+// prepare builds, signs and encodes the envelope (WIRE.md §2); gilmsg adds
+// gilmsg_version, before signing.
+func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) (*outgoing, error) {
+	if b.pub == nil {
+		return nil, fmt.Errorf("%w: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig)
+	}
+	if msg == nil {
+		msg = map[string]any{}
+	}
+	raw, err := MarshalCanonical(msg)
+	if err != nil {
+		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
+	}
+	payload, err := DecodeJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
+	}
+	full := b.fullTopic(topic, po.modname)
+	now := time.Now()
+	msgID := strconv.Itoa(now.Year()) + "-" + uuid.NewString()
+	fields := map[string]any{
+		fieldTopic:     full,
+		fieldMsg:       payload,
+		fieldTimestamp: json.Number(strconv.FormatInt(now.Unix(), 10)),
+		fieldMsgID:     msgID,
+		fieldI:         json.Number(strconv.FormatInt(b.counter.Add(1), 10)),
+		fieldUsername:  b.username,
+	}
+	if gilmsg {
+		fields[fieldGilmsgVersion] = GilmsgVersion
+	}
+	if sign {
+		s, err := b.getSigner()
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Sign(fields); err != nil {
+			return nil, err
+		}
+	}
+	body, err := MarshalCanonical(fields)
+	if err != nil {
+		return nil, err
+	}
+	return &outgoing{topic: full, msgID: msgID, body: body}, nil
+}
+
+func (b *Bus) fullTopic(topic, modname string) string {
+	if strings.HasPrefix(topic, b.cfg.TopicPrefix) {
+		return topic
+	}
+	if modname == "" {
+		modname = b.modname
+	}
+	if topic == "" {
+		topic = "unspecified"
+	}
+	return b.cfg.TopicPrefix + "." + b.cfg.Environment + "." + modname + "." + topic
+}
+
+// send queues one message on the PUB socket's goroutine.
+func (b *Bus) send(ctx context.Context, out *outgoing) error {
+	if err := b.awaitRelay(ctx); err != nil {
+		return err
+	}
+	if err := b.pub.enqueue(ctx, b.closed, out); err != nil {
+		return err
+	}
+	b.stats.published.Add(1)
+	b.log.Debug("gilmsg: published", slog.String("topic", out.topic), slog.String("msg_id", out.msgID))
+	return nil
+}
+
+// awaitRelay makes an active publisher fail loudly when no relay is
+// connected: ZeroMQ's PUB would otherwise drop the message without a word.
+// It waits up to the ready timeout for a (re)connection.
+func (b *Bus) awaitRelay(ctx context.Context) error {
+	mon := b.pub.mon
+	if mon == nil || mon.Connected() > 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, b.opts.readyTimeout)
+	defer cancel()
+	if err := mon.WaitConnected(wctx, 1); err != nil {
+		if ctx.Err() != nil {
+			return b.ctxErr(ctx)
+		}
+		return fmt.Errorf("%w: no relay at %s", ErrNotConnected, b.pub.endpoint)
+	}
+	return nil
+}
+
+// publisher owns the bus's PUB socket: one goroutine sends everything that
+// Publish, ACKs and resends queue for it.
+type publisher struct {
+	sock     *zmq.Socket
+	mon      *connMonitor // active publishers only: is the relay there?
+	endpoint string
+	log      *slog.Logger
+	stats    *stats
+
+	mu     sync.RWMutex
+	closed bool
+	in     chan *outgoing
+	done   chan struct{}
+}
+
+func (b *Bus) startPublisher() (*publisher, error) {
+	sock, err := newSocket(b.zctx, zmq.PUB, b.sockOpts())
+	if err != nil {
+		return nil, err
+	}
+	p := &publisher{sock: sock, log: b.log, stats: &b.stats,
+		in: make(chan *outgoing, b.opts.queueSize), done: make(chan struct{})}
+	if b.cfg.Active {
+		if p.mon, err = newConnMonitor(b.zctx, sock); err != nil {
+			sock.Close()
+			return nil, err
+		}
+		for _, addr := range b.cfg.RelayInbound {
+			if err := sock.Connect(addr); err != nil {
+				p.mon.Close()
+				sock.Close()
+				return nil, &ConfigError{Key: "relay_inbound", Err: fmt.Errorf("connect %s: %w", addr, err)}
+			}
+		}
+		p.endpoint = strings.Join(b.cfg.RelayInbound, ",")
+	} else {
+		if p.endpoint, err = bindFirst(sock, b.cfg.Name, b.cfg.Endpoints[b.cfg.Name]); err != nil {
+			sock.Close()
+			return nil, err
+		}
+	}
+	go p.run()
+	return p, nil
+}
+
+func (p *publisher) run() {
+	defer close(p.done)
+	for out := range p.in {
+		if _, err := p.sock.SendMessage(out.topic, out.body); err != nil {
+			p.stats.sendErrors.Add(1)
+			p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
+		}
+	}
+	if p.mon != nil {
+		p.mon.Close()
+	}
+	p.sock.Close()
+}
+
+func (p *publisher) enqueue(ctx context.Context, busClosed <-chan struct{}, out *outgoing) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	select {
+	case p.in <- out:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-busClosed:
+		return ErrClosed
+	}
+}
+
+// close lets the goroutine send what is queued, then close the socket
+// (whose linger bounds how long unsent messages are kept).
+func (p *publisher) close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.in)
+	}
+	p.mu.Unlock()
+	<-p.done
+}

@@ -1,0 +1,156 @@
+package gilmsg
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Signer signs envelopes with the x509 backend (WIRE.md §4): RSA PKCS#1 v1.5
+// over SHA-1 of the canonical text. The key is parsed and precomputed once;
+// a Signer is safe for use by many goroutines.
+type Signer struct {
+	key *rsa.PrivateKey
+	cn  string
+	// certField is the certificate field, ready to put in a message.
+	certField string
+}
+
+// LoadSigner reads <ssldir>/<certname>.key and <ssldir>/<certname>.crt.
+func LoadSigner(ssldir, certname string) (*Signer, error) {
+	keyPEM, err := os.ReadFile(filepath.Join(ssldir, certname+".key"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCannotSign, err)
+	}
+	certPEM, err := os.ReadFile(filepath.Join(ssldir, certname+".crt"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCannotSign, err)
+	}
+	return NewSigner(keyPEM, certPEM)
+}
+
+// NewSigner builds a Signer from a PEM private key (PKCS#1 or PKCS#8, RSA)
+// and a PEM certificate whose public key matches it.
+func NewSigner(keyPEM, certPEM []byte) (*Signer, error) {
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, fmt.Errorf("%w: no PEM private key", ErrCannotSign)
+	}
+	var key *rsa.PrivateKey
+	if k, err := x509.ParsePKCS1PrivateKey(kb.Bytes); err == nil {
+		key = k
+	} else if k8, err8 := x509.ParsePKCS8PrivateKey(kb.Bytes); err8 == nil {
+		rk, ok := k8.(*rsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%w: private key is %T, not RSA", ErrCannotSign, k8)
+		}
+		key = rk
+	} else {
+		return nil, fmt.Errorf("%w: private key: %v", ErrCannotSign, err)
+	}
+	key.Precompute()
+
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%w: no PEM certificate", ErrCannotSign)
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %v", ErrCannotSign, err)
+	}
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+		return nil, fmt.Errorf("%w: certificate %q does not match the private key", ErrCannotSign, cert.Subject.CommonName)
+	}
+	// Python sends the certificate re-encoded as PEM, not the file as is.
+	normalised := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	return &Signer{
+		key:       key,
+		cn:        cert.Subject.CommonName,
+		certField: wrap76(base64.StdEncoding.EncodeToString(normalised)),
+	}, nil
+}
+
+// CN is the common name of the signing certificate: the name recipients
+// are addressed by.
+func (s *Signer) CN() string { return s.cn }
+
+// Sign sets crypto, signature and certificate on the envelope fields.
+func (s *Signer) Sign(fields map[string]any) error {
+	fields[fieldCrypto] = "x509"
+	text, err := signedText(fields)
+	if err != nil {
+		return err
+	}
+	sig, err := s.signText(text)
+	if err != nil {
+		return err
+	}
+	fields[fieldSignature] = sig
+	fields[fieldCertificate] = s.certField
+	return nil
+}
+
+func (s *Signer) signText(text []byte) (string, error) {
+	sum := sha1.Sum(text)
+	sig, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA1, sum[:])
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrCannotSign, err)
+	}
+	return wrap76(base64.StdEncoding.EncodeToString(sig)), nil
+}
+
+// wrap76 splits base64 text into 76-column lines, each ending in "\n", as
+// M2Crypto did and fedmsg still does.
+func wrap76(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/76 + 1)
+	for len(s) > 76 {
+		b.WriteString(s[:76])
+		b.WriteByte('\n')
+		s = s[76:]
+	}
+	b.WriteString(s)
+	b.WriteByte('\n')
+	return b.String()
+}
+
+// certnameFor picks the certname as fedmsg does (WIRE.md §4): by
+// "<cert_prefix>.<hostname>" when cert_prefix is set, else by the bus name,
+// except that an active publisher named relay_inbound signs as
+// "shell.<hostname>".
+func certnameFor(c *Config, name, hostname string) (string, error) {
+	var index string
+	switch {
+	case c.CertPrefix != "":
+		index = c.CertPrefix + "." + hostname
+	case name == "relay_inbound":
+		index = "shell." + hostname
+	case name == "":
+		return "", &ConfigError{Key: "name", Err: fmt.Errorf("%w: signing needs a name or cert_prefix to choose a certname", ErrCannotSign)}
+	default:
+		index = name
+	}
+	certname, ok := c.Certnames[index]
+	if !ok {
+		return "", &ConfigError{Key: "certnames", Err: fmt.Errorf("%w: no entry %q", ErrCannotSign, index)}
+	}
+	return certname, nil
+}
+
+// shortHostname is the host name up to its first dot, as fedmsg uses it.
+func shortHostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h
+}

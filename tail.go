@@ -1,0 +1,455 @@
+package gilmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Message is one message read from the bus. Its envelope fields (Topic,
+// Msg, MsgID, ...) are promoted from [Envelope].
+type Message struct {
+	*Envelope
+
+	Name     string // the endpoints name it arrived from
+	Endpoint string // the address it arrived from
+	Signer   string // the certificate CN, when validated
+	Body     []byte // frame 2 exactly as received
+
+	sub *Subscription
+}
+
+// Ack publishes this message's ACK now. It is only needed with
+// [ManualAck]; otherwise a subscription ACKs each gilmsg message before
+// yielding it. Messages without gilmsg_version, and ACKs themselves, are
+// never ACKed: Ack returns nil for them.
+func (m *Message) Ack(ctx context.Context) error {
+	if m.sub == nil {
+		return nil
+	}
+	return m.sub.bus.sendAck(ctx, m.Envelope)
+}
+
+// SubscribeOption configures [Bus.Subscribe] and [Bus.Tail].
+type SubscribeOption func(*subOptions)
+
+type subOptions struct {
+	validate       *bool
+	surfaceInvalid bool
+	ack            bool
+	manualAck      bool
+	dedupe         int
+	endpoints      []namedEndpoint
+}
+
+// NoValidate yields messages without checking signatures, whatever
+// validate_signatures says.
+func NoValidate() SubscribeOption {
+	return func(o *subOptions) { f := false; o.validate = &f }
+}
+
+// SurfaceInvalid yields invalid messages too, paired with the
+// [ValidationError] that says why, instead of skipping them.
+func SurfaceInvalid() SubscribeOption { return func(o *subOptions) { o.surfaceInvalid = true } }
+
+// NoAck turns off the ACKs a subscription sends for gilmsg messages.
+func NoAck() SubscribeOption { return func(o *subOptions) { o.ack = false } }
+
+// ManualAck leaves ACKs to the caller: see [Message.Ack].
+func ManualAck() SubscribeOption { return func(o *subOptions) { o.manualAck = true } }
+
+// Dedupe sets how many recent msg_ids a subscription remembers to drop
+// resent duplicates (they are ACKed again, never yielded twice). Default
+// 4096; 0 turns it off.
+func Dedupe(n int) SubscribeOption { return func(o *subOptions) { o.dedupe = n } }
+
+// FromEndpoints subscribes to these addresses (under the name "") instead
+// of every configured endpoint.
+func FromEndpoints(addrs ...string) SubscribeOption {
+	return func(o *subOptions) {
+		for _, a := range addrs {
+			o.endpoints = append(o.endpoints, namedEndpoint{addr: a})
+		}
+	}
+}
+
+// Subscription reads the messages whose full topic starts with a prefix,
+// from one SUB socket per endpoint. Read it from one goroutine at a time;
+// Close may be called from any goroutine.
+type Subscription struct {
+	bus      *Bus
+	prefix   string
+	opts     subOptions
+	validate bool
+	socks    []*zmq.Socket
+	eps      []namedEndpoint
+	ready    int
+	poller   *zmq.Poller
+	seen     *idSet
+
+	// The wake pair interrupts a blocked poll: the reader owns wakeRecv,
+	// wakeSend is shared under wakeMu by Close and context watchers.
+	wakeRecv *zmq.Socket
+	wakeMu   sync.Mutex
+	wakeSend *zmq.Socket
+
+	useMu   sync.Mutex // held by the reader; Close waits for it
+	closed  atomic.Bool
+	pending []int // sockets known to have input, in round-robin order
+
+	ackErrSaid bool
+}
+
+var wakeSeq atomic.Uint64
+
+// Subscribe connects to every endpoint of every name except relay_inbound
+// (WIRE.md §1), subscribes to prefix ("" is everything), and waits until
+// each connection has completed its ZeroMQ handshake or the ready timeout
+// ([WithReadyTimeout]) or ctx ends, whichever is first: endpoints that are
+// down are normal on a fedmsg bus, so they do not make it fail.
+//
+// What is guaranteed when it returns: every endpoint counted by
+// [Subscription.Ready] has a live connection and has been sent the
+// subscription. What is not: that the publisher's side has processed it
+// yet (ZeroMQ gives no signal of that to a plain SUB), so a message sent
+// within microseconds may still be missed; reliable publishes resend for
+// that reason.
+func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOption) (s *Subscription, err error) {
+	o := subOptions{ack: true, dedupe: 4096}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	eps := o.endpoints
+	if eps == nil {
+		eps = b.subscribeEndpoints()
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoEndpoints)
+	}
+	s = &Subscription{bus: b, prefix: prefix, opts: o, eps: eps,
+		validate: b.cfg.ValidateSignatures, poller: zmq.NewPoller()}
+	if o.validate != nil {
+		s.validate = *o.validate
+	}
+	if o.dedupe > 0 {
+		s.seen = newIDSet(o.dedupe)
+	}
+	if err := b.addSub(s); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.closeSockets()
+			b.removeSub(s)
+		}
+	}()
+	addr := fmt.Sprintf("inproc://gilmsg-wake-%d", wakeSeq.Add(1))
+	if s.wakeRecv, err = b.zctx.NewSocket(zmq.PAIR); err != nil {
+		return nil, err
+	}
+	if err = s.wakeRecv.Bind(addr); err != nil {
+		return nil, err
+	}
+	if s.wakeSend, err = b.zctx.NewSocket(zmq.PAIR); err != nil {
+		return nil, err
+	}
+	if err = s.wakeSend.Connect(addr); err != nil {
+		return nil, err
+	}
+	s.poller.Add(s.wakeRecv, zmq.POLLIN)
+
+	mons := make([]*connMonitor, 0, len(eps))
+	defer func() {
+		for _, m := range mons {
+			m.Close()
+		}
+	}()
+	so := b.sockOpts()
+	for _, ep := range eps {
+		sock, err := newSocket(b.zctx, zmq.SUB, so)
+		if err != nil {
+			return nil, err
+		}
+		s.socks = append(s.socks, sock)
+		if err := sock.SetSubscribe(prefix); err != nil {
+			return nil, err
+		}
+		mon, err := newConnMonitor(b.zctx, sock)
+		if err != nil {
+			return nil, err
+		}
+		mons = append(mons, mon)
+		if err := sock.Connect(ep.addr); err != nil {
+			return nil, &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: connect %s: %w", ep.name, ep.addr, err)}
+		}
+		s.poller.Add(sock, zmq.POLLIN)
+	}
+	s.ready = waitAll(ctx, b.opts.readyTimeout, mons)
+	if s.ready < len(eps) {
+		b.log.Info("gilmsg: subscribed before every endpoint connected",
+			slog.Int("connected", s.ready), slog.Int("endpoints", len(eps)))
+	}
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	return s, nil
+}
+
+// waitAll waits, up to timeout in all, for each monitor's socket to be
+// connected, and returns how many are.
+func waitAll(ctx context.Context, timeout time.Duration, mons []*connMonitor) int {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	n := 0
+	for _, m := range mons {
+		if m.WaitConnected(wctx, 1) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Ready is the number of endpoints that were connected when Subscribe
+// returned.
+func (s *Subscription) Ready() int { return s.ready }
+
+// Endpoints is the number of endpoints the subscription connects to.
+func (s *Subscription) Endpoints() int { return len(s.eps) }
+
+// Next returns the next message. It blocks until one arrives, ctx ends
+// (ctx.Err()), or the subscription or bus closes ([ErrClosed]). An invalid
+// message is skipped, unless [SurfaceInvalid] was given: then it is
+// returned with its [ValidationError].
+func (s *Subscription) Next(ctx context.Context) (*Message, error) {
+	s.useMu.Lock()
+	defer s.useMu.Unlock()
+	for {
+		if s.closed.Load() {
+			return nil, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for len(s.pending) > 0 {
+			i := s.pending[0]
+			frames, err := s.socks[i].RecvMessageBytes(zmq.DONTWAIT)
+			if err != nil {
+				s.pending = s.pending[1:]
+				if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+					continue
+				}
+				if zmq.AsErrno(err) == zmq.ETERM {
+					return nil, ErrClosed
+				}
+				return nil, fmt.Errorf("gilmsg: receive from %s: %w", s.eps[i].addr, err)
+			}
+			// Round robin: one message from each ready socket in turn.
+			s.pending = append(s.pending[1:], i)
+			if m, err, ok := s.handle(ctx, i, frames); ok {
+				return m, err
+			}
+		}
+		if err := s.poll(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// poll blocks until a socket has input or a wake arrives, and queues the
+// sockets that have input.
+func (s *Subscription) poll(ctx context.Context) error {
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, s.wake)
+	}
+	polled, err := s.poller.Poll(-1)
+	if stop != nil {
+		stop()
+	}
+	if err != nil {
+		if zmq.AsErrno(err) == zmq.ETERM {
+			return ErrClosed
+		}
+		return fmt.Errorf("gilmsg: poll: %w", err)
+	}
+	for _, p := range polled {
+		if p.Socket == s.wakeRecv {
+			for {
+				if _, err := s.wakeRecv.RecvBytes(zmq.DONTWAIT); err != nil {
+					break
+				}
+			}
+			continue
+		}
+		for i, sock := range s.socks {
+			if sock == p.Socket {
+				s.pending = append(s.pending, i)
+			}
+		}
+	}
+	return nil
+}
+
+// handle turns frames into a message; ok is false when it must not be
+// yielded (invalid and not surfaced, or a duplicate).
+func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Message, error, bool) {
+	b := s.bus
+	b.stats.received.Add(1)
+	ep := s.eps[i]
+	if len(frames) != 2 {
+		return s.reject(&Message{Name: ep.name, Endpoint: ep.addr},
+			fmt.Errorf("%w: %d frames, want 2", ErrInvalidMessage, len(frames)))
+	}
+	m := &Message{Name: ep.name, Endpoint: ep.addr, Body: frames[1], sub: s}
+	env, err := ParseEnvelope(frames[1])
+	if err != nil {
+		return s.reject(m, err)
+	}
+	m.Envelope = env
+	if s.validate {
+		if m.Signer, err = b.validator.Validate(env); err != nil {
+			return s.reject(m, err)
+		}
+	}
+	dup := s.seen != nil && env.MsgID != "" && !s.seen.add(env.MsgID)
+	var ackErr error
+	if !s.opts.manualAck && s.opts.ack {
+		ackErr = b.sendAck(ctx, env)
+	}
+	if dup {
+		b.stats.duplicates.Add(1)
+		return nil, nil, false
+	}
+	if ackErr != nil && !s.ackErrSaid {
+		// Said once, loudly: a consumer that cannot ACK makes every
+		// reliable publish to it time out.
+		s.ackErrSaid = true
+		b.log.Error("gilmsg: cannot ACK", slog.String("msg_id", env.MsgID), slog.Any("error", ackErr))
+		return m, ackErr, true
+	}
+	return m, nil, true
+}
+
+func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
+	reason := ReasonOf(err)
+	if reason == "" {
+		reason = ReasonMalformed
+	}
+	s.bus.stats.invalid.add(reason)
+	s.bus.log.Warn("gilmsg: invalid message", slog.String("endpoint", m.Endpoint), slog.String("reason", string(reason)), slog.Any("error", err))
+	if s.opts.surfaceInvalid {
+		return m, err, true
+	}
+	return nil, nil, false
+}
+
+func (s *Subscription) wake() {
+	s.wakeMu.Lock()
+	if s.wakeSend != nil {
+		s.wakeSend.Send("", zmq.DONTWAIT)
+	}
+	s.wakeMu.Unlock()
+}
+
+// Close closes the subscription's sockets; a blocked Next returns
+// [ErrClosed]. It is safe to call twice and from any goroutine.
+func (s *Subscription) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.wake()
+	s.useMu.Lock()
+	s.closeSockets()
+	s.useMu.Unlock()
+	s.bus.removeSub(s)
+	return nil
+}
+
+func (s *Subscription) closeSockets() {
+	for _, sock := range s.socks {
+		sock.Close()
+	}
+	s.socks = nil
+	if s.wakeRecv != nil {
+		s.wakeRecv.Close()
+	}
+	s.wakeMu.Lock()
+	if s.wakeSend != nil {
+		s.wakeSend.Close()
+		s.wakeSend = nil
+	}
+	s.wakeMu.Unlock()
+}
+
+// Messages iterates over the subscription until ctx ends or it closes
+// (then the loop just ends) or the loop breaks (the subscription stays
+// open). Other errors are yielded with a nil message or, for surfaced
+// invalid messages, with the message.
+func (s *Subscription) Messages(ctx context.Context) iter.Seq2[*Message, error] {
+	return func(yield func(*Message, error) bool) {
+		for {
+			m, err := s.Next(ctx)
+			if err != nil && (errors.Is(err, ErrClosed) || ctx.Err() != nil) {
+				return
+			}
+			if !yield(m, err) {
+				return
+			}
+		}
+	}
+}
+
+// Tail subscribes to topicPrefix and iterates over the messages, as
+// fedmsg.tail_messages does. The loop ends when ctx ends or the bus closes;
+// breaking out of it, or its end, closes the subscription's sockets. A
+// failure to subscribe is yielded once, with a nil message. Gilmsg messages
+// are ACKed before they are yielded unless [NoAck] or [ManualAck] is given.
+func (b *Bus) Tail(ctx context.Context, topicPrefix string, opts ...SubscribeOption) iter.Seq2[*Message, error] {
+	return func(yield func(*Message, error) bool) {
+		s, err := b.Subscribe(ctx, topicPrefix, opts...)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		defer s.Close()
+		s.Messages(ctx)(yield)
+	}
+}
+
+// isAckTopic reports whether a topic is gilmsg's ACK topic, in any
+// environment: ACKs are never ACKed.
+func isAckTopic(topic string) bool { return strings.HasSuffix(topic, ".gilmsg.ack") }
+
+// idSet remembers the last n ids, forgetting the oldest first.
+type idSet struct {
+	ring []string
+	next int
+	set  map[string]struct{}
+}
+
+func newIDSet(n int) *idSet {
+	return &idSet{ring: make([]string, n), set: make(map[string]struct{}, n)}
+}
+
+// add records id and reports whether it was new.
+func (s *idSet) add(id string) bool {
+	if _, ok := s.set[id]; ok {
+		return false
+	}
+	if old := s.ring[s.next]; old != "" {
+		delete(s.set, old)
+	}
+	s.ring[s.next] = id
+	s.set[id] = struct{}{}
+	s.next = (s.next + 1) % len(s.ring)
+	return true
+}

@@ -1,0 +1,731 @@
+package gilmsg
+
+// The ZeroMQ layer under the bus and the relay. Everything here is
+// unexported; the rules it follows:
+//
+//   - A *zmq.Socket is not goroutine-safe. Each socket has one owner
+//     goroutine; handing it to another goroutine is fine only across a
+//     happens-before edge (a channel operation, a go statement, a mutex).
+//     The exceptions are documented: [waker.Wake] is callable from anywhere.
+//   - A library makes its own zmq.Context ([newContext]) and terminates it
+//     last ([closeAll]). Context.Term blocks until every socket of the
+//     context is closed and its linger has run out, so: stop the goroutines
+//     that own sockets (connMonitor.Close, waker owners), close the sockets,
+//     then Term. A socket left open makes Term hang forever.
+//   - Linger is always bounded ([newSocket]), so Close and Term are too.
+//   - Nothing sleeps to dodge the slow-joiner problem: [connMonitor] reports
+//     completed ZMTP handshakes and [subscriptionTracker] reports the
+//     subscriptions an XPUB publisher has actually applied.
+//   - Blocking zmq calls are woken with an inproc socket ([waker]) rather
+//     than poll timeouts, so stopping costs no latency.
+//   - pebbe/zmq4 retries calls interrupted by signals (EINTR) by default
+//     (SetRetryAfterEINTR true). We keep that: loops are woken by [waker],
+//     never by EINTR, so a signal handler need not clear it.
+//
+// What a completed handshake does and does not guarantee (libzmq 4.3):
+//
+//   - A SUB queues its subscriptions on a connection's pipe as soon as it
+//     connects and writes them right after the ZMTP handshake. So when the
+//     SUB's monitor reports EVENT_HANDSHAKE_SUCCEEDED the subscription is on
+//     its way, but the remote PUB applies it only when its owner next makes
+//     a zmq call that processes commands, and zmq_send throttles that to
+//     about once a millisecond. A message published in that window is
+//     dropped for this subscriber. With a plain PUB peer (every Python
+//     fedmsg process) no exact signal exists; the window is small.
+//   - The PUB side's monitor sees EVENT_ACCEPTED then
+//     EVENT_HANDSHAKE_SUCCEEDED, which says nothing about subscriptions
+//     either.
+//   - An XPUB is wire-identical to a PUB for subscribers (libzmq SUBs accept
+//     both), and hands its owner every subscription it has applied to its
+//     filter. Once the owner reads "\x01prefix", every later send on that
+//     socket reaches that subscriber: an exact readiness signal. Our own
+//     publishers can therefore use [newXPub] + [readSubscriptions] +
+//     [subscriptionTracker].
+//
+// ZMQ_MAXMSGSIZE ([sockOpts.MaxMsgSize]) applies to what a socket receives.
+// A peer that sends a larger message is a protocol error: libzmq 4.3.4
+// closes that connection, and a *connecting* socket then never reconnects to
+// that endpoint (only connection errors and timeouts trigger a reconnect).
+// The connection is lost silently except for EVENT_DISCONNECTED, so the
+// owner of a connecting socket with a size limit should pass
+// [withLostHook] to its monitor and call Disconnect+Connect on that
+// endpoint, which restores it. A bound socket is unaffected: the remote
+// (connecting) side sees a plain disconnect and reconnects.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// defaultLingerMS replaces a negative (infinite) zmq_linger so that Close
+// stays bounded; it is fedmsg's own default.
+const defaultLingerMS = 1000
+
+// sockOpts are the socket options every bus socket gets, from the fedmsg
+// keys named in each comment ([sockOptsFromConfig]) plus MaxMsgSize, which
+// fedmsg does not have and the bus sets from its options.
+type sockOpts struct {
+	HWM               int // high_water_mark: ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
+	LingerMS          int // zmq_linger; negative is replaced by defaultLingerMS
+	TCPKeepalive      int // zmq_tcp_keepalive (-1 OS default, 0 off, 1 on)
+	KeepaliveCnt      int // zmq_tcp_keepalive_cnt
+	KeepaliveIdle     int // zmq_tcp_keepalive_idle (s)
+	KeepaliveIntvl    int // zmq_tcp_keepalive_intvl (s)
+	ReconnectIvlMS    int // zmq_reconnect_ivl; -1 = never reconnect
+	ReconnectIvlMaxMS int // zmq_reconnect_ivl_max; 0 = no backoff
+	// MaxMsgSize is ZMQ_MAXMSGSIZE, checked on receive; 0 or negative = no
+	// limit. See the package notes above for what exceeding it does.
+	MaxMsgSize int64
+}
+
+// sockOptsFromConfig reads the fedmsg keys; MaxMsgSize is left 0 (no limit)
+// for the caller to set.
+func sockOptsFromConfig(c *Config) sockOpts {
+	return sockOpts{
+		HWM:               c.HighWaterMark,
+		LingerMS:          c.ZMQLinger,
+		TCPKeepalive:      c.ZMQTCPKeepalive,
+		KeepaliveCnt:      c.ZMQTCPKeepaliveCnt,
+		KeepaliveIdle:     c.ZMQTCPKeepaliveIdle,
+		KeepaliveIntvl:    c.ZMQTCPKeepaliveIntvl,
+		ReconnectIvlMS:    c.ZMQReconnectIvl,
+		ReconnectIvlMaxMS: c.ZMQReconnectIvlMax,
+	}
+}
+
+// newContext makes a library-private zmq context with ioThreads I/O threads
+// (at least 1). Blocky is cleared so that a socket created without an
+// explicit linger (none should be) gets 0 instead of infinity, which would
+// hang Term.
+func newContext(ioThreads int) (*zmq.Context, error) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+	}
+	if err := zctx.SetIoThreads(max(ioThreads, 1)); err != nil {
+		zctx.Term()
+		return nil, fmt.Errorf("%w: io_threads %d: %v", ErrConfig, ioThreads, err)
+	}
+	if err := zctx.SetBlocky(false); err != nil {
+		zctx.Term()
+		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+	}
+	return zctx, nil
+}
+
+// newSocket makes a socket of type t with o applied; options must be set
+// before bind/connect because pipes copy them when they are created. An
+// option zmq rejects is a configuration error naming the fedmsg key.
+func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
+	s, err := zctx.NewSocket(t)
+	if err != nil {
+		return nil, fmt.Errorf("gilmsg: new %v socket: %w", t, err)
+	}
+	linger := o.LingerMS
+	if linger < 0 {
+		linger = defaultLingerMS
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	sets := []struct {
+		key string
+		val int64
+		set func() error
+	}{
+		{"high_water_mark", int64(o.HWM), func() error { return s.SetSndhwm(o.HWM) }},
+		{"high_water_mark", int64(o.HWM), func() error { return s.SetRcvhwm(o.HWM) }},
+		{"zmq_linger", int64(linger), func() error { return s.SetLinger(ms(linger)) }},
+		{"zmq_tcp_keepalive", int64(o.TCPKeepalive), func() error { return s.SetTcpKeepalive(o.TCPKeepalive) }},
+		{"zmq_tcp_keepalive_cnt", int64(o.KeepaliveCnt), func() error { return s.SetTcpKeepaliveCnt(o.KeepaliveCnt) }},
+		{"zmq_tcp_keepalive_idle", int64(o.KeepaliveIdle), func() error { return s.SetTcpKeepaliveIdle(o.KeepaliveIdle) }},
+		{"zmq_tcp_keepalive_intvl", int64(o.KeepaliveIntvl), func() error { return s.SetTcpKeepaliveIntvl(o.KeepaliveIntvl) }},
+		{"zmq_reconnect_ivl", int64(o.ReconnectIvlMS), func() error { return s.SetReconnectIvl(ms(o.ReconnectIvlMS)) }},
+		{"zmq_reconnect_ivl_max", int64(o.ReconnectIvlMaxMS), func() error { return s.SetReconnectIvlMax(ms(o.ReconnectIvlMaxMS)) }},
+	}
+	if o.MaxMsgSize > 0 {
+		// zmq reads 0 as "0 bytes allowed", so only a real limit is set.
+		sets = append(sets, struct {
+			key string
+			val int64
+			set func() error
+		}{"max message size", o.MaxMsgSize, func() error { return s.SetMaxmsgsize(o.MaxMsgSize) }})
+	}
+	for _, opt := range sets {
+		if err := opt.set(); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%w: %s = %d rejected by zmq: %v", ErrConfig, opt.key, opt.val, err)
+		}
+	}
+	return s, nil
+}
+
+// closeAll closes socks (nil ones skipped) and then terminates zctx. The
+// caller must own every socket, i.e. the goroutines that used them have
+// stopped, and must have closed every other socket of the context,
+// connMonitors included, or Term blocks for good.
+func closeAll(zctx *zmq.Context, socks ...*zmq.Socket) error {
+	var errs []error
+	for _, s := range socks {
+		if s != nil {
+			if err := s.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if zctx != nil {
+		if err := zctx.Term(); err != nil {
+			errs = append(errs, fmt.Errorf("gilmsg: zmq term: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isEAGAIN reports a DONTWAIT call that found nothing to do.
+func isEAGAIN(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) }
+
+// inprocAddr names an inproc endpoint. Names are per context and a closed
+// socket releases its name asynchronously, so they are random, not reused.
+func inprocAddr(kind string) string {
+	return fmt.Sprintf("inproc://gilmsg-%s-%016x", kind, rand.Uint64())
+}
+
+// NoEndpointError says that none of a name's addresses could be bound.
+// It matches [ErrNoEndpoint].
+type NoEndpointError struct {
+	Name  string   // the service name whose endpoints were tried
+	Tried []string // the addresses given to bind, in order
+	Errs  []error  // Errs[i] is why Tried[i] failed
+}
+
+func (e *NoEndpointError) Error() string {
+	if len(e.Tried) == 0 {
+		return fmt.Sprintf("%v for %q: no address configured", ErrNoEndpoint, e.Name)
+	}
+	parts := make([]string, len(e.Tried))
+	for i, addr := range e.Tried {
+		reason := "unknown error"
+		if i < len(e.Errs) && e.Errs[i] != nil {
+			reason = e.Errs[i].Error()
+			reason = strings.ToLower(reason[:1]) + reason[1:]
+		}
+		parts[i] = fmt.Sprintf("%s (%s)", addr, reason)
+	}
+	return fmt.Sprintf("%v for %q: tried %s", ErrNoEndpoint, e.Name, strings.Join(parts, ", "))
+}
+
+// Unwrap returns [ErrNoEndpoint].
+func (e *NoEndpointError) Unwrap() error { return ErrNoEndpoint }
+
+// bindAddress turns a configured endpoint into the address to bind.
+// fedmsg binds "tcp://host:PORT" as "tcp://*:PORT" (the host names how
+// others reach us, not an interface). A literal loopback IP is kept so
+// that a loopback-only config (and every test) stays off the network, and
+// a "*" port is kept so that "tcp://127.0.0.1:*" picks a free port.
+// Anything that is not tcp:// (ipc://, inproc://) is bound as given.
+func bindAddress(addr string) string {
+	rest, ok := strings.CutPrefix(addr, "tcp://")
+	if !ok {
+		return addr
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return addr // no port: let zmq reject it with its own message
+	}
+	host, port := rest[:i], rest[i+1:]
+	if port == "*" {
+		return addr
+	}
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); ip != nil && ip.IsLoopback() {
+		return addr
+	}
+	return "tcp://*:" + port
+}
+
+// bindFirst binds s to the first of addrs that can be bound (see
+// [bindAddress]) and returns the endpoint actually bound, read back with
+// ZMQ_LAST_ENDPOINT: "tcp://0.0.0.0:3000" for "tcp://host:3000", the real
+// port for "tcp://127.0.0.1:*". None bindable → *[NoEndpointError].
+func bindFirst(s *zmq.Socket, name string, addrs []string) (string, error) {
+	e := &NoEndpointError{Name: name}
+	for _, addr := range addrs {
+		b := bindAddress(addr)
+		err := s.Bind(b)
+		if err == nil {
+			ep, err := s.GetLastEndpoint()
+			if err != nil {
+				return "", fmt.Errorf("gilmsg: reading endpoint bound at %s: %w", b, err)
+			}
+			return ep, nil
+		}
+		e.Tried = append(e.Tried, b)
+		e.Errs = append(e.Errs, err)
+	}
+	return "", e
+}
+
+// waker interrupts a zmq poll owned by another goroutine: the owner polls
+// recv with its other sockets, anyone calls Wake. A poll timeout would do
+// the same at the cost of latency or busy wake-ups.
+type waker struct {
+	recv *zmq.Socket // owned by the polling goroutine
+
+	mu   sync.Mutex
+	send *zmq.Socket // guarded by mu: zmq allows a socket to change threads across a full memory barrier
+}
+
+func newWaker(zctx *zmq.Context) (*waker, error) {
+	pair := func() (*zmq.Socket, error) {
+		s, err := zctx.NewSocket(zmq.PAIR)
+		if err != nil {
+			return nil, fmt.Errorf("gilmsg: waker socket: %w", err)
+		}
+		// One pending wake-up is as good as many; the rest are dropped.
+		s.SetLinger(0)
+		s.SetSndhwm(1)
+		s.SetRcvhwm(1)
+		return s, nil
+	}
+	recv, err := pair()
+	if err != nil {
+		return nil, err
+	}
+	addr := inprocAddr("wake")
+	if err := recv.Bind(addr); err != nil {
+		recv.Close()
+		return nil, fmt.Errorf("gilmsg: waker bind: %w", err)
+	}
+	send, err := pair()
+	if err != nil {
+		recv.Close()
+		return nil, err
+	}
+	if err := send.Connect(addr); err != nil {
+		send.Close()
+		recv.Close()
+		return nil, fmt.Errorf("gilmsg: waker connect: %w", err)
+	}
+	return &waker{recv: recv, send: send}, nil
+}
+
+// Wake makes the owner's poll return with recv readable. It is safe from
+// any goroutine, never blocks, and is a no-op after close.
+func (w *waker) Wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.send != nil {
+		// EAGAIN means a wake-up is already pending: nothing is lost.
+		w.send.SendBytes(nil, zmq.DONTWAIT)
+	}
+}
+
+// drain consumes pending wake-ups; owner goroutine only.
+func (w *waker) drain() {
+	for {
+		if _, err := w.recv.RecvBytes(zmq.DONTWAIT); err != nil {
+			return
+		}
+	}
+}
+
+// close releases both sockets; the owner calls it once its loop is done.
+func (w *waker) close() error {
+	var err error
+	w.mu.Lock()
+	if w.send != nil {
+		err = w.send.Close()
+		w.send = nil
+	}
+	w.mu.Unlock()
+	return errors.Join(err, w.recv.Close())
+}
+
+// monitorEvents is what a connMonitor listens to. MONITOR_STOPPED has to be
+// in the mask for libzmq to send it.
+const monitorEvents = zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
+	zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
+
+// peerCount is what a connMonitor knows of one endpoint. libzmq reports a
+// connecting socket's events under the address given to Connect (one
+// connection at a time), a bound socket's under its bound address (all its
+// peers together), and only ACCEPTED/CONNECTED/DISCONNECTED carry the file
+// descriptor, so connections are counted, not identified: each one ends in
+// exactly one DISCONNECTED, preceded by either HANDSHAKE_SUCCEEDED or a
+// HANDSHAKE_FAILED_* event.
+type peerCount struct {
+	live    int  // handshaken and not yet disconnected
+	failing int  // handshake failed, DISCONNECTED still to come
+	connect bool // we connected to it (rather than accepted from it)
+}
+
+// connMonitor counts a socket's live connections, those that completed
+// the ZMTP handshake, from libzmq's socket monitor, read by its own
+// goroutine through an inproc PAIR socket.
+//
+// Counts are exact for a connecting socket. For a bound socket they can
+// run one high for as long as a failed handshake overlaps the departure of
+// a handshaken peer (the two DISCONNECTED events cannot be told apart);
+// the count settles when the failed one's DISCONNECTED arrives.
+//
+// Its methods are safe from any goroutine. It must be made by the owner of
+// the monitored socket before that socket binds or connects (events that
+// precede it are not seen), and closed before the context is terminated.
+type connMonitor struct {
+	wake *waker
+	done chan struct{} // closed when the goroutine has exited
+	lost func(endpoint string)
+
+	mu      sync.Mutex
+	peers   map[string]*peerCount
+	live    int
+	stopped error         // why the goroutine exited; nil while it runs
+	changed chan struct{} // closed and replaced whenever live or stopped changes
+}
+
+// monitorOption configures a connMonitor.
+type monitorOption func(*connMonitor)
+
+// withLostHook calls fn with the endpoint of a connecting socket whose
+// handshaken connection has dropped, so that its owner can Disconnect and
+// Connect it again: libzmq does not reconnect after a protocol error such as
+// an oversized message (see the notes at the top of this file). fn runs on
+// the monitor's goroutine and must not block; queue the endpoint and wake
+// the socket's owner. Handshakes that never succeeded do not call fn, so a
+// non-ZMTP listener cannot cause a reconnect storm.
+func withLostHook(fn func(endpoint string)) monitorOption {
+	return func(m *connMonitor) { m.lost = fn }
+}
+
+// newConnMonitor starts monitoring s. Call it from s's owner goroutine
+// (it configures s) before s binds or connects.
+func newConnMonitor(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*connMonitor, error) {
+	addr := inprocAddr("monitor")
+	if err := s.Monitor(addr, monitorEvents); err != nil {
+		return nil, fmt.Errorf("gilmsg: socket monitor: %w", err)
+	}
+	fail := func(err error, socks ...*zmq.Socket) (*connMonitor, error) {
+		s.Monitor("", 0) // stop: nobody will read the events
+		for _, sk := range socks {
+			sk.Close()
+		}
+		return nil, err
+	}
+	pair, err := zctx.NewSocket(zmq.PAIR)
+	if err != nil {
+		return fail(fmt.Errorf("gilmsg: monitor socket: %w", err))
+	}
+	pair.SetLinger(0)
+	// The monitor drops events it cannot queue; a lost DISCONNECTED would
+	// skew the count forever, so our side of the pipe has no limit.
+	pair.SetRcvhwm(0)
+	if err := pair.Connect(addr); err != nil {
+		return fail(fmt.Errorf("gilmsg: monitor connect: %w", err), pair)
+	}
+	wake, err := newWaker(zctx)
+	if err != nil {
+		return fail(err, pair)
+	}
+	m := &connMonitor{
+		wake:    wake,
+		done:    make(chan struct{}),
+		peers:   make(map[string]*peerCount),
+		changed: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	go m.run(pair)
+	return m, nil
+}
+
+func (m *connMonitor) run(pair *zmq.Socket) {
+	err := m.loop(pair)
+	pair.Close()
+	m.wake.close()
+	m.mu.Lock()
+	m.stopped = err
+	m.notifyLocked()
+	m.mu.Unlock()
+	close(m.done)
+}
+
+func (m *connMonitor) loop(pair *zmq.Socket) error {
+	poller := zmq.NewPoller()
+	poller.Add(pair, zmq.POLLIN)
+	poller.Add(m.wake.recv, zmq.POLLIN)
+	for {
+		polled, err := poller.Poll(-1)
+		if err != nil {
+			return fmt.Errorf("gilmsg: monitor poll: %w", err)
+		}
+		for _, p := range polled {
+			if p.Socket == m.wake.recv {
+				return ErrClosed // only Close wakes us
+			}
+		}
+		for {
+			ev, addr, _, err := pair.RecvEvent(zmq.DONTWAIT)
+			if isEAGAIN(err) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("gilmsg: monitor event: %w", err)
+			}
+			if ev == zmq.EVENT_MONITOR_STOPPED { // the socket was closed
+				return ErrClosed
+			}
+			m.apply(ev, addr)
+		}
+	}
+}
+
+func (m *connMonitor) apply(ev zmq.Event, addr string) {
+	lost := false
+	m.mu.Lock()
+	p := m.peers[addr]
+	if p == nil {
+		p = &peerCount{}
+		m.peers[addr] = p
+	}
+	switch ev {
+	case zmq.EVENT_CONNECTED:
+		p.connect = true
+	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+		p.live++
+		m.live++
+		m.notifyLocked()
+	case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+		p.failing++
+	case zmq.EVENT_DISCONNECTED:
+		switch {
+		case p.failing > 0:
+			p.failing--
+		case p.live > 0:
+			p.live--
+			m.live--
+			m.notifyLocked()
+			lost = p.connect
+		}
+	}
+	m.mu.Unlock()
+	if lost && m.lost != nil {
+		m.lost(addr)
+	}
+}
+
+func (m *connMonitor) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Connected returns the number of live handshaken connections.
+func (m *connMonitor) Connected() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live
+}
+
+// Endpoints returns the live connection count of each endpoint that has
+// any (see [peerCount] for what the keys are).
+func (m *connMonitor) Endpoints() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int)
+	for addr, p := range m.peers {
+		if p.live > 0 {
+			out[addr] = p.live
+		}
+	}
+	return out
+}
+
+// WaitConnected returns nil as soon as at least n connections are live,
+// ctx's error (wrapped) when it ends first, or [ErrClosed] once the monitor
+// or its socket is closed. For what "live" promises about subscriptions,
+// see the notes at the top of this file.
+func (m *connMonitor) WaitConnected(ctx context.Context, n int) error {
+	for {
+		m.mu.Lock()
+		live, stopped, changed := m.live, m.stopped, m.changed
+		m.mu.Unlock()
+		if stopped != nil {
+			return stopped
+		}
+		if live >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("gilmsg: %d of %d connections up: %w", live, n, ctx.Err())
+		}
+	}
+}
+
+// Close stops the monitor's goroutine and closes its sockets, releasing
+// WaitConnected with [ErrClosed]. Safe twice, in either order with the
+// monitored socket's Close.
+func (m *connMonitor) Close() error {
+	m.wake.Wake() // a no-op once the goroutine has closed the waker
+	<-m.done
+	return nil
+}
+
+// newXPub makes the publishing socket for a publisher that wants to know
+// who is subscribed: an XPUB, which subscribers cannot tell from a PUB,
+// reporting every subscription and unsubscription, duplicates included
+// (ZMQ_XPUB_VERBOSER), so that counts stay per subscriber. Its owner must
+// read what arrives on it ([readSubscriptions]) or the queue grows.
+func newXPub(zctx *zmq.Context, o sockOpts) (*zmq.Socket, error) {
+	s, err := newSocket(zctx, zmq.XPUB, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetXpubVerboser(1); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("gilmsg: ZMQ_XPUB_VERBOSER: %w", err)
+	}
+	return s, nil
+}
+
+// readSubscriptions feeds t with everything queued on the XPUB socket s,
+// without blocking. Call it from s's owner whenever s polls readable
+// (POLLIN), so the owner loop polls s together with a [waker] for its send
+// queue. Anything that is not a single-frame (un)subscription (an XSUB
+// peer may send data upstream) is discarded.
+func readSubscriptions(s *zmq.Socket, t *subscriptionTracker) error {
+	for {
+		msg, err := s.RecvMessageBytes(zmq.DONTWAIT)
+		if isEAGAIN(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("gilmsg: reading subscriptions: %w", err)
+		}
+		if len(msg) == 1 {
+			t.observe(msg[0])
+		}
+	}
+}
+
+// subscriptionTracker counts the subscriptions an XPUB has applied, by
+// prefix. When a subscriber disconnects, the XPUB reports its
+// unsubscriptions, so counts go down again.
+//
+// Subscriptions are anonymous: it says how many, not who. A SUB that
+// subscribes to the same prefix twice is counted twice but, since libzmq
+// sends its unsubscription only for the last one, only decremented once.
+//
+// observe is called by the XPUB's owner; the other methods are safe from
+// any goroutine.
+type subscriptionTracker struct {
+	mu      sync.Mutex
+	subs    map[string]int
+	closed  bool
+	changed chan struct{} // closed and replaced on every change
+}
+
+func newSubscriptionTracker() *subscriptionTracker {
+	return &subscriptionTracker{subs: make(map[string]int), changed: make(chan struct{})}
+}
+
+// observe applies one frame read from an XPUB: 1 then prefix subscribes, 0
+// then prefix unsubscribes. It reports whether the frame was one of those.
+func (t *subscriptionTracker) observe(frame []byte) bool {
+	if len(frame) == 0 || frame[0] > 1 {
+		return false
+	}
+	prefix := string(frame[1:])
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if frame[0] == 1 {
+		t.subs[prefix]++
+	} else if t.subs[prefix] > 0 {
+		// libzmq also reports cancelling a prefix that was never
+		// subscribed; there is nothing to take away then.
+		if t.subs[prefix]--; t.subs[prefix] == 0 {
+			delete(t.subs, prefix)
+		}
+	}
+	if !t.closed {
+		close(t.changed)
+		t.changed = make(chan struct{})
+	}
+	return true
+}
+
+// close releases WaitMatching with [ErrClosed]; the XPUB's owner calls it
+// when it closes the socket.
+func (t *subscriptionTracker) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		t.closed = true
+		close(t.changed)
+	}
+}
+
+// Count returns the subscriptions to exactly prefix.
+func (t *subscriptionTracker) Count(prefix string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.subs[prefix]
+}
+
+// Matching returns the subscriptions that a message on topic would match:
+// those whose prefix is a prefix of topic ("" matches everything).
+func (t *subscriptionTracker) Matching(topic string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.matchingLocked(topic)
+}
+
+func (t *subscriptionTracker) matchingLocked(topic string) int {
+	n := 0
+	for prefix, c := range t.subs {
+		if strings.HasPrefix(topic, prefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// Subscriptions returns a copy of the counts by prefix.
+func (t *subscriptionTracker) Subscriptions() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.subs))
+	for p, c := range t.subs {
+		out[p] = c
+	}
+	return out
+}
+
+// WaitMatching returns nil once at least n subscriptions match topic, ctx's
+// error (wrapped) if it ends first, or [ErrClosed] after close.
+func (t *subscriptionTracker) WaitMatching(ctx context.Context, topic string, n int) error {
+	for {
+		t.mu.Lock()
+		have, closed, changed := t.matchingLocked(topic), t.closed, t.changed
+		t.mu.Unlock()
+		if have >= n {
+			return nil
+		}
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("gilmsg: %d of %d subscribers to %q: %w", have, n, topic, ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,356 @@
+package gilmsg
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Reason classifies why a message failed validation; counters are kept per
+// reason.
+type Reason string
+
+// Validation failure reasons.
+const (
+	ReasonMalformed   Reason = "malformed"   // not a fedmsg envelope
+	ReasonUnsigned    Reason = "unsigned"    // no signature or certificate
+	ReasonBackend     Reason = "backend"     // crypto backend not accepted
+	ReasonCertificate Reason = "certificate" // not a certificate, or untrusted
+	ReasonExpired     Reason = "expired"     // outside the validity period
+	ReasonRevoked     Reason = "revoked"     // on the CRL
+	ReasonCA          Reason = "ca"          // CA or CRL could not be loaded
+	ReasonSignature   Reason = "signature"   // signature does not verify
+	ReasonPolicy      Reason = "policy"      // routing policy refuses the signer
+)
+
+// ValidationError says why a message is invalid. It unwraps to
+// [ErrInvalidSignature] and to the underlying cause, if any.
+type ValidationError struct {
+	Reason Reason
+	Signer string // the certificate's CN, when it could be read
+	Detail string
+	Err    error
+}
+
+func (e *ValidationError) Error() string {
+	s := "gilmsg: invalid message (" + string(e.Reason) + ")"
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *ValidationError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrInvalidSignature}
+	}
+	return []error{ErrInvalidSignature, e.Err}
+}
+
+func invalid(r Reason, detail string, err error) *ValidationError {
+	return &ValidationError{Reason: r, Detail: detail, Err: err}
+}
+
+// ReasonOf returns the validation reason of err, or "" when err is not a
+// validation failure. Malformed bodies count as [ReasonMalformed].
+func ReasonOf(err error) Reason {
+	var ve *ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return ve.Reason
+	case errors.Is(err, ErrInvalidJSON), errors.Is(err, ErrInvalidMessage):
+		return ReasonMalformed
+	}
+	return ""
+}
+
+// Validator judges signed messages as fedmsg's x509 backend does (WIRE.md
+// §5), and caches per-certificate chain results so that, once a signer has
+// been seen, validating its messages costs one RSA verification. It is safe
+// for use by many goroutines.
+type Validator struct {
+	backends []string
+	policy   map[string][]string
+	nitpicky bool
+	trust    *trustStore
+
+	mu    sync.RWMutex
+	gen   uint64 // trust store generation the cache belongs to
+	cache map[string]*chainResult
+}
+
+// chainResult is the outcome of checking one certificate field against the
+// CA and CRL.
+type chainResult struct {
+	cert *x509.Certificate
+	pub  *rsa.PublicKey
+	err  *ValidationError
+}
+
+// maxChainCache bounds the chain cache: a flood of distinct forged
+// certificates must not grow memory without limit.
+const maxChainCache = 4096
+
+// NewValidator builds a validator from the crypto and routing keys of cfg.
+// The CA and CRL are read on first use, so a config whose CA is missing
+// still makes a Validator; every validation then fails with [ReasonCA].
+func NewValidator(cfg *Config) *Validator {
+	return &Validator{
+		backends: slices.Clone(cfg.CryptoValidateBackends),
+		policy:   cfg.RoutingPolicy,
+		nitpicky: cfg.RoutingNitpicky,
+		trust:    newTrustStore(cfg.CACertLocation, cfg.CRLLocation),
+		cache:    make(map[string]*chainResult),
+	}
+}
+
+// Validate checks env and returns the signer's CN.
+func (v *Validator) Validate(env *Envelope) (string, error) {
+	return v.validate(env, v.policy, v.nitpicky)
+}
+
+// ValidateSignedBy checks env and that its signer's CN is exactly cn,
+// whatever the routing policy says.
+func (v *Validator) ValidateSignedBy(env *Envelope, cn string) error {
+	_, err := v.validate(env, map[string][]string{env.Topic: {cn}}, true)
+	return err
+}
+
+// identify validates env under no routing policy and returns its signer:
+// ValidateSignedBy(env, R) holds exactly when this succeeds with R.
+func (v *Validator) identify(env *Envelope) (string, error) {
+	return v.validate(env, nil, false)
+}
+
+func (v *Validator) validate(env *Envelope, policy map[string][]string, nitpicky bool) (string, error) {
+	if err := v.checkBackend(env); err != nil {
+		return "", err
+	}
+	if _, ok := env.fields[fieldSignature]; !ok {
+		return "", invalid(ReasonUnsigned, "no signature field", nil)
+	}
+	sig, err := decodeB64(env.Signature)
+	if err != nil {
+		return "", invalid(ReasonMalformed, "signature", err)
+	}
+	res := v.chain(env.Certificate)
+	if res.err != nil {
+		return "", res.err
+	}
+	cn := res.cert.Subject.CommonName
+	if err := verifyFields(res.pub, env, sig); err != nil {
+		err.Signer = cn
+		return "", err
+	}
+	if allowed, ok := policy[env.Topic]; ok {
+		if !slices.Contains(allowed, cn) {
+			return "", &ValidationError{Reason: ReasonPolicy, Signer: cn,
+				Detail: fmt.Sprintf("%q may not publish on %q", cn, env.Topic)}
+		}
+	} else if nitpicky {
+		return "", &ValidationError{Reason: ReasonPolicy, Signer: cn,
+			Detail: fmt.Sprintf("topic %q is not in the routing policy", env.Topic)}
+	}
+	return cn, nil
+}
+
+// checkBackend picks the backend as fedmsg does: the crypto field when
+// present, else x509 when there is a certificate.
+func (v *Validator) checkBackend(env *Envelope) error {
+	backend := env.Crypto
+	if _, ok := env.fields[fieldCrypto]; !ok {
+		switch {
+		case hasField(env, fieldCertificate):
+			backend = "x509"
+		case hasField(env, fieldSignature):
+			backend = "gpg"
+		default:
+			return invalid(ReasonUnsigned, "no crypto, signature or certificate field", nil)
+		}
+	}
+	if !slices.Contains(v.backends, backend) {
+		return invalid(ReasonBackend, fmt.Sprintf("backend %q is not accepted", backend), nil)
+	}
+	if backend != "x509" {
+		return invalid(ReasonBackend, fmt.Sprintf("backend %q is not supported", backend), nil)
+	}
+	if !hasField(env, fieldCertificate) {
+		return invalid(ReasonUnsigned, "no certificate field", nil)
+	}
+	return nil
+}
+
+func hasField(env *Envelope, key string) bool {
+	_, ok := env.fields[key]
+	return ok
+}
+
+// verifyFields checks the signature over the canonical text. A message that
+// carries gilmsg_version and fails is checked once more without that field:
+// Python gilmsg 0.1.2 adds it after signing (WIRE.md §7).
+func verifyFields(pub *rsa.PublicKey, env *Envelope, sig []byte) *ValidationError {
+	text, err := signedText(env.fields)
+	if err != nil {
+		return invalid(ReasonMalformed, "canonical text", err)
+	}
+	if verifySHA1(pub, text, sig) == nil {
+		return nil
+	}
+	if env.IsGilmsg() {
+		text, err = signedText(env.fields, fieldGilmsgVersion)
+		if err == nil && verifySHA1(pub, text, sig) == nil {
+			return nil
+		}
+	}
+	return invalid(ReasonSignature, "signature does not match the message", nil)
+}
+
+func verifySHA1(pub *rsa.PublicKey, text, sig []byte) error {
+	sum := sha1.Sum(text)
+	return rsa.VerifyPKCS1v15(pub, crypto.SHA1, sum[:], sig)
+}
+
+// decodeB64 decodes as Python's base64.b64decode does by default: characters
+// outside the alphabet (the newlines every 76 columns, among others) are
+// discarded, and the padding must then be right.
+func decodeB64(s string) ([]byte, error) {
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '+', r == '/', r == '=':
+			return r
+		}
+		return -1
+	}, s)
+	b, err := base64.StdEncoding.DecodeString(clean)
+	if err != nil {
+		return nil, fmt.Errorf("bad base64: %w", err)
+	}
+	return b, nil
+}
+
+// chain returns the (cached) chain result for a certificate field. On a
+// failure that a newer CA or CRL could change, it reloads them once and
+// retries (CRLs rotate; fedmsg issue #481).
+func (v *Validator) chain(certField string) *chainResult {
+	now := time.Now()
+	v.trust.refreshIfDue(now)
+	if res, ok := v.cached(certField); ok {
+		return checkValidity(res, now)
+	}
+	gen, roots, crl, err := v.trust.get(false)
+	res := v.verifyChain(certField, gen, roots, crl, err, now)
+	// A certificate that parsed but did not chain, or a CA that did not
+	// load, may be fixed by what is on disk now; garbage never is.
+	if res.err != nil && (res.cert != nil || res.err.Reason == ReasonCA) {
+		if gen2, roots2, crl2, err2 := v.trust.get(true); gen2 != gen {
+			res = v.verifyChain(certField, gen2, roots2, crl2, err2, now)
+		}
+	}
+	return checkValidity(res, now)
+}
+
+func (v *Validator) cached(certField string) (*chainResult, bool) {
+	gen := v.trust.generation()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.gen != gen {
+		return nil, false
+	}
+	res, ok := v.cache[certField]
+	return res, ok
+}
+
+// checkValidity applies the validity period at the time of each message, so
+// a cached certificate that expires stops validating.
+func checkValidity(res *chainResult, now time.Time) *chainResult {
+	if res.err != nil {
+		return res
+	}
+	if now.Before(res.cert.NotBefore) || now.After(res.cert.NotAfter) {
+		return &chainResult{err: &ValidationError{Reason: ReasonExpired, Signer: res.cert.Subject.CommonName,
+			Detail: fmt.Sprintf("certificate valid from %s to %s", res.cert.NotBefore.Format(time.RFC3339), res.cert.NotAfter.Format(time.RFC3339))}}
+	}
+	return res
+}
+
+func (v *Validator) verifyChain(certField string, gen uint64, roots *x509.CertPool, crl *crlSet, loadErr error, now time.Time) *chainResult {
+	res := &chainResult{}
+	res.cert, res.pub, res.err = parseCertField(certField)
+	if res.err == nil {
+		if loadErr != nil {
+			return &chainResult{err: invalid(ReasonCA, "", loadErr)}
+		}
+		res.err = checkChain(res.cert, roots, crl, now)
+	}
+	if res.err != nil && res.cert != nil {
+		res.err.Signer = res.cert.Subject.CommonName
+	}
+	v.store(certField, gen, res)
+	return res
+}
+
+func (v *Validator) store(certField string, gen uint64, res *chainResult) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.gen != gen {
+		v.gen = gen
+		clear(v.cache)
+	}
+	if len(v.cache) >= maxChainCache {
+		clear(v.cache)
+	}
+	v.cache[certField] = res
+}
+
+func parseCertField(certField string) (*x509.Certificate, *rsa.PublicKey, *ValidationError) {
+	der, err := decodeB64(certField)
+	if err != nil {
+		return nil, nil, invalid(ReasonCertificate, "certificate field", err)
+	}
+	block, _ := pem.Decode(der)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, nil, invalid(ReasonCertificate, "certificate field holds no PEM certificate", nil)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, nil, invalid(ReasonCertificate, "certificate field", err)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return cert, nil, invalid(ReasonCertificate, fmt.Sprintf("public key is %T, not RSA", cert.PublicKey), nil)
+	}
+	return cert, pub, nil
+}
+
+func checkChain(cert *x509.Certificate, roots *x509.CertPool, crl *crlSet, now time.Time) *ValidationError {
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return invalid(ReasonExpired, fmt.Sprintf("certificate valid from %s to %s",
+			cert.NotBefore.Format(time.RFC3339), cert.NotAfter.Format(time.RFC3339)), nil)
+	}
+	_, err := cert.Verify(x509.VerifyOptions{
+		Roots:       roots,
+		CurrentTime: now,
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return invalid(ReasonCertificate, "not issued by the trusted CA", err)
+	}
+	if crl != nil {
+		if err := crl.check(cert, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
