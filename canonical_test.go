@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -493,6 +495,43 @@ func TestAppendCanonicalAppends(t *testing.T) {
 	}
 	if string(got) != `x={"a":[true],"b":1}` {
 		t.Errorf("got %s", got)
+	}
+}
+
+// TestCanonicalConcurrent runs the pooled decoder and encoder from several
+// goroutines at once, for the race detector and for cross-talk in the pools.
+func TestCanonicalConcurrent(t *testing.T) {
+	vectors := readCanonFixture[signedVector](t, "vectors.jsonl")
+	want := make([]string, len(vectors))
+	for i, v := range vectors {
+		want[i] = mustCanonicalize(t, v.Body)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			for round := range 20 {
+				i := (g + round) % len(vectors)
+				got, err := CanonicalizeJSON([]byte(vectors[i].Body))
+				if err == nil && string(got) != want[i] {
+					err = fmt.Errorf("%s: got %.80s", vectors[i].Name, got)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				// An error leaves members on the pooled decoder's stacks.
+				if _, err := DecodeJSON([]byte(`{"a":[1,{"b":`)); err == nil {
+					errs <- errors.New("a truncated text decoded")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 

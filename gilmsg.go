@@ -170,13 +170,15 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 			return nil, &ConfigError{Key: "io_threads", Err: err}
 		}
 	}
-	if cfg.SignMessages {
-		if _, err := b.getSigner(); err != nil {
-			b.zctx.Term()
-			return nil, err
-		}
-	}
 	if cfg.Active || (cfg.Name != "" && len(cfg.Endpoints[cfg.Name]) > 0) {
+		// A bus that will sign says now if it cannot, not at its first
+		// message.
+		if cfg.SignMessages {
+			if _, err := b.getSigner(); err != nil {
+				b.zctx.Term()
+				return nil, err
+			}
+		}
 		if b.pub, err = b.startPublisher(); err != nil {
 			b.zctx.Term()
 			return nil, err
@@ -289,7 +291,20 @@ func (b *Bus) removeSub(s *Subscription) {
 	b.mu.Unlock()
 }
 
-// errIfClosed maps a context error to ErrClosed when the bus closed.
+// withClose returns ctx, cancelled also when the bus closes.
+func (b *Bus) withClose(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-b.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// ctxErr maps a context error to ErrClosed when the bus closed.
 func (b *Bus) ctxErr(ctx context.Context) error {
 	if b.isClosed() {
 		return ErrClosed

@@ -143,6 +143,10 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if o.dedupe > 0 {
 		s.seen = newIDSet(o.dedupe)
 	}
+	// Close (ours or the bus's) may come while we set up: it waits for
+	// useMu, and a closing bus cuts the ready wait short.
+	s.useMu.Lock()
+	defer s.useMu.Unlock()
 	if err := b.addSub(s); err != nil {
 		return nil, err
 	}
@@ -152,6 +156,8 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 			b.removeSub(s)
 		}
 	}()
+	ctx, cancel := b.withClose(ctx)
+	defer cancel()
 	addr := fmt.Sprintf("inproc://gilmsg-wake-%d", wakeSeq.Add(1))
 	if s.wakeRecv, err = b.zctx.NewSocket(zmq.PAIR); err != nil {
 		return nil, err
@@ -159,17 +165,27 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if err = s.wakeRecv.Bind(addr); err != nil {
 		return nil, err
 	}
-	if s.wakeSend, err = b.zctx.NewSocket(zmq.PAIR); err != nil {
+	wakeSend, err := b.zctx.NewSocket(zmq.PAIR)
+	if err != nil {
 		return nil, err
 	}
-	if err = s.wakeSend.Connect(addr); err != nil {
+	s.wakeMu.Lock()
+	s.wakeSend = wakeSend
+	s.wakeMu.Unlock()
+	if err = wakeSend.Connect(addr); err != nil {
 		return nil, err
 	}
 	s.poller.Add(s.wakeRecv, zmq.POLLIN)
 
 	mons := make([]*connMonitor, 0, len(eps))
 	defer func() {
-		for _, m := range mons {
+		// Stop each socket's monitor before closing our end: libzmq's
+		// monitor blocks its I/O thread on a peerless PAIR otherwise, at
+		// the next event, and the whole context stops receiving.
+		for i, m := range mons {
+			if i < len(s.socks) && s.socks[i] != nil {
+				s.socks[i].Monitor("", 0)
+			}
 			m.Close()
 		}
 	}()
@@ -198,7 +214,7 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 		b.log.Info("gilmsg: subscribed before every endpoint connected",
 			slog.Int("connected", s.ready), slog.Int("endpoints", len(eps)))
 	}
-	if b.isClosed() {
+	if s.closed.Load() || b.isClosed() {
 		return nil, ErrClosed
 	}
 	return s, nil
@@ -381,6 +397,7 @@ func (s *Subscription) closeSockets() {
 	s.socks = nil
 	if s.wakeRecv != nil {
 		s.wakeRecv.Close()
+		s.wakeRecv = nil
 	}
 	s.wakeMu.Lock()
 	if s.wakeSend != nil {

@@ -60,6 +60,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -274,8 +275,14 @@ func bindFirst(s *zmq.Socket, name string, addrs []string) (string, error) {
 // waker interrupts a zmq poll owned by another goroutine: the owner polls
 // recv with its other sockets, anyone calls Wake. A poll timeout would do
 // the same at the cost of latency or busy wake-ups.
+//
+// Wake-ups coalesce in Go (pending), not through the pipe's high-water
+// mark: a writer learns that its pipe has room only when it processes
+// commands, which zmq_send throttles, so a pipe that was full a moment ago
+// can refuse the one wake-up that matters.
 type waker struct {
-	recv *zmq.Socket // owned by the polling goroutine
+	recv    *zmq.Socket // owned by the polling goroutine
+	pending atomic.Bool // a wake-up is in the pipe or about to be
 
 	mu   sync.Mutex
 	send *zmq.Socket // guarded by mu: zmq allows a socket to change threads across a full memory barrier
@@ -287,10 +294,7 @@ func newWaker(zctx *zmq.Context) (*waker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gilmsg: waker socket: %w", err)
 		}
-		// One pending wake-up is as good as many; the rest are dropped.
 		s.SetLinger(0)
-		s.SetSndhwm(1)
-		s.SetRcvhwm(1)
 		return s, nil
 	}
 	recv, err := pair()
@@ -315,24 +319,30 @@ func newWaker(zctx *zmq.Context) (*waker, error) {
 	return &waker{recv: recv, send: send}, nil
 }
 
-// Wake makes the owner's poll return with recv readable. It is safe from
-// any goroutine, never blocks, and is a no-op after close.
+// Wake makes the owner's poll return with recv readable. Change the state
+// the owner should notice first, then call Wake. It is safe from any
+// goroutine, never blocks, and is a no-op after close.
 func (w *waker) Wake() {
+	if !w.pending.CompareAndSwap(false, true) {
+		return // the owner has yet to drain: it will see our state change
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.send != nil {
-		// EAGAIN means a wake-up is already pending: nothing is lost.
 		w.send.SendBytes(nil, zmq.DONTWAIT)
 	}
 }
 
-// drain consumes pending wake-ups; owner goroutine only.
+// drain consumes pending wake-ups; owner goroutine only. The owner must
+// look at its state after drain, not before: a Wake that finds pending
+// still set sends nothing and relies on that look.
 func (w *waker) drain() {
 	for {
 		if _, err := w.recv.RecvBytes(zmq.DONTWAIT); err != nil {
-			return
+			break
 		}
 	}
+	w.pending.Store(false)
 }
 
 // close releases both sockets; the owner calls it once its loop is done.

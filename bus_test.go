@@ -1,0 +1,424 @@
+package gilmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+func TestPublishTailSignedRoundTrip(t *testing.T) {
+	n := newTestNet(t)
+	pub := n.start("publisher01.example.org", WithModname("bodhi"))
+	sub := n.start("")
+	msgs := tail(t, sub, "")
+
+	payload := map[string]any{"update": "FEDORA-2026-1", "karma": 3, "ratio": 0.5, "text": "é</script>"}
+	r, err := pub.Publish(ctxT(t), "update.request", payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, msgs)
+	if m.Topic != "org.example.dev.bodhi.update.request" || r.Topic != m.Topic {
+		t.Errorf("topic = %q (receipt %q)", m.Topic, r.Topic)
+	}
+	if m.MsgID != r.MsgID || !strings.HasPrefix(m.MsgID, strconv.Itoa(time.Now().Year())+"-") {
+		t.Errorf("msg_id = %q, receipt %q", m.MsgID, r.MsgID)
+	}
+	if m.Signer != "publisher01.example.org" || m.Crypto != "x509" {
+		t.Errorf("signer %q crypto %q", m.Signer, m.Crypto)
+	}
+	if m.Name != "publisher01.example.org" || m.Endpoint != pub.Endpoint() {
+		t.Errorf("from %q %q, want the publisher's name and endpoint %q", m.Name, m.Endpoint, pub.Endpoint())
+	}
+	if m.I != 1 || m.Timestamp < time.Now().Add(-time.Minute).Unix() || m.Username == "" {
+		t.Errorf("i %d timestamp %d username %q", m.I, m.Timestamp, m.Username)
+	}
+	var got struct {
+		Update string
+		Karma  int
+		Ratio  float64
+		Text   string
+	}
+	if err := m.Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Update != "FEDORA-2026-1" || got.Karma != 3 || got.Ratio != 0.5 || got.Text != "é</script>" {
+		t.Errorf("payload = %+v", got)
+	}
+	// The frame is the canonical text: what Python fedmsg would send.
+	canon, err := CanonicalizeJSON(m.Body)
+	if err != nil || string(canon) != string(m.Body) {
+		t.Errorf("body is not canonical: %s", m.Body)
+	}
+	if s := sub.Stats(); s.Received != 1 || len(s.Invalid) != 0 {
+		t.Errorf("subscriber stats %+v", s)
+	}
+	if s := pub.Stats(); s.Published != 1 {
+		t.Errorf("publisher stats %+v", s)
+	}
+}
+
+func TestTailTopicPrefix(t *testing.T) {
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
+	pub := n.start("publisher01.example.org", WithModname("app"))
+	sub := n.start("")
+	msgs := tail(t, sub, "org.example.dev.app.keep")
+	for _, topic := range []string{"drop", "keep.one", "other.keep", "keep.two"} {
+		if _, err := pub.Publish(ctxT(t), topic, map[string]any{"t": topic}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"org.example.dev.app.keep.one", "org.example.dev.app.keep.two"} {
+		if m := receive(t, msgs); m.Topic != want {
+			t.Fatalf("got %q, want %q", m.Topic, want)
+		}
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("unexpected %q", m.Topic)
+	default:
+	}
+}
+
+// Many goroutines publish at once: nothing is lost (high_water_mark 0) and
+// each publisher's messages arrive in its order.
+func TestConcurrentPublishersKeepOrder(t *testing.T) {
+	const publishers, each = 50, 200
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false; c.HighWaterMark = 0 }
+	pub := n.start("publisher01.example.org")
+	sub := n.start("")
+	msgs := tail(t, sub, "")
+
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := pub.Publish(context.Background(), "load", map[string]any{"p": p, "i": i}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, publishers)
+	for range publishers * each {
+		m := receive(t, msgs)
+		var v struct{ P, I int }
+		if err := m.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		if v.I != next[v.P] {
+			t.Fatalf("publisher %d: got message %d, want %d", v.P, v.I, next[v.P])
+		}
+		next[v.P]++
+	}
+	wg.Wait()
+}
+
+// rawPub binds a plain ZeroMQ PUB on the loopback and returns it with its
+// endpoint, to send what no bus would.
+func rawPub(t *testing.T) (*zmq.Socket, string) {
+	t.Helper()
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := zctx.NewSocket(zmq.PUB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetLinger(0)
+	if err := s.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := s.GetLastEndpoint()
+	t.Cleanup(func() { s.Close(); zctx.Term() })
+	return s, ep
+}
+
+// Invalid and tampered messages are skipped and counted by reason while
+// valid ones flow.
+func TestTailSkipsInvalid(t *testing.T) {
+	n := newTestNet(t)
+	raw, ep := rawPub(t)
+	n.endpoints["hostile"] = []string{ep}
+	pub := n.start("publisher01.example.org")
+	sub := n.start("")
+	msgs := tail(t, sub, "")
+
+	good := func(i int) []byte {
+		r, err := pub.prepare("x", map[string]any{"i": i}, &pubOptions{}, false, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.body
+	}
+	tampered := strings.Replace(string(good(1)), `"i":1`, `"i":2`, 1)
+	junk := [][]string{
+		{"t", tampered},
+		{"t", "not json"},
+		{"t", "[1,2]"},
+		{"t", `{"topic":5}`},
+		{"t", "{}"},
+		{"only one frame"},
+		{"t", "{}", "three"},
+		{"t", "\xff\xfe"},
+	}
+	// The subscription may connect to the raw PUB a moment after it is
+	// ready by the bus's count; send until the first junk is counted.
+	waitFor(t, "junk to be counted", func() bool {
+		raw.SendMessage("t", "not json")
+		return sub.Stats().Invalid[ReasonMalformed] > 0
+	})
+	// Everything sent before a valid message is counted once it arrives.
+	raw.SendMessage("t", string(good(0)))
+	receive(t, msgs)
+	before := sub.Stats().Invalid
+	for _, frames := range junk {
+		if _, err := raw.SendMessage(frames); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := raw.SendMessage("t", string(good(7))); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, msgs)
+	var v struct{ I int }
+	m.Decode(&v)
+	if v.I != 7 {
+		t.Fatalf("got i=%d, want the valid message 7", v.I)
+	}
+	after := sub.Stats().Invalid
+	if d := after[ReasonSignature] - before[ReasonSignature]; d != 1 {
+		t.Errorf("signature failures counted %d, want 1", d)
+	}
+	if d := after[ReasonMalformed] - before[ReasonMalformed]; d != 6 {
+		t.Errorf("malformed counted %d, want 6 (%v)", d, after)
+	}
+	if d := after[ReasonUnsigned] - before[ReasonUnsigned]; d != 1 {
+		t.Errorf("unsigned counted %d, want 1", d)
+	}
+}
+
+// SurfaceInvalid yields invalid messages with the reason.
+func TestTailSurfaceInvalid(t *testing.T) {
+	n := newTestNet(t)
+	raw, ep := rawPub(t)
+	n.endpoints["hostile"] = []string{ep}
+	sub := n.start("")
+	ctx := ctxT(t)
+	s, err := sub.Subscribe(ctx, "", SurfaceInvalid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The raw PUB may not have the subscription yet: send until it lands.
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				raw.SendMessage("t", `{"topic":"t","msg":{}}`)
+			}
+		}
+	}()
+	m, err := s.Next(ctx)
+	close(stop)
+	<-done
+	if ReasonOf(err) != ReasonUnsigned || m == nil || m.Topic != "t" {
+		t.Fatalf("Next = %v, %v; want the unsigned message and its reason", m, err)
+	}
+}
+
+func TestBindFallbackAndNoEndpoint(t *testing.T) {
+	n := newTestNet(t)
+	_, taken := rawPub(t)
+	cfg := n.config("publisher01.example.org")
+	cfg.Endpoints["publisher01.example.org"] = []string{taken, "tcp://127.0.0.1:*"}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Endpoint() == taken || !strings.HasPrefix(b.Endpoint(), "tcp://127.0.0.1:") {
+		t.Fatalf("bound %q; the first address %q was taken", b.Endpoint(), taken)
+	}
+
+	cfg = n.config("publisher01.example.org")
+	cfg.Endpoints["publisher01.example.org"] = []string{taken, b.Endpoint()}
+	_, err = New(cfg)
+	var ne *NoEndpointError
+	if !errors.Is(err, ErrNoEndpoint) || !errors.As(err, &ne) || !strings.Contains(err.Error(), "publisher01.example.org") {
+		t.Fatalf("err = %v, want a NoEndpointError naming the name", err)
+	}
+	if len(ne.Tried) != 2 {
+		t.Errorf("tried %v, want both addresses", ne.Tried)
+	}
+}
+
+// With no relay, an active publisher fails loudly instead of dropping.
+func TestActivePublisherWithoutRelayFails(t *testing.T) {
+	n := newTestNet(t)
+	_, ep := rawPub(t) // a port we know, then nothing listening there
+	cfg := n.config("")
+	cfg.Active = true
+	cfg.SignMessages = false
+	cfg.RelayInbound = []string{strings.Replace(ep, "127.0.0.1", "127.0.0.2", 1)}
+	b, err := New(cfg, WithReadyTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = b.Publish(ctxT(t), "x", nil)
+	if !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("err = %v, want ErrNotConnected", err)
+	}
+}
+
+// Close releases a tail blocked waiting for messages, promptly.
+func TestCloseUnblocksTail(t *testing.T) {
+	n := newTestNet(t)
+	n.start("publisher01.example.org")
+	b, err := New(n.config(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for _, err := range b.Tail(context.Background(), "") {
+			ended <- err
+			return
+		}
+		ended <- nil
+	}()
+	waitFor(t, "the tail to subscribe", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.subs) == 1
+	})
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("tail yielded %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("tail still blocked after Close")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := b.Publish(context.Background(), "x", nil); err == nil {
+		t.Fatal("publish after Close succeeded")
+	}
+}
+
+// Cancelling the context ends a tail's loop; breaking out closes its
+// sockets.
+func TestTailContextAndBreak(t *testing.T) {
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
+	pub := n.start("publisher01.example.org")
+	sub := n.start("")
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan int, 10)
+	go func() {
+		defer close(got)
+		for m, err := range sub.Tail(ctx, "") {
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got <- int(m.I)
+			break
+		}
+	}()
+	waitFor(t, "one message", func() bool {
+		pub.Publish(ctxT(t), "x", nil)
+		return len(got) > 0
+	})
+	<-got
+	if _, ok := <-got; ok {
+		t.Fatal("loop went on after break")
+	}
+	waitFor(t, "the subscription to close", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(sub.subs) == 0
+	})
+
+	ended := make(chan struct{})
+	go func() {
+		for range sub.Tail(ctx, "") {
+		}
+		close(ended)
+	}()
+	cancel()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("tail did not end on cancel")
+	}
+}
+
+// A config shaped as Python's fedmsg-config prints it, with several names,
+// drives a publisher and a tail unchanged.
+func TestPythonShapedConfigDrivesBus(t *testing.T) {
+	n := newTestNet(t)
+	_, ep1 := rawPub(t)
+	cfg := n.config("")
+	doc := fmt.Sprintf(`{
+ "topic_prefix": "org.fedoraproject", "environment": "dev", "name": "publisher01.example.org",
+ "endpoints": {"publisher01.example.org": ["tcp://127.0.0.1:*"], "bodhi.bodhi01": [%q], "relay_outbound": [%q]},
+ "relay_inbound": "tcp://127.0.0.1:1", "sign_messages": true, "validate_signatures": true,
+ "ssldir": %q, "ca_cert_location": %q, "crl_location": %q,
+ "certnames": {"publisher01.example.org": "publisher01.example.org"},
+ "routing_policy": {}, "routing_nitpicky": false, "high_water_mark": 0, "io_threads": 1,
+ "post_init_sleep": 0.5, "zmq_linger": 1000, "irc": [], "logging": {"version": 1},
+ "stomp_uri": "localhost:59597", "fedmsg.consumers.gateway.port": 9940
+}`, ep1, ep1, cfg.SSLDir, cfg.CACertLocation, cfg.CRLLocation)
+	pcfg, err := ParseConfig([]byte(doc), "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := New(pcfg, WithModname("bodhi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	scfg, _ := ParseConfig([]byte(doc), "json")
+	scfg.Name = ""
+	scfg.Endpoints["publisher01.example.org"] = []string{pub.Endpoint()}
+	sub, err := New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	msgs := tail(t, sub, "org.fedoraproject.dev.bodhi")
+	if _, err := pub.Publish(ctxT(t), "update.request", map[string]any{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, msgs); m.Topic != "org.fedoraproject.dev.bodhi.update.request" || m.Signer != "publisher01.example.org" {
+		t.Fatalf("got %q from %q", m.Topic, m.Signer)
+	}
+}

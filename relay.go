@@ -1,0 +1,264 @@
+package gilmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// relayBatch bounds how many messages are forwarded between two looks at
+// the wake-up socket, so that Close and ctx are noticed under a flood.
+const relayBatch = 256
+
+// Relay is fedmsg-relay: active publishers connect to its SUB socket at
+// relay_inbound, and it republishes every message, unchanged, from its PUB
+// socket at relay_outbound, where subscribers find it. Frames are
+// forwarded byte for byte, so signatures stay valid, and so is a message
+// that is not fedmsg's two frames (counted in [RelayStats.NotTwoFrames]).
+//
+// Like any PUB socket, the outbound side drops messages for a subscriber
+// that is past high_water_mark (0, the default, means no limit).
+//
+// Run, Close, Stats and the endpoint methods are safe from any goroutine.
+type Relay struct {
+	log      *slog.Logger
+	zctx     *zmq.Context
+	inbound  string
+	outbound string
+
+	// Holding run owns sub, pub and wake.recv: Run holds it while it
+	// forwards, Close takes it for good.
+	run  chan struct{}
+	sub  *zmq.Socket
+	pub  *zmq.Socket
+	wake *waker
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+
+	forwarded    atomic.Uint64
+	notTwoFrames atomic.Uint64
+}
+
+// RelayStats counts what a [Relay] has done.
+type RelayStats struct {
+	// Forwarded is every message forwarded, whatever its shape.
+	Forwarded uint64
+	// NotTwoFrames is how many of those did not have fedmsg's two frames.
+	NotTwoFrames uint64
+}
+
+// RelayOption configures a [Relay].
+type RelayOption func(*relayOptions)
+
+type relayOptions struct {
+	logger *slog.Logger
+}
+
+// WithRelayLogger logs the relay's start, stop and oddities through l.
+// Default: nothing is logged.
+func WithRelayLogger(l *slog.Logger) RelayOption {
+	return func(o *relayOptions) { o.logger = l }
+}
+
+// NewRelay binds the relay's two sockets: SUB at the first bindable
+// address of cfg.RelayInbound, subscribed to everything, and PUB at the
+// first bindable address of cfg.Endpoints["relay_outbound"]. It returns a
+// [*NoEndpointError] when either has no free address. Nothing is
+// forwarded until [Relay.Run].
+func NewRelay(cfg *Config, opts ...RelayOption) (*Relay, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: NewRelay needs a config", ErrConfig)
+	}
+	o := relayOptions{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	zctx, err := newContext(cfg.IOThreads)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{
+		log:     o.logger,
+		zctx:    zctx,
+		run:     make(chan struct{}, 1),
+		closing: make(chan struct{}),
+	}
+	if err := r.open(cfg); err != nil {
+		var wakeErr error
+		if r.wake != nil {
+			wakeErr = r.wake.close()
+		}
+		return nil, errors.Join(err, wakeErr, closeAll(zctx, r.sub, r.pub))
+	}
+	return r, nil
+}
+
+func (r *Relay) open(cfg *Config) error {
+	so := sockOptsFromConfig(cfg)
+	var err error
+	if r.sub, err = newSocket(r.zctx, zmq.SUB, so); err != nil {
+		return err
+	}
+	// Subscribed before binding so every connection gets it at handshake.
+	if err := r.sub.SetSubscribe(""); err != nil {
+		return fmt.Errorf("gilmsg: relay subscribe: %w", err)
+	}
+	if r.inbound, err = bindFirst(r.sub, "relay_inbound", cfg.RelayInbound); err != nil {
+		return err
+	}
+	if r.pub, err = newSocket(r.zctx, zmq.PUB, so); err != nil {
+		return err
+	}
+	if r.outbound, err = bindFirst(r.pub, "relay_outbound", cfg.Endpoints["relay_outbound"]); err != nil {
+		return err
+	}
+	r.wake, err = newWaker(r.zctx)
+	return err
+}
+
+// InboundEndpoint returns the address the SUB socket is bound at, as zmq
+// reports it (the real port when the config said "*").
+func (r *Relay) InboundEndpoint() string { return r.inbound }
+
+// OutboundEndpoint returns the address the PUB socket is bound at, as zmq
+// reports it.
+func (r *Relay) OutboundEndpoint() string { return r.outbound }
+
+// Stats returns the relay's counters so far.
+func (r *Relay) Stats() RelayStats {
+	return RelayStats{Forwarded: r.forwarded.Load(), NotTwoFrames: r.notTwoFrames.Load()}
+}
+
+// Run forwards messages until ctx ends, returning ctx.Err(), or until the
+// relay is closed, returning [ErrClosed]. It may be called again after it
+// returns; a call made while another Run is forwarding waits for it to
+// return first (or for its own ctx, or Close).
+func (r *Relay) Run(ctx context.Context) error {
+	select {
+	case <-r.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	case r.run <- struct{}{}:
+	}
+	defer func() { <-r.run }()
+	select {
+	case <-r.closing: // Close came first; it is waiting for us to let go
+		return ErrClosed
+	default:
+	}
+
+	stop := make(chan struct{})
+	watcherDone := make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		select {
+		case <-ctx.Done():
+			r.wake.Wake()
+		case <-stop:
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-watcherDone // no Wake may outlive Run: Close closes the waker
+	}()
+
+	r.log.Info("gilmsg: relay forwarding", slog.String("inbound", r.inbound), slog.String("outbound", r.outbound))
+	err := r.forwardLoop(ctx)
+	r.log.Info("gilmsg: relay stopped", slog.Uint64("forwarded", r.forwarded.Load()), slog.Any("reason", err))
+	return err
+}
+
+func (r *Relay) forwardLoop(ctx context.Context) error {
+	poller := zmq.NewPoller()
+	poller.Add(r.sub, zmq.POLLIN)
+	poller.Add(r.wake.recv, zmq.POLLIN)
+	for {
+		// After drain, as the waker requires.
+		select {
+		case <-r.closing:
+			return ErrClosed
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		polled, err := poller.Poll(-1)
+		if err != nil {
+			return fmt.Errorf("gilmsg: relay poll: %w", err)
+		}
+		for _, p := range polled {
+			if p.Socket == r.wake.recv {
+				r.wake.drain()
+				continue
+			}
+			for range relayBatch {
+				ok, err := r.forwardOne()
+				if err != nil {
+					return err
+				}
+				if !ok {
+					break
+				}
+			}
+		}
+	}
+}
+
+// forwardOne moves one message, frame by frame, from sub to pub without
+// waiting; false means none was queued. A multipart message arrives whole,
+// so once its first frame is read the rest are there too.
+func (r *Relay) forwardOne() (bool, error) {
+	frames := 0
+	for {
+		b, err := r.sub.RecvBytes(zmq.DONTWAIT)
+		if err != nil {
+			if frames == 0 && isEAGAIN(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("gilmsg: relay receive: %w", err)
+		}
+		frames++
+		more, err := r.sub.GetRcvmore()
+		if err != nil {
+			return false, fmt.Errorf("gilmsg: relay receive: %w", err)
+		}
+		var flag zmq.Flag
+		if more {
+			flag = zmq.SNDMORE
+		}
+		// A PUB never blocks: past its high-water mark it drops.
+		if _, err := r.pub.SendBytes(b, flag); err != nil {
+			return false, fmt.Errorf("gilmsg: relay send: %w", err)
+		}
+		if !more {
+			break
+		}
+	}
+	r.forwarded.Add(1)
+	if frames != 2 {
+		r.notTwoFrames.Add(1)
+		r.log.Debug("gilmsg: relay forwarded a message that is not two frames", slog.Int("frames", frames))
+	}
+	return true, nil
+}
+
+// Close stops a running [Relay.Run] (which returns [ErrClosed]), then
+// closes the sockets, giving unsent messages up to zmq_linger to leave.
+// It is safe to call twice and from any goroutine.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		close(r.closing)
+		r.wake.Wake()
+		r.run <- struct{}{} // wait for Run to let go of the sockets; never released
+		r.closeErr = errors.Join(r.wake.close(), closeAll(r.zctx, r.sub, r.pub))
+	})
+	return r.closeErr
+}
