@@ -36,6 +36,9 @@ var (
 	// ACKed in time.
 	ErrAckTimeout = errors.New("gilmsg: timed out waiting for ACKs")
 
+	// ErrAlreadyInitialized is returned by [Init] when the default bus exists.
+	ErrAlreadyInitialized = errors.New("gilmsg: already initialized")
+
 	// ErrTooManyInFlight is returned by PublishAsync past its in-flight cap.
 	ErrTooManyInFlight = errors.New("gilmsg: too many reliable publishes in flight")
 )

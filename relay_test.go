@@ -1,0 +1,389 @@
+package gilmsg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// relayTestConfig binds both relay sockets on free loopback ports.
+func relayTestConfig() *Config {
+	cfg := DefaultConfig()
+	cfg.RelayInbound = []string{"tcp://127.0.0.1:*"}
+	cfg.Endpoints = map[string][]string{"relay_outbound": {"tcp://127.0.0.1:*"}}
+	cfg.ZMQLinger = 0
+	cfg.ZMQReconnectIvl = 10
+	cfg.ZMQReconnectIvlMax = 50
+	return cfg
+}
+
+func testRelay(t testing.TB, cfg *Config) *Relay {
+	t.Helper()
+	r, err := NewRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("relay close: %v", err)
+		}
+	})
+	return r
+}
+
+// runRelay runs r until the test ends and returns where Run's result goes.
+func runRelay(t *testing.T, r *Relay) (context.CancelFunc, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	t.Cleanup(cancel)
+	return cancel, errc
+}
+
+func waitErr(t *testing.T, errc <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not return", what)
+		return nil
+	}
+}
+
+// relayClients connects a publisher (an XPUB, so it knows when the relay
+// has subscribed) to the relay's inbound side and a subscriber to its
+// outbound side, and returns once a probe has made it through, the
+// subscriber skipping "probe" messages from then on.
+type relayClients struct {
+	pub, sub *zmq.Socket
+	probes   int // probes sent: each one is forwarded
+}
+
+func newRelayClients(t *testing.T, zctx *zmq.Context, r *Relay) *relayClients {
+	t.Helper()
+	pub, err := newXPub(zctx, testSockOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	if err := pub.Connect(r.InboundEndpoint()); err != nil {
+		t.Fatal(err)
+	}
+	tr := newSubscriptionTracker()
+	pumpSubscriptions(t, pub, tr, func() bool { return tr.Count("") == 1 })
+
+	sub := testSocket(t, zctx, zmq.SUB, testSockOpts())
+	sub.SetSubscribe("")
+	if err := sub.Connect(r.OutboundEndpoint()); err != nil {
+		t.Fatal(err)
+	}
+	c := &relayClients{pub: pub, sub: sub}
+	// The relay's outbound side is a plain PUB: no signal says when it has
+	// our subscription, so probe until one arrives.
+	poller := zmq.NewPoller()
+	poller.Add(sub, zmq.POLLIN)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := pub.SendMessage("probe", "{}"); err != nil {
+			t.Fatal(err)
+		}
+		c.probes++
+		polled, err := poller.Poll(10 * time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(polled) > 0 {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no probe came through the relay")
+		}
+	}
+}
+
+// recv returns the next message that is not a probe.
+func (c *relayClients) recv(t *testing.T) [][]byte {
+	t.Helper()
+	c.sub.SetRcvtimeo(5 * time.Second)
+	for {
+		msg, err := c.sub.RecvMessageBytes(0)
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		if len(msg) != 2 || string(msg[0]) != "probe" {
+			return msg
+		}
+	}
+}
+
+func TestRelayForwardsUnchanged(t *testing.T) {
+	checkLeaks(t)
+	zctx := testZCtx(t)
+	r := testRelay(t, relayTestConfig())
+	cancel, errc := runRelay(t, r)
+	c := newRelayClients(t, zctx, r)
+
+	body := []byte(`{"msg": {"x": "` + strings.Repeat("é", 500) + `"}, "signature": "c2ln\nbmF0dXJl\n"}`)
+	want := make([][][]byte, 100)
+	for i := range want {
+		want[i] = [][]byte{fmt.Appendf(nil, "org.fedoraproject.dev.test.%d", i), body}
+	}
+	want[10] = [][]byte{[]byte("org.fedoraproject.dev.empty"), {}}
+	want[20] = [][]byte{[]byte("binary"), {0, 1, 2, 0xff, 0}}
+	want[30] = [][]byte{[]byte("three"), []byte("frames"), []byte("here")}
+	want[40] = [][]byte{[]byte("just one frame")}
+	for _, m := range want {
+		if _, err := c.pub.SendMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, w := range want {
+		got := c.recv(t)
+		if len(got) != len(w) {
+			t.Fatalf("message %d: %d frames, want %d", i, len(got), len(w))
+		}
+		for j := range w {
+			if !bytes.Equal(got[j], w[j]) {
+				t.Fatalf("message %d frame %d = %q, want %q", i, j, got[j], w[j])
+			}
+		}
+	}
+	// The count is bumped just after the send: wait for it, briefly.
+	wantStats := RelayStats{Forwarded: uint64(c.probes + len(want)), NotTwoFrames: 2}
+	for deadline := time.Now().Add(5 * time.Second); r.Stats() != wantStats; {
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats() = %+v, want %+v", r.Stats(), wantStats)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := waitErr(t, errc, "Run"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+}
+
+func TestRelayLifecycle(t *testing.T) {
+	t.Run("close while run is blocked", func(t *testing.T) {
+		checkLeaks(t)
+		r := testRelay(t, relayTestConfig())
+		_, errc := runRelay(t, r)
+		for len(r.run) == 0 { // until Run holds the sockets
+			time.Sleep(time.Millisecond)
+		}
+		start := time.Now()
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitErr(t, errc, "Run"); !errors.Is(err, ErrClosed) {
+			t.Errorf("Run = %v, want ErrClosed", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Close took %v", d)
+		}
+	})
+	t.Run("run twice, close twice", func(t *testing.T) {
+		checkLeaks(t)
+		zctx := testZCtx(t)
+		r := testRelay(t, relayTestConfig())
+		cancel, errc := runRelay(t, r)
+		cancel()
+		if err := waitErr(t, errc, "first Run"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("first Run = %v", err)
+		}
+		// A second Run picks up where the first stopped.
+		_, errc = runRelay(t, r)
+		c := newRelayClients(t, zctx, r)
+		c.pub.SendMessage("after", "restart")
+		if got := c.recv(t); string(got[0]) != "after" {
+			t.Errorf("received %q", got)
+		}
+		for range 2 {
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := waitErr(t, errc, "second Run"); !errors.Is(err, ErrClosed) {
+			t.Errorf("second Run = %v, want ErrClosed", err)
+		}
+		if err := r.Run(context.Background()); !errors.Is(err, ErrClosed) {
+			t.Errorf("Run after Close = %v, want ErrClosed", err)
+		}
+		if r.Stats().Forwarded == 0 {
+			t.Error("Stats lost after Close")
+		}
+	})
+	t.Run("concurrent run waits its turn", func(t *testing.T) {
+		checkLeaks(t)
+		r := testRelay(t, relayTestConfig())
+		_, errc := runRelay(t, r)
+		for len(r.run) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if err := r.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("second Run = %v, want DeadlineExceeded", err)
+		}
+		r.Close()
+		if err := waitErr(t, errc, "Run"); !errors.Is(err, ErrClosed) {
+			t.Errorf("Run = %v, want ErrClosed", err)
+		}
+	})
+}
+
+func TestNewRelayErrors(t *testing.T) {
+	checkLeaks(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := "tcp://" + l.Addr().String()
+
+	for _, tc := range []struct {
+		name     string
+		cfg      func() *Config
+		is       error
+		endpoint string // the NoEndpointError's name
+	}{
+		{"nil config", func() *Config { return nil }, ErrConfig, ""},
+		{"no relay_outbound", func() *Config {
+			c := relayTestConfig()
+			c.Endpoints = map[string][]string{}
+			return c
+		}, ErrNoEndpoint, "relay_outbound"},
+		{"inbound taken", func() *Config {
+			c := relayTestConfig()
+			c.RelayInbound = []string{taken}
+			return c
+		}, ErrNoEndpoint, "relay_inbound"},
+		{"outbound taken", func() *Config {
+			c := relayTestConfig()
+			c.Endpoints["relay_outbound"] = []string{taken}
+			return c
+		}, ErrNoEndpoint, "relay_outbound"},
+		{"bad socket option", func() *Config {
+			c := relayTestConfig()
+			c.HighWaterMark = -1
+			return c
+		}, ErrConfig, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := NewRelay(tc.cfg())
+			if r != nil || !errors.Is(err, tc.is) {
+				t.Fatalf("NewRelay = %v, %v; want %v", r, err, tc.is)
+			}
+			var ne *NoEndpointError
+			if tc.endpoint != "" && (!errors.As(err, &ne) || ne.Name != tc.endpoint) {
+				t.Errorf("err = %v, want a NoEndpointError for %q", err, tc.endpoint)
+			}
+		})
+	}
+}
+
+// BenchmarkRawZMQPubSub is the baseline for the bus's benchmarks: plain
+// pebbe/zmq4, PUB to SUB over loopback TCP, fedmsg's two frames with a
+// 1 KB body, no limits on queues so nothing is dropped.
+func BenchmarkRawZMQPubSub(b *testing.B) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer zctx.Term()
+	pub, _ := zctx.NewSocket(zmq.PUB)
+	sub, _ := zctx.NewSocket(zmq.SUB)
+	defer pub.Close()
+	defer sub.Close()
+	for _, s := range []*zmq.Socket{pub, sub} {
+		s.SetLinger(0)
+		s.SetSndhwm(0)
+		s.SetRcvhwm(0)
+	}
+	if err := pub.Bind("tcp://127.0.0.1:*"); err != nil {
+		b.Fatal(err)
+	}
+	ep, _ := pub.GetLastEndpoint()
+	sub.SetSubscribe("")
+	sub.Connect(ep)
+	benchPubSub(b, pub, sub)
+}
+
+// BenchmarkRelay is the same traffic through a Relay: PUB → relay → SUB.
+func BenchmarkRelay(b *testing.B) {
+	cfg := relayTestConfig()
+	r := testRelay(b, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	defer func() { cancel(); <-errc }()
+
+	zctx, err := newContext(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer zctx.Term()
+	o := sockOptsFromConfig(cfg)
+	o.LingerMS = 0
+	pub, _ := newSocket(zctx, zmq.PUB, o)
+	sub, _ := newSocket(zctx, zmq.SUB, o)
+	defer pub.Close()
+	defer sub.Close()
+	pub.Connect(r.InboundEndpoint())
+	sub.SetSubscribe("")
+	sub.Connect(r.OutboundEndpoint())
+	benchPubSub(b, pub, sub)
+}
+
+// benchPubSub probes until the path works, then times b.N messages from a
+// goroutine owning pub to this goroutine owning sub.
+func benchPubSub(b *testing.B, pub, sub *zmq.Socket) {
+	b.Helper()
+	topic := "org.fedoraproject.prod.bench.message"
+	body := bytes.Repeat([]byte("x"), 1024)
+	poller := zmq.NewPoller()
+	poller.Add(sub, zmq.POLLIN)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		pub.SendMessage("probe", "")
+		if polled, _ := poller.Poll(10 * time.Millisecond); len(polled) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("pub/sub never connected")
+		}
+	}
+	b.SetBytes(int64(len(topic) + len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := make(chan error, 1)
+	go func() {
+		for range b.N {
+			if _, err := pub.SendMessage(topic, body); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	for n := 0; n < b.N; {
+		msg, err := sub.RecvMessageBytes(0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if string(msg[0]) != "probe" {
+			n++
+		}
+	}
+	b.StopTimer()
+	if err := <-sent; err != nil {
+		b.Fatal(err)
+	}
+}
