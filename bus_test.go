@@ -18,6 +18,9 @@ func TestPublishTailSignedRoundTrip(t *testing.T) {
 	pub := n.start("publisher01.example.org", WithModname("bodhi"))
 	sub := n.start("")
 	msgs := tail(t, sub, "")
+	if err := pub.WaitSubscribers(ctxT(t), "update.request", 1); err != nil {
+		t.Fatal(err)
+	}
 
 	payload := map[string]any{"update": "FEDORA-2026-1", "karma": 3, "ratio": 0.5, "text": "é</script>"}
 	r, err := pub.Publish(ctxT(t), "update.request", payload)
@@ -71,6 +74,12 @@ func TestTailTopicPrefix(t *testing.T) {
 	pub := n.start("publisher01.example.org", WithModname("app"))
 	sub := n.start("")
 	msgs := tail(t, sub, "org.example.dev.app.keep")
+	if err := pub.WaitSubscribers(ctxT(t), "keep", 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := pub.Subscribers("drop"); n != 0 {
+		t.Fatalf("%d subscribers to a topic nobody wants", n)
+	}
 	for _, topic := range []string{"drop", "keep.one", "other.keep", "keep.two"} {
 		if _, err := pub.Publish(ctxT(t), topic, map[string]any{"t": topic}); err != nil {
 			t.Fatal(err)
@@ -97,6 +106,9 @@ func TestConcurrentPublishersKeepOrder(t *testing.T) {
 	pub := n.start("publisher01.example.org")
 	sub := n.start("")
 	msgs := tail(t, sub, "")
+	if err := pub.WaitSubscribers(ctxT(t), "load", 1); err != nil {
+		t.Fatal(err)
+	}
 
 	var wg sync.WaitGroup
 	for p := range publishers {
@@ -415,10 +427,101 @@ func TestPythonShapedConfigDrivesBus(t *testing.T) {
 	}
 	defer sub.Close()
 	msgs := tail(t, sub, "org.fedoraproject.dev.bodhi")
+	if err := pub.WaitSubscribers(ctxT(t), "update.request", 1); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pub.Publish(ctxT(t), "update.request", map[string]any{"a": 1}); err != nil {
 		t.Fatal(err)
 	}
 	if m := receive(t, msgs); m.Topic != "org.fedoraproject.dev.bodhi.update.request" || m.Signer != "publisher01.example.org" {
 		t.Fatalf("got %q from %q", m.Topic, m.Signer)
+	}
+}
+
+// An active publisher connects to the relay's inbound side; a tail of the
+// relay's outbound side gets the message with its signature intact.
+func TestActivePublisherThroughRelay(t *testing.T) {
+	n := newTestNet(t)
+	cfg := n.config("")
+	cfg.RelayInbound = []string{"tcp://127.0.0.1:*"}
+	cfg.Endpoints = map[string][]string{"relay_outbound": {"tcp://127.0.0.1:*"}}
+	relay, err := NewRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-relayDone
+		relay.Close()
+	}()
+	n.endpoints["relay_outbound"] = []string{relay.OutboundEndpoint()}
+
+	sub := n.start("")
+	msgs := tail(t, sub, "")
+
+	pcfg := n.config("")
+	pcfg.Active = true
+	pcfg.Name = "relay_inbound"
+	pcfg.RelayInbound = []string{relay.InboundEndpoint()}
+	pcfg.Certnames["shell."+shortHostname()] = "publisher01.example.org"
+	pub, err := New(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	// The relay may drop what arrives before the tail's subscription
+	// reached it: keep publishing until one comes through.
+	var m *Message
+	waitFor(t, "a message through the relay", func() bool {
+		if _, err := pub.Publish(ctxT(t), "log", map[string]any{"log": "hi"}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m = <-msgs:
+			return true
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	})
+	if m.Signer != "publisher01.example.org" || m.Name != "relay_outbound" {
+		t.Fatalf("signer %q name %q", m.Signer, m.Name)
+	}
+}
+
+// WaitSubscribers counts the subscriptions the publishing socket has
+// applied: up when a tail subscribes, down when it goes.
+func TestWaitSubscribers(t *testing.T) {
+	n := newTestNet(t)
+	pub := n.start("publisher01.example.org", WithModname("app"))
+	sub := n.start("")
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := pub.WaitSubscribers(short, "x", 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("nobody subscribed: err = %v", err)
+	}
+	s1, err := sub.Subscribe(ctxT(t), "org.example.dev.app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := sub.Subscribe(ctxT(t), "org.example.dev.app.x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctxT(t), "x.y", 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := pub.Subscribers("y"); got != 1 {
+		t.Errorf("subscribers to app.y = %d, want 1", got)
+	}
+	s2.Close()
+	waitFor(t, "the unsubscription", func() bool { return pub.Subscribers("x") == 1 })
+	s1.Close()
+	waitFor(t, "no subscribers", func() bool { return pub.Subscribers("x") == 0 })
+	pub.Close()
+	if err := pub.WaitSubscribers(ctxT(t), "x", 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: err = %v", err)
 	}
 }

@@ -192,46 +192,64 @@ func (b *Bus) awaitRelay(ctx context.Context) error {
 	return nil
 }
 
-// publisher owns the bus's PUB socket: one goroutine sends everything that
-// Publish, ACKs and resends queue for it.
+// publisher owns the bus's publishing socket: one goroutine sends what
+// Publish, ACKs and resends queue, and reads the subscriptions the socket
+// reports. The socket is an XPUB, which subscribers cannot tell from a PUB
+// (Python peers included), so that the bus knows who is subscribed
+// ([Bus.WaitSubscribers]) instead of sleeping for slow joiners.
 type publisher struct {
 	sock     *zmq.Socket
+	subs     *subscriptionTracker
+	wake     *waker
 	mon      *connMonitor // active publishers only: is the relay there?
 	endpoint string
 	log      *slog.Logger
 	stats    *stats
 
-	mu     sync.RWMutex
+	// slots bounds the queue: Publish blocks (within its ctx) when the
+	// socket's goroutine falls behind, rather than queue without limit.
+	slots chan struct{}
+
+	mu     sync.Mutex
+	queue  []*outgoing
 	closed bool
-	in     chan *outgoing
 	done   chan struct{}
 }
 
-func (b *Bus) startPublisher() (*publisher, error) {
-	sock, err := newSocket(b.zctx, zmq.PUB, b.sockOpts())
+func (b *Bus) startPublisher() (_ *publisher, err error) {
+	sock, err := newXPub(b.zctx, b.sockOpts())
 	if err != nil {
 		return nil, err
 	}
-	p := &publisher{sock: sock, log: b.log, stats: &b.stats,
-		in: make(chan *outgoing, b.opts.queueSize), done: make(chan struct{})}
+	p := &publisher{sock: sock, subs: newSubscriptionTracker(), log: b.log, stats: &b.stats,
+		slots: make(chan struct{}, b.opts.queueSize), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			if p.mon != nil {
+				sock.Monitor("", 0)
+				p.mon.Close()
+			}
+			if p.wake != nil {
+				p.wake.close()
+			}
+			sock.Close()
+		}
+	}()
+	if p.wake, err = newWaker(b.zctx); err != nil {
+		return nil, err
+	}
 	if b.cfg.Active {
 		if p.mon, err = newConnMonitor(b.zctx, sock); err != nil {
-			sock.Close()
 			return nil, err
 		}
 		for _, addr := range b.cfg.RelayInbound {
 			if err := sock.Connect(addr); err != nil {
-				p.mon.Close()
-				sock.Close()
 				return nil, &ConfigError{Key: "relay_inbound", Err: fmt.Errorf("connect %s: %w", addr, err)}
 			}
 		}
 		p.endpoint = strings.Join(b.cfg.RelayInbound, ",")
-	} else {
-		if p.endpoint, err = bindFirst(sock, b.cfg.Name, b.cfg.Endpoints[b.cfg.Name]); err != nil {
-			sock.Close()
-			return nil, err
-		}
+	} else if p.endpoint, err = bindFirst(sock, b.cfg.Name, b.cfg.Endpoints[b.cfg.Name]); err != nil {
+		return nil, err
 	}
 	go p.run()
 	return p, nil
@@ -239,42 +257,102 @@ func (b *Bus) startPublisher() (*publisher, error) {
 
 func (p *publisher) run() {
 	defer close(p.done)
-	for out := range p.in {
-		if _, err := p.sock.SendMessage(out.topic, out.body); err != nil {
-			p.stats.sendErrors.Add(1)
-			p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
+	poller := zmq.NewPoller()
+	poller.Add(p.sock, zmq.POLLIN)
+	poller.Add(p.wake.recv, zmq.POLLIN)
+	var batch []*outgoing
+	for {
+		p.mu.Lock()
+		batch, p.queue = p.queue, batch[:0]
+		closed := p.closed
+		p.mu.Unlock()
+		for i, out := range batch {
+			if _, err := p.sock.SendMessage(out.topic, out.body); err != nil {
+				p.stats.sendErrors.Add(1)
+				p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
+			}
+			batch[i] = nil
+			<-p.slots
+		}
+		if err := readSubscriptions(p.sock, p.subs); err != nil {
+			p.log.Error("gilmsg: reading subscriptions", slog.Any("error", err))
+		}
+		if closed {
+			break
+		}
+		polled, err := poller.Poll(-1)
+		if err != nil {
+			p.log.Error("gilmsg: publisher poll", slog.Any("error", err))
+			break
+		}
+		for _, pl := range polled {
+			if pl.Socket == p.wake.recv {
+				p.wake.drain()
+			}
 		}
 	}
+	p.subs.close()
 	if p.mon != nil {
+		p.sock.Monitor("", 0)
 		p.mon.Close()
 	}
+	p.wake.close()
 	p.sock.Close()
 }
 
 func (p *publisher) enqueue(ctx context.Context, busClosed <-chan struct{}, out *outgoing) error {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return ErrClosed
-	}
 	select {
-	case p.in <- out:
-		return nil
+	case p.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-busClosed:
 		return ErrClosed
 	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return ErrClosed
+	}
+	p.queue = append(p.queue, out)
+	p.mu.Unlock()
+	p.wake.Wake()
+	return nil
 }
 
 // close lets the goroutine send what is queued, then close the socket
 // (whose linger bounds how long unsent messages are kept).
 func (p *publisher) close() {
 	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		close(p.in)
-	}
+	p.closed = true
 	p.mu.Unlock()
+	p.wake.Wake()
 	<-p.done
+}
+
+// WaitSubscribers waits until at least n subscriptions would receive a
+// message published now on topic (a topic as given to Publish), or ctx
+// ends. It is the exact answer to ZeroMQ's slow-joiner problem for this
+// bus's own socket: once it returns nil, those subscribers get every
+// message published after it. It cannot tell who the subscribers are.
+func (b *Bus) WaitSubscribers(ctx context.Context, topic string, n int) error {
+	if b.pub == nil {
+		return fmt.Errorf("%w: the bus has no endpoint to publish from", ErrConfig)
+	}
+	ctx, cancel := b.withClose(ctx)
+	defer cancel()
+	err := b.pub.subs.WaitMatching(ctx, b.fullTopic(topic, ""), n)
+	if err != nil && b.isClosed() {
+		return ErrClosed
+	}
+	return err
+}
+
+// Subscribers returns how many subscriptions would receive a message
+// published now on topic.
+func (b *Bus) Subscribers(topic string) int {
+	if b.pub == nil {
+		return 0
+	}
+	return b.pub.subs.Matching(b.fullTopic(topic, ""))
 }

@@ -96,11 +96,10 @@ type Subscription struct {
 	poller   *zmq.Poller
 	seen     *idSet
 
-	// The wake pair interrupts a blocked poll: the reader owns wakeRecv,
-	// wakeSend is shared under wakeMu by Close and context watchers.
-	wakeRecv *zmq.Socket
-	wakeMu   sync.Mutex
-	wakeSend *zmq.Socket
+	// wake interrupts a blocked poll, for Close and context watchers.
+	wake *waker
+
+	wakeMu sync.Mutex // guards wake itself, which Close sets to nil
 
 	useMu   sync.Mutex // held by the reader; Close waits for it
 	closed  atomic.Bool
@@ -108,8 +107,6 @@ type Subscription struct {
 
 	ackErrSaid bool
 }
-
-var wakeSeq atomic.Uint64
 
 // Subscribe connects to every endpoint of every name except relay_inbound
 // (WIRE.md §1), subscribes to prefix ("" is everything), and waits until
@@ -158,24 +155,14 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	}()
 	ctx, cancel := b.withClose(ctx)
 	defer cancel()
-	addr := fmt.Sprintf("inproc://gilmsg-wake-%d", wakeSeq.Add(1))
-	if s.wakeRecv, err = b.zctx.NewSocket(zmq.PAIR); err != nil {
-		return nil, err
-	}
-	if err = s.wakeRecv.Bind(addr); err != nil {
-		return nil, err
-	}
-	wakeSend, err := b.zctx.NewSocket(zmq.PAIR)
+	wake, err := newWaker(b.zctx)
 	if err != nil {
 		return nil, err
 	}
 	s.wakeMu.Lock()
-	s.wakeSend = wakeSend
+	s.wake = wake
 	s.wakeMu.Unlock()
-	if err = wakeSend.Connect(addr); err != nil {
-		return nil, err
-	}
-	s.poller.Add(s.wakeRecv, zmq.POLLIN)
+	s.poller.Add(wake.recv, zmq.POLLIN)
 
 	mons := make([]*connMonitor, 0, len(eps))
 	defer func() {
@@ -285,7 +272,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 func (s *Subscription) poll(ctx context.Context) error {
 	var stop func() bool
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, s.wake)
+		stop = context.AfterFunc(ctx, s.interrupt)
 	}
 	polled, err := s.poller.Poll(-1)
 	if stop != nil {
@@ -298,12 +285,8 @@ func (s *Subscription) poll(ctx context.Context) error {
 		return fmt.Errorf("gilmsg: poll: %w", err)
 	}
 	for _, p := range polled {
-		if p.Socket == s.wakeRecv {
-			for {
-				if _, err := s.wakeRecv.RecvBytes(zmq.DONTWAIT); err != nil {
-					break
-				}
-			}
+		if p.Socket == s.wake.recv {
+			s.wake.drain()
 			continue
 		}
 		for i, sock := range s.socks {
@@ -368,10 +351,10 @@ func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
 	return nil, nil, false
 }
 
-func (s *Subscription) wake() {
+func (s *Subscription) interrupt() {
 	s.wakeMu.Lock()
-	if s.wakeSend != nil {
-		s.wakeSend.Send("", zmq.DONTWAIT)
+	if s.wake != nil {
+		s.wake.Wake()
 	}
 	s.wakeMu.Unlock()
 }
@@ -382,7 +365,7 @@ func (s *Subscription) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.wake()
+	s.interrupt()
 	s.useMu.Lock()
 	s.closeSockets()
 	s.useMu.Unlock()
@@ -395,14 +378,10 @@ func (s *Subscription) closeSockets() {
 		sock.Close()
 	}
 	s.socks = nil
-	if s.wakeRecv != nil {
-		s.wakeRecv.Close()
-		s.wakeRecv = nil
-	}
 	s.wakeMu.Lock()
-	if s.wakeSend != nil {
-		s.wakeSend.Close()
-		s.wakeSend = nil
+	if s.wake != nil {
+		s.wake.close()
+		s.wake = nil
 	}
 	s.wakeMu.Unlock()
 }

@@ -1,7 +1,18 @@
 package gilmsg
 
 // The ZeroMQ layer under the bus and the relay. Everything here is
-// unexported; the rules it follows:
+// unexported except NoEndpointError:
+//
+//	newContext(ioThreads)                  a private zmq context
+//	sockOptsFromConfig / newSocket         sockets with fedmsg's options
+//	bindFirst / bindAddress                fedmsg's bind rule, *NoEndpointError
+//	closeAll(zctx, socks...)               close, then Term
+//	waker                                  wake a poll owned by another goroutine
+//	connMonitor (+ withLostHook)           count handshaken connections
+//	newXPub / readSubscriptions /
+//	subscriptionTracker                    know which subscriptions a publisher has
+//
+// The rules it follows:
 //
 //   - A *zmq.Socket is not goroutine-safe. Each socket has one owner
 //     goroutine; handing it to another goroutine is fine only across a
@@ -114,7 +125,7 @@ func newContext(ioThreads int) (*zmq.Context, error) {
 	}
 	if err := zctx.SetIoThreads(max(ioThreads, 1)); err != nil {
 		zctx.Term()
-		return nil, fmt.Errorf("%w: io_threads %d: %v", ErrConfig, ioThreads, err)
+		return nil, &ConfigError{Key: "io_threads", Err: fmt.Errorf("%d rejected by zmq: %w", ioThreads, err)}
 	}
 	if err := zctx.SetBlocky(false); err != nil {
 		zctx.Term()
@@ -125,7 +136,7 @@ func newContext(ioThreads int) (*zmq.Context, error) {
 
 // newSocket makes a socket of type t with o applied; options must be set
 // before bind/connect because pipes copy them when they are created. An
-// option zmq rejects is a configuration error naming the fedmsg key.
+// option zmq rejects is a *[ConfigError] naming the fedmsg key.
 func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
 	s, err := zctx.NewSocket(t)
 	if err != nil {
@@ -157,12 +168,15 @@ func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
 			key string
 			val int64
 			set func() error
-		}{"max message size", o.MaxMsgSize, func() error { return s.SetMaxmsgsize(o.MaxMsgSize) }})
+		}{"", o.MaxMsgSize, func() error { return s.SetMaxmsgsize(o.MaxMsgSize) }})
 	}
 	for _, opt := range sets {
 		if err := opt.set(); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("%w: %s = %d rejected by zmq: %v", ErrConfig, opt.key, opt.val, err)
+			if opt.key == "" { // not a fedmsg key
+				return nil, &ConfigError{Err: fmt.Errorf("ZMQ_MAXMSGSIZE %d rejected by zmq: %w", opt.val, err)}
+			}
+			return nil, &ConfigError{Key: opt.key, Err: fmt.Errorf("%d rejected by zmq: %w", opt.val, err)}
 		}
 	}
 	return s, nil
