@@ -130,12 +130,16 @@ func WithResend(on bool, min, max time.Duration) Option {
 // waiting at once. Default 1024.
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
-// New joins the bus described by cfg. When cfg.Name has endpoints, it binds
+// New joins the bus described by cfg (nil: [DefaultConfig]), after
+// checking it with [Config.Validate]. When cfg.Name has endpoints, it binds
 // the first free one; when cfg.Active, it connects to relay_inbound instead.
 // Without either the bus can subscribe but not publish.
 func New(cfg *Config, opts ...Option) (*Bus, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	o := defaultOptions(cfg)
 	for _, opt := range opts {

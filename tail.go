@@ -91,6 +91,7 @@ type Subscription struct {
 	opts     subOptions
 	validate bool
 	socks    []*zmq.Socket
+	mons     []*connMonitor // one per socket
 	eps      []namedEndpoint
 	ready    int
 	poller   *zmq.Poller
@@ -100,6 +101,9 @@ type Subscription struct {
 	wake *waker
 
 	wakeMu sync.Mutex // guards wake itself, which Close sets to nil
+
+	lostMu sync.Mutex
+	lost   []int // sockets whose connection must be made again
 
 	useMu   sync.Mutex // held by the reader; Close waits for it
 	closed  atomic.Bool
@@ -164,20 +168,8 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	s.wakeMu.Unlock()
 	s.poller.Add(wake.recv, zmq.POLLIN)
 
-	mons := make([]*connMonitor, 0, len(eps))
-	defer func() {
-		// Stop each socket's monitor before closing our end: libzmq's
-		// monitor blocks its I/O thread on a peerless PAIR otherwise, at
-		// the next event, and the whole context stops receiving.
-		for i, m := range mons {
-			if i < len(s.socks) && s.socks[i] != nil {
-				s.socks[i].Monitor("", 0)
-			}
-			m.Close()
-		}
-	}()
 	so := b.sockOpts()
-	for _, ep := range eps {
+	for i, ep := range eps {
 		sock, err := newSocket(b.zctx, zmq.SUB, so)
 		if err != nil {
 			return nil, err
@@ -186,17 +178,20 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 		if err := sock.SetSubscribe(prefix); err != nil {
 			return nil, err
 		}
-		mon, err := newConnMonitor(b.zctx, sock)
+		// The monitor stays for the subscription's life: besides
+		// readiness, it reports connections libzmq will not restore by
+		// itself (a peer that sent more than ZMQ_MAXMSGSIZE).
+		mon, err := newConnMonitor(b.zctx, sock, withLostHook(func(string) { s.markLost(i) }))
 		if err != nil {
 			return nil, err
 		}
-		mons = append(mons, mon)
+		s.mons = append(s.mons, mon)
 		if err := sock.Connect(ep.addr); err != nil {
 			return nil, &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: connect %s: %w", ep.name, ep.addr, err)}
 		}
 		s.poller.Add(sock, zmq.POLLIN)
 	}
-	s.ready = waitAll(ctx, b.opts.readyTimeout, mons)
+	s.ready = waitAll(ctx, b.opts.readyTimeout, s.mons)
 	if s.ready < len(eps) {
 		b.log.Info("gilmsg: subscribed before every endpoint connected",
 			slog.Int("connected", s.ready), slog.Int("endpoints", len(eps)))
@@ -242,6 +237,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		s.reconnectLost()
 		for len(s.pending) > 0 {
 			i := s.pending[0]
 			frames, err := s.socks[i].RecvMessageBytes(zmq.DONTWAIT)
@@ -351,6 +347,33 @@ func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
 	return nil, nil, false
 }
 
+// markLost is the monitors' hook: a connection libzmq dropped for a
+// protocol error (an oversized message) is not restored by libzmq; the
+// reader makes it again.
+func (s *Subscription) markLost(i int) {
+	s.lostMu.Lock()
+	s.lost = append(s.lost, i)
+	s.lostMu.Unlock()
+	s.interrupt()
+}
+
+// reconnectLost runs in the reader, which owns the sockets.
+func (s *Subscription) reconnectLost() {
+	s.lostMu.Lock()
+	lost := s.lost
+	s.lost = nil
+	s.lostMu.Unlock()
+	for _, i := range lost {
+		addr := s.eps[i].addr
+		s.socks[i].Disconnect(addr)
+		if err := s.socks[i].Connect(addr); err != nil {
+			s.bus.log.Error("gilmsg: reconnect", slog.String("endpoint", addr), slog.Any("error", err))
+		} else {
+			s.bus.log.Warn("gilmsg: reconnected after the peer broke the protocol", slog.String("endpoint", addr))
+		}
+	}
+}
+
 func (s *Subscription) interrupt() {
 	s.wakeMu.Lock()
 	if s.wake != nil {
@@ -374,6 +397,14 @@ func (s *Subscription) Close() error {
 }
 
 func (s *Subscription) closeSockets() {
+	// Stop each socket's monitor before closing our end of it: libzmq's
+	// monitor would block its I/O thread on a peerless PAIR at the next
+	// event, and the whole context would stop receiving.
+	for i, m := range s.mons {
+		s.socks[i].Monitor("", 0)
+		m.Close()
+	}
+	s.mons = nil
 	for _, sock := range s.socks {
 		sock.Close()
 	}

@@ -43,6 +43,10 @@ package gilmsg
 //     about once a millisecond. A message published in that window is
 //     dropped for this subscriber. With a plain PUB peer (every Python
 //     fedmsg process) no exact signal exists; the window is small.
+//   - A *bound* SUB is different: a new peer's pipe is attached, and the
+//     subscriptions written to it, only when the SUB's owner next calls
+//     into zmq (an owner blocked in zmq_poll on it does so at once; one
+//     busy elsewhere does not, and messages sent meanwhile are lost).
 //   - The PUB side's monitor sees EVENT_ACCEPTED then
 //     EVENT_HANDSHAKE_SUCCEEDED, which says nothing about subscriptions
 //     either.

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/goleak"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// freshCommands rebuilds the commands these tests run, so that no flag
+// value leaks from one run into the next.
+var freshCommands = map[string]func() *cobra.Command{
+	"verify": newVerifyCmd,
+	"logger": newLoggerCmd,
+	"tail":   newTailCmd,
+	"demo":   newDemoCmd,
+}
+
+// cliResult is what one run of gilmsg left behind.
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// syncBuffer is a bytes.Buffer that a test may read while a command that
+// runs in another goroutine writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// runCLI runs gilmsg with args through run, as main does, with stdin
+// (nil: empty), and returns the exit code and the outputs. rootCmd is
+// shared by the whole package, so tests that use it must not be parallel.
+func runCLI(t *testing.T, stdin io.Reader, args ...string) cliResult {
+	t.Helper()
+	var out, errOut syncBuffer
+	return runCLIWith(t, stdin, &out, &errOut, args...)
+}
+
+// runCLIWith is runCLI writing to the given buffers, for a test that
+// watches the output while the command runs.
+func runCLIWith(t *testing.T, stdin io.Reader, out, errOut *syncBuffer, args ...string) cliResult {
+	t.Helper()
+	for _, c := range rootCmd.Commands() {
+		if mk, ok := freshCommands[c.Name()]; ok {
+			rootCmd.RemoveCommand(c)
+			rootCmd.AddCommand(mk())
+		}
+	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	rootCmd.SetIn(stdin)
+	rootCmd.SetOut(out)
+	rootCmd.SetErr(errOut)
+	defer func() {
+		rootCmd.SetIn(nil)
+		rootCmd.SetOut(nil)
+		rootCmd.SetErr(nil)
+		resetFlag(t, rootCmd, configFlag)
+	}()
+	code := run(args)
+	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
+}
+
+// checkGoroutines fails the test if it leaves goroutines behind. Call it
+// first, so that it runs after every other cleanup.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+}
+
+// devPKI makes a throwaway PKI with small keys, quick to generate.
+func devPKI(t *testing.T, hosts ...string) *gilmsg.DevPKI {
+	t.Helper()
+	p, err := gilmsg.NewDevPKI(t.TempDir(), gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// testConfig is p's config tuned for tests: reconnects quickly, and a
+// bounded wait for connections (reached only when a peer is down).
+func testConfig(p *gilmsg.DevPKI) *gilmsg.Config {
+	cfg := p.Config()
+	cfg.PostInitSleep = 2
+	cfg.ZMQReconnectIvl = 10
+	cfg.ZMQReconnectIvlMax = 50
+	cfg.ZMQLinger = 200
+	return cfg
+}
+
+// writeConfig writes cfg where the commands can load it with --config.
+func writeConfig(t *testing.T, cfg *gilmsg.Config) string {
+	t.Helper()
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fedmsg.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// newBus starts a bus closed at the end of the test.
+func newBus(t *testing.T, cfg *gilmsg.Config) *gilmsg.Bus {
+	t.Helper()
+	b, err := gilmsg.New(cfg)
+	if err != nil {
+		t.Fatalf("New(%q): %v", cfg.Name, err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// freePort returns a loopback TCP address nobody listens on right now, for
+// the rare test where an endpoint must be known before its bus binds it.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "tcp://" + l.Addr().String()
+}
+
+// collect tails b on prefix from a goroutine that ends with the test, and
+// returns what it yields.
+func collect(t *testing.T, b *gilmsg.Bus, prefix string, opts ...gilmsg.SubscribeOption) <-chan *gilmsg.Message {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := b.Subscribe(ctx, prefix, opts...)
+	if err != nil {
+		cancel()
+		t.Fatalf("Subscribe: %v", err)
+	}
+	ch := make(chan *gilmsg.Message, 1024)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(ch)
+		defer sub.Close()
+		for m, err := range sub.Messages(ctx) {
+			if err != nil {
+				t.Errorf("tail: %v", err)
+				continue
+			}
+			ch <- m
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return ch
+}
+
+// next waits for one message, failing the test after a generous bound.
+func next(t *testing.T, ch <-chan *gilmsg.Message) *gilmsg.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatal("tail ended")
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+	}
+	return nil
+}
+
+// eventually polls cond until it holds, failing after a generous bound.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// payload returns m's msg re-encoded canonically, for comparisons.
+func payload(t *testing.T, m *gilmsg.Message) string {
+	t.Helper()
+	b, err := gilmsg.MarshalCanonical(m.Msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func lines(s string) []string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func mustJSON(t *testing.T, line string) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(line), &v); err != nil {
+		t.Fatalf("not a JSON object: %v\n%s", err, line)
+	}
+	return v
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// vectorsConfig writes testdata/vectors-config.json with its paths, which
+// are relative to testdata/pki, made absolute.
+func vectorsConfig(t *testing.T, testdata string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testdata, "vectors-config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"ca_cert_location", "crl_location"} {
+		cfg[key] = filepath.Join(testdata, "pki", cfg[key].(string))
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "vectors.json")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type vector struct {
+	Name   string `json:"name"`
+	Body   string `json:"body"`
+	Valid  bool   `json:"valid"`
+	Signer string `json:"signer"`
+}
+
+func TestVerifyVectors(t *testing.T) {
+	testdata, err := filepath.Abs("../../testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	isolateConfigSources(t)
+	config := vectorsConfig(t, testdata)
+	raw, err := os.ReadFile(filepath.Join(testdata, "vectors.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vectors []vector
+	var bodies strings.Builder // the same messages, as raw bodies
+	for _, line := range lines(string(raw)) {
+		var v vector
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatal(err)
+		}
+		vectors = append(vectors, v)
+		bodies.WriteString(v.Body + "\n\n") // blank lines are skipped
+	}
+
+	for _, input := range []struct{ name, text string }{
+		{"vector lines", string(raw)},
+		{"raw bodies", bodies.String()},
+	} {
+		t.Run(input.name, func(t *testing.T) {
+			res := runCLI(t, strings.NewReader(input.text), "verify", "--config", config)
+			if res.code != exitOK {
+				t.Fatalf("exit %d; stderr %s", res.code, res.stderr)
+			}
+			got := lines(res.stdout)
+			if len(got) != len(vectors) {
+				t.Fatalf("%d output lines for %d vectors", len(got), len(vectors))
+			}
+			for i, v := range vectors {
+				var out verdict
+				if err := json.Unmarshal([]byte(got[i]), &out); err != nil {
+					t.Fatalf("%s: bad output line %q: %v", v.Name, got[i], err)
+				}
+				if out.Valid != v.Valid || out.Signer != v.Signer {
+					t.Errorf("%s: valid=%v signer=%q, Python says valid=%v signer=%q (%s)",
+						v.Name, out.Valid, out.Signer, v.Valid, v.Signer, out.Error)
+				}
+				if out.Valid != (out.Error == "") || out.Valid != (out.Reason == "") {
+					t.Errorf("%s: valid=%v with error %q, reason %q", v.Name, out.Valid, out.Error, out.Reason)
+				}
+			}
+		})
+	}
+
+	t.Run("reasons and odd input", func(t *testing.T) {
+		byName := map[string]vector{}
+		for _, v := range vectors {
+			byName[v.Name] = v
+		}
+		long := `{"body":"` + strings.Repeat("x", 300<<10) + `"}`
+		in := strings.Join([]string{
+			mustLine(t, byName["invalid/expired-cert"]),
+			mustLine(t, byName["invalid/routing-policy"]),
+			"   ",
+			"not json at all",
+			long,
+			`{"body": 42}`,
+			mustLine(t, byName["signed/ascii"]) + "\r", // no final newline
+		}, "\n")
+		res := runCLI(t, strings.NewReader(in), "verify", "--config", config)
+		if res.code != exitOK {
+			t.Fatalf("exit %d; stderr %s", res.code, res.stderr)
+		}
+		want := []verdict{
+			{Reason: "expired"}, {Reason: "policy"}, {Reason: "malformed"},
+			{Reason: "malformed"}, {Reason: "malformed"},
+			{Valid: true, Signer: "shell-app01.example.org"},
+		}
+		got := lines(res.stdout)
+		if len(got) != len(want) {
+			t.Fatalf("%d output lines, want %d:\n%s", len(got), len(want), res.stdout)
+		}
+		for i, w := range want {
+			var out verdict
+			if err := json.Unmarshal([]byte(got[i]), &out); err != nil {
+				t.Fatal(err)
+			}
+			if out.Valid != w.Valid || out.Signer != w.Signer || out.Reason != w.Reason {
+				t.Errorf("line %d: %+v, want %+v", i+1, out, w)
+			}
+		}
+	})
+
+	t.Run("missing CA is a failure", func(t *testing.T) {
+		res := runCLI(t, strings.NewReader("{}\n"), "verify", "--config", filepath.Join(t.TempDir(), "none.json"))
+		if res.code != exitFailure {
+			t.Errorf("exit %d, want %d", res.code, exitFailure)
+		}
+	})
+
+	t.Run("arguments are a usage error", func(t *testing.T) {
+		if res := runCLI(t, nil, "verify", "extra"); res.code != exitUsage {
+			t.Errorf("exit %d, want %d", res.code, exitUsage)
+		}
+	})
+}
+
+func mustLine(t *testing.T, v vector) string {
+	t.Helper()
+	if v.Name == "" {
+		t.Fatal("vector not found")
+	}
+	b, err := json.Marshal(map[string]string{"body": v.Body, "name": v.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
