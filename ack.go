@@ -266,24 +266,25 @@ func (l *ackListener) close() {
 	<-l.done
 }
 
-// sendAck publishes, signed, the ACK of a gilmsg message (WIRE.md §6).
-// Messages without gilmsg_version and ACKs are never ACKed.
-func (b *Bus) sendAck(ctx context.Context, env *Envelope) error {
+// sendAck publishes, signed, the ACK of a gilmsg message (WIRE.md §6), and
+// returns it. Messages without gilmsg_version and ACKs are never ACKed:
+// it returns nil, nil for them.
+func (b *Bus) sendAck(ctx context.Context, env *Envelope) (*outgoing, error) {
 	if !env.IsGilmsg() || isAckTopic(env.Topic) || env.MsgID == "" {
-		return nil
+		return nil, nil
 	}
 	if b.pub == nil {
-		return fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, env.MsgID)
+		return nil, fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, env.MsgID)
 	}
 	out, err := b.prepare(b.ackTopic, map[string]any{"ack_msg_id": env.MsgID}, &pubOptions{}, false, true)
 	if err != nil {
-		return fmt.Errorf("gilmsg: cannot ACK %s: %w", env.MsgID, err)
+		return nil, fmt.Errorf("gilmsg: cannot ACK %s: %w", env.MsgID, err)
 	}
 	if err := b.send(ctx, out); err != nil {
-		return err
+		return nil, err
 	}
 	b.stats.acksSent.Add(1)
-	return nil
+	return out, nil
 }
 
 // PubFuture is the result of [Bus.PublishAsync], available once Done is

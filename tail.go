@@ -33,10 +33,19 @@ type Message struct {
 // yielding it. Messages without gilmsg_version, and ACKs themselves, are
 // never ACKed: Ack returns nil for them.
 func (m *Message) Ack(ctx context.Context) error {
-	if m.sub == nil {
+	if m.sub == nil || m.Envelope == nil {
 		return nil
 	}
-	return m.sub.bus.sendAck(ctx, m.Envelope)
+	return m.sub.ack(ctx, m.Envelope)
+}
+
+// ack sends env's ACK and remembers it for resends of env.
+func (s *Subscription) ack(ctx context.Context, env *Envelope) error {
+	out, err := s.bus.sendAck(ctx, env)
+	if out != nil && s.seen != nil {
+		s.seen.setAck(env.MsgID, out)
+	}
+	return err
 }
 
 // SubscribeOption configures [Bus.Subscribe] and [Bus.Tail].
@@ -124,7 +133,7 @@ type Subscription struct {
 // yet (ZeroMQ gives no signal of that to a plain SUB), so a message sent
 // within microseconds may still be missed; reliable publishes resend for
 // that reason.
-func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOption) (s *Subscription, err error) {
+func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOption) (_ *Subscription, err error) {
 	o := subOptions{ack: true, dedupe: 4096}
 	for _, opt := range opts {
 		opt(&o)
@@ -136,7 +145,7 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoEndpoints)
 	}
-	s = &Subscription{bus: b, prefix: prefix, opts: o, eps: eps,
+	s := &Subscription{bus: b, prefix: prefix, opts: o, eps: eps,
 		validate: b.cfg.ValidateSignatures, poller: zmq.NewPoller()}
 	if o.validate != nil {
 		s.validate = *o.validate
@@ -315,14 +324,21 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 			return s.reject(m, err)
 		}
 	}
-	dup := s.seen != nil && env.MsgID != "" && !s.seen.add(env.MsgID)
+	if s.seen != nil && env.MsgID != "" && !s.seen.add(env.MsgID) {
+		// A resend: its publisher still waits, so the ACK goes again if
+		// one went the first time (the same signed bytes, no RSA), but
+		// the application does not see the message twice.
+		b.stats.duplicates.Add(1)
+		if ack := s.seen.ack(env.MsgID); ack != nil {
+			if err := b.send(ctx, ack); err == nil {
+				b.stats.acksSent.Add(1)
+			}
+		}
+		return nil, nil, false
+	}
 	var ackErr error
 	if !s.opts.manualAck && s.opts.ack {
-		ackErr = b.sendAck(ctx, env)
-	}
-	if dup {
-		b.stats.duplicates.Add(1)
-		return nil, nil, false
+		ackErr = s.ack(ctx, env)
 	}
 	if ackErr != nil && !s.ackErrSaid {
 		// Said once, loudly: a consumer that cannot ACK makes every
@@ -456,27 +472,46 @@ func (b *Bus) Tail(ctx context.Context, topicPrefix string, opts ...SubscribeOpt
 // environment: ACKs are never ACKed.
 func isAckTopic(topic string) bool { return strings.HasSuffix(topic, ".gilmsg.ack") }
 
-// idSet remembers the last n ids, forgetting the oldest first.
+// idSet remembers the last n msg_ids, forgetting the oldest first, with
+// the ACK sent for each (nil until one is). It is safe for concurrent use:
+// Message.Ack may run on any goroutine.
 type idSet struct {
+	mu   sync.Mutex
 	ring []string
 	next int
-	set  map[string]struct{}
+	acks map[string]*outgoing
 }
 
 func newIDSet(n int) *idSet {
-	return &idSet{ring: make([]string, n), set: make(map[string]struct{}, n)}
+	return &idSet{ring: make([]string, n), acks: make(map[string]*outgoing, n)}
 }
 
 // add records id and reports whether it was new.
 func (s *idSet) add(id string) bool {
-	if _, ok := s.set[id]; ok {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.acks[id]; ok {
 		return false
 	}
 	if old := s.ring[s.next]; old != "" {
-		delete(s.set, old)
+		delete(s.acks, old)
 	}
 	s.ring[s.next] = id
-	s.set[id] = struct{}{}
+	s.acks[id] = nil
 	s.next = (s.next + 1) % len(s.ring)
 	return true
+}
+
+func (s *idSet) setAck(id string, ack *outgoing) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.acks[id]; ok {
+		s.acks[id] = ack
+	}
+}
+
+func (s *idSet) ack(id string) *outgoing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acks[id]
 }

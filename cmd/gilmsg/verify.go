@@ -79,18 +79,21 @@ func verifyLines(v *gilmsg.Validator, in io.Reader, out io.Writer) error {
 				return err
 			}
 		}
-		if readErr == nil {
-			continue
+		// Flushing when no more input is waiting keeps a pipeline fed
+		// (tail | verify) without a write per line on a file.
+		if r.Buffered() == 0 || readErr != nil {
+			if err := w.Flush(); err != nil {
+				return err
+			}
 		}
-		// io.EOF
-		if err := w.Flush(); err != nil {
-			return err
+		if readErr != nil { // io.EOF
+			break
 		}
-		if unjudged > 0 {
-			return fmt.Errorf("%d messages could not be judged: the CA or CRL could not be loaded", unjudged)
-		}
-		return nil
 	}
+	if unjudged > 0 {
+		return fmt.Errorf("%d messages could not be judged: the CA or CRL could not be loaded", unjudged)
+	}
+	return nil
 }
 
 // bodyOf returns the frame-2 text a line carries: its "body" field when it

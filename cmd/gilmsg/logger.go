@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+func init() { rootCmd.AddCommand(newLoggerCmd()) }
+
+type loggerOptions struct {
+	message    string
+	jsonInput  bool
+	topic      string
+	modname    string
+	certPrefix string
+	name       string
+	recipients []string
+	ackTimeout secondsValue
+}
+
+// newLoggerCmd builds the command afresh so that tests get their own flags.
+func newLoggerCmd() *cobra.Command {
+	var o loggerOptions
+	cmd := &cobra.Command{
+		Use:   "logger",
+		Short: "Publish --message, or each line of stdin, on the bus (fedmsg-logger)",
+		Long: `logger publishes, like fedmsg-logger, --message or else each line of
+stdin (trimmed) as {"log": "<line>"} on <topic_prefix>.<environment>.
+<modname>.<topic>; with --json-input the text is parsed as JSON and
+published as it is (blank lines are then skipped).
+
+By default it is an active publisher, as fedmsg-logger is: it connects to
+relay_inbound and signs with certnames["<cert-prefix>.<short hostname>"].
+With --name it binds the first free endpoint of that name instead and
+signs as that name (or by --cert-prefix when given). A subscriber that is
+not connected yet when a plain message leaves misses it (Python sleeps
+post_init_sleep first and has the same gap): publish reliably, or go
+through a relay, when the first message matters.
+
+With --recipients the publish is reliable: each message waits until every
+named certificate CN has ACKed it, or --ack-timeout passes. A message that
+is not ACKed by all gets one line on stderr naming who is missing, the
+remaining lines are still published, and the exit status is 3.
+Any other failure stops at once with status 1.`,
+		Example: `  echo "deploy done" | gilmsg logger
+  gilmsg logger --message '{"build": 42}' --json-input --topic build.done
+  gilmsg logger --name publisher01 --recipients consumer01,consumer02 --ack-timeout 2 < jobs.txt`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withExitCode(runLogger(cmd, &o))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.message, "message", "", "publish this `TEXT` instead of reading stdin")
+	f.BoolVar(&o.jsonInput, "json-input", false, "parse each line (or --message) as JSON instead of wrapping it in {\"log\": ...}")
+	f.StringVar(&o.topic, "topic", "log", "the last part of the full topic")
+	f.StringVar(&o.modname, "modname", "logger", "the modname part of the full topic")
+	f.StringVar(&o.certPrefix, "cert-prefix", "shell", "sign with certnames[\"`PREFIX`.<short hostname>\"] (with --name: only when given)")
+	f.StringVar(&o.name, "name", "", "bind the endpoint of this `NAME` instead of connecting to relay_inbound")
+	f.StringSliceVar(&o.recipients, "recipients", nil, "publish reliably: wait for the ACK of each certificate `CN` (repeatable, or comma-separated)")
+	f.Var(&o.ackTimeout, "ack-timeout", "how long to wait for ACKs: seconds (0.25) or a duration (250ms) (default: the config's ack_timeout)")
+	return cmd
+}
+
+func runLogger(cmd *cobra.Command, o *loggerOptions) error {
+	if o.ackTimeout.d > 0 && len(o.recipients) == 0 {
+		return usageErrorf("--ack-timeout needs --recipients")
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	if o.name != "" {
+		cfg.Name, cfg.Active = o.name, false
+		if cmd.Flags().Changed("cert-prefix") {
+			cfg.CertPrefix = o.certPrefix
+		}
+	} else {
+		// fedmsg-logger's identity: an active publisher named
+		// relay_inbound, signing by cert_prefix.
+		cfg.Name, cfg.Active, cfg.CertPrefix = "relay_inbound", true, o.certPrefix
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	ctx, stop := notify(cmd.Context())
+	defer stop()
+	bus, err := gilmsg.New(cfg, gilmsg.WithModname(o.modname))
+	if err != nil {
+		return err
+	}
+	// Close waits up to zmq_linger for queued messages to leave.
+	defer bus.Close()
+
+	opts := []gilmsg.PublishOption{gilmsg.Modname(o.modname)}
+	if len(o.recipients) > 0 {
+		opts = append(opts, gilmsg.Recipients(o.recipients...))
+		if o.ackTimeout.d > 0 {
+			opts = append(opts, gilmsg.AckTimeout(o.ackTimeout.d))
+		}
+	}
+
+	var inputs <-chan inputLine
+	if cmd.Flags().Changed("message") {
+		one := make(chan inputLine, 1)
+		one <- inputLine{where: "--message", text: o.message}
+		close(one)
+		inputs = one
+	} else {
+		done := make(chan struct{})
+		defer close(done)
+		inputs = readLines(cmd.InOrStdin(), done)
+	}
+
+	stderr := cmd.ErrOrStderr()
+	var total, unacked, bad int // messages read, not ACKed by all, not JSON
+	for {
+		var in inputLine
+		var ok bool
+		select {
+		case in, ok = <-inputs:
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted after %d messages", total)
+		}
+		if !ok {
+			break
+		}
+		if in.err != nil {
+			return in.err
+		}
+		msg, skip, err := o.payload(in.text)
+		if skip {
+			continue
+		}
+		total++
+		if err != nil {
+			bad++
+			fmt.Fprintf(stderr, "gilmsg logger: %s: %v\n", in.where, err)
+			continue
+		}
+		_, err = bus.Publish(ctx, o.topic, msg, opts...)
+		var te *gilmsg.AckTimeoutError
+		switch {
+		case err == nil:
+		case errors.As(err, &te):
+			unacked++
+			fmt.Fprintf(stderr, "gilmsg logger: %s: %s\n", in.where, describeTimeout(te))
+		case ctx.Err() != nil:
+			return fmt.Errorf("interrupted at %s", in.where)
+		default:
+			return fmt.Errorf("%s: %w", in.where, err)
+		}
+	}
+	switch {
+	case bad > 0:
+		return fmt.Errorf("%d of %d messages were not valid JSON", bad, total)
+	case unacked > 0:
+		return fmt.Errorf("%d of %d messages were not ACKed by every recipient: %w", unacked, total, gilmsg.ErrAckTimeout)
+	}
+	return nil
+}
+
+// payload turns one input text into the msg to publish; skip is set for
+// the blank lines of --json-input, which hold nothing to parse.
+func (o *loggerOptions) payload(text string) (msg any, skip bool, err error) {
+	if !o.jsonInput {
+		return map[string]any{"log": text}, false, nil
+	}
+	if text == "" {
+		return nil, true, nil
+	}
+	// gilmsg's decoder keeps numbers exactly as written, as Python does.
+	v, err := gilmsg.DecodeJSON([]byte(text))
+	return v, false, err
+}
+
+// describeTimeout is the one stderr line of a message not ACKed by all.
+func describeTimeout(te *gilmsg.AckTimeoutError) string {
+	s := fmt.Sprintf("no ACK from %s within %v (msg_id %s", strings.Join(te.Missing, ", "), te.Timeout, te.MsgID)
+	if len(te.Acked) > 0 {
+		acked := make([]string, len(te.Acked))
+		for i, a := range te.Acked {
+			acked[i] = a.Recipient
+		}
+		s += "; ACKed by " + strings.Join(acked, ", ")
+	}
+	return s + ")"
+}
+
+// inputLine is one line of stdin, or the error that ended reading.
+type inputLine struct {
+	where string // "line N", for messages
+	text  string
+	err   error
+}
+
+// readLines reads r line by line in its own goroutine, so that a signal
+// is noticed while stdin is idle. Lines are trimmed as fedmsg-logger trims
+// them; the goroutine ends at EOF, at a read error, or once done is closed
+// (unless it is blocked reading: the process is exiting then).
+func readLines(r io.Reader, done <-chan struct{}) <-chan inputLine {
+	out := make(chan inputLine)
+	go func() {
+		defer close(out)
+		br := bufio.NewReader(r)
+		for n := 1; ; n++ {
+			line, err := br.ReadString('\n')
+			var in inputLine
+			switch {
+			case err != nil && !errors.Is(err, io.EOF):
+				in = inputLine{err: fmt.Errorf("reading stdin, line %d: %w", n, err)}
+			case err != nil && line == "":
+				return
+			default:
+				in = inputLine{where: "line " + strconv.Itoa(n), text: strings.TrimSpace(line)}
+			}
+			select {
+			case out <- in:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// secondsValue is a flag holding a duration written either as Python
+// gilmsg does, in (fractional) seconds, or as a Go duration.
+type secondsValue struct{ d time.Duration }
+
+func (s *secondsValue) Set(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if !(f > 0) || f > math.MaxInt64/float64(time.Second) {
+			return fmt.Errorf("%s: want a positive number of seconds", v)
+		}
+		s.d = time.Duration(f * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%q: want seconds (0.25) or a positive duration (250ms)", v)
+	}
+	s.d = d
+	return nil
+}
+
+func (s *secondsValue) String() string {
+	if s.d == 0 {
+		return ""
+	}
+	return s.d.String()
+}
+
+func (s *secondsValue) Type() string { return "seconds" }
+
+// notify is signal.NotifyContext for the signals that end a command.
+func notify(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}

@@ -1,0 +1,448 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+func init() { rootCmd.AddCommand(newTailCmd()) }
+
+type tailOptions struct {
+	topic        string
+	json         bool
+	count        int
+	noValidate   bool
+	include      string
+	exclude      string
+	reallyPretty bool
+	name         string
+	noAck        bool
+}
+
+// newTailCmd builds the command afresh so that tests get their own flags.
+func newTailCmd() *cobra.Command {
+	var o tailOptions
+	cmd := &cobra.Command{
+		Use:   "tail",
+		Short: "Print the messages on the bus as they arrive (fedmsg-tail)",
+		Long: `tail subscribes to every endpoint of every name in the configuration
+(except relay_inbound) and prints each message whose full topic starts
+with --topic: one line per message (time, topic, signer, payload), or
+with --json one JSON object per line:
+
+  {"name":..,"endpoint":..,"topic":..,"signer":..,"msg":{the envelope}}
+
+Messages that fail validation are not printed; a line on stderr says
+why. --include and --exclude filter on the topic with regular expressions
+(matched anywhere in it).
+
+ACKs: tail ACKs gilmsg's reliable messages, so that a reliable publish
+naming it as a recipient succeeds, when it can publish: with --name it
+binds that name's endpoint, and with "active" set in the configuration
+it goes through relay_inbound. Otherwise, or with --no-ack, it only
+listens. The configuration's own "name" is not used: it belongs to a
+service that may be running.
+
+tail runs until interrupted (SIGINT, SIGTERM) or, with --count, until it
+has printed that many messages; either way the exit status is 0.`,
+		Example: `  gilmsg tail --topic org.fedoraproject.prod.bodhi --json
+  gilmsg tail --exclude 'gilmsg\.ack$' --really-pretty
+  gilmsg tail --name consumer01 --count 1`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withExitCode(runTail(cmd, &o))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.topic, "topic", "", "print only topics starting with this full-topic `PREFIX` (the subscription)")
+	f.BoolVar(&o.json, "json", false, "print one JSON object per message")
+	f.IntVar(&o.count, "count", 0, "exit after `N` messages (0: never)")
+	f.BoolVar(&o.noValidate, "no-validate", false, "print messages without checking their signatures")
+	f.StringVar(&o.include, "include", "", "print only topics matching this regular expression")
+	f.StringVar(&o.exclude, "exclude", "", "do not print topics matching this regular expression")
+	f.BoolVar(&o.reallyPretty, "really-pretty", false, "print indented JSON, coloured when stdout is a terminal")
+	f.StringVar(&o.name, "name", "", "bind this `NAME`'s endpoint to send ACKs from")
+	f.BoolVar(&o.noAck, "no-ack", false, "never ACK")
+	return cmd
+}
+
+func runTail(cmd *cobra.Command, o *tailOptions) error {
+	if o.count < 0 {
+		return usageErrorf("--count %d: want 0 or more", o.count)
+	}
+	include, err := compileFilter("include", o.include)
+	if err != nil {
+		return err
+	}
+	exclude, err := compileFilter("exclude", o.exclude)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	acking := false
+	switch {
+	case o.noAck:
+		cfg.Name, cfg.Active = "", false
+	case o.name != "":
+		cfg.Name, cfg.Active, acking = o.name, false, true
+	default:
+		cfg.Name, acking = "", cfg.Active
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	ctx, stop := notify(cmd.Context())
+	defer stop()
+	bus, err := gilmsg.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	opts := []gilmsg.SubscribeOption{gilmsg.SurfaceInvalid()}
+	if !acking {
+		opts = append(opts, gilmsg.NoAck())
+	}
+	if o.noValidate {
+		opts = append(opts, gilmsg.NoValidate())
+	}
+	sub, err := bus.Subscribe(ctx, o.topic, opts...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer sub.Close()
+	stderr := cmd.ErrOrStderr()
+	if sub.Ready() < sub.Endpoints() {
+		fmt.Fprintf(stderr, "gilmsg tail: %d of %d endpoints connected so far; the others are retried in the background\n",
+			sub.Ready(), sub.Endpoints())
+	}
+
+	w := bufio.NewWriter(cmd.OutOrStdout())
+	defer w.Flush()
+	p := printer{json: o.json}
+	if o.reallyPretty {
+		p.pretty = &prettyPrinter{indent: "  ", color: isTerminal(cmd.OutOrStdout())}
+	}
+	printed := 0
+	for m, err := range sub.Messages(ctx) {
+		if err != nil {
+			if m == nil {
+				return err
+			}
+			if gilmsg.ReasonOf(err) != "" {
+				fmt.Fprintf(stderr, "gilmsg tail: dropped a message from %s: %v\n", fromWhere(m), err)
+				continue
+			}
+			// Printed anyway: the failure is ours (an ACK not sent).
+			fmt.Fprintf(stderr, "gilmsg tail: %v\n", err)
+		}
+		// What this tail publishes is its own ACKs: not news.
+		if acking && cfg.Name != "" && m.Name == cfg.Name {
+			continue
+		}
+		if (include != nil && !include.MatchString(m.Topic)) || (exclude != nil && exclude.MatchString(m.Topic)) {
+			continue
+		}
+		if err := p.print(w, m); err != nil {
+			return err
+		}
+		// Flushed per message: a tail is read live, often through a pipe.
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if printed++; o.count > 0 && printed >= o.count {
+			return nil
+		}
+	}
+	// The loop ends only when ctx does: a signal is a normal end.
+	return nil
+}
+
+func compileFilter(flag, expr string) (*regexp.Regexp, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, usageErrorf("--%s: %v", flag, err)
+	}
+	return re, nil
+}
+
+func fromWhere(m *gilmsg.Message) string {
+	if m.Name == "" {
+		return m.Endpoint
+	}
+	return m.Name + " (" + m.Endpoint + ")"
+}
+
+// printer writes one message in the format the flags chose.
+type printer struct {
+	json   bool
+	pretty *prettyPrinter // --really-pretty, which wins over --json
+}
+
+func (p printer) print(w io.Writer, m *gilmsg.Message) error {
+	var b []byte
+	var err error
+	switch {
+	case p.pretty != nil:
+		b, err = p.pretty.record(m)
+	case p.json:
+		b, err = jsonRecord(m)
+	default:
+		b, err = humanLine(m)
+	}
+	if err != nil {
+		return fmt.Errorf("printing %s: %w", m.MsgID, err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// jsonRecord is the --json line: the message's origin and signer, and the
+// envelope exactly as decoded, in fedmsg's canonical encoding.
+func jsonRecord(m *gilmsg.Message) ([]byte, error) {
+	var b []byte
+	var err error
+	for i, f := range recordFields(m) {
+		if i == 0 {
+			b = append(b, '{')
+		} else {
+			b = append(b, ',')
+		}
+		if b, err = gilmsg.AppendCanonical(b, f.key); err != nil {
+			return nil, err
+		}
+		b = append(b, ':')
+		if b, err = gilmsg.AppendCanonical(b, f.value); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+type field struct {
+	key   string
+	value any
+}
+
+// recordFields lists the fields of a --json record in the order they are
+// printed.
+func recordFields(m *gilmsg.Message) []field {
+	return []field{
+		{"name", m.Name},
+		{"endpoint", m.Endpoint},
+		{"topic", m.Topic},
+		{"signer", m.Signer},
+		{"msg", m.Fields()},
+	}
+}
+
+// humanLine is the default format: local time, topic, signer ("-" when
+// not validated) and the payload on one line.
+func humanLine(m *gilmsg.Message) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(time.Unix(m.Timestamp, 0).Format("2006-01-02 15:04:05"))
+	b.WriteByte(' ')
+	b.WriteString(m.Topic)
+	b.WriteByte(' ')
+	if m.Signer != "" {
+		b.WriteString(m.Signer)
+	} else {
+		b.WriteByte('-')
+	}
+	b.WriteByte(' ')
+	if err := (&prettyPrinter{}).value(&b, m.Msg, 0); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// isTerminal reports whether w is a terminal that colours suit. A
+// character device is taken for a terminal; NO_COLOR and TERM=dumb say no.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// prettyPrinter renders decoded JSON for people: text as is rather than
+// \u-escaped, keys sorted, indented unless indent is "", and coloured.
+type prettyPrinter struct {
+	indent string
+	color  bool
+}
+
+// ANSI colours of --really-pretty.
+const (
+	ansiKey     = "\x1b[1;34m"
+	ansiString  = "\x1b[32m"
+	ansiNumber  = "\x1b[36m"
+	ansiLiteral = "\x1b[35m"
+	ansiReset   = "\x1b[0m"
+)
+
+// record is the --json record, for people.
+func (p *prettyPrinter) record(m *gilmsg.Message) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, f := range recordFields(m) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		p.newline(&b, 1)
+		p.key(&b, f.key)
+		if err := p.value(&b, f.value, 1); err != nil {
+			return nil, err
+		}
+	}
+	p.newline(&b, 0)
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// value writes v, a value as gilmsg.DecodeJSON returns them.
+func (p *prettyPrinter) value(b *bytes.Buffer, v any, depth int) error {
+	switch v := v.(type) {
+	case map[string]any:
+		if len(v) == 0 {
+			b.WriteString("{}")
+			return nil
+		}
+		b.WriteByte('{')
+		for i, k := range slices.Sorted(maps.Keys(v)) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			p.newline(b, depth+1)
+			p.key(b, k)
+			if err := p.value(b, v[k], depth+1); err != nil {
+				return err
+			}
+		}
+		p.newline(b, depth)
+		b.WriteByte('}')
+	case []any:
+		if len(v) == 0 {
+			b.WriteString("[]")
+			return nil
+		}
+		b.WriteByte('[')
+		for i, e := range v {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			p.newline(b, depth+1)
+			if err := p.value(b, e, depth+1); err != nil {
+				return err
+			}
+		}
+		p.newline(b, depth)
+		b.WriteByte(']')
+	case string:
+		p.paint(b, ansiString, quoteForPeople(v))
+	default:
+		// Numbers, booleans and null: written exactly as fedmsg would.
+		text, err := gilmsg.MarshalCanonical(v)
+		if err != nil {
+			return err
+		}
+		colour := ansiNumber
+		switch v.(type) {
+		case nil, bool:
+			colour = ansiLiteral
+		}
+		p.paint(b, colour, string(text))
+	}
+	return nil
+}
+
+func (p *prettyPrinter) key(b *bytes.Buffer, k string) {
+	p.paint(b, ansiKey, quoteForPeople(k))
+	b.WriteByte(':')
+	if p.indent != "" {
+		b.WriteByte(' ')
+	}
+}
+
+func (p *prettyPrinter) newline(b *bytes.Buffer, depth int) {
+	if p.indent == "" {
+		return
+	}
+	b.WriteByte('\n')
+	for range depth {
+		b.WriteString(p.indent)
+	}
+}
+
+func (p *prettyPrinter) paint(b *bytes.Buffer, colour, text string) {
+	if !p.color {
+		b.WriteString(text)
+		return
+	}
+	b.WriteString(colour)
+	b.WriteString(text)
+	b.WriteString(ansiReset)
+}
+
+// quoteForPeople quotes s as a JSON string that keeps printable characters
+// as they are, so that "café" is not printed "caf\u00e9".
+func quoteForPeople(s string) string {
+	if !utf8.ValidString(s) {
+		// A lone surrogate (kept as WTF-8) has no UTF-8 form to show.
+		if text, err := gilmsg.MarshalCanonical(s); err == nil {
+			return string(text)
+		}
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case !unicode.IsPrint(r):
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
