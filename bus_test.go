@@ -525,3 +525,77 @@ func TestWaitSubscribers(t *testing.T) {
 		t.Fatalf("after Close: err = %v", err)
 	}
 }
+
+// An address that cannot be used is skipped, as fedmsg skips hosts it
+// cannot resolve; the others are tailed.
+func TestSubscribeSkipsBadEndpoint(t *testing.T) {
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
+	pub := n.start("publisher01.example.org")
+	sub := n.start("")
+	sub.cfg.Endpoints["broken"] = []string{"tcp://no-port-here", "bogus://x"}
+	s, err := sub.Subscribe(ctxT(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Endpoints() != 1 || s.Ready() != 1 {
+		t.Fatalf("endpoints %d ready %d, want only the publisher's", s.Endpoints(), s.Ready())
+	}
+	if err := pub.WaitSubscribers(ctxT(t), "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	pub.Publish(ctxT(t), "x", nil)
+	if m, err := s.Next(ctxT(t)); err != nil || m.Name != "publisher01.example.org" {
+		t.Fatalf("Next: %v %v", m, err)
+	}
+
+	sub.cfg.Endpoints = map[string][]string{"broken": {"bogus://x"}}
+	if _, err := sub.Subscribe(ctxT(t), ""); !errors.Is(err, ErrConfig) {
+		t.Fatalf("no usable endpoint: err = %v", err)
+	}
+}
+
+// In passive mode the subscription binds and an active publisher
+// connects to it.
+func TestPassiveSubscription(t *testing.T) {
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
+	sub := n.start("")
+	s, err := sub.Subscribe(ctxT(t), "", Passive(), FromEndpoints("tcp://127.0.0.1:*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ep, err := s.socks[0].GetLastEndpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := n.config("")
+	cfg.Active = true
+	cfg.RelayInbound = []string{ep}
+	pub, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	// A bound SUB hands its subscription to a new peer only while its
+	// reader is inside ZeroMQ: read first, then wait for it.
+	got := make(chan *Message, 1)
+	go func() {
+		m, err := s.Next(ctxT(t))
+		if err != nil {
+			t.Error(err)
+		}
+		got <- m
+	}()
+	if err := pub.WaitSubscribers(ctxT(t), "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctxT(t), "x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m == nil || !strings.HasSuffix(m.Topic, ".x") {
+		t.Fatalf("Next: %v", m)
+	}
+}

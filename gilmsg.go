@@ -81,7 +81,7 @@ func defaultOptions(cfg *Config) options {
 		readyTimeout: ready,
 		maxMsgSize:   DefaultMaxMessageSize,
 		resend:       true,
-		resendMin:    5 * time.Millisecond,
+		resendMin:    10 * time.Millisecond,
 		resendMax:    100 * time.Millisecond,
 		maxInFlight:  1024,
 		queueSize:    1024,
@@ -113,7 +113,7 @@ func WithMaxMessageSize(n int64) Option { return func(o *options) { o.maxMsgSize
 
 // WithResend sets whether a reliable publish sends the same signed bytes
 // again, with backoff from min to max, while ACKs are missing. Default on,
-// 5ms doubling to 100ms; off gives Python gilmsg's single shot.
+// 10ms doubling to 100ms; off gives Python gilmsg's single shot.
 func WithResend(on bool, min, max time.Duration) Option {
 	return func(o *options) {
 		o.resend = on

@@ -57,6 +57,7 @@ type subOptions struct {
 	ack            bool
 	manualAck      bool
 	dedupe         int
+	passive        bool
 	endpoints      []namedEndpoint
 }
 
@@ -80,6 +81,13 @@ func ManualAck() SubscribeOption { return func(o *subOptions) { o.manualAck = tr
 // resent duplicates (they are ACKed again, never yielded twice). Default
 // 4096; 0 turns it off.
 func Dedupe(n int) SubscribeOption { return func(o *subOptions) { o.dedupe = n } }
+
+// Passive binds the subscription's sockets to the endpoints instead of
+// connecting to them, for publishers that connect (fedmsg's passive mode).
+// Subscribe then does not wait for anyone, and a bound SUB hands its
+// subscription to a publisher that connects only while its reader is
+// inside [Subscription.Next].
+func Passive() SubscribeOption { return func(o *subOptions) { o.passive = true } }
 
 // FromEndpoints subscribes to these addresses (under the name "") instead
 // of every configured endpoint.
@@ -145,7 +153,7 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoEndpoints)
 	}
-	s := &Subscription{bus: b, prefix: prefix, opts: o, eps: eps,
+	s := &Subscription{bus: b, prefix: prefix, opts: o,
 		validate: b.cfg.ValidateSignatures, poller: zmq.NewPoller()}
 	if o.validate != nil {
 		s.validate = *o.validate
@@ -178,37 +186,71 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	s.poller.Add(wake.recv, zmq.POLLIN)
 
 	so := b.sockOpts()
-	for i, ep := range eps {
-		sock, err := newSocket(b.zctx, zmq.SUB, so)
-		if err != nil {
-			return nil, err
+	for _, ep := range eps {
+		if err := s.open(ep, so); err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				return nil, err
+			}
+			// Like fedmsg, which skips hosts it cannot resolve: one bad
+			// address must not keep the others from being tailed.
+			b.log.Warn("gilmsg: skipping endpoint", slog.String("name", ep.name), slog.String("endpoint", ep.addr), slog.Any("error", err))
 		}
-		s.socks = append(s.socks, sock)
-		if err := sock.SetSubscribe(prefix); err != nil {
-			return nil, err
-		}
-		// The monitor stays for the subscription's life: besides
-		// readiness, it reports connections libzmq will not restore by
-		// itself (a peer that sent more than ZMQ_MAXMSGSIZE).
-		mon, err := newConnMonitor(b.zctx, sock, withLostHook(func(string) { s.markLost(i) }))
-		if err != nil {
-			return nil, err
-		}
-		s.mons = append(s.mons, mon)
-		if err := sock.Connect(ep.addr); err != nil {
-			return nil, &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: connect %s: %w", ep.name, ep.addr, err)}
-		}
-		s.poller.Add(sock, zmq.POLLIN)
 	}
-	s.ready = waitAll(ctx, b.opts.readyTimeout, s.mons)
-	if s.ready < len(eps) {
-		b.log.Info("gilmsg: subscribed before every endpoint connected",
-			slog.Int("connected", s.ready), slog.Int("endpoints", len(eps)))
+	if len(s.socks) == 0 {
+		return nil, fmt.Errorf("%w: could not use any of %d endpoints", ErrConfig, len(eps))
+	}
+	if !o.passive {
+		s.ready = waitAll(ctx, b.opts.readyTimeout, s.mons)
+		if s.ready < len(s.eps) {
+			b.log.Info("gilmsg: subscribed before every endpoint connected",
+				slog.Int("connected", s.ready), slog.Int("endpoints", len(s.eps)))
+		}
 	}
 	if s.closed.Load() || b.isClosed() {
 		return nil, ErrClosed
 	}
 	return s, nil
+}
+
+// open adds one SUB socket, subscribed, monitored, and connected to ep (or
+// bound to it, in passive mode). A connect or bind failure is a
+// *ConfigError, after which nothing of the endpoint is left open.
+func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
+	b := s.bus
+	sock, err := newSocket(b.zctx, zmq.SUB, so)
+	if err != nil {
+		return err
+	}
+	if err := sock.SetSubscribe(s.prefix); err != nil {
+		sock.Close()
+		return err
+	}
+	// The monitor stays for the subscription's life: besides readiness,
+	// it reports connections libzmq will not restore by itself (a peer
+	// that sent more than ZMQ_MAXMSGSIZE).
+	i := len(s.socks)
+	mon, err := newConnMonitor(b.zctx, sock, withLostHook(func(string) { s.markLost(i) }))
+	if err != nil {
+		sock.Close()
+		return err
+	}
+	if s.opts.passive {
+		err = sock.Bind(ep.addr)
+	} else {
+		err = sock.Connect(ep.addr)
+	}
+	if err != nil {
+		sock.Monitor("", 0)
+		mon.Close()
+		sock.Close()
+		return &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: %s: %w", ep.name, ep.addr, err)}
+	}
+	s.socks = append(s.socks, sock)
+	s.mons = append(s.mons, mon)
+	s.eps = append(s.eps, ep)
+	s.poller.Add(sock, zmq.POLLIN)
+	return nil
 }
 
 // waitAll waits, up to timeout in all, for each monitor's socket to be
@@ -229,7 +271,8 @@ func waitAll(ctx context.Context, timeout time.Duration, mons []*connMonitor) in
 // returned.
 func (s *Subscription) Ready() int { return s.ready }
 
-// Endpoints is the number of endpoints the subscription connects to.
+// Endpoints is the number of endpoints the subscription uses (those it
+// could not connect to are left out, and logged).
 func (s *Subscription) Endpoints() int { return len(s.eps) }
 
 // Next returns the next message. It blocks until one arrives, ctx ends

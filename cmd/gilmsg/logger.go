@@ -30,6 +30,7 @@ type loggerOptions struct {
 	name       string
 	recipients []string
 	ackTimeout secondsValue
+	waitSubs   int
 }
 
 // newLoggerCmd builds the command afresh so that tests get their own flags.
@@ -46,10 +47,13 @@ published as it is (blank lines are then skipped).
 By default it is an active publisher, as fedmsg-logger is: it connects to
 relay_inbound and signs with certnames["<cert-prefix>.<short hostname>"].
 With --name it binds the first free endpoint of that name instead and
-signs as that name (or by --cert-prefix when given). A subscriber that is
-not connected yet when a plain message leaves misses it (Python sleeps
-post_init_sleep first and has the same gap): publish reliably, or go
-through a relay, when the first message matters.
+signs as that name (or by --cert-prefix when given).
+
+A subscriber that has not subscribed yet when a plain message leaves
+misses it: ZeroMQ's slow joiner. Python sleeps post_init_sleep and hopes;
+--wait-subscribers N waits instead until N subscriptions match the topic
+(an active logger's relay counts as one), for at most the config's
+timeout. Reliable publishes need no such wait: they resend until ACKed.
 
 With --recipients the publish is reliable: each message waits until every
 named certificate CN has ACKed it, or --ack-timeout passes. A message that
@@ -72,6 +76,7 @@ Any other failure stops at once with status 1.`,
 	f.StringVar(&o.certPrefix, "cert-prefix", "shell", "sign with certnames[\"`PREFIX`.<short hostname>\"] (with --name: only when given)")
 	f.StringVar(&o.name, "name", "", "bind the endpoint of this `NAME` instead of connecting to relay_inbound")
 	f.StringSliceVar(&o.recipients, "recipients", nil, "publish reliably: wait for the ACK of each certificate `CN` (repeatable, or comma-separated)")
+	f.IntVar(&o.waitSubs, "wait-subscribers", 0, "before the first publish, wait until `N` subscriptions match the topic")
 	f.Var(&o.ackTimeout, "ack-timeout", "how long to wait for ACKs: seconds (0.25) or a duration (250ms) (default: the config's ack_timeout)")
 	return cmd
 }
@@ -79,6 +84,9 @@ Any other failure stops at once with status 1.`,
 func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	if o.ackTimeout.d > 0 && len(o.recipients) == 0 {
 		return usageErrorf("--ack-timeout needs --recipients")
+	}
+	if o.waitSubs < 0 {
+		return usageErrorf("--wait-subscribers %d: want 0 or more", o.waitSubs)
 	}
 	cfg, err := loadConfig(cmd)
 	if err != nil {
@@ -106,6 +114,10 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	}
 	// Close waits up to zmq_linger for queued messages to leave.
 	defer bus.Close()
+
+	if err := waitSubscribers(ctx, bus, o.topic, o.waitSubs, cfg.TimeoutDuration()); err != nil {
+		return err
+	}
 
 	opts := []gilmsg.PublishOption{gilmsg.Modname(o.modname)}
 	if len(o.recipients) > 0 {
@@ -171,6 +183,27 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		return fmt.Errorf("%d of %d messages were not valid JSON", bad, total)
 	case unacked > 0:
 		return fmt.Errorf("%d of %d messages were not ACKed by every recipient: %w", unacked, total, gilmsg.ErrAckTimeout)
+	}
+	return nil
+}
+
+// waitSubscribers waits, up to timeout (0: no bound), until n
+// subscriptions would receive a message on topic.
+func waitSubscribers(ctx context.Context, bus *gilmsg.Bus, topic string, n int, timeout time.Duration) error {
+	if n == 0 {
+		return nil
+	}
+	wctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if err := bus.WaitSubscribers(wctx, topic, n); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted while waiting for subscribers")
+		}
+		return fmt.Errorf("%d of %d subscribers after %v (the config's timeout): %w", bus.Subscribers(topic), n, timeout, err)
 	}
 	return nil
 }

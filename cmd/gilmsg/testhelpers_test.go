@@ -60,13 +60,33 @@ func (b *syncBuffer) String() string {
 func runCLI(t *testing.T, stdin io.Reader, args ...string) cliResult {
 	t.Helper()
 	var out, errOut syncBuffer
-	return runCLIWith(t, stdin, &out, &errOut, args...)
+	return runCLIWith(t, context.Background(), stdin, &out, &errOut, args...)
 }
 
-// runCLIWith is runCLI writing to the given buffers, for a test that
-// watches the output while the command runs.
-func runCLIWith(t *testing.T, stdin io.Reader, out, errOut *syncBuffer, args ...string) cliResult {
+// startCLI runs gilmsg in a goroutine, for a command that the test feeds
+// or watches while it runs; its result arrives on done. Cancelling ctx is
+// the command's SIGINT. The command is stopped and waited for when the
+// test ends.
+func startCLI(t *testing.T, ctx context.Context, stdin io.Reader, args ...string) (out, errOut *syncBuffer, done <-chan cliResult) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	out, errOut = &syncBuffer{}, &syncBuffer{}
+	result := make(chan cliResult, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		result <- runCLIWith(t, ctx, stdin, out, errOut, args...)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-finished
+	})
+	return out, errOut, result
+}
+
+// runCLIWith is runCLI writing to the given buffers under ctx. It may run
+// in another goroutine than the test's, so it reports with t.Errorf only.
+func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut *syncBuffer, args ...string) cliResult {
 	for _, c := range rootCmd.Commands() {
 		if mk, ok := freshCommands[c.Name()]; ok {
 			rootCmd.RemoveCommand(c)
@@ -79,11 +99,17 @@ func runCLIWith(t *testing.T, stdin io.Reader, out, errOut *syncBuffer, args ...
 	rootCmd.SetIn(stdin)
 	rootCmd.SetOut(out)
 	rootCmd.SetErr(errOut)
+	rootCmd.SetContext(ctx)
 	defer func() {
 		rootCmd.SetIn(nil)
 		rootCmd.SetOut(nil)
 		rootCmd.SetErr(nil)
-		resetFlag(t, rootCmd, configFlag)
+		rootCmd.SetContext(nil)
+		f := rootCmd.PersistentFlags().Lookup(configFlag)
+		if err := f.Value.Set(f.DefValue); err != nil {
+			t.Errorf("resetting --%s: %v", configFlag, err)
+		}
+		f.Changed = false
 	}()
 	code := run(args)
 	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// The PKI of the logger tests: the first host is the one that
+// certnames["shell.<hostname>"] points to, as --cert-prefix shell uses.
+const (
+	shellCN    = "shell-host"
+	loggerCN   = "publisher01"
+	consumerCN = "consumer01"
+)
+
+// loggerConsumer is a consumer bus that tails addr (the logger's endpoint,
+// or the relay's outbound side) and ACKs from its own endpoint.
+func loggerConsumer(t *testing.T, pki *gilmsg.DevPKI, addr string) (*gilmsg.Bus, <-chan *gilmsg.Message) {
+	t.Helper()
+	cfg := testConfig(pki)
+	cfg.Name = consumerCN
+	cfg.Endpoints = map[string][]string{consumerCN: {"tcp://127.0.0.1:*"}}
+	// The logger is not there yet: do not wait for it, ZeroMQ keeps
+	// reconnecting in the background.
+	cfg.PostInitSleep = 0.05
+	b := newBus(t, cfg)
+	return b, collect(t, b, "", gilmsg.FromEndpoints(addr))
+}
+
+// The logger binding its own endpoint (--name): plain and JSON lines, the
+// certificate it signs with, bad input.
+func TestLoggerWithName(t *testing.T) {
+	checkGoroutines(t)
+	isolateConfigSources(t)
+	pki := devPKI(t, shellCN, loggerCN, consumerCN)
+	loggerEP := freePort(t)
+	consumer, got := loggerConsumer(t, pki, loggerEP)
+	cfg := testConfig(pki)
+	cfg.Endpoints = map[string][]string{loggerCN: {loggerEP}, consumerCN: {consumer.Endpoint()}}
+	config := writeConfig(t, cfg)
+
+	cases := []struct {
+		name   string
+		args   []string
+		stdin  string
+		code   int
+		signer string
+		topic  string
+		want   []string // payloads the consumer gets, in order
+		stderr string
+	}{
+		{name: "plain lines, signed as the name",
+			args:  []string{"--wait-subscribers", "1"},
+			stdin: "first line\n  indented, trimmed  \n\nno newline at the end",
+			code:  exitOK, signer: loggerCN, topic: "org.example.dev.logger.log",
+			want: []string{`{"log":"first line"}`, `{"log":"indented, trimmed"}`, `{"log":""}`, `{"log":"no newline at the end"}`}},
+		{name: "json input with --cert-prefix, topic and modname",
+			args:  []string{"--wait-subscribers", "1", "--json-input", "--cert-prefix", "shell", "--topic", "build.done", "--modname", "ci"},
+			stdin: "{\"n\": 1, \"x\": 1.50}\n\n[true, null]\n",
+			code:  exitOK, signer: shellCN, topic: "org.example.dev.ci.build.done",
+			want: []string{`{"n":1,"x":1.5}`, `[true,null]`}},
+		{name: "reliable --message",
+			args: []string{"--message", "café", "--recipients", consumerCN, "--ack-timeout", "5"},
+			code: exitOK, signer: loggerCN, topic: "org.example.dev.logger.log",
+			want: []string{`{"log":"caf\u00e9"}`}},
+		{name: "a line that is not JSON",
+			args:  []string{"--wait-subscribers", "1", "--json-input"},
+			stdin: "{\"ok\": true}\nnot json\n{\"ok\": 2}\n",
+			code:  exitFailure, signer: loggerCN, topic: "org.example.dev.logger.log",
+			want: []string{`{"ok":true}`, `{"ok":2}`}, stderr: "line 2: "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"logger", "--config", config, "--name", loggerCN}, tc.args...)
+			res := runCLI(t, strings.NewReader(tc.stdin), args...)
+			if res.code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %q", res.code, tc.code, res.stderr)
+			}
+			if !strings.Contains(res.stderr, tc.stderr) {
+				t.Errorf("stderr %q, want it to contain %q", res.stderr, tc.stderr)
+			}
+			for _, want := range tc.want {
+				m := next(t, got)
+				if p := payload(t, m); p != want || m.Topic != tc.topic || m.Signer != tc.signer {
+					t.Errorf("got %s on %s signed by %q, want %s on %s signed by %q", p, m.Topic, m.Signer, want, tc.topic, tc.signer)
+				}
+			}
+		})
+	}
+	select {
+	case m := <-got:
+		t.Errorf("unexpected message %s on %s", payload(t, m), m.Topic)
+	default:
+	}
+}
+
+// The logger as fedmsg-logger runs it: active, through a relay, with
+// reliable publishes ACKed (or not) by a consumer behind the relay.
+func TestLoggerThroughRelay(t *testing.T) {
+	checkGoroutines(t)
+	isolateConfigSources(t)
+	pki := devPKI(t, shellCN, consumerCN)
+
+	rcfg := testConfig(pki)
+	rcfg.RelayInbound = []string{"tcp://127.0.0.1:*"}
+	rcfg.Endpoints = map[string][]string{"relay_outbound": {"tcp://127.0.0.1:*"}}
+	relay, err := gilmsg.NewRelay(rcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-relayDone; !errors.Is(err, context.Canceled) {
+			t.Errorf("relay: %v", err)
+		}
+		relay.Close()
+	})
+
+	consumer, got := loggerConsumer(t, pki, relay.OutboundEndpoint())
+	cfg := testConfig(pki)
+	cfg.RelayInbound = []string{relay.InboundEndpoint()}
+	cfg.Endpoints = map[string][]string{"relay_outbound": {relay.OutboundEndpoint()}, consumerCN: {consumer.Endpoint()}}
+	config := writeConfig(t, cfg)
+
+	t.Run("ACKed by the recipient", func(t *testing.T) {
+		res := runCLI(t, nil, "logger", "--config", config, "--message", `{"job": 7}`, "--json-input",
+			"--recipients", consumerCN, "--ack-timeout", "5s", "--topic", "job")
+		if res.code != exitOK || res.stderr != "" {
+			t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+		}
+		m := next(t, got)
+		if p := payload(t, m); p != `{"job":7}` || m.Topic != "org.example.dev.logger.job" || m.Signer != shellCN || !m.IsGilmsg() {
+			t.Errorf("got %s on %s signed by %q (gilmsg %v)", p, m.Topic, m.Signer, m.IsGilmsg())
+		}
+	})
+
+	t.Run("a recipient is missing", func(t *testing.T) {
+		const ghost = "ghost.example.org"
+		start := time.Now()
+		res := runCLI(t, strings.NewReader("one\ntwo\n"), "logger", "--config", config,
+			"--recipients", consumerCN+","+ghost, "--ack-timeout", "0.3")
+		if res.code != exitTimeout {
+			t.Fatalf("exit %d, want %d; stderr %q", res.code, exitTimeout, res.stderr)
+		}
+		if d := time.Since(start); d < 600*time.Millisecond {
+			t.Errorf("exited after %v: did not wait 0.3s per message", d)
+		}
+		errLines := lines(res.stderr)
+		if len(errLines) != 2 {
+			t.Fatalf("stderr %q: want one line per message", res.stderr)
+		}
+		for i, l := range errLines {
+			where := []string{"line 1:", "line 2:"}[i]
+			if !strings.Contains(l, where) || !strings.Contains(l, "no ACK from "+ghost+" ") || !strings.Contains(l, "ACKed by "+consumerCN) {
+				t.Errorf("stderr line %q: want %s, missing %s, ACKed by %s", l, where, ghost, consumerCN)
+			}
+		}
+		// The consumer had both: the logger went on after the first.
+		for _, want := range []string{`{"log":"one"}`, `{"log":"two"}`} {
+			if p := payload(t, next(t, got)); p != want {
+				t.Errorf("consumer got %s, want %s", p, want)
+			}
+		}
+	})
+
+	t.Run("no relay", func(t *testing.T) {
+		cfg := testConfig(pki)
+		cfg.RelayInbound = []string{freePort(t)}
+		cfg.PostInitSleep = 0.1
+		res := runCLI(t, nil, "logger", "--config", writeConfig(t, cfg), "--message", "lost")
+		if res.code != exitFailure {
+			t.Errorf("exit %d, want %d", res.code, exitFailure)
+		}
+	})
+}
+
+func TestLoggerUsage(t *testing.T) {
+	isolateConfigSources(t)
+	for _, args := range [][]string{
+		{"--ack-timeout", "1"},
+		{"--recipients", "x", "--ack-timeout", "soon"},
+		{"--recipients", "x", "--ack-timeout", "-1"},
+		{"--wait-subscribers", "-1"},
+		{"extra"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			if res := runCLI(t, nil, append([]string{"logger"}, args...)...); res.code != exitUsage {
+				t.Errorf("exit %d, want %d", res.code, exitUsage)
+			}
+		})
+	}
+}
+
+func TestSecondsValue(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"0.25", 250 * time.Millisecond, true},
+		{"2", 2 * time.Second, true},
+		{"1e-3", time.Millisecond, true},
+		{"250ms", 250 * time.Millisecond, true},
+		{"1m30s", 90 * time.Second, true},
+		{"0", 0, false},
+		{"-1s", 0, false},
+		{"NaN", 0, false},
+		{"1e300", 0, false},
+		{"later", 0, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			var v secondsValue
+			err := v.Set(tc.in)
+			if (err == nil) != tc.ok || v.d != tc.want {
+				t.Errorf("Set(%q) = %v, %v; want %v, ok %v", tc.in, v.d, err, tc.want, tc.ok)
+			}
+		})
+	}
+}

@@ -1,0 +1,123 @@
+// Package gilmsg makes a Go program a peer on a fedmsg bus: it publishes,
+// subscribes, signs, validates and relays messages that the Python fedmsg
+// 1.1.7 processes on the same bus cannot tell from their own, and it adds
+// gilmsg's reliable publishing, in which named recipients acknowledge each
+// message.
+//
+// A [Bus] is one process's place on the bus. Make it with [New] from a
+// [Config], usually loaded from fedmsg's own files by [LoadConfig]:
+//
+//	cfg, err := gilmsg.LoadConfig()
+//	...
+//	bus, err := gilmsg.New(cfg)
+//	...
+//	defer bus.Close()
+//
+//	// Fire and forget, like fedmsg.publish.
+//	bus.Publish(ctx, "user.login", map[string]any{"user": "alice"})
+//
+//	// Like fedmsg.tail_messages.
+//	for m, err := range bus.Tail(ctx, "org.example.prod.web.") { ... }
+//
+//	// Like gilmsg.publish: returns once billing01 has ACKed.
+//	bus.Publish(ctx, "order.created", order, gilmsg.Recipients("billing01"))
+//
+// [Init], [Publish], [TailMessages] and [Destroy] do the same on one
+// default bus, for code that mirrors fedmsg's module functions.
+//
+// # Wire format
+//
+// Messages travel over ZeroMQ PUB/SUB as two frames, the full topic and a
+// JSON body, exactly as fedmsg sends them. The full topic is
+// <topic_prefix>.<environment>.<modname>.<topic>; the body is an
+// [Envelope]: topic, msg (the payload), timestamp, msg_id, i, username, the
+// signature fields, and gilmsg_version on reliable messages. Fields this
+// package does not know are kept ([Envelope.Fields]) because the signature
+// covers them.
+//
+// A bus named in the configuration binds the first free address of its
+// endpoints; an active one ([Config.Active]) connects to relay_inbound
+// instead, and a [Relay] forwards what arrives there to relay_outbound.
+// Subscribers connect to every endpoint of every name. A bus publishes
+// from an XPUB socket, which subscribers, Python ones included, cannot tell
+// from a PUB; it lets [Bus.WaitSubscribers] say when a subscriber is really
+// listening, where fedmsg sleeps post_init_sleep and hopes.
+//
+// # Signing
+//
+// With sign_messages set, each message is signed as fedmsg's x509 backend
+// signs: RSA PKCS#1 v1.5 over SHA-1 of the canonical JSON of the message
+// ([MarshalCanonical]: Python's json.dumps with sorted keys and no spaces,
+// reproduced byte for byte, floats and escapes included). The key and
+// certificate are <ssldir>/<certname>.key and .crt, with the certname
+// looked up in certnames. [Signer] does the signing; [NewDevPKI] makes a
+// throwaway CA and certificates for tests and demos.
+//
+// Received messages are checked by a [Validator] when validate_signatures
+// is set (the default): the certificate must chain to the CA, be within its
+// validity period and not be on the CRL; the signature must verify; and the
+// routing policy must allow the certificate's CN on the topic. CA and CRL
+// may be files or https:// URLs, and are read again when a check fails, so
+// a rotated CRL takes effect. A message that fails is skipped, or yielded
+// with its [ValidationError] under [SurfaceInvalid]; [ReasonOf] classifies
+// the failure and [Bus.Stats] counts them.
+//
+// # Reliability
+//
+// [Bus.Publish] with [Recipients] is gilmsg's reliable publish. The message
+// carries gilmsg_version (added before signing, so it validates), and every
+// subscriber that yields it publishes a signed ACK naming its msg_id on
+// <topic_prefix>.<environment>.gilmsg.ack. Publish returns when each
+// recipient, identified by the CN of the certificate that signed its ACK,
+// has ACKed; otherwise it fails, after the [AckTimeout] (default
+// ack_timeout, 0.25 s) or when ctx ends, with an [*AckTimeoutError] that
+// lists who ACKed and who did not, and matches [ErrAckTimeout].
+//
+// An ACK counts only for the message whose msg_id it names and only when
+// signed by a recipient, so a timeout may be a false negative (an ACK lost
+// on its way back) but success is never a false positive. While ACKs are
+// missing the publisher sends the same signed bytes again with backoff
+// ([WithResend]); subscribers drop the duplicates (they ACK them again) so
+// the application sees each message once. [Bus.PublishAsync] runs reliable
+// publishes concurrently, up to [WithMaxInFlight].
+//
+// On the receiving side, [Bus.Tail] and [Subscription.Next] ACK each gilmsg
+// message before yielding it, as Python gilmsg does; [ManualAck] leaves that
+// to [Message.Ack]. [Bus.RunConsumers] serves hub-style [Consumer] values;
+// with [AckAfterConsume] the ACK waits until every consumer has returned
+// nil, so the publisher learns that the message was processed, not just
+// received. Messages without gilmsg_version, and ACKs, are never ACKed.
+//
+// # Configuration
+//
+// [Config] has one field per fedmsg configuration key, with the same name
+// and default ([DefaultConfig]), plus modname and ack_timeout. [LoadConfig]
+// reads the *.json, *.yaml, *.yml and *.toml files of /etc/fedmsg.d,
+// ~/.fedmsg.d and ./fedmsg.d in fedmsg's order, then FEDMSG_<KEY>
+// environment variables; JSON printed by Python's fedmsg-config loads as is.
+// Python's *.py configuration files are not read. [Config.Validate], which
+// [New] calls, names each unusable key in a [*ConfigError].
+//
+// Behaviour that has no fedmsg key is set with an [Option] to [New]:
+// [WithLogger] (log/slog, silent by default), [WithModname],
+// [WithReadyTimeout], [WithResend], [WithMaxInFlight], [WithMaxMessageSize].
+//
+// # Concurrency
+//
+// Every method of [Bus] is safe for use by many goroutines: [Bus.Publish],
+// [Bus.PublishAsync], [Bus.Subscribe], [Bus.Tail], [Bus.WaitSubscribers]
+// and [Bus.Stats] may be called at once from anywhere. The bus owns its
+// ZeroMQ sockets, each used by one goroutine, and its own ZeroMQ context.
+//
+// A [Subscription] is read ([Subscription.Next], [Subscription.Messages])
+// from one goroutine at a time; use one subscription per reader, or a
+// [Bus.RunConsumers] loop. [Subscription.Close] and [Bus.Close] may be
+// called from any goroutine, even while a read is blocked: the blocked call
+// returns [ErrClosed]. Both are safe to call twice; Bus.Close returns once
+// every socket and goroutine of the bus is gone, having given queued
+// messages up to zmq_linger to leave.
+//
+// [Validator], [Signer], [DevPKI] and [Relay] are safe for use by many
+// goroutines. A [Consumer]'s Consume is never called concurrently by one
+// runner.
+package gilmsg
