@@ -3,11 +3,12 @@ export CGO_ENABLED := 1
 
 .PHONY: deps demo test test-long bench fuzz vet
 
-# libzmq3-dev is the one system dependency (pebbe/zmq4 uses cgo).
+# libzmq3-dev is the one system dependency (pebbe/zmq4 uses cgo, found
+# with pkg-config and built with gcc).
 deps:
-	@pkg-config --exists libzmq || { \
-		echo "installing libzmq3-dev"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libzmq3-dev; }
+	@pkg-config --exists libzmq 2>/dev/null && command -v gcc >/dev/null || { \
+		echo "installing libzmq3-dev, pkg-config and gcc"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libzmq3-dev pkg-config gcc; }
 
 demo: deps
 	$(GO) run ./cmd/gilmsg demo

@@ -278,3 +278,23 @@ func TestPublishAsync(t *testing.T) {
 		t.Fatal("pending after all done")
 	}
 }
+
+// A bus with no endpoint watches gilmsg messages without trying to ACK
+// them; the consumer that can ACK does.
+func TestWatcherDoesNotAck(t *testing.T) {
+	n := newTestNet(t)
+	pub := n.start(pubCN)
+	consumer := n.start(c1)
+	watcher := n.start("")
+	var cs consumerSet
+	cs.run(t, c1, consumer)
+	cs.run(t, "watcher", watcher)
+	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the watcher to see it", func() bool { return cs.count("watcher", r.MsgID) == 1 })
+	if s := watcher.Stats(); s.AcksSent != 0 {
+		t.Fatalf("watcher sent %d ACKs", s.AcksSent)
+	}
+}

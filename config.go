@@ -1,6 +1,10 @@
 package gilmsg
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"time"
+)
 
 // Config mirrors fedmsg 1.1.7's configuration keys, with the same names (see
 // the mapstructure tags) and the same defaults ([DefaultConfig]). A JSON file
@@ -144,3 +148,22 @@ func (c *Config) AckTimeoutDuration() time.Duration { return seconds(c.AckTimeou
 
 // TimeoutDuration is Timeout as a [time.Duration].
 func (c *Config) TimeoutDuration() time.Duration { return seconds(c.Timeout) }
+
+// clone copies c deeply enough that the copy's maps and slices can change
+// without touching c's.
+func (c *Config) clone() *Config {
+	d := *c
+	d.Endpoints = make(map[string][]string, len(c.Endpoints))
+	for k, v := range c.Endpoints {
+		d.Endpoints[k] = slices.Clone(v)
+	}
+	d.RoutingPolicy = make(map[string][]string, len(c.RoutingPolicy))
+	for k, v := range c.RoutingPolicy {
+		d.RoutingPolicy[k] = slices.Clone(v)
+	}
+	d.RelayInbound = slices.Clone(c.RelayInbound)
+	d.CryptoValidateBackends = slices.Clone(c.CryptoValidateBackends)
+	d.Certnames = maps.Clone(c.Certnames)
+	d.Extra = maps.Clone(c.Extra)
+	return &d
+}

@@ -57,6 +57,46 @@ func start(pki *gilmsg.DevPKI, name string, peers []*gilmsg.Bus, opts ...gilmsg.
 	return bus
 }
 
+// The quick start of README.md, kept here so that it compiles. It has no
+// Output comment, so go test compiles it without running it: it joins the
+// bus the machine's fedmsg configuration describes, and tails forever.
+func Example() {
+	ctx := context.Background()
+	cfg, err := gilmsg.LoadConfig() // /etc/fedmsg.d, ~/.fedmsg.d, ./fedmsg.d, FEDMSG_*
+	if err != nil {
+		log.Fatal(err)
+	}
+	bus, err := gilmsg.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer bus.Close()
+
+	// fedmsg.publish: fire and forget.
+	if _, err := bus.Publish(ctx, "user.login", map[string]any{"user": "alice"}); err != nil {
+		log.Fatal(err)
+	}
+
+	// gilmsg.publish: returns once billing01 has ACKed, or says who did not.
+	_, err = bus.Publish(ctx, "order.created", map[string]any{"order": 42},
+		gilmsg.Recipients("billing01"), gilmsg.AckTimeout(2*time.Second))
+	var timeout *gilmsg.AckTimeoutError
+	if errors.As(err, &timeout) {
+		log.Printf("not ACKed by %v", timeout.Missing)
+	} else if err != nil {
+		log.Fatal(err)
+	}
+
+	// fedmsg.tail_messages: validated messages; gilmsg ones are ACKed.
+	for m, err := range bus.Tail(ctx, "org.fedoraproject.prod.") {
+		if err != nil {
+			log.Print(err)
+			continue
+		}
+		fmt.Println(m.Topic, m.Signer, m.Msg)
+	}
+}
+
 func ExampleNew() {
 	// A configuration as Python's fedmsg-config prints it; LoadConfig reads
 	// the same from /etc/fedmsg.d, ~/.fedmsg.d and ./fedmsg.d.

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +142,7 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.clone()
 	o := defaultOptions(cfg)
 	for _, opt := range opts {
 		opt(&o)
@@ -200,8 +202,8 @@ func currentUser() string {
 	return os.Getenv("USER")
 }
 
-// Config returns the configuration the bus was made with. Treat it as
-// read-only.
+// Config returns the bus's own copy of the configuration it was made with.
+// Treat it as read-only.
 func (b *Bus) Config() *Config { return b.cfg }
 
 // Endpoint returns the address the bus publishes from: the bound endpoint
@@ -324,7 +326,13 @@ func (b *Bus) subscribeEndpoints() []namedEndpoint {
 		if name == "relay_inbound" {
 			continue
 		}
-		for _, addr := range b.cfg.Endpoints[name] {
+		addrs := b.cfg.Endpoints[name]
+		if name == b.cfg.Name && b.pub != nil && !b.cfg.Active {
+			// Our own name: where we really are, which a wildcard or a
+			// list of candidates does not say.
+			addrs = []string{strings.Replace(b.pub.endpoint, "//0.0.0.0:", "//127.0.0.1:", 1)}
+		}
+		for _, addr := range addrs {
 			out = append(out, namedEndpoint{name: name, addr: addr})
 		}
 	}

@@ -158,6 +158,11 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if o.validate != nil {
 		s.validate = *o.validate
 	}
+	if s.opts.ack && !s.opts.manualAck && b.pub == nil {
+		// Nowhere to ACK from: a plain watcher. Say it once, here.
+		b.log.Info("gilmsg: this bus has no endpoint, so its subscription sends no ACKs")
+		s.opts.ack = false
+	}
 	if o.dedupe > 0 {
 		s.seen = newIDSet(o.dedupe)
 	}
@@ -465,6 +470,9 @@ func (s *Subscription) closeSockets() {
 	}
 	s.mons = nil
 	for _, sock := range s.socks {
+		// A SUB has nothing worth lingering for: only its subscription
+		// may be queued, for a peer that is gone.
+		sock.SetLinger(0)
 		sock.Close()
 	}
 	s.socks = nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -70,10 +71,18 @@ type delivery struct {
 	msg      *gilmsg.Message
 }
 
-// demoConsumer is a consumer bus whose tail hands what it receives to the
-// demo, which prints it at the right step.
+// demoBus is the demo's local bus: a publisher and its consumers, whose
+// tails hand what they receive to the demo, which prints it at the right
+// step.
+type demoBus struct {
+	out       *demoOut
+	pub       *gilmsg.Bus
+	consumers map[string]*demoConsumer
+	got       chan delivery
+}
+
+// demoConsumer is one consumer bus and the goroutine tailing it.
 type demoConsumer struct {
-	name   string
 	bus    *gilmsg.Bus
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -87,66 +96,69 @@ func (c *demoConsumer) stop() {
 	c.bus.Close()
 }
 
-func runDemo(ctx context.Context, w io.Writer, keyBits int) (err error) {
+func runDemo(ctx context.Context, w io.Writer, keyBits int) error {
 	out := &demoOut{w: w}
 	dir, err := os.MkdirTemp("", "gilmsg-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-
 	out.printf("Setting up a throwaway PKI in %s ...", dir)
 	pki, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{
 		Hosts: []string{demoPublisher, demoConsumer1, demoConsumer2}, KeyBits: keyBits})
 	if err != nil {
 		return err
 	}
-	demoConfig := func(name string, endpoints map[string][]string) *gilmsg.Config {
+	d := &demoBus{out: out, consumers: map[string]*demoConsumer{}, got: make(chan delivery, 16)}
+	defer d.close()
+	if err := d.start(ctx, pki); err != nil {
+		return err
+	}
+	if err := d.allAck(ctx); err != nil {
+		return err
+	}
+	if err := d.oneStopped(ctx); err != nil {
+		return err
+	}
+	s := d.pub.Stats()
+	out.printf("")
+	out.printf("Publisher's counters: %d reliable publishes, %d ACKed by all, %d timed out, %d resends, %d ACKs matched, %d messages sent in all.",
+		s.ReliablePublishes, s.Acked, s.TimedOut, s.Resends, s.AcksMatched, s.Published)
+	out.printf("Done: a reliable publish tells you who has the message, and who does not.")
+	return nil
+}
+
+// start binds the consumers, then the publisher, whose config lists the
+// consumers' endpoints (it listens there for ACKs), and has the consumers
+// tail it.
+func (d *demoBus) start(ctx context.Context, pki *gilmsg.DevPKI) error {
+	config := func(name string, endpoints map[string][]string) *gilmsg.Config {
 		cfg := pki.Config()
 		cfg.Name = name
 		cfg.Endpoints = map[string][]string{name: {"tcp://127.0.0.1:*"}}
-		for k, v := range endpoints {
-			cfg.Endpoints[k] = v
-		}
+		maps.Copy(cfg.Endpoints, endpoints)
 		cfg.ZMQLinger = 100 // nothing left to deliver at exit is worth waiting for
 		return cfg
 	}
-
-	// The consumers bind first, so that the publisher's config can list
-	// their endpoints: it listens there for ACKs.
-	consumers := make([]*demoConsumer, 0, 2)
-	defer func() {
-		for _, c := range consumers {
-			c.stop()
-		}
-	}()
 	known := map[string][]string{}
 	for _, name := range []string{demoConsumer1, demoConsumer2} {
-		b, err := gilmsg.New(demoConfig(name, nil), gilmsg.WithModname("demo"))
+		b, err := gilmsg.New(config(name, nil), gilmsg.WithModname("demo"))
 		if err != nil {
 			return err
 		}
-		consumers = append(consumers, &demoConsumer{name: name, bus: b})
+		d.consumers[name] = &demoConsumer{bus: b}
 		known[name] = []string{b.Endpoint()}
 	}
-	pubCfg := demoConfig(demoPublisher, known)
-	pub, err := gilmsg.New(pubCfg, gilmsg.WithModname("demo"))
-	if err != nil {
+	var err error
+	if d.pub, err = gilmsg.New(config(demoPublisher, known), gilmsg.WithModname("demo")); err != nil {
 		return err
 	}
-	defer pub.Close()
-	// The ACK listener, started at the first reliable publish, connects to
-	// every endpoint in the config, the publisher's own included: it must
-	// be the address bound, not the wildcard.
-	pubCfg.Endpoints[demoPublisher] = []string{pub.Endpoint()}
-	out.printf("Started %s on %s, %s on %s, %s on %s.", demoPublisher, pub.Endpoint(),
+	d.out.printf("Started %s on %s, %s on %s, %s on %s.", demoPublisher, d.pub.Endpoint(),
 		demoConsumer1, known[demoConsumer1][0], demoConsumer2, known[demoConsumer2][0])
-
-	got := make(chan delivery, 16)
-	for _, c := range consumers {
+	for name, c := range d.consumers {
 		// Subscribe returns once connected, so nothing sent next is missed
 		// for want of a connection.
-		sub, err := c.bus.Subscribe(ctx, "", gilmsg.FromEndpoints(pub.Endpoint()))
+		sub, err := c.bus.Subscribe(ctx, "", gilmsg.FromEndpoints(d.pub.Endpoint()))
 		if err != nil {
 			return err
 		}
@@ -158,58 +170,70 @@ func runDemo(ctx context.Context, w io.Writer, keyBits int) (err error) {
 			// The subscription ACKs each gilmsg message before yielding it.
 			for m, err := range sub.Messages(tctx) {
 				if err != nil {
-					out.printf("  %s: %v", c.name, err)
+					d.out.printf("  %s: %v", name, err)
 					continue
 				}
 				select {
-				case got <- delivery{c.name, m}:
+				case d.got <- delivery{name, m}:
 				case <-tctx.Done():
 				}
 			}
 		}()
 	}
-	out.printf("%s and %s are tailing %s; they ACK what asks for it.", demoConsumer1, demoConsumer2, demoPublisher)
+	d.out.printf("%s and %s are tailing %s; they ACK what asks for it.", demoConsumer1, demoConsumer2, demoPublisher)
+	return nil
+}
 
+func (d *demoBus) close() {
+	if d.pub != nil {
+		d.pub.Close()
+	}
+	for _, c := range d.consumers {
+		c.stop()
+	}
+}
+
+// allAck is step 1: a reliable publish that both consumers ACK.
+func (d *demoBus) allAck(ctx context.Context) error {
 	everyone := []string{demoConsumer1, demoConsumer2}
-	out.printf("")
-	out.printf("Step 1: reliable publish to %s, waiting up to 2s for both ACKs.", strings.Join(everyone, " and "))
-	r, err := pub.Publish(ctx, "hello", map[string]any{"step": 1, "text": "hello, reliable world"},
+	d.out.printf("")
+	d.out.printf("Step 1: reliable publish to %s, waiting up to 2s for both ACKs.", strings.Join(everyone, " and "))
+	r, err := d.pub.Publish(ctx, "hello", map[string]any{"step": 1, "text": "hello, reliable world"},
 		gilmsg.Recipients(everyone...), gilmsg.AckTimeout(2*time.Second))
 	if err != nil {
 		return fmt.Errorf("step 1: %w", err)
 	}
-	showDeliveries(ctx, out, got, r.MsgID, everyone)
+	showDeliveries(ctx, d.out, d.got, r.MsgID, everyone)
 	for _, a := range r.Acks {
-		out.printf("  ACK from %s after %v.", a.Recipient, a.Delay.Round(10*time.Microsecond))
+		d.out.printf("  ACK from %s after %v.", a.Recipient, a.Delay.Round(10*time.Microsecond))
 	}
 	if acked := recipientsOf(r.Acks); !sameNames(acked, everyone) {
 		return fmt.Errorf("step 1: ACKed by %v, want %v", acked, everyone)
 	}
-	out.printf("  Delivered and confirmed by both.")
+	d.out.printf("  Delivered and confirmed by both.")
+	return nil
+}
 
-	out.printf("")
-	out.printf("Step 2: %s stops; the same publish again, waiting up to 500ms.", demoConsumer2)
-	consumers[1].stop()
-	consumers = consumers[:1]
-	r, err = pub.Publish(ctx, "hello", map[string]any{"step": 2, "text": "is anybody there?"},
-		gilmsg.Recipients(everyone...), gilmsg.AckTimeout(500*time.Millisecond))
+// oneStopped is step 2: consumer02 stops, and the same publish must time
+// out naming exactly it.
+func (d *demoBus) oneStopped(ctx context.Context) error {
+	d.out.printf("")
+	d.out.printf("Step 2: %s stops; the same publish again, waiting up to 500ms.", demoConsumer2)
+	d.consumers[demoConsumer2].stop()
+	delete(d.consumers, demoConsumer2)
+	r, err := d.pub.Publish(ctx, "hello", map[string]any{"step": 2, "text": "is anybody there?"},
+		gilmsg.Recipients(demoConsumer1, demoConsumer2), gilmsg.AckTimeout(500*time.Millisecond))
 	var te *gilmsg.AckTimeoutError
 	if !errors.As(err, &te) || !errors.Is(err, gilmsg.ErrAckTimeout) {
 		return fmt.Errorf("step 2: want an ACK timeout, got receipt %v, error %v", r, err)
 	}
-	showDeliveries(ctx, out, got, te.MsgID, []string{demoConsumer1})
-	out.printf("  Publish failed as it should: %v", te)
+	showDeliveries(ctx, d.out, d.got, te.MsgID, []string{demoConsumer1})
+	d.out.printf("  Publish failed as it should: %v", te)
 	if !slices.Equal(te.Missing, []string{demoConsumer2}) || !slices.Equal(recipientsOf(te.Acked), []string{demoConsumer1}) {
 		return fmt.Errorf("step 2: missing %v and ACKed by %v, want missing [%s] and ACKed by [%s]",
 			te.Missing, recipientsOf(te.Acked), demoConsumer2, demoConsumer1)
 	}
-	out.printf("  errors.Is(err, gilmsg.ErrAckTimeout) holds; AckTimeoutError.Missing = %v.", te.Missing)
-
-	s := pub.Stats()
-	out.printf("")
-	out.printf("Publisher's counters: %d reliable publishes, %d ACKed by all, %d timed out, %d resends, %d ACKs matched, %d messages sent in all.",
-		s.ReliablePublishes, s.Acked, s.TimedOut, s.Resends, s.AcksMatched, s.Published)
-	out.printf("Done: a reliable publish tells you who has the message, and who does not.")
+	d.out.printf("  errors.Is(err, gilmsg.ErrAckTimeout) holds; AckTimeoutError.Missing = %v.", te.Missing)
 	return nil
 }
 

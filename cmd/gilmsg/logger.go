@@ -58,8 +58,9 @@ timeout. Reliable publishes need no such wait: they resend until ACKed.
 With --recipients the publish is reliable: each message waits until every
 named certificate CN has ACKed it, or --ack-timeout passes. A message that
 is not ACKed by all gets one line on stderr naming who is missing, the
-remaining lines are still published, and the exit status is 3.
-Any other failure stops at once with status 1.`,
+remaining lines are still published, and the exit status is 3. A
+--json-input line that is not JSON gets a stderr line too and is skipped;
+the exit status is then 1. Any other failure stops at once with status 1.`,
 		Example: `  echo "deploy done" | gilmsg logger
   gilmsg logger --message '{"build": 42}' --json-input --topic build.done
   gilmsg logger --name publisher01 --recipients consumer01,consumer02 --ack-timeout 2 < jobs.txt`,
@@ -88,45 +89,30 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	if o.waitSubs < 0 {
 		return usageErrorf("--wait-subscribers %d: want 0 or more", o.waitSubs)
 	}
-	cfg, err := loadConfig(cmd)
+	cfg, err := o.config(cmd)
 	if err != nil {
 		return err
 	}
-	if o.name != "" {
-		cfg.Name, cfg.Active = o.name, false
-		if cmd.Flags().Changed("cert-prefix") {
-			cfg.CertPrefix = o.certPrefix
-		}
-	} else {
-		// fedmsg-logger's identity: an active publisher named
-		// relay_inbound, signing by cert_prefix.
-		cfg.Name, cfg.Active, cfg.CertPrefix = "relay_inbound", true, o.certPrefix
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-
 	ctx, stop := notify(cmd.Context())
 	defer stop()
+	// The bus's modname is the topics': WaitSubscribers matches on it too.
 	bus, err := gilmsg.New(cfg, gilmsg.WithModname(o.modname))
 	if err != nil {
 		return err
 	}
 	// Close waits up to zmq_linger for queued messages to leave.
 	defer bus.Close()
-
 	if err := waitSubscribers(ctx, bus, o.topic, o.waitSubs, cfg.TimeoutDuration()); err != nil {
 		return err
 	}
 
-	opts := []gilmsg.PublishOption{gilmsg.Modname(o.modname)}
+	var opts []gilmsg.PublishOption
 	if len(o.recipients) > 0 {
 		opts = append(opts, gilmsg.Recipients(o.recipients...))
 		if o.ackTimeout.d > 0 {
 			opts = append(opts, gilmsg.AckTimeout(o.ackTimeout.d))
 		}
 	}
-
 	var inputs <-chan inputLine
 	if cmd.Flags().Changed("message") {
 		one := make(chan inputLine, 1)
@@ -185,6 +171,29 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		return fmt.Errorf("%d of %d messages were not ACKed by every recipient: %w", unacked, total, gilmsg.ErrAckTimeout)
 	}
 	return nil
+}
+
+// config is the loaded configuration with the logger's identity applied.
+func (o *loggerOptions) config(cmd *cobra.Command) (*gilmsg.Config, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if o.name != "" {
+		cfg.Name, cfg.Active = o.name, false
+		if cmd.Flags().Changed("cert-prefix") {
+			cfg.CertPrefix = o.certPrefix
+		}
+	} else {
+		// fedmsg-logger's identity: an active publisher named
+		// relay_inbound, signing by cert_prefix.
+		cfg.Name, cfg.Active, cfg.CertPrefix = "relay_inbound", true, o.certPrefix
+	}
+	// Again: --name must be a name with endpoints.
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // waitSubscribers waits, up to timeout (0: no bound), until n

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -93,23 +92,10 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(cmd)
+	cfg, acking, err := o.config(cmd)
 	if err != nil {
 		return err
 	}
-	acking := false
-	switch {
-	case o.noAck:
-		cfg.Name, cfg.Active = "", false
-	case o.name != "":
-		cfg.Name, cfg.Active, acking = o.name, false, true
-	default:
-		cfg.Name, acking = "", cfg.Active
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-
 	ctx, stop := notify(cmd.Context())
 	defer stop()
 	bus, err := gilmsg.New(cfg)
@@ -138,8 +124,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 			sub.Ready(), sub.Endpoints())
 	}
 
-	w := bufio.NewWriter(cmd.OutOrStdout())
-	defer w.Flush()
+	w := cmd.OutOrStdout()
 	p := printer{json: o.json}
 	if o.reallyPretty {
 		p.pretty = &prettyPrinter{indent: "  ", color: isTerminal(cmd.OutOrStdout())}
@@ -164,11 +149,8 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		if (include != nil && !include.MatchString(m.Topic)) || (exclude != nil && exclude.MatchString(m.Topic)) {
 			continue
 		}
+		// One write per message, unbuffered: a tail is read live.
 		if err := p.print(w, m); err != nil {
-			return err
-		}
-		// Flushed per message: a tail is read live, often through a pipe.
-		if err := w.Flush(); err != nil {
 			return err
 		}
 		if printed++; o.count > 0 && printed >= o.count {
@@ -177,6 +159,29 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	}
 	// The loop ends only when ctx does: a signal is a normal end.
 	return nil
+}
+
+// config is the loaded configuration with the tail's identity applied;
+// acking says whether the tail can publish, and so ACK.
+func (o *tailOptions) config(cmd *cobra.Command) (cfg *gilmsg.Config, acking bool, err error) {
+	if cfg, err = loadConfig(cmd); err != nil {
+		return nil, false, err
+	}
+	switch {
+	case o.noAck:
+		cfg.Name, cfg.Active = "", false
+	case o.name != "":
+		cfg.Name, cfg.Active, acking = o.name, false, true
+	default:
+		// The config's name belongs to a service, which may be running
+		// and bound there.
+		cfg.Name, acking = "", cfg.Active
+	}
+	// Again: --name must be a name with endpoints.
+	if err := cfg.Validate(); err != nil {
+		return nil, false, err
+	}
+	return cfg, acking, nil
 }
 
 func compileFilter(flag, expr string) (*regexp.Regexp, error) {

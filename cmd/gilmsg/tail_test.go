@@ -32,9 +32,9 @@ func newTailNet(t *testing.T, mutate func(*gilmsg.Config)) *tailNet {
 	n := &tailNet{pki: devPKI(t, tailPubCN, tailCN), tailEP: freePort(t)}
 	cfg := testConfig(n.pki)
 	cfg.Name = tailPubCN
-	// Concrete addresses: the publisher's ACK listener connects to every
-	// endpoint its config lists, its own included.
-	cfg.Endpoints = map[string][]string{tailPubCN: {freePort(t)}, tailCN: {n.tailEP}}
+	// tail01's address must be known before a tail binds it: the
+	// publisher's ACK listener connects there.
+	cfg.Endpoints = map[string][]string{tailPubCN: {"tcp://127.0.0.1:*"}, tailCN: {n.tailEP}}
 	cfg.Modname = "test"
 	if mutate != nil {
 		mutate(cfg)
@@ -184,7 +184,7 @@ func TestTailInvalidAndSignal(t *testing.T) {
 	deadline := time.After(10 * time.Second)
 wait:
 	for {
-		if _, err := n.pub.Publish(ctx, "unsigned", nil); err != nil {
+		if _, err := n.pub.Publish(context.Background(), "unsigned", nil); err != nil {
 			t.Fatal(err)
 		}
 		select {

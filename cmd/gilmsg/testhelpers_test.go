@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -105,11 +104,17 @@ func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut 
 		rootCmd.SetOut(nil)
 		rootCmd.SetErr(nil)
 		rootCmd.SetContext(nil)
-		f := rootCmd.PersistentFlags().Lookup(configFlag)
-		if err := f.Value.Set(f.DefValue); err != nil {
-			t.Errorf("resetting --%s: %v", configFlag, err)
+		// rootCmd's own flags keep their values between runs otherwise.
+		for _, name := range []string{configFlag, "help", "version"} {
+			f := rootCmd.Flag(name)
+			if f == nil {
+				continue
+			}
+			if err := f.Value.Set(f.DefValue); err != nil {
+				t.Errorf("resetting --%s: %v", name, err)
+			}
+			f.Changed = false
 		}
-		f.Changed = false
 	}()
 	code := run(args)
 	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
@@ -223,18 +228,6 @@ func next(t *testing.T, ch <-chan *gilmsg.Message) *gilmsg.Message {
 	return nil
 }
 
-// eventually polls cond until it holds, failing after a generous bound.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // payload returns m's msg re-encoded canonically, for comparisons.
 func payload(t *testing.T, m *gilmsg.Message) string {
 	t.Helper()
@@ -267,5 +260,3 @@ func mustJSON(t *testing.T, line string) map[string]any {
 	}
 	return v
 }
-
-var _ = fmt.Sprint

@@ -52,22 +52,33 @@ func TestVerifyVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vectors []vector
-	var bodies strings.Builder // the same messages, as raw bodies
+	var vectors, oneLine []vector
+	var bodies strings.Builder // the one-line bodies, raw
 	for _, line := range lines(string(raw)) {
 		var v vector
 		if err := json.Unmarshal([]byte(line), &v); err != nil {
 			t.Fatal(err)
 		}
 		vectors = append(vectors, v)
-		bodies.WriteString(v.Body + "\n\n") // blank lines are skipped
+		if !strings.ContainsAny(v.Body, "\r\n") {
+			oneLine = append(oneLine, v)
+			bodies.WriteString(v.Body + "\n\n") // blank lines are skipped
+		}
+	}
+	if len(oneLine) < len(vectors)/2 {
+		t.Fatalf("only %d of %d bodies fit on a line", len(oneLine), len(vectors))
 	}
 
-	for _, input := range []struct{ name, text string }{
-		{"vector lines", string(raw)},
-		{"raw bodies", bodies.String()},
+	for _, input := range []struct {
+		name    string
+		text    string
+		vectors []vector
+	}{
+		{"vector lines", string(raw), vectors},
+		{"raw bodies", bodies.String(), oneLine},
 	} {
 		t.Run(input.name, func(t *testing.T) {
+			vectors := input.vectors
 			res := runCLI(t, strings.NewReader(input.text), "verify", "--config", config)
 			if res.code != exitOK {
 				t.Fatalf("exit %d; stderr %s", res.code, res.stderr)
@@ -113,7 +124,7 @@ func TestVerifyVectors(t *testing.T) {
 		}
 		want := []verdict{
 			{Reason: "expired"}, {Reason: "policy"}, {Reason: "malformed"},
-			{Reason: "malformed"}, {Reason: "malformed"},
+			{Reason: "malformed"}, {Reason: "unsigned"}, // {"body": 42} is a body itself
 			{Valid: true, Signer: "shell-app01.example.org"},
 		}
 		got := lines(res.stdout)
@@ -131,10 +142,24 @@ func TestVerifyVectors(t *testing.T) {
 		}
 	})
 
-	t.Run("missing CA is a failure", func(t *testing.T) {
+	t.Run("a missing config file is a failure", func(t *testing.T) {
 		res := runCLI(t, strings.NewReader("{}\n"), "verify", "--config", filepath.Join(t.TempDir(), "none.json"))
-		if res.code != exitFailure {
-			t.Errorf("exit %d, want %d", res.code, exitFailure)
+		if res.code != exitFailure || res.stdout != "" {
+			t.Errorf("exit %d, stdout %q; want %d and nothing", res.code, res.stdout, exitFailure)
+		}
+	})
+
+	t.Run("a missing CA leaves signed messages unjudged", func(t *testing.T) {
+		missingCA := filepath.Join(t.TempDir(), "ca.json")
+		if err := os.WriteFile(missingCA, []byte(`{"ca_cert_location": "/nonexistent/ca.crt"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		in := mustLine(t, vectors[0]) + "\n{}\n"
+		res := runCLI(t, strings.NewReader(in), "verify", "--config", missingCA)
+		got := lines(res.stdout)
+		if res.code != exitFailure || len(got) != 2 ||
+			!strings.Contains(got[0], `"reason":"ca"`) || !strings.Contains(got[1], `"reason":"unsigned"`) {
+			t.Errorf("exit %d, stdout %q; want %d, reasons ca then unsigned", res.code, res.stdout, exitFailure)
 		}
 	})
 

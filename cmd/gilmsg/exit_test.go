@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+func TestExitCode(t *testing.T) {
+	timeout := &gilmsg.AckTimeoutError{Missing: []string{"b"}, Err: context.DeadlineExceeded}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, exitOK},
+		{"plain error", errors.New("boom"), exitFailure},
+		{"config error", fmt.Errorf("loading: %w", gilmsg.ErrConfig), exitFailure},
+		{"ACK timeout", timeout, exitTimeout},
+		{"wrapped ACK timeout", fmt.Errorf("line 3: %w", timeout), exitTimeout},
+		{"explicit code wins", &exitError{code: exitUsage, err: timeout}, exitUsage},
+		{"usage", usageErrorf("bad %s", "flag"), exitUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exitCode(tc.err); got != tc.want {
+				t.Errorf("exitCode = %d, want %d", got, tc.want)
+			}
+			// What run sees after a command wrapped its error.
+			if got := exitCode(withExitCode(tc.err)); got != tc.want {
+				t.Errorf("exitCode(withExitCode) = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	isolateConfigSources(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"no-such-command"}, exitUsage, ""},
+		{[]string{"--no-such-flag"}, exitUsage, ""},
+		{[]string{"tail", "--no-such-flag"}, exitUsage, ""},
+		{[]string{"verify", "--config"}, exitUsage, ""},
+		{[]string{}, exitOK, "3  a reliable publish was not ACKed"}, // not nil: cobra would read os.Args
+		{[]string{"--help"}, exitOK, "Exit status, the same for every command"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			res := runCLI(t, nil, tc.args...)
+			if res.code != tc.code || !strings.Contains(res.stdout, tc.out) {
+				t.Errorf("exit %d, stdout %q; want %d and %q", res.code, res.stdout, tc.code, tc.out)
+			}
+		})
+	}
+}
