@@ -379,7 +379,16 @@ func (w *waker) close() error {
 // in the mask for libzmq to send it.
 const monitorEvents = zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
 	zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
-	zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED
+	zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED |
+	zmq.EVENT_CONNECT_RETRIED
+
+// lostGrace is how long a dropped connection of a connecting socket may go
+// without libzmq scheduling its reconnect (EVENT_CONNECT_RETRIED, emitted
+// right after an ordinary disconnect) before it counts as lost for good, as
+// after a protocol error. An ordinary disconnect must not be "repaired":
+// Disconnect then discards what the pipe still holds, and libzmq can abort
+// on it.
+const lostGrace = 500 * time.Millisecond
 
 // peerCount is what a connMonitor knows of one endpoint. libzmq reports a
 // connecting socket's events under the address given to Connect (one
@@ -392,6 +401,7 @@ type peerCount struct {
 	live    int  // handshaken and not yet disconnected
 	failing int  // handshake failed, DISCONNECTED still to come
 	connect bool // we connected to it (rather than accepted from it)
+	drops   int  // bumped by each drop and each reconnect attempt, to match them
 }
 
 // connMonitor counts a socket's live connections, those that completed
@@ -524,8 +534,11 @@ func (m *connMonitor) apply(ev zmq.Event, addr string) {
 		m.peers[addr] = p
 	}
 	switch ev {
+	case zmq.EVENT_CONNECT_RETRIED:
+		p.drops++ // libzmq will reconnect by itself
 	case zmq.EVENT_CONNECTED:
 		p.connect = true
+		p.drops++
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		p.live++
 		m.live++
@@ -543,9 +556,21 @@ func (m *connMonitor) apply(ev zmq.Event, addr string) {
 			lost = p.connect
 		}
 	}
+	var drop int
+	if lost {
+		p.drops++
+		drop = p.drops
+	}
 	m.mu.Unlock()
 	if lost && m.lost != nil {
-		m.lost(addr)
+		time.AfterFunc(lostGrace, func() {
+			m.mu.Lock()
+			still := p.drops == drop && m.stopped == nil
+			m.mu.Unlock()
+			if still {
+				m.lost(addr)
+			}
+		})
 	}
 }
 

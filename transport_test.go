@@ -400,6 +400,27 @@ func TestConnMonitor(t *testing.T) {
 			t.Fatal("WaitConnected not released by Close")
 		}
 	})
+	t.Run("an ordinary disconnect is not lost", func(t *testing.T) {
+		checkLeaks(t)
+		zctx := testZCtx(t)
+		pub := testSocket(t, zctx, zmq.PUB, testSockOpts())
+		ep := bindLoopback(t, pub)
+		sub := testSocket(t, zctx, zmq.SUB, testSockOpts())
+		lost := make(chan string, 4)
+		m := testMonitor(t, zctx, sub, withLostHook(func(ep string) { lost <- ep }))
+		if err := sub.Connect(ep); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitConnected(waitCtx(t, 5*time.Second), 1); err != nil {
+			t.Fatal(err)
+		}
+		pub.Close() // libzmq reconnects by itself: nothing to repair
+		select {
+		case got := <-lost:
+			t.Fatalf("lost hook called for %q after an ordinary close", got)
+		case <-time.After(3 * lostGrace):
+		}
+	})
 	t.Run("oversize message drops the connection until reconnected", func(t *testing.T) {
 		checkLeaks(t)
 		zctx := testZCtx(t)

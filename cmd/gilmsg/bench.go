@@ -573,8 +573,11 @@ func (e *benchEnv) busFlow(ctx context.Context, sign bool) (fl flow, stop func()
 			if sign && m.Signer != benchPublisher {
 				return 0, fmt.Errorf("message %s not validated (signer %q)", m.MsgID, m.Signer)
 			}
-			e.bodyBytes = len(m.Body)
-			return classify(m.Topic), nil
+			kind := classify(m.Topic)
+			if kind == flowData {
+				e.bodyBytes = len(m.Body)
+			}
+			return kind, nil
 		},
 	}
 	return fl, stop, nil

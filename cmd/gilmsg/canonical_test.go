@@ -49,7 +49,7 @@ func TestCanonicalCommand(t *testing.T) {
 			stdout: `{"s":"` + strings.Repeat(`\u00e9`, 100_000) + `"}` + "\n",
 		},
 		{name: "empty input", stdin: ""},
-		{name: "arguments", stdin: "1\n", args: []string{"x.json"}, code: exitUsage},
+		{name: "arguments", stdin: "1\n", args: []string{"x.json"}, code: exitUsage, stderrHas: "takes no arguments"},
 		{
 			name:      "invalid line",
 			stdin:     "1\n\n[1,]\n2\n",

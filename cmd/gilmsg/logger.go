@@ -78,7 +78,7 @@ the exit status is then 1. Any other failure stops at once with status 1.`,
 	f.StringVar(&o.name, "name", "", "bind the endpoint of this `NAME` instead of connecting to relay_inbound")
 	f.StringSliceVar(&o.recipients, "recipients", nil, "publish reliably: wait for the ACK of each certificate `CN` (repeatable, or comma-separated)")
 	f.IntVar(&o.waitSubs, "wait-subscribers", 0, "before the first publish, wait until `N` subscriptions match the topic")
-	f.Var(&o.ackTimeout, "ack-timeout", "how long to wait for ACKs: seconds (0.25) or a duration (250ms) (default: the config's ack_timeout)")
+	f.Var(&o.ackTimeout, "ack-timeout", "wait this long for ACKs: `SECONDS` such as 0.25, or a duration such as 250ms (default: the config's ack_timeout)")
 	return cmd
 }
 
@@ -168,7 +168,8 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	case bad > 0:
 		return fmt.Errorf("%d of %d messages were not valid JSON", bad, total)
 	case unacked > 0:
-		return fmt.Errorf("%d of %d messages were not ACKed by every recipient: %w", unacked, total, gilmsg.ErrAckTimeout)
+		// Each one has had its stderr line already.
+		return &exitError{code: exitTimeout, err: errors.New("")}
 	}
 	return nil
 }

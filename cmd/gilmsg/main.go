@@ -4,9 +4,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -49,13 +49,9 @@ func run(args []string) int {
 	if err == nil {
 		return exitOK
 	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(os.Stderr, "gilmsg:", ee.err)
-		}
-		return ee.code
+	// An exitError with an empty message has said what it had to already.
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(rootCmd.ErrOrStderr(), "gilmsg:", strings.TrimPrefix(msg, "gilmsg: "))
 	}
-	fmt.Fprintln(os.Stderr, "gilmsg:", err)
-	return exitFailure
+	return exitCode(err)
 }

@@ -1,0 +1,326 @@
+package gilmsg
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The end-to-end benchmarks of the hot paths, over loopback TCP with the
+// shared 2048-bit test PKI. Read them against their bounds, measured in the
+// same run: BenchmarkRawZMQPubSub (the transport alone, relay_test.go) for
+// the unsigned path, BenchmarkRSASign and BenchmarkRSAVerify (one core) for
+// the signed and reliable ones. `gilmsg bench` prints the same comparison
+// as ratios.
+
+const (
+	e2ePublisher = "publisher01.example.org"
+	e2eModname   = "bench"
+	// e2eWindow bounds the messages in flight, so that a publisher faster
+	// than its subscriber measures the subscriber's rate instead of
+	// filling memory.
+	e2eWindow = 4096
+)
+
+// e2ePayload is a typical fedmsg payload: with its envelope, an unsigned
+// body of about 1 KB, like BenchmarkRawZMQPubSub's.
+func e2ePayload() map[string]any {
+	return map[string]any{
+		"agent": "gilmsg-bench",
+		"build": map[string]any{
+			"id": 2412345, "name": "gilmsg-go", "version": "1.4.2", "release": "1.fc41",
+			"epoch": nil, "owner": "bench", "state": 1, "task_id": 123456789,
+			"tags": []any{"f41-updates-candidate", "f41-signing-pending"},
+		},
+		"instance":   "primary",
+		"request_id": "c0ffee00-1234-4abc-9def-0123456789ab",
+		"url":        "https://koji.example.org/koji/buildinfo?buildID=2412345",
+		"changelog":  strings.Repeat("- Rebuilt for the benchmark; nothing changed. ", 12),
+	}
+}
+
+// e2eConfig is the shared PKI's config for a bus named name ("" only
+// subscribes), bound on a free loopback port, knowing endpoints.
+func e2eConfig(b *testing.B, name string, endpoints map[string][]string) *Config {
+	b.Helper()
+	cfg := testPKI(b).Config()
+	cfg.Name = name
+	cfg.Endpoints = map[string][]string{}
+	for k, v := range endpoints {
+		cfg.Endpoints[k] = v
+	}
+	if name != "" {
+		cfg.Endpoints[name] = []string{"tcp://127.0.0.1:*"}
+	}
+	cfg.ZMQLinger = 100
+	return cfg
+}
+
+func e2eBus(b *testing.B, cfg *Config) *Bus {
+	b.Helper()
+	bus, err := New(cfg, WithModname(e2eModname))
+	if err != nil {
+		b.Fatalf("New(%q): %v", cfg.Name, err)
+	}
+	b.Cleanup(func() { bus.Close() })
+	return bus
+}
+
+func e2eCtx(b *testing.B) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	b.Cleanup(cancel)
+	return ctx
+}
+
+// benchFlow times publish→tail: a goroutine publishes (sign: signed) as
+// fast as the window allows, and each iteration is one message received
+// by a subscription that validates or not.
+func benchFlow(b *testing.B, sign, validate bool) {
+	ctx := e2eCtx(b)
+	pcfg := e2eConfig(b, e2ePublisher, nil)
+	pcfg.SignMessages = sign
+	pub := e2eBus(b, pcfg)
+	tail := e2eBus(b, e2eConfig(b, "", nil))
+	opts := []SubscribeOption{FromEndpoints(pub.Endpoint())}
+	if !validate {
+		opts = append(opts, NoValidate())
+	}
+	sub, err := tail.Subscribe(ctx, "org.example.dev."+e2eModname+".", opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Close()
+	if err := pub.WaitSubscribers(ctx, "msg", 1); err != nil {
+		b.Fatal(err)
+	}
+	want := pub.fullTopic("msg", "")
+	payload := e2ePayload()
+
+	window := make(chan struct{}, e2eWindow)
+	pctx, stop := context.WithCancel(ctx)
+	published := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case window <- struct{}{}:
+			case <-pctx.Done():
+				published <- nil
+				return
+			}
+			if _, err := pub.Publish(pctx, "msg", payload); err != nil {
+				published <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		stop()
+		if err := <-published; err != nil && pctx.Err() == nil {
+			b.Error(err)
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		for {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m.Topic != want {
+				continue
+			}
+			if validate && m.Signer != e2ePublisher {
+				b.Fatalf("signer %q, want %q", m.Signer, e2ePublisher)
+			}
+			<-window
+			break
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkPublishUnsigned is publish→tail without crypto: compare with
+// BenchmarkRawZMQPubSub.
+func BenchmarkPublishUnsigned(b *testing.B) { benchFlow(b, false, false) }
+
+// BenchmarkPublishSigned signs every message and skips validation: bounded
+// by BenchmarkRSASign.
+func BenchmarkPublishSigned(b *testing.B) { benchFlow(b, true, false) }
+
+// BenchmarkPublishTailSignedValidated signs and validates every message.
+func BenchmarkPublishTailSignedValidated(b *testing.B) { benchFlow(b, true, true) }
+
+// reliableRig starts a publisher and n consumers that tail it (and so ACK
+// its gilmsg messages), and returns the publisher and the recipients.
+func reliableRig(b *testing.B, n int) (*Bus, []string) {
+	b.Helper()
+	ctx := e2eCtx(b)
+	names := testPKIHosts[1 : 1+n]
+	known := map[string][]string{}
+	consumers := make([]*Bus, n)
+	for i, name := range names {
+		consumers[i] = e2eBus(b, e2eConfig(b, name, nil))
+		known[name] = []string{consumers[i].Endpoint()}
+	}
+	pcfg := e2eConfig(b, e2ePublisher, known)
+	pub := e2eBus(b, pcfg)
+	// The ACK listener connects to every endpoint in the config.
+	pcfg.Endpoints[e2ePublisher] = []string{pub.Endpoint()}
+	var wg sync.WaitGroup
+	tctx, cancel := context.WithCancel(ctx)
+	for _, c := range consumers {
+		sub, err := c.Subscribe(ctx, "org.example.dev."+e2eModname+".", FromEndpoints(pub.Endpoint()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sub.Close()
+			for {
+				if _, err := sub.Next(tctx); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	b.Cleanup(func() { cancel(); wg.Wait() })
+	if err := pub.WaitSubscribers(ctx, "reliable", n); err != nil {
+		b.Fatal(err)
+	}
+	// Start the ACK listener, and warm the caches, before timing.
+	for range 3 {
+		if _, err := pub.Publish(ctx, "reliable", nil, Recipients(names...), AckTimeout(10*time.Second)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return pub, names
+}
+
+// BenchmarkReliablePublish times one reliable publish at a time, waiting
+// for the ACKs of 1 and of 3 recipients, and reports the latency
+// percentiles. Compare p50 with the floor: 2 × BenchmarkRSASign + 2 ×
+// BenchmarkRSAVerify.
+func BenchmarkReliablePublish(b *testing.B) {
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("recipients=%d", n), func(b *testing.B) {
+			pub, names := reliableRig(b, n)
+			ctx := e2eCtx(b)
+			payload := e2ePayload()
+			var lat []time.Duration
+			b.ReportAllocs()
+			for b.Loop() {
+				start := time.Now()
+				if _, err := pub.Publish(ctx, "reliable", payload, Recipients(names...), AckTimeout(10*time.Second)); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(e2ePercentileMS(lat, 0.50), "p50-ms")
+			b.ReportMetric(e2ePercentileMS(lat, 0.99), "p99-ms")
+		})
+	}
+}
+
+// BenchmarkReliablePublishParallel keeps 8 reliable publishes per core in
+// flight to one recipient. The bound: cores × BenchmarkRSASign / 2 (the
+// publisher's signature and the ACK's).
+func BenchmarkReliablePublishParallel(b *testing.B) {
+	pub, names := reliableRig(b, 1)
+	ctx := e2eCtx(b)
+	payload := e2ePayload()
+	resends := pub.Stats().Resends
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := pub.Publish(ctx, "reliable", payload, Recipients(names...), AckTimeout(10*time.Second)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(pub.Stats().Resends-resends)/float64(b.N), "resends/op")
+}
+
+// e2ePercentileMS is the nearest-rank percentile of sorted, in ms.
+func e2ePercentileMS(sorted []time.Duration, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(max(int(float64(len(sorted))*q+0.999999)-1, 0), len(sorted)-1)
+	return float64(sorted[i]) / float64(time.Millisecond)
+}
+
+// rsaFloor returns the publisher's key and the canonical text of a typical
+// reliable message, as the library signs it.
+func rsaFloor(b *testing.B) (*rsa.PrivateKey, []byte) {
+	b.Helper()
+	data, err := os.ReadFile(filepath.Join(testPKI(b).Dir, e2ePublisher+".key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		b.Fatal("no PEM key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := k.(*rsa.PrivateKey)
+	key.Precompute()
+	text, err := MarshalCanonical(map[string]any{
+		"crypto": "x509", "topic": "org.example.dev.bench.reliable", "msg": e2ePayload(),
+		"timestamp": time.Now().Unix(), "msg_id": "2025-c0ffee00-1234-4abc-9def-0123456789ab",
+		"i": 1, "username": "bench", "gilmsg_version": GilmsgVersion,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return key, text
+}
+
+// BenchmarkRSASign is the floor of signing: SHA-1 and RSA PKCS#1 v1.5 with
+// the bench's 2048-bit key, nothing else.
+func BenchmarkRSASign(b *testing.B) {
+	key, text := rsaFloor(b)
+	for b.Loop() {
+		sum := sha1.Sum(text)
+		if _, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRSAVerify is the floor of validating a message whose
+// certificate chain is cached.
+func BenchmarkRSAVerify(b *testing.B) {
+	key, text := rsaFloor(b)
+	sum := sha1.Sum(text)
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		sum := sha1.Sum(text)
+		if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA1, sum[:], sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
