@@ -3,7 +3,6 @@ package gilmsg
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/user"
@@ -167,14 +166,8 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 		b.modname = filepath.Base(os.Args[0])
 	}
 	var err error
-	if b.zctx, err = zmq.NewContext(); err != nil {
-		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
-	}
-	if cfg.IOThreads > 0 {
-		if err := b.zctx.SetIoThreads(cfg.IOThreads); err != nil {
-			b.zctx.Term()
-			return nil, &ConfigError{Key: "io_threads", Err: err}
-		}
+	if b.zctx, err = newContext(cfg.IOThreads); err != nil {
+		return nil, err
 	}
 	if cfg.Active || (cfg.Name != "" && len(cfg.Endpoints[cfg.Name]) > 0) {
 		// A bus that will sign says now if it cannot, not at its first

@@ -1,0 +1,267 @@
+package gilmsg
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// monitorEvents is what a connMonitor listens to. MONITOR_STOPPED has to be
+// in the mask for libzmq to send it.
+const monitorEvents = zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
+	zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED |
+	zmq.EVENT_CONNECT_RETRIED
+
+// lostGrace is how long a dropped connection of a connecting socket may go
+// without libzmq scheduling its reconnect (EVENT_CONNECT_RETRIED, emitted
+// right after an ordinary disconnect) before it counts as lost for good, as
+// after a protocol error. An ordinary disconnect must not be "repaired":
+// Disconnect then discards what the pipe still holds, and libzmq can abort
+// on it.
+const lostGrace = 500 * time.Millisecond
+
+// peerCount is what a connMonitor knows of one endpoint. libzmq reports a
+// connecting socket's events under the address given to Connect (one
+// connection at a time), a bound socket's under its bound address (all its
+// peers together), and only ACCEPTED/CONNECTED/DISCONNECTED carry the file
+// descriptor, so connections are counted, not identified: each one ends in
+// exactly one DISCONNECTED, preceded by either HANDSHAKE_SUCCEEDED or a
+// HANDSHAKE_FAILED_* event.
+type peerCount struct {
+	live    int  // handshaken and not yet disconnected
+	failing int  // handshake failed, DISCONNECTED still to come
+	connect bool // we connected to it (rather than accepted from it)
+	drops   int  // bumped by each drop and each reconnect attempt, to match them
+}
+
+// connMonitor counts a socket's live connections, those that completed
+// the ZMTP handshake, from libzmq's socket monitor, read by its own
+// goroutine through an inproc PAIR socket.
+//
+// Counts are exact for a connecting socket. For a bound socket they can
+// run one high for as long as a failed handshake overlaps the departure of
+// a handshaken peer (the two DISCONNECTED events cannot be told apart);
+// the count settles when the failed one's DISCONNECTED arrives.
+//
+// Its methods are safe from any goroutine. It must be made by the owner of
+// the monitored socket before that socket binds or connects (events that
+// precede it are not seen), and closed before the context is terminated.
+type connMonitor struct {
+	wake *waker
+	done chan struct{} // closed when the goroutine has exited
+	lost func(endpoint string)
+
+	mu      sync.Mutex
+	peers   map[string]*peerCount
+	live    int
+	stopped error         // why the goroutine exited; nil while it runs
+	changed chan struct{} // closed and replaced whenever live or stopped changes
+}
+
+// monitorOption configures a connMonitor.
+type monitorOption func(*connMonitor)
+
+// withLostHook calls fn with the endpoint of a connecting socket whose
+// handshaken connection has dropped, so that its owner can Disconnect and
+// Connect it again: libzmq does not reconnect after a protocol error such as
+// an oversized message (see the notes at the top of this file). fn runs on
+// the monitor's goroutine and must not block; queue the endpoint and wake
+// the socket's owner. Handshakes that never succeeded do not call fn, so a
+// non-ZMTP listener cannot cause a reconnect storm.
+func withLostHook(fn func(endpoint string)) monitorOption {
+	return func(m *connMonitor) { m.lost = fn }
+}
+
+// newConnMonitor starts monitoring s. Call it from s's owner goroutine
+// (it configures s) before s binds or connects.
+func newConnMonitor(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*connMonitor, error) {
+	addr := inprocAddr("monitor")
+	if err := s.Monitor(addr, monitorEvents); err != nil {
+		return nil, fmt.Errorf("gilmsg: socket monitor: %w", err)
+	}
+	fail := func(err error, socks ...*zmq.Socket) (*connMonitor, error) {
+		s.Monitor("", 0) // stop: nobody will read the events
+		for _, sk := range socks {
+			sk.Close()
+		}
+		return nil, err
+	}
+	pair, err := zctx.NewSocket(zmq.PAIR)
+	if err != nil {
+		return fail(fmt.Errorf("gilmsg: monitor socket: %w", err))
+	}
+	pair.SetLinger(0)
+	// The monitor drops events it cannot queue; a lost DISCONNECTED would
+	// skew the count forever, so our side of the pipe has no limit.
+	pair.SetRcvhwm(0)
+	if err := pair.Connect(addr); err != nil {
+		return fail(fmt.Errorf("gilmsg: monitor connect: %w", err), pair)
+	}
+	wake, err := newWaker(zctx)
+	if err != nil {
+		return fail(err, pair)
+	}
+	m := &connMonitor{
+		wake:    wake,
+		done:    make(chan struct{}),
+		peers:   make(map[string]*peerCount),
+		changed: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	go m.run(pair)
+	return m, nil
+}
+
+func (m *connMonitor) run(pair *zmq.Socket) {
+	err := m.loop(pair)
+	pair.Close()
+	m.wake.close()
+	m.mu.Lock()
+	m.stopped = err
+	m.notifyLocked()
+	m.mu.Unlock()
+	close(m.done)
+}
+
+func (m *connMonitor) loop(pair *zmq.Socket) error {
+	poller := zmq.NewPoller()
+	poller.Add(pair, zmq.POLLIN)
+	poller.Add(m.wake.recv, zmq.POLLIN)
+	for {
+		polled, err := poller.Poll(-1)
+		if err != nil {
+			return fmt.Errorf("gilmsg: monitor poll: %w", err)
+		}
+		for _, p := range polled {
+			if p.Socket == m.wake.recv {
+				return ErrClosed // only Close wakes us
+			}
+		}
+		for {
+			ev, addr, _, err := pair.RecvEvent(zmq.DONTWAIT)
+			if isEAGAIN(err) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("gilmsg: monitor event: %w", err)
+			}
+			if ev == zmq.EVENT_MONITOR_STOPPED { // the socket was closed
+				return ErrClosed
+			}
+			m.apply(ev, addr)
+		}
+	}
+}
+
+func (m *connMonitor) apply(ev zmq.Event, addr string) {
+	lost := false
+	m.mu.Lock()
+	p := m.peers[addr]
+	if p == nil {
+		p = &peerCount{}
+		m.peers[addr] = p
+	}
+	switch ev {
+	case zmq.EVENT_CONNECT_RETRIED:
+		p.drops++ // libzmq will reconnect by itself
+	case zmq.EVENT_CONNECTED:
+		p.connect = true
+		p.drops++
+	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+		p.live++
+		m.live++
+		m.notifyLocked()
+	case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+		p.failing++
+	case zmq.EVENT_DISCONNECTED:
+		switch {
+		case p.failing > 0:
+			p.failing--
+		case p.live > 0:
+			p.live--
+			m.live--
+			m.notifyLocked()
+			lost = p.connect
+		}
+	}
+	var drop int
+	if lost {
+		p.drops++
+		drop = p.drops
+	}
+	m.mu.Unlock()
+	if lost && m.lost != nil {
+		time.AfterFunc(lostGrace, func() {
+			m.mu.Lock()
+			still := p.drops == drop && m.stopped == nil
+			m.mu.Unlock()
+			if still {
+				m.lost(addr)
+			}
+		})
+	}
+}
+
+func (m *connMonitor) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Connected returns the number of live handshaken connections.
+func (m *connMonitor) Connected() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live
+}
+
+// Endpoints returns the live connection count of each endpoint that has
+// any (see [peerCount] for what the keys are).
+func (m *connMonitor) Endpoints() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int)
+	for addr, p := range m.peers {
+		if p.live > 0 {
+			out[addr] = p.live
+		}
+	}
+	return out
+}
+
+// WaitConnected returns nil as soon as at least n connections are live,
+// ctx's error (wrapped) when it ends first, or [ErrClosed] once the monitor
+// or its socket is closed. For what "live" promises about subscriptions,
+// see the notes at the top of this file.
+func (m *connMonitor) WaitConnected(ctx context.Context, n int) error {
+	for {
+		m.mu.Lock()
+		live, stopped, changed := m.live, m.stopped, m.changed
+		m.mu.Unlock()
+		if stopped != nil {
+			return stopped
+		}
+		if live >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("gilmsg: %d of %d connections up: %w", live, n, ctx.Err())
+		}
+	}
+}
+
+// Close stops the monitor's goroutine and closes its sockets, releasing
+// WaitConnected with [ErrClosed]. Safe twice, in either order with the
+// monitored socket's Close.
+func (m *connMonitor) Close() error {
+	m.wake.Wake() // a no-op once the goroutine has closed the waker
+	<-m.done
+	return nil
+}

@@ -1,0 +1,161 @@
+package gilmsg
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// newXPub makes the publishing socket for a publisher that wants to know
+// who is subscribed: an XPUB, which subscribers cannot tell from a PUB,
+// reporting every subscription and unsubscription, duplicates included
+// (ZMQ_XPUB_VERBOSER), so that counts stay per subscriber. Its owner must
+// read what arrives on it ([readSubscriptions]) or the queue grows.
+func newXPub(zctx *zmq.Context, o sockOpts) (*zmq.Socket, error) {
+	s, err := newSocket(zctx, zmq.XPUB, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetXpubVerboser(1); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("gilmsg: ZMQ_XPUB_VERBOSER: %w", err)
+	}
+	return s, nil
+}
+
+// readSubscriptions feeds t with everything queued on the XPUB socket s,
+// without blocking. Call it from s's owner whenever s polls readable
+// (POLLIN), so the owner loop polls s together with a [waker] for its send
+// queue. Anything that is not a single-frame (un)subscription (an XSUB
+// peer may send data upstream) is discarded.
+func readSubscriptions(s *zmq.Socket, t *subscriptionTracker) error {
+	for {
+		msg, err := s.RecvMessageBytes(zmq.DONTWAIT)
+		if isEAGAIN(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("gilmsg: reading subscriptions: %w", err)
+		}
+		if len(msg) == 1 {
+			t.observe(msg[0])
+		}
+	}
+}
+
+// subscriptionTracker counts the subscriptions an XPUB has applied, by
+// prefix. When a subscriber disconnects, the XPUB reports its
+// unsubscriptions, so counts go down again.
+//
+// Subscriptions are anonymous: it says how many, not who. A SUB that
+// subscribes to the same prefix twice is counted twice but, since libzmq
+// sends its unsubscription only for the last one, only decremented once.
+//
+// observe is called by the XPUB's owner; the other methods are safe from
+// any goroutine.
+type subscriptionTracker struct {
+	mu      sync.Mutex
+	subs    map[string]int
+	closed  bool
+	changed chan struct{} // closed and replaced on every change
+}
+
+func newSubscriptionTracker() *subscriptionTracker {
+	return &subscriptionTracker{subs: make(map[string]int), changed: make(chan struct{})}
+}
+
+// observe applies one frame read from an XPUB: 1 then prefix subscribes, 0
+// then prefix unsubscribes. It reports whether the frame was one of those.
+func (t *subscriptionTracker) observe(frame []byte) bool {
+	if len(frame) == 0 || frame[0] > 1 {
+		return false
+	}
+	prefix := string(frame[1:])
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if frame[0] == 1 {
+		t.subs[prefix]++
+	} else if t.subs[prefix] > 0 {
+		// libzmq also reports cancelling a prefix that was never
+		// subscribed; there is nothing to take away then.
+		if t.subs[prefix]--; t.subs[prefix] == 0 {
+			delete(t.subs, prefix)
+		}
+	}
+	if !t.closed {
+		close(t.changed)
+		t.changed = make(chan struct{})
+	}
+	return true
+}
+
+// close releases WaitMatching with [ErrClosed]; the XPUB's owner calls it
+// when it closes the socket.
+func (t *subscriptionTracker) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		t.closed = true
+		close(t.changed)
+	}
+}
+
+// Count returns the subscriptions to exactly prefix.
+func (t *subscriptionTracker) Count(prefix string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.subs[prefix]
+}
+
+// Matching returns the subscriptions that a message on topic would match:
+// those whose prefix is a prefix of topic ("" matches everything).
+func (t *subscriptionTracker) Matching(topic string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.matchingLocked(topic)
+}
+
+func (t *subscriptionTracker) matchingLocked(topic string) int {
+	n := 0
+	for prefix, c := range t.subs {
+		if strings.HasPrefix(topic, prefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// Subscriptions returns a copy of the counts by prefix.
+func (t *subscriptionTracker) Subscriptions() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.subs))
+	for p, c := range t.subs {
+		out[p] = c
+	}
+	return out
+}
+
+// WaitMatching returns nil once at least n subscriptions match topic, ctx's
+// error (wrapped) if it ends first, or [ErrClosed] after close.
+func (t *subscriptionTracker) WaitMatching(ctx context.Context, topic string, n int) error {
+	for {
+		t.mu.Lock()
+		have, closed, changed := t.matchingLocked(topic), t.closed, t.changed
+		t.mu.Unlock()
+		if have >= n {
+			return nil
+		}
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("gilmsg: %d of %d subscribers to %q: %w", have, n, topic, ctx.Err())
+		}
+	}
+}
