@@ -59,8 +59,10 @@ type Config struct {
 	// CRLLocation is the CRL: a path or an https:// URL; empty disables the
 	// revocation check. Default null.
 	CRLLocation string `mapstructure:"crl_location" json:"crl_location"`
-	// CRLCache and CRLCacheExpiry (seconds) as in Python. Defaults null and
-	// 3600.
+	// CRLCache and CRLCacheExpiry (seconds) are kept for compatibility:
+	// this package re-reads a CRL file when it changes (looked at about
+	// once a second) and a CRL URL after a validation failure. Defaults
+	// null and 3600.
 	CRLCache       string  `mapstructure:"crl_cache" json:"crl_cache"`
 	CRLCacheExpiry float64 `mapstructure:"crl_cache_expiry" json:"crl_cache_expiry"`
 	// RoutingPolicy maps a full topic to the certificate CNs allowed to
