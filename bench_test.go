@@ -324,3 +324,57 @@ func BenchmarkRSAVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPublishNoSubscriber is the publisher's side alone: envelope,
+// encoding and the hand-off to the socket's goroutine, with nobody
+// subscribed (the XPUB drops the message).
+func BenchmarkPublishNoSubscriber(b *testing.B) {
+	for _, sign := range []bool{false, true} {
+		b.Run(fmt.Sprintf("signed=%v", sign), func(b *testing.B) {
+			cfg := e2eConfig(b, e2ePublisher, nil)
+			cfg.SignMessages = sign
+			pub := e2eBus(b, cfg)
+			ctx := e2eCtx(b)
+			payload := e2ePayload()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := pub.Publish(ctx, "msg", payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkParseEnvelope is the subscriber's decoding of a typical body,
+// unsigned and signed.
+func BenchmarkParseEnvelope(b *testing.B) {
+	for _, sign := range []bool{false, true} {
+		b.Run(fmt.Sprintf("signed=%v", sign), func(b *testing.B) {
+			fields := map[string]any{
+				"topic": "org.example.dev.bench.msg", "msg": e2ePayload(), "timestamp": time.Now().Unix(),
+				"msg_id": "2025-c0ffee00-1234-4abc-9def-0123456789ab", "i": 1, "username": "bench",
+			}
+			if sign {
+				s, err := LoadSigner(testPKI(b).Dir, e2ePublisher)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Sign(fields); err != nil {
+					b.Fatal(err)
+				}
+			}
+			body, err := MarshalCanonical(fields)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseEnvelope(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -103,7 +103,7 @@ func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut 
 		rootCmd.SetIn(nil)
 		rootCmd.SetOut(nil)
 		rootCmd.SetErr(nil)
-		rootCmd.SetContext(nil)
+		rootCmd.SetContext(context.Background())
 		// rootCmd's own flags keep their values between runs otherwise.
 		for _, name := range []string{configFlag, "help", "version"} {
 			f := rootCmd.Flag(name)
