@@ -1,7 +1,7 @@
 GO ?= go
 export CGO_ENABLED := 1
 
-.PHONY: deps demo test test-long bench fuzz vet
+.PHONY: deps demo test test-long bench fuzz vet lint
 
 # libzmq3-dev is the one system dependency (pebbe/zmq4 uses cgo, found
 # with pkg-config and built with gcc).
@@ -16,7 +16,11 @@ demo: deps
 vet: deps
 	$(GO) vet ./...
 
-test: deps vet
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint: deps
+	$(GO) run $(STATICCHECK) ./...
+
+test: deps vet lint
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
