@@ -130,6 +130,7 @@ type benchResults struct {
 	rsaSign, rsaVerify    float64 // per second, one goroutine: the best run
 	signRuns, verifyRuns  []float64
 	floorMS               float64
+	rawRTT                latencies // ms
 	lat1, latN            latencies
 	concurrent            float64 // msgs/s
 	concurrentResends     uint64
@@ -348,13 +349,8 @@ func (e *benchEnv) rawPhase(ctx context.Context, r *benchResults) error {
 		return err
 	}
 	defer zctx.Term()
-	pub, sub, err := rawPair(zctx)
-	if pub != nil {
-		defer pub.Close()
-	}
-	if sub != nil {
-		defer sub.Close()
-	}
+	pub, sub, err := rawPair(zctx, zctx)
+	defer closeSockets(pub, sub)
 	if err != nil {
 		return err
 	}
@@ -392,16 +388,107 @@ func (e *benchEnv) rawPhase(ctx context.Context, r *benchResults) error {
 		return err
 	}
 	r.raw = res.rate()
-	return nil
+	r.rawRTT, err = e.rawRoundTrip(ctx, topic, body)
+	return err
+}
+
+func closeSockets(socks ...*zmq.Socket) {
+	for _, s := range socks {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// rawRoundTrip is the transport's share of a reliable publish's latency:
+// a message and its echo, one at a time, between two ZeroMQ contexts (two
+// processes' worth of I/O threads), as a message and its ACK travel.
+func (e *benchEnv) rawRoundTrip(ctx context.Context, topic, body []byte) (latencies, error) {
+	var zctxs [2]*zmq.Context
+	for i := range zctxs {
+		zc, err := zmq.NewContext()
+		if err != nil {
+			return latencies{}, err
+		}
+		defer zc.Term()
+		zctxs[i] = zc
+	}
+	apub, bsub, err := rawPair(zctxs[0], zctxs[1])
+	defer closeSockets(apub, bsub)
+	if err != nil {
+		return latencies{}, err
+	}
+	bpub, asub, err := rawPair(zctxs[1], zctxs[0])
+	defer closeSockets(bpub, asub)
+	if err != nil {
+		return latencies{}, err
+	}
+	var stop atomic.Bool
+	echoed := make(chan error, 1)
+	go func() {
+		for !stop.Load() {
+			frames, err := bsub.RecvMessageBytes(0)
+			if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+				continue
+			}
+			if err == nil {
+				_, err = bpub.SendMessage(frames)
+			}
+			if err != nil {
+				echoed <- err
+				return
+			}
+		}
+		echoed <- nil
+	}()
+	var samples []time.Duration
+	err = func() error {
+		for start := time.Now(); len(samples) < benchMinSamples || time.Since(start) < e.o.duration/2; {
+			t0 := time.Now()
+			if _, err := apub.SendMessage(topic, body); err != nil {
+				return err
+			}
+			// Probes from the setup may still come back: wait for the
+			// message itself.
+			for {
+				frames, err := asub.RecvMessageBytes(0)
+				if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					if time.Since(t0) > benchGrace {
+						return errors.New("no echo")
+					}
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if classify(string(frames[0])) == flowData {
+					break
+				}
+			}
+			samples = append(samples, time.Since(t0))
+		}
+		return nil
+	}()
+	stop.Store(true)
+	if eerr := <-echoed; err == nil {
+		err = eerr
+	}
+	if err != nil {
+		return latencies{}, err
+	}
+	return summarize(samples), nil
 }
 
 // rawPair makes a PUB bound on loopback and a SUB connected to it, and
 // waits until a probe gets through.
-func rawPair(zctx *zmq.Context) (pub, sub *zmq.Socket, err error) {
-	if pub, err = zctx.NewSocket(zmq.PUB); err != nil {
+func rawPair(pubCtx, subCtx *zmq.Context) (pub, sub *zmq.Socket, err error) {
+	if pub, err = pubCtx.NewSocket(zmq.PUB); err != nil {
 		return nil, nil, err
 	}
-	if sub, err = zctx.NewSocket(zmq.SUB); err != nil {
+	if sub, err = subCtx.NewSocket(zmq.SUB); err != nil {
 		return pub, nil, err
 	}
 	for _, s := range []*zmq.Socket{pub, sub} {
@@ -513,6 +600,7 @@ func (e *benchEnv) runFlow(ctx context.Context, f flow, d time.Duration, atLeast
 	for {
 		kind, err := f.recv(ctx)
 		if err != nil {
+			cancel() // the publisher may be waiting for the window
 			s := <-sent
 			if s.err != nil {
 				return flowResult{}, fmt.Errorf("publishing message %d: %w", s.n+1, s.err)
@@ -819,10 +907,13 @@ func (e *benchEnv) latencyPhase(ctx context.Context, n int) (latencies, float64,
 		e.prog.count.Store(int64(len(samples)))
 	}
 	runtime.ReadMemStats(&after)
+	return summarize(samples), float64(after.Mallocs-before.Mallocs) / float64(len(samples)), nil
+}
+
+func summarize(samples []time.Duration) latencies {
 	slices.Sort(samples)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return latencies{p50: ms(percentile(samples, 0.50)), p99: ms(percentile(samples, 0.99)), max: ms(samples[len(samples)-1])},
-		float64(after.Mallocs-before.Mallocs) / float64(len(samples)), nil
+	return latencies{p50: ms(percentile(samples, 0.50)), p99: ms(percentile(samples, 0.99)), max: ms(samples[len(samples)-1])}
 }
 
 // percentile is the nearest-rank percentile of sorted samples.
@@ -834,6 +925,9 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // concurrentPhase keeps concurrency reliable publishes to one recipient in
 // flight for the duration.
 func (e *benchEnv) concurrentPhase(ctx context.Context, r *benchResults) error {
+	// The last phase to use the rig: its subscriptions keep up to 4096
+	// signed ACKs each for resends, which the memory phase must not count.
+	defer e.closeReliable()
 	rig, err := e.tailN(ctx, 1)
 	if err != nil {
 		return err
@@ -929,6 +1023,9 @@ func (r *benchResults) numbers() []benchKV {
 		{"reliable_p50_vs_floor", r.p50VsFloor()},
 		{"concurrent_vs_sign_bound", r.concurrentVsSignBound()},
 		{"reliable_p99_vs_p50_1", r.lat1.p99 / r.lat1.p50},
+		{"raw_zmq_rtt_p50_ms", r.rawRTT.p50},
+		{"raw_zmq_rtt_p99_ms", r.rawRTT.p99},
+		{"reliable_p50_vs_floor_plus_rtt", r.lat1.p50 / (r.floorMS + r.rawRTT.p50)},
 		{"reliable_max_ms_1", r.lat1.max},
 		{"reliable_max_ms_" + n, r.latN.max},
 		{"allocs_per_msg", r.allocsUnsigned},
@@ -994,6 +1091,7 @@ func (r *benchResults) writeTable(w io.Writer) {
 	row("RSA verify, 1 goroutine", fmt.Sprintf("%.0f /s", r.rsaVerify), runs(r.verifyRuns))
 	row("crypto floor: 2 signs + 2 verifies", fmt.Sprintf("%.2f ms", r.floorMS), "")
 	row("raw ZeroMQ PUB→SUB", fmt.Sprintf("%.0f msg/s", r.raw), "")
+	row("raw ZeroMQ round trip, 2 contexts", fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", r.rawRTT.p50, r.rawRTT.p99), "")
 	row("publish→tail, unsigned", fmt.Sprintf("%.0f msg/s", r.unsigned),
 		check(r.unsignedVsRaw() >= 0.5, "%.2f × raw (≥ 0.5)", r.unsignedVsRaw()))
 	row("publish→tail, signed+validated", fmt.Sprintf("%.0f msg/s", r.signed),
@@ -1001,6 +1099,7 @@ func (r *benchResults) writeTable(w io.Writer) {
 	row("reliable, 1 recipient", fmt.Sprintf("p50 %.2f ms, p99 %.2f ms, max %.2f ms", r.lat1.p50, r.lat1.p99, r.lat1.max),
 		check(r.p50VsFloor() <= 1.3, "p50 %.2f × floor (≤ 1.3)", r.p50VsFloor()))
 	row("", "", check(r.lat1.p99 <= 3*r.lat1.p50, "p99 %.2f × p50 (≤ 3)", r.lat1.p99/r.lat1.p50))
+	row("", "", fmt.Sprintf("p50 %.2f × (floor + raw round trip)", r.lat1.p50/(r.floorMS+r.rawRTT.p50)))
 	row(fmt.Sprintf("reliable, %d recipients", r.recipients),
 		fmt.Sprintf("p50 %.2f ms, p99 %.2f ms, max %.2f ms", r.latN.p50, r.latN.p99, r.latN.max), "")
 	row(fmt.Sprintf("concurrent reliable, %d goroutines", r.concurrency),

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+)
+
+func init() { freshCommands["bench"] = newBenchCmd }
+
+// benchKeys are the numbers `gilmsg bench --json` promises, with its
+// default of 3 recipients.
+var benchKeys = []string{
+	"raw_zmq_msgs_per_s", "unsigned_msgs_per_s", "signed_msgs_per_s",
+	"rsa_sign_per_s", "rsa_verify_per_s", "crypto_floor_ms",
+	"reliable_p50_ms_1", "reliable_p99_ms_1", "reliable_p50_ms_3", "reliable_p99_ms_3",
+	"concurrent_reliable_msgs_per_s", "cores", "peak_rss_mb",
+	"unsigned_vs_raw", "signed_vs_sign_bound", "reliable_p50_vs_floor", "concurrent_vs_sign_bound",
+	"allocs_per_msg", "heap_mb_at_tenth", "heap_mb_at_end",
+}
+
+// TestBenchJSON runs every phase with tiny sizes and checks the shape of
+// the result, not the speed.
+func TestBenchJSON(t *testing.T) {
+	checkGoroutines(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	res := runCLI(t, nil, "bench", "--quick", "--json", "--duration", "20ms",
+		"--key-bits", "1024", "--mem-messages", "200", "--concurrency", "4")
+	if res.code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	out := lines(res.stdout)
+	if len(out) < 2 {
+		t.Fatalf("want a table and a JSON line, got:\n%s", res.stdout)
+	}
+	got := mustJSON(t, out[len(out)-1])
+	for _, k := range benchKeys {
+		v, ok := got[k].(float64)
+		if !ok {
+			t.Errorf("%s = %#v, want a number", k, got[k])
+			continue
+		}
+		if !(v > 0) || math.IsInf(v, 0) {
+			t.Errorf("%s = %v, want positive and finite", k, v)
+		}
+	}
+	for k, v := range got {
+		if f, ok := v.(float64); !ok || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+			t.Errorf("%s = %#v, want a finite number >= 0", k, v)
+		}
+	}
+	if floor := got["crypto_floor_ms"].(float64); !closeTo(floor, 2000/got["rsa_sign_per_s"].(float64)+2000/got["rsa_verify_per_s"].(float64)) {
+		t.Errorf("crypto_floor_ms %v is not 2 signs + 2 verifies", floor)
+	}
+	for _, want := range []string{"raw ZeroMQ PUB→SUB", "publish→tail, signed+validated", "reliable, 3 recipients", "peak RSS"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if !strings.Contains(res.stderr, "bench [10/10] ") {
+		t.Errorf("no progress on stderr:\n%s", res.stderr)
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("temporary files left behind: %v %v", left, err)
+	}
+}
+
+func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-3*math.Max(math.Abs(a), math.Abs(b)) }
+
+func TestBenchUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"zero duration", []string{"--duration", "0s"}, "--duration"},
+		{"one recipient", []string{"--recipients", "1"}, "--recipients"},
+		{"too many recipients", []string{"--recipients", "11"}, "--recipients"},
+		{"no goroutines", []string{"--concurrency", "0"}, "--concurrency"},
+		{"an argument", []string{"now"}, "takes no arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runCLI(t, nil, append([]string{"bench"}, tc.args...)...)
+			if res.code != exitUsage || !strings.Contains(res.stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want %d mentioning %q", res.code, res.stderr, exitUsage, tc.want)
+			}
+		})
+	}
+}
