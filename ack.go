@@ -77,7 +77,9 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 		return nil, err
 	}
 
-	resend := b.opts.resendMin
+	// The first resend waits a few typical round trips: sooner, it only
+	// doubles the work of a loaded peer.
+	resend := min(max(b.opts.resendMin, 3*time.Duration(b.ackRTT.Load())), b.opts.resendMax)
 	timer := time.NewTimer(resend)
 	defer timer.Stop()
 	if !b.opts.resend {
@@ -87,7 +89,13 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 		select {
 		case <-p.done:
 			b.stats.acked.Add(1)
-			return &Receipt{Topic: out.topic, MsgID: out.msgID, Acks: l.acks(p)}, nil
+			acks := l.acks(p)
+			for _, a := range acks {
+				// An exponential moving average, 1/8 per sample.
+				old := b.ackRTT.Load()
+				b.ackRTT.CompareAndSwap(old, old-old/8+int64(a.Delay)/8)
+			}
+			return &Receipt{Topic: out.topic, MsgID: out.msgID, Acks: acks}, nil
 		case <-timer.C:
 			// The identical signed bytes: consumers drop the duplicate
 			// and ACK again.

@@ -599,3 +599,30 @@ func TestPassiveSubscription(t *testing.T) {
 		t.Fatalf("Next: %v", m)
 	}
 }
+
+// The dedupe set forgets the oldest msg_id first, and keeps ACKs only for
+// the most recent ones.
+func TestIDSet(t *testing.T) {
+	s := newIDSet(ackKeep + 4)
+	ack := &outgoing{msgID: "ack"}
+	for i := range ackKeep + 4 {
+		id := strconv.Itoa(i)
+		if !s.add(id) {
+			t.Fatalf("%s: not new", id)
+		}
+		s.setAck(id, ack)
+	}
+	if s.add("0") || !s.has("0") {
+		t.Fatal("0 forgotten too early")
+	}
+	if s.ack("0") != nil || s.ack("3") != nil || s.ack("4") != ack || s.ack(strconv.Itoa(ackKeep+3)) != ack {
+		t.Fatal("ACKs kept for the wrong ids")
+	}
+	if !s.add("new") || s.has("0") || !s.has("1") {
+		t.Fatal("the oldest id was not the one forgotten")
+	}
+	s.setAck("0", ack)
+	if s.ack("0") != nil {
+		t.Fatal("an ACK was kept for a forgotten id")
+	}
+}

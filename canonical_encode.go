@@ -36,6 +36,11 @@ func (e *canonEncoder) release() {
 // cyclic.
 const maxEncodePtrDepth = 1000
 
+// canonicalText is JSON already in canonical form, MarshalCanonical's own
+// output: the encoder appends it as it is, so a publisher encodes its
+// payload once.
+type canonicalText []byte
+
 func (e *canonEncoder) value(v any) error {
 	switch x := v.(type) {
 	case nil:
@@ -76,6 +81,8 @@ func (e *canonEncoder) value(v any) error {
 		e.buf = appendPyFloat(e.buf, float64(x), 32)
 	case *big.Int:
 		return e.bigInt(x)
+	case canonicalText:
+		e.buf = append(e.buf, x...)
 	case json.RawMessage:
 		return e.raw(x)
 	case []byte:

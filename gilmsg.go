@@ -48,6 +48,7 @@ type Bus struct {
 	asyncWG  sync.WaitGroup
 
 	counter atomic.Int64 // the envelope's i
+	ackRTT  atomic.Int64 // recent ACK delays (ns), averaged, for the first resend
 	stats   stats
 
 	mu     sync.Mutex
@@ -112,8 +113,9 @@ func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.read
 func WithMaxMessageSize(n int64) Option { return func(o *options) { o.maxMsgSize = n } }
 
 // WithResend sets whether a reliable publish sends the same signed bytes
-// again, with backoff from min to max, while ACKs are missing. Default on,
-// 10ms doubling to 100ms; off gives Python gilmsg's single shot.
+// again, with backoff from min (or three recent ACK delays, if longer) to
+// max, while ACKs are missing. Default on, 10ms doubling to 100ms; off gives
+// Python gilmsg's single shot.
 func WithResend(on bool, min, max time.Duration) Option {
 	return func(o *options) {
 		o.resend = on

@@ -113,16 +113,12 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	if err != nil {
 		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
 	}
-	payload, err := DecodeJSON(raw)
-	if err != nil {
-		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
-	}
 	full := b.fullTopic(topic, po.modname)
 	now := time.Now()
 	msgID := strconv.Itoa(now.Year()) + "-" + uuid.NewString()
 	fields := map[string]any{
 		fieldTopic:     full,
-		fieldMsg:       payload,
+		fieldMsg:       canonicalText(raw),
 		fieldTimestamp: json.Number(strconv.FormatInt(now.Unix(), 10)),
 		fieldMsgID:     msgID,
 		fieldI:         json.Number(strconv.FormatInt(b.counter.Add(1), 10)),
@@ -197,10 +193,14 @@ func (b *Bus) awaitRelay(ctx context.Context) error {
 // reports. The socket is an XPUB, which subscribers cannot tell from a PUB
 // (Python peers included), so that the bus knows who is subscribed
 // ([Bus.WaitSubscribers]) instead of sleeping for slow joiners.
+//
+// The goroutine waits on a Go channel, not in zmq_poll: a message to send
+// then costs a channel send instead of a wake-up through ZeroMQ and a
+// thread switch. Subscriptions are read at every wake-up and on a slow
+// tick; WaitSubscribers kicks the goroutine often while it waits.
 type publisher struct {
 	sock     *zmq.Socket
 	subs     *subscriptionTracker
-	wake     *waker
 	mon      *connMonitor // active publishers only: is the relay there?
 	endpoint string
 	log      *slog.Logger
@@ -209,6 +209,7 @@ type publisher struct {
 	// slots bounds the queue: Publish blocks (within its ctx) when the
 	// socket's goroutine falls behind, rather than queue without limit.
 	slots chan struct{}
+	kick  chan struct{} // one pending wake-up at most
 
 	mu     sync.Mutex
 	queue  []*outgoing
@@ -216,28 +217,30 @@ type publisher struct {
 	done   chan struct{}
 }
 
+// Tick intervals of the publisher's goroutine: idle, it still lets libzmq
+// process its commands (new subscribers) and reads subscriptions; while
+// someone waits for subscribers, it looks far more often.
+const (
+	publisherIdleTick = 50 * time.Millisecond
+	publisherWaitTick = time.Millisecond
+)
+
 func (b *Bus) startPublisher() (_ *publisher, err error) {
 	sock, err := newXPub(b.zctx, b.sockOpts())
 	if err != nil {
 		return nil, err
 	}
 	p := &publisher{sock: sock, subs: newSubscriptionTracker(), log: b.log, stats: &b.stats,
-		slots: make(chan struct{}, b.opts.queueSize), done: make(chan struct{})}
+		slots: make(chan struct{}, b.opts.queueSize), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			if p.mon != nil {
 				sock.Monitor("", 0)
 				p.mon.Close()
 			}
-			if p.wake != nil {
-				p.wake.close()
-			}
 			sock.Close()
 		}
 	}()
-	if p.wake, err = newWaker(b.zctx); err != nil {
-		return nil, err
-	}
 	if b.cfg.Active {
 		if p.mon, err = newConnMonitor(b.zctx, sock); err != nil {
 			return nil, err
@@ -257,9 +260,8 @@ func (b *Bus) startPublisher() (_ *publisher, err error) {
 
 func (p *publisher) run() {
 	defer close(p.done)
-	poller := zmq.NewPoller()
-	poller.Add(p.sock, zmq.POLLIN)
-	poller.Add(p.wake.recv, zmq.POLLIN)
+	tick := time.NewTicker(publisherIdleTick)
+	defer tick.Stop()
 	var batch []*outgoing
 	for {
 		p.mu.Lock()
@@ -280,15 +282,9 @@ func (p *publisher) run() {
 		if closed {
 			break
 		}
-		polled, err := poller.Poll(-1)
-		if err != nil {
-			p.log.Error("gilmsg: publisher poll", slog.Any("error", err))
-			break
-		}
-		for _, pl := range polled {
-			if pl.Socket == p.wake.recv {
-				p.wake.drain()
-			}
+		select {
+		case <-p.kick:
+		case <-tick.C:
 		}
 	}
 	p.subs.close()
@@ -296,8 +292,15 @@ func (p *publisher) run() {
 		p.sock.Monitor("", 0)
 		p.mon.Close()
 	}
-	p.wake.close()
 	p.sock.Close()
+}
+
+// wake makes the goroutine look at its queue (and subscriptions) soon.
+func (p *publisher) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (p *publisher) enqueue(ctx context.Context, busClosed <-chan struct{}, out *outgoing) error {
@@ -316,7 +319,7 @@ func (p *publisher) enqueue(ctx context.Context, busClosed <-chan struct{}, out 
 	}
 	p.queue = append(p.queue, out)
 	p.mu.Unlock()
-	p.wake.Wake()
+	p.wake()
 	return nil
 }
 
@@ -326,7 +329,7 @@ func (p *publisher) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	p.wake.Wake()
+	p.wake()
 	<-p.done
 }
 
@@ -341,6 +344,19 @@ func (b *Bus) WaitSubscribers(ctx context.Context, topic string, n int) error {
 	}
 	ctx, cancel := b.withClose(ctx)
 	defer cancel()
+	go func() {
+		// Subscriptions are read when the publisher's goroutine wakes.
+		t := time.NewTicker(publisherWaitTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				b.pub.wake()
+			}
+		}
+	}()
 	err := b.pub.subs.WaitMatching(ctx, b.fullTopic(topic, ""), n)
 	if err != nil && b.isClosed() {
 		return ErrClosed
@@ -349,7 +365,8 @@ func (b *Bus) WaitSubscribers(ctx context.Context, topic string, n int) error {
 }
 
 // Subscribers returns how many subscriptions would receive a message
-// published now on topic.
+// published now on topic, as last read from the socket (at most a few tens
+// of milliseconds ago).
 func (b *Bus) Subscribers(topic string) int {
 	if b.pub == nil {
 		return 0

@@ -367,15 +367,12 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		return s.reject(m, err)
 	}
 	m.Envelope = env
-	if s.validate {
-		if m.Signer, err = b.validator.Validate(env); err != nil {
-			return s.reject(m, err)
-		}
-	}
-	if s.seen != nil && env.MsgID != "" && !s.seen.add(env.MsgID) {
-		// A resend: its publisher still waits, so the ACK goes again if
-		// one went the first time (the same signed bytes, no RSA), but
-		// the application does not see the message twice.
+	if s.seen != nil && env.MsgID != "" && s.seen.has(env.MsgID) {
+		// A resend of a message already yielded (only valid ones are
+		// remembered): its publisher still waits, so the ACK goes again
+		// if one went the first time (the same signed bytes, no RSA),
+		// but the application does not see the message twice. Checked
+		// before validation, so a resend costs no verification either.
 		b.stats.duplicates.Add(1)
 		if ack := s.seen.ack(env.MsgID); ack != nil {
 			if err := b.send(ctx, ack); err == nil {
@@ -383,6 +380,14 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 			}
 		}
 		return nil, nil, false
+	}
+	if s.validate {
+		if m.Signer, err = b.validator.Validate(env); err != nil {
+			return s.reject(m, err)
+		}
+	}
+	if s.seen != nil && env.MsgID != "" {
+		s.seen.add(env.MsgID)
 	}
 	var ackErr error
 	if !s.opts.manualAck && s.opts.ack {
@@ -523,46 +528,63 @@ func (b *Bus) Tail(ctx context.Context, topicPrefix string, opts ...SubscribeOpt
 // environment: ACKs are never ACKed.
 func isAckTopic(topic string) bool { return strings.HasSuffix(topic, ".gilmsg.ack") }
 
-// idSet remembers the last n msg_ids, forgetting the oldest first, with
-// the ACK sent for each (nil until one is). It is safe for concurrent use:
-// Message.Ack may run on any goroutine.
+// idSet remembers the last n msg_ids, forgetting the oldest first, and
+// the ACK sent for each of the most recent ackKeep (a publisher resends
+// for its ACK timeout only; older ACKs would be memory for nothing). It is
+// safe for concurrent use: Message.Ack may run on any goroutine.
 type idSet struct {
 	mu   sync.Mutex
 	ring []string
 	next int
-	acks map[string]*outgoing
+	pos  map[string]int // msg_id → its index in ring
+	acks []*outgoing    // by ring index
 }
 
+const ackKeep = 256
+
 func newIDSet(n int) *idSet {
-	return &idSet{ring: make([]string, n), acks: make(map[string]*outgoing, n)}
+	return &idSet{ring: make([]string, n), pos: make(map[string]int, n), acks: make([]*outgoing, n)}
+}
+
+func (s *idSet) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pos[id]
+	return ok
 }
 
 // add records id and reports whether it was new.
 func (s *idSet) add(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.acks[id]; ok {
+	if _, ok := s.pos[id]; ok {
 		return false
 	}
 	if old := s.ring[s.next]; old != "" {
-		delete(s.acks, old)
+		delete(s.pos, old)
 	}
 	s.ring[s.next] = id
-	s.acks[id] = nil
-	s.next = (s.next + 1) % len(s.ring)
+	s.pos[id] = s.next
+	s.acks[s.next] = nil
+	n := len(s.ring)
+	s.acks[(s.next-min(ackKeep, n)+n)%n] = nil
+	s.next = (s.next + 1) % n
 	return true
 }
 
 func (s *idSet) setAck(id string, ack *outgoing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.acks[id]; ok {
-		s.acks[id] = ack
+	if i, ok := s.pos[id]; ok {
+		s.acks[i] = ack
 	}
 }
 
 func (s *idSet) ack(id string) *outgoing {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.acks[id]
+	if i, ok := s.pos[id]; ok {
+		return s.acks[i]
+	}
+	return nil
 }
