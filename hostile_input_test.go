@@ -1,0 +1,332 @@
+package gilmsg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// forgedAck builds an ACK body for msgID signed by s (nil: unsigned),
+// then lets tamper change the fields after signing.
+func forgedAck(t *testing.T, topic, msgID string, s *Signer, tamper func(map[string]any)) []byte {
+	t.Helper()
+	fields := map[string]any{
+		fieldTopic: topic, fieldMsg: map[string]any{"ack_msg_id": msgID},
+		fieldTimestamp: json.Number("1764198000"), fieldMsgID: "2026-forged", fieldI: json.Number("1"), fieldUsername: "mallory",
+	}
+	if s != nil {
+		if err := s.Sign(fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tamper != nil {
+		tamper(fields)
+	}
+	body, err := MarshalCanonical(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// Forged ACKs of every kind, flooded while a reliable publish waits, never
+// count: with the real recipient down the publish times out; with it up,
+// the publish succeeds on its real ACK alone.
+func TestForgedAcksNeverCount(t *testing.T) {
+	// A PKI of this test's own: it revokes and expires consumer01's
+	// earlier certificates.
+	pki, err := NewDevPKI(t.TempDir(), DevPKIOptions{KeyBits: 1024, Hosts: []string{pubCN, c1, c2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(name string) *Signer {
+		s, err := LoadSigner(pki.Dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if err := pki.IssueExpired(c1); err != nil {
+		t.Fatal(err)
+	}
+	expired := load(c1)
+	if err := pki.Issue(c1); err != nil {
+		t.Fatal(err)
+	}
+	revoked := load(c1)
+	if err := pki.Revoke(c1); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.Issue(c1); err != nil {
+		t.Fatal(err)
+	}
+	genuine := load(c1)
+	wrongCN := load(c2)
+	roguePKI, err := NewDevPKI(t.TempDir(), DevPKIOptions{KeyBits: 1024, Hosts: []string{c1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue, err := LoadSigner(roguePKI.Dir, c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	n := newTestNet(t)
+	n.pki = pki
+	raw, ep := rawPub(t)
+	n.endpoints["mallory"] = []string{ep}
+	pub := n.start(pubCN)
+	consumer := n.start(c1)
+	ackTopic := pub.ackTopic
+
+	kinds := map[string]func(id string) []byte{
+		"wrong CN":      func(id string) []byte { return forgedAck(t, ackTopic, id, wrongCN, nil) },
+		"untrusted CA":  func(id string) []byte { return forgedAck(t, ackTopic, id, rogue, nil) },
+		"revoked":       func(id string) []byte { return forgedAck(t, ackTopic, id, revoked, nil) },
+		"expired":       func(id string) []byte { return forgedAck(t, ackTopic, id, expired, nil) },
+		"other msg_id":  func(id string) []byte { return forgedAck(t, ackTopic, id+"-other", genuine, nil) },
+		"unsigned":      func(id string) []byte { return forgedAck(t, ackTopic, id, nil, nil) },
+		"wrong topic":   func(id string) []byte { return forgedAck(t, ackTopic+".x", id, genuine, nil) },
+		"not an object": func(id string) []byte { return []byte(`["` + id + `"]`) },
+		"tampered": func(id string) []byte {
+			return forgedAck(t, ackTopic, id+"-signed", genuine, func(f map[string]any) {
+				f[fieldMsg] = map[string]any{"ack_msg_id": id}
+			})
+		},
+	}
+	// flood sends every kind of forgery for whatever publish is waiting,
+	// learning its msg_id from the publisher's own stream, until stop.
+	flood := func(stop <-chan struct{}) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		watch := n.start("")
+		ids := tail(t, watch, "", NoValidate())
+		go func() {
+			defer wg.Done()
+			var id string
+			for {
+				select {
+				case <-stop:
+					return
+				case m := <-ids:
+					if m.IsGilmsg() && !isAckTopic(m.Topic) {
+						id = m.MsgID
+					}
+				case <-time.After(2 * time.Millisecond):
+				}
+				if id == "" {
+					continue
+				}
+				for _, k := range kinds {
+					raw.SendMessage(ackTopic, string(k(id)))
+				}
+			}
+		}()
+		return &wg
+	}
+
+	t.Run("recipient down", func(t *testing.T) {
+		stop := make(chan struct{})
+		wg := flood(stop)
+		_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(time.Second))
+		close(stop)
+		wg.Wait()
+		var te *AckTimeoutError
+		if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != c1 {
+			t.Fatalf("err = %v: forged ACKs must not complete the publish", err)
+		}
+		rejected := pub.Stats().AcksRejected
+		for _, reason := range []string{"not a recipient", "invalid: certificate", "invalid: revoked", "invalid: expired",
+			"unknown msg_id", "invalid: unsigned", "wrong topic", "invalid: signature"} {
+			if rejected[reason] == 0 {
+				t.Errorf("no ACK rejected as %q: %v", reason, rejected)
+			}
+		}
+		// A body that is no envelope never reaches the ACK router.
+		if pub.Stats().Invalid[ReasonMalformed] == 0 {
+			t.Error("the non-object ACKs were not counted as malformed")
+		}
+		if s := pub.Stats(); s.AcksMatched != 0 {
+			t.Fatalf("%d forged ACKs matched", s.AcksMatched)
+		}
+	})
+
+	t.Run("recipient up", func(t *testing.T) {
+		var cs consumerSet
+		cs.run(t, c1, consumer)
+		stop := make(chan struct{})
+		wg := flood(stop)
+		r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Acks) != 1 || r.Acks[0].Recipient != c1 {
+			t.Fatalf("acks %v", r.Acks)
+		}
+	})
+}
+
+// An ACK replayed from an earlier publish never completes a later one.
+func TestReplayedAckNeverCompletesLaterPublish(t *testing.T) {
+	n := newTestNet(t)
+	raw, ep := rawPub(t)
+	n.endpoints["mallory"] = []string{ep}
+	pub := n.start(pubCN)
+	consumer := n.start(c1)
+	spy := n.start("")
+	acks := tail(t, spy, pub.ackTopic, NoValidate())
+	var cs consumerSet
+	cs.run(t, c1, consumer)
+
+	first, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded []byte
+	waitFor(t, "the first ACK to be recorded", func() bool {
+		select {
+		case m := <-acks:
+			if p, _ := m.Msg.(map[string]any); p["ack_msg_id"] == first.MsgID {
+				recorded = m.Body
+			}
+		default:
+		}
+		return recorded != nil
+	})
+	consumer.Close()
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+				raw.SendMessage(pub.ackTopic, string(recorded))
+			}
+		}
+	}()
+	_, err = pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(500*time.Millisecond))
+	close(stop)
+	<-done
+	if !errors.Is(err, ErrAckTimeout) {
+		t.Fatalf("err = %v: a replayed ACK completed a later publish", err)
+	}
+	if pub.Stats().AcksRejected["unknown msg_id"] == 0 {
+		t.Fatal("the replayed ACKs were not seen and rejected")
+	}
+}
+
+// Each class of bad input is skipped and counted while the bus keeps
+// serving valid traffic; an oversized message costs the sender its
+// connection, which comes back.
+func TestHostileInputClasses(t *testing.T) {
+	n := newTestNet(t)
+	raw, ep := rawPub(t)
+	n.endpoints["hostile"] = []string{ep}
+	pub := n.start(pubCN)
+	sub := n.start("", WithMaxMessageSize(64<<10))
+	msgs := tail(t, sub, "")
+	valid := func(i int) string {
+		out, err := pub.prepare("x", map[string]any{"i": i}, &pubOptions{}, false, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out.body)
+	}
+	// expect sends frames, then a valid message on the same connection,
+	// and waits for the valid one: everything before it was handled.
+	i := 0
+	expect := func(frames ...string) {
+		t.Helper()
+		i++
+		want := i
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if len(frames) > 0 {
+				raw.SendMessage(frames)
+			}
+			raw.SendMessage("x", valid(want))
+			select {
+			case m := <-msgs:
+				var v struct{ I int }
+				m.Decode(&v)
+				if v.I == want {
+					return
+				}
+				continue
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no valid message %d after %d frames of junk", want, len(frames))
+			}
+		}
+	}
+	expect() // the raw PUB's subscription is in
+
+	deep := strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1)
+	classes := map[string][]string{
+		"1 frame":             {"only"},
+		"3 frames":            {"t", "{}", "more"},
+		"non-UTF-8":           {"t", "{\"topic\":\"\xff\"}"},
+		"non-JSON":            {"t", "<xml/>"},
+		"JSON not an object":  {"t", `"just a string"`},
+		"missing fields":      {"t", `{"msg":{}}`},
+		"wrong-typed fields":  {"t", `{"topic":[],"msg_id":5,"i":"one","timestamp":{}}`},
+		"deeply nested":       {"t", `{"msg":` + deep + `}`},
+		"huge integer":        {"t", `{"msg":` + strings.Repeat("9", 5000) + `}`},
+		"unsigned but valid":  {"t", `{"topic":"t","msg":{},"msg_id":"x"}`},
+		"garbage certificate": {"t", `{"topic":"t","msg":{},"crypto":"x509","signature":"AAAA","certificate":"!!"}`},
+	}
+	before := sub.Stats()
+	for name, frames := range classes {
+		t.Run(name, func(t *testing.T) { expect(frames...) })
+	}
+	after := sub.Stats()
+	var invalid uint64
+	for r, c := range after.Invalid {
+		invalid += c - before.Invalid[r]
+	}
+	if invalid < uint64(len(classes)) {
+		t.Errorf("counted %d invalid messages, sent at least %d", invalid, len(classes))
+	}
+
+	t.Run("oversized", func(t *testing.T) {
+		raw.SendMessage("t", strings.Repeat("x", 100<<10))
+		// libzmq drops the sender's connection; the subscription makes it
+		// again, and valid traffic flows.
+		expect()
+	})
+
+	t.Run("flood", func(t *testing.T) {
+		for j := range 2000 {
+			raw.SendMessage("t", "junk "+strconv.Itoa(j))
+		}
+		expect()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pub.WaitSubscribers(ctx, "x", 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.Publish(ctxT(t), "x", map[string]any{"i": -1}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m := receive(t, msgs)
+			var v struct{ I int }
+			m.Decode(&v)
+			if v.I == -1 && m.Signer == pubCN {
+				break
+			}
+		}
+	})
+}
