@@ -4,11 +4,16 @@ export CGO_ENABLED := 1
 .PHONY: deps demo test test-long bench fuzz vet lint
 
 # libzmq3-dev is the one system dependency (pebbe/zmq4 uses cgo, found
-# with pkg-config and built with gcc).
+# with pkg-config and built with gcc). As root, iptables too: the partition
+# test cuts links between network namespaces with it (it skips without).
 deps:
-	@pkg-config --exists libzmq 2>/dev/null && command -v gcc >/dev/null || { \
-		echo "installing libzmq3-dev, pkg-config and gcc"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libzmq3-dev pkg-config gcc; }
+	@missing=""; \
+	pkg-config --exists libzmq 2>/dev/null && command -v gcc >/dev/null || missing="libzmq3-dev pkg-config gcc"; \
+	if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null; then missing="$$missing iptables"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
 
 demo: deps
 	$(GO) run ./cmd/gilmsg demo
