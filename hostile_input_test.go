@@ -154,6 +154,11 @@ func TestForgedAcksNeverCount(t *testing.T) {
 		if s := pub.Stats(); s.AcksMatched != 0 {
 			t.Fatalf("%d forged ACKs matched", s.AcksMatched)
 		}
+		var total uint64
+		for _, c := range rejected {
+			total += c
+		}
+		t.Logf("forged ACKs rejected: %d %v, malformed %d", total, rejected, pub.Stats().Invalid[ReasonMalformed])
 	})
 
 	t.Run("recipient up", func(t *testing.T) {
@@ -299,6 +304,7 @@ func TestHostileInputClasses(t *testing.T) {
 	if invalid < uint64(len(classes)) {
 		t.Errorf("counted %d invalid messages, sent at least %d", invalid, len(classes))
 	}
+	t.Logf("%d classes of bad input, %d invalid messages counted: %v", len(classes), invalid, after.Invalid)
 
 	t.Run("oversized", func(t *testing.T) {
 		raw.SendMessage("t", strings.Repeat("x", 100<<10))
