@@ -47,17 +47,24 @@ func (cs *consumerSet) run(t *testing.T, name string, b *Bus, opts ...SubscribeO
 	}()
 }
 
+// consumers starts a bus per name, then (once all are started) runs each
+// as a consumer counted in the returned set.
+func (n *testNet) consumers(t *testing.T, names ...string) (*consumerSet, []*Bus) {
+	buses := make([]*Bus, len(names))
+	for i, name := range names {
+		buses[i] = n.start(name)
+	}
+	cs := &consumerSet{}
+	for i, name := range names {
+		cs.run(t, name, buses[i])
+	}
+	return cs, buses
+}
+
 func TestReliablePublishOneAndThree(t *testing.T) {
 	n := newTestNet(t)
 	pub := n.start(pubCN)
-	var cs consumerSet
-	buses := map[string]*Bus{}
-	for _, name := range []string{c1, c2, c3} {
-		buses[name] = n.start(name)
-	}
-	for name, b := range buses {
-		cs.run(t, name, b)
-	}
+	cs, _ := n.consumers(t, c1, c2, c3)
 	for _, recips := range [][]string{{c1}, {c1, c2, c3}} {
 		t.Run(fmt.Sprint(len(recips)), func(t *testing.T) {
 			r, err := pub.Publish(ctxT(t), "job", map[string]any{"n": 1}, Recipients(recips...), AckTimeout(5*time.Second))
@@ -116,11 +123,8 @@ func TestReliablePublishRecipientDown(t *testing.T) {
 func TestNoFalsePositiveAfterRecipientStops(t *testing.T) {
 	n := newTestNet(t)
 	pub := n.start(pubCN)
-	a := n.start(c1)
-	b := n.start(c2)
-	var cs consumerSet
-	cs.run(t, c1, a)
-	cs.run(t, c2, b)
+	_, buses := n.consumers(t, c1, c2)
+	b := buses[1]
 	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(5*time.Second)); err != nil {
 		t.Fatalf("both up: %v", err)
 	}
@@ -154,14 +158,7 @@ func TestConcurrentReliablePublishes(t *testing.T) {
 	const goroutines = 100
 	n := newTestNet(t)
 	pub := n.start(pubCN)
-	var cs consumerSet
-	buses := map[string]*Bus{}
-	for _, name := range []string{c1, c2} {
-		buses[name] = n.start(name)
-	}
-	for name, b := range buses {
-		cs.run(t, name, b)
-	}
+	n.consumers(t, c1, c2)
 	var wg sync.WaitGroup
 	ids := make([]string, goroutines)
 	for i := range goroutines {

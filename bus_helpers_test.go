@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
 	"go.uber.org/goleak"
 )
 
@@ -148,4 +149,22 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// sendEvery sends frames on raw every interval, from a goroutine, until
+// the returned stop is called.
+func sendEvery(raw *zmq.Socket, every time.Duration, frames ...string) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(every):
+				raw.SendMessage(frames)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }

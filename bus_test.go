@@ -236,21 +236,9 @@ func TestTailSurfaceInvalid(t *testing.T) {
 	}
 	defer s.Close()
 	// The raw PUB may not have the subscription yet: send until it lands.
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-				raw.SendMessage("t", `{"topic":"t","msg":{}}`)
-			}
-		}
-	}()
+	stop := sendEvery(raw, 5*time.Millisecond, "t", `{"topic":"t","msg":{}}`)
 	m, err := s.Next(ctx)
-	close(stop)
-	<-done
+	stop()
 	if ReasonOf(err) != ReasonUnsigned || m == nil || m.Topic != "t" {
 		t.Fatalf("Next = %v, %v; want the unsigned message and its reason", m, err)
 	}

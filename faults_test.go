@@ -26,11 +26,8 @@ func reliableUntil(t *testing.T, pub *Bus, recipients ...string) {
 func TestConsumerKilledAndRestarted(t *testing.T) {
 	n := newTestNet(t)
 	pub := n.start(pubCN)
-	a := n.start(c1)
-	b := n.start(c2)
-	var cs consumerSet
-	cs.run(t, c1, a)
-	cs.run(t, c2, b)
+	cs, buses := n.consumers(t, c1, c2)
+	b := buses[1]
 	for range 5 {
 		if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(10*time.Second)); err != nil {
 			t.Fatal(err)

@@ -207,22 +207,9 @@ func TestReplayedAckNeverCompletesLaterPublish(t *testing.T) {
 	})
 	consumer.Close()
 
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-				raw.SendMessage(pub.ackTopic, string(recorded))
-			}
-		}
-	}()
+	stop := sendEvery(raw, 2*time.Millisecond, pub.ackTopic, string(recorded))
 	_, err = pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(500*time.Millisecond))
-	close(stop)
-	<-done
+	stop()
 	if !errors.Is(err, ErrAckTimeout) {
 		t.Fatalf("err = %v: a replayed ACK completed a later publish", err)
 	}

@@ -38,14 +38,7 @@ func TestLoadFanOut(t *testing.T) {
 	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false; c.HighWaterMark = 0 }
 	pub := n.start(pubCN)
 	names := []string{c1, c2, c3}
-	buses := make([]*Bus, len(names))
-	for i, name := range names {
-		buses[i] = n.start(name)
-	}
-	var cs consumerSet
-	for i, name := range names {
-		cs.run(t, name, buses[i])
-	}
+	cs, _ := n.consumers(t, names...)
 	if err := pub.WaitSubscribers(ctxT(t), "load", len(names)); err != nil {
 		t.Fatal(err)
 	}
@@ -92,14 +85,7 @@ func TestLoadReliable(t *testing.T) {
 		n := newTestNet(t)
 		pub := n.start(pubCN, WithMaxInFlight(64))
 		names := []string{c1, c2, c3}
-		buses := make([]*Bus, len(names))
-		for i, name := range names {
-			buses[i] = n.start(name)
-		}
-		var cs consumerSet
-		for i, name := range names {
-			cs.run(t, name, buses[i])
-		}
+		_, buses := n.consumers(t, names...)
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 32)
 		var mu sync.Mutex
