@@ -24,6 +24,7 @@ type PublishOption func(*pubOptions)
 type pubOptions struct {
 	modname    string
 	recipients []string
+	reliable   bool // Recipients was given, maybe with nobody
 	ackTimeout time.Duration
 }
 
@@ -35,6 +36,7 @@ func Modname(m string) PublishOption { return func(o *pubOptions) { o.modname = 
 // also be given comma separated.
 func Recipients(cn ...string) PublishOption {
 	return func(o *pubOptions) {
+		o.reliable = true
 		for _, c := range cn {
 			for _, part := range strings.Split(c, ",") {
 				if part = strings.TrimSpace(part); part != "" {
@@ -82,6 +84,9 @@ func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...Publis
 	}
 	if len(po.recipients) > 0 {
 		return b.publishReliable(ctx, topic, msg, &po)
+	}
+	if po.reliable {
+		b.log.Warn("gilmsg: reliable publish without recipients: sent as a plain fedmsg message, nobody will ACK it", slog.String("topic", topic))
 	}
 	out, err := b.prepare(topic, msg, &po, false, b.cfg.SignMessages)
 	if err != nil {
