@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,13 +20,24 @@ const (
 	exitTimeout = 3 // a reliable publish was not ACKed by every recipient
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version may be set at build time with -ldflags "-X main.version=...";
+// otherwise it is the module version go install recorded, or "dev".
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
 
 var rootCmd = &cobra.Command{
 	Use:           "gilmsg",
 	Short:         "Publish, tail and relay on a fedmsg bus, with gilmsg's reliable ACKs",
-	Version:       version,
+	Version:       versionString(),
 	SilenceUsage:  true,
 	SilenceErrors: true,
 }
