@@ -510,13 +510,17 @@ func (s *Subscription) Messages(ctx context.Context) iter.Seq2[*Message, error] 
 // Tail subscribes to topicPrefix and iterates over the messages, as
 // fedmsg.tail_messages does. The loop ends when ctx ends or the bus closes;
 // breaking out of it, or its end, closes the subscription's sockets. A
-// failure to subscribe is yielded once, with a nil message. Gilmsg messages
+// failure to subscribe (other than those two) is yielded once, with a nil
+// message. Gilmsg messages
 // are ACKed before they are yielded unless [NoAck] or [ManualAck] is given.
 func (b *Bus) Tail(ctx context.Context, topicPrefix string, opts ...SubscribeOption) iter.Seq2[*Message, error] {
 	return func(yield func(*Message, error) bool) {
 		s, err := b.Subscribe(ctx, topicPrefix, opts...)
 		if err != nil {
-			yield(nil, err)
+			// Closing and cancelling end the loop quietly, even this early.
+			if !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+				yield(nil, err)
+			}
 			return
 		}
 		defer s.Close()

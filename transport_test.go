@@ -361,7 +361,14 @@ func TestConnMonitor(t *testing.T) {
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
-		// Closing the monitored socket stops its monitor.
+		// Closing the monitored socket stops its monitor (once libzmq's
+		// MONITOR_STOPPED event is read: it may still count the peer
+		// until then).
+		select {
+		case <-subMon.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the monitor did not stop with its socket")
+		}
 		if err := subMon.WaitConnected(waitCtx(t, 5*time.Second), 1); !errors.Is(err, ErrClosed) {
 			t.Errorf("after the socket closed: %v, want ErrClosed", err)
 		}
