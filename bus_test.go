@@ -178,11 +178,11 @@ func TestTailSkipsInvalid(t *testing.T) {
 	}
 	tampered := strings.Replace(string(good(1)), `"i":1`, `"i":2`, 1)
 	junk := [][]string{
-		{"t", tampered},
+		{pub.fullTopic("x", ""), tampered},
 		{"t", "not json"},
 		{"t", "[1,2]"},
 		{"t", `{"topic":5}`},
-		{"t", "{}"},
+		{"", "{}"}, // no topic, under the empty frame: unsigned
 		{"only one frame"},
 		{"t", "{}", "three"},
 		{"t", "\xff\xfe"},
@@ -194,7 +194,7 @@ func TestTailSkipsInvalid(t *testing.T) {
 		return sub.Stats().Invalid[ReasonMalformed] > 0
 	})
 	// Everything sent before a valid message is counted once it arrives.
-	raw.SendMessage("t", string(good(0)))
+	raw.SendMessage(pub.fullTopic("x", ""), string(good(0)))
 	receive(t, msgs)
 	before := sub.Stats().Invalid
 	for _, frames := range junk {
@@ -202,7 +202,7 @@ func TestTailSkipsInvalid(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := raw.SendMessage("t", string(good(7))); err != nil {
+	if _, err := raw.SendMessage(pub.fullTopic("x", ""), string(good(7))); err != nil {
 		t.Fatal(err)
 	}
 	m := receive(t, msgs)

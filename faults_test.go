@@ -165,7 +165,7 @@ func TestClockSkewIsAccepted(t *testing.T) {
 		}
 		body, _ := MarshalCanonical(fields)
 		waitFor(t, "the skewed message", func() bool {
-			raw.SendMessage("x", string(body))
+			raw.SendMessage(out.topic, string(body))
 			select {
 			case m := <-msgs:
 				return m.Timestamp == ts && m.Signer == pubCN

@@ -367,6 +367,12 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		return s.reject(m, err)
 	}
 	m.Envelope = env
+	if env.Topic != string(frames[0]) {
+		// fedmsg sends the topic twice: as frame 1, which the SUB filters
+		// on, and signed in the body, which the application reads. A
+		// message whose two differ was replayed under a misleading frame.
+		return s.reject(m, fmt.Errorf("%w: topic frame %q is not the message's topic %q", ErrInvalidMessage, frames[0], env.Topic))
+	}
 	if s.seen != nil && env.MsgID != "" && s.seen.has(env.MsgID) {
 		// A resend of a message already yielded (only valid ones are
 		// remembered): its publisher still waits, so the ACK goes again
