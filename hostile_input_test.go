@@ -327,3 +327,53 @@ func TestHostileInputClasses(t *testing.T) {
 		}
 	})
 }
+
+// A validly signed message sent under a topic frame that is not its own
+// (the SUB filters on the frame, the application reads the signed topic)
+// must not reach a subscription whose prefix its signed topic lacks: the
+// Subscription's documented contract is the messages whose full topic
+// starts with its prefix.
+func TestTopicFrameMismatch(t *testing.T) {
+	n := newTestNet(t)
+	raw, ep := rawPub(t)
+	n.endpoints["mallory"] = []string{ep}
+	pub := n.start(pubCN)
+	watcher := n.start("")
+	prefix := pub.fullTopic("update", "bodhi")
+	msgs := tail(t, watcher, prefix)
+	sign := func(topic, modname string) string {
+		out, err := pub.prepare(topic, map[string]any{"from": modname}, &pubOptions{modname: modname}, false, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out.body)
+	}
+	// Signed by a trusted peer, but for another topic: a replay of real
+	// traffic under a misleading frame.
+	other := sign("build", "koji")
+	marker := sign("update", "bodhi")
+	var wrong []string
+	deadline := time.Now().Add(10 * time.Second)
+	for got := false; !got; {
+		raw.SendMessage(prefix, other)
+		raw.SendMessage(prefix, marker)
+		select {
+		case m := <-msgs:
+			if !strings.HasPrefix(m.Topic, prefix) {
+				wrong = append(wrong, m.Topic)
+				continue
+			}
+			got = true
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the marker never arrived")
+		}
+	}
+	if len(wrong) > 0 {
+		t.Fatalf("a subscription to %q yielded %d messages on %q", prefix, len(wrong), wrong[0])
+	}
+	if watcher.Stats().Invalid[ReasonMalformed] == 0 {
+		t.Error("the mismatched message was not counted as invalid")
+	}
+}
