@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -612,5 +613,15 @@ func TestIDSet(t *testing.T) {
 	s.setAck("0", ack)
 	if s.ack("0") != nil {
 		t.Fatal("an ACK was kept for a forgotten id")
+	}
+
+	// An id cut from a body must not keep the body alive.
+	body := strings.Repeat("x", 1<<20) + "2026-id"
+	id := body[1<<20:]
+	s.add(id)
+	for _, kept := range s.ring {
+		if kept == id && unsafe.StringData(kept) == unsafe.StringData(id) {
+			t.Fatal("the set kept the body's memory, not a copy of the id")
+		}
 	}
 }

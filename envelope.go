@@ -25,7 +25,9 @@ const (
 //
 // The typed fields are read from the object; Fields keeps the whole object
 // as decoded, unknown keys included (replay's seq_id, ...), because the
-// signature covers all of it.
+// signature covers all of it. Decoded strings share the memory of the
+// body they came from: to keep one long after the message (a msg_id in a
+// set, say), keep strings.Clone of it, or the whole body stays alive.
 type Envelope struct {
 	Topic     string
 	Msg       any // the payload as decoded by DecodeJSON; see [Envelope.Decode]

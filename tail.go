@@ -573,6 +573,9 @@ func (s *idSet) add(id string) bool {
 	if old := s.ring[s.next]; old != "" {
 		delete(s.pos, old)
 	}
+	// A decoded string shares the memory of its whole body: keep a copy,
+	// not 4096 bodies.
+	id = strings.Clone(id)
 	s.ring[s.next] = id
 	s.pos[id] = s.next
 	s.acks[s.next] = nil

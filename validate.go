@@ -311,7 +311,8 @@ func (v *Validator) store(certField string, gen uint64, res *chainResult) {
 	if len(v.cache) >= maxChainCache {
 		clear(v.cache)
 	}
-	v.cache[certField] = res
+	// The field shares the memory of the body it came in: keep a copy.
+	v.cache[strings.Clone(certField)] = res
 }
 
 func parseCertField(certField string) (*x509.Certificate, *rsa.PublicKey, *ValidationError) {
