@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -375,5 +376,59 @@ func TestTopicFrameMismatch(t *testing.T) {
 	}
 	if watcher.Stats().Invalid[ReasonMalformed] == 0 {
 		t.Error("the mismatched message was not counted as invalid")
+	}
+}
+
+// Hostile messages must not make the receiver keep them: each of these is
+// rejected for its certificate, and each certificate field is different,
+// so that a cache of chain results by certificate sees a new one every
+// time. Once they are read, the heap is about where it was, whether the
+// bulk is in the payload or in the certificate field itself.
+func TestRejectedInputIsNotKept(t *testing.T) {
+	const total, size = 600, 64 << 10 // under the raw PUB's default high-water mark
+	pad := strings.Repeat("x", size)
+	for _, tc := range []struct {
+		name     string
+		msg, crt string // %d in crt makes each certificate field different
+	}{
+		{"large payload", pad, "not a certificate %d"},
+		{"large certificate field", "", "not a certificate %d " + pad},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t)
+			raw, ep := rawPub(t)
+			n.endpoints["mallory"] = []string{ep}
+			pub := n.start(pubCN)
+			sub := n.start("")
+			msgs := tail(t, sub, "")
+			marker, err := pub.prepare("x", map[string]any{"marker": true}, &pubOptions{}, false, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the hostile peer to be connected", func() bool {
+				raw.SendMessage(marker.topic, string(marker.body))
+				select {
+				case <-msgs:
+					return true
+				case <-time.After(20 * time.Millisecond):
+					return false
+				}
+			})
+			heap0, _ := heapAndGoroutines()
+			before := sub.Stats().Invalid[ReasonCertificate]
+			for i := range total {
+				raw.SendMessage("x", fmt.Sprintf(`{"topic":"x","msg":{"pad":"%s"},"msg_id":"2026-%d","crypto":"x509","signature":"AAAA","certificate":"%s"}`,
+					tc.msg, i, fmt.Sprintf(tc.crt, i)))
+			}
+			waitFor(t, "every hostile message to be rejected", func() bool {
+				return sub.Stats().Invalid[ReasonCertificate] == before+total
+			})
+			heap1, _ := heapAndGoroutines()
+			grown := int64(heap1) - int64(heap0)
+			t.Logf("%d rejected messages of %d kB: heap %d → %d MB", total, size>>10, heap0>>20, heap1>>20)
+			if limit := int64(16 << 20); grown > limit {
+				t.Fatalf("heap grew by %d MB after rejecting %d messages of %d kB: something keeps what it rejected", grown>>20, total, size>>10)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -88,7 +89,7 @@ type Validator struct {
 
 	mu    sync.RWMutex
 	gen   uint64 // trust store generation the cache belongs to
-	cache map[string]*chainResult
+	cache map[certKey]*chainResult
 }
 
 // chainResult is the outcome of checking one certificate field against the
@@ -112,7 +113,7 @@ func NewValidator(cfg *Config) *Validator {
 		policy:   cfg.RoutingPolicy,
 		nitpicky: cfg.RoutingNitpicky,
 		trust:    newTrustStore(cfg.CACertLocation, cfg.CRLLocation),
-		cache:    make(map[string]*chainResult),
+		cache:    make(map[certKey]*chainResult),
 	}
 }
 
@@ -268,9 +269,16 @@ func (v *Validator) cached(certField string) (*chainResult, bool) {
 	if v.gen != gen {
 		return nil, false
 	}
-	res, ok := v.cache[certField]
+	res, ok := v.cache[keyOf(certField)]
 	return res, ok
 }
+
+// certKey identifies a certificate field in the chain cache by its hash:
+// keys of a fixed size, so that a flood of distinct, huge junk fields costs
+// 32 bytes an entry, not the fields.
+type certKey [sha256.Size]byte
+
+func keyOf(certField string) certKey { return sha256.Sum256([]byte(certField)) }
 
 // checkValidity applies the validity period at the time of each message, so
 // a cached certificate that expires stops validating.
@@ -311,8 +319,7 @@ func (v *Validator) store(certField string, gen uint64, res *chainResult) {
 	if len(v.cache) >= maxChainCache {
 		clear(v.cache)
 	}
-	// The field shares the memory of the body it came in: keep a copy.
-	v.cache[strings.Clone(certField)] = res
+	v.cache[keyOf(certField)] = res
 }
 
 func parseCertField(certField string) (*x509.Certificate, *rsa.PublicKey, *ValidationError) {
