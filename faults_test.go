@@ -34,7 +34,7 @@ func TestConsumerKilledAndRestarted(t *testing.T) {
 		}
 	}
 	b.Close()
-	_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(300*time.Millisecond))
+	_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(2*time.Second))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != c2 {
 		t.Fatalf("err = %v, want a timeout naming %s", err, c2)

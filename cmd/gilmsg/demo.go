@@ -218,11 +218,11 @@ func (d *demoBus) allAck(ctx context.Context) error {
 // out naming exactly it.
 func (d *demoBus) oneStopped(ctx context.Context) error {
 	d.out.printf("")
-	d.out.printf("Step 2: %s stops; the same publish again, waiting up to 500ms.", demoConsumer2)
+	d.out.printf("Step 2: %s stops; the same publish again, waiting up to 1s.", demoConsumer2)
 	d.consumers[demoConsumer2].stop()
 	delete(d.consumers, demoConsumer2)
 	r, err := d.pub.Publish(ctx, "hello", map[string]any{"step": 2, "text": "is anybody there?"},
-		gilmsg.Recipients(demoConsumer1, demoConsumer2), gilmsg.AckTimeout(500*time.Millisecond))
+		gilmsg.Recipients(demoConsumer1, demoConsumer2), gilmsg.AckTimeout(time.Second))
 	var te *gilmsg.AckTimeoutError
 	if !errors.As(err, &te) || !errors.Is(err, gilmsg.ErrAckTimeout) {
 		return fmt.Errorf("step 2: want an ACK timeout, got receipt %v, error %v", r, err)
