@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,7 +42,7 @@ func (cs *consumerSet) run(t *testing.T, name string, b *Bus, opts ...SubscribeO
 	go func() {
 		for m := range ch {
 			cs.mu.Lock()
-			cs.seen[name][m.MsgID]++
+			cs.seen[name][strings.Clone(m.MsgID)]++
 			cs.mu.Unlock()
 		}
 	}()
