@@ -221,8 +221,7 @@ func newNetnsHost(t *testing.T) *netnsHost {
 		t.Skip("needs iptables or nft to cut the link (make deps installs iptables as root)")
 	}
 	// Names and a /30 of 10.213.0.0/16 of our own: the pid keeps
-	// concurrent test binaries apart, the sequence this binary's tests
-	// (TestPartition uses .1 and .2 of its /24).
+	// concurrent test binaries apart, the sequence this binary's tests.
 	pid, seq := os.Getpid(), int(netnsSeq.Add(1))
 	h.ns = fmt.Sprintf("gilmsg-netns-%d-%d", pid, seq)
 	hostDev, nsDev := fmt.Sprintf("gmn%05d%da", pid%100000, seq%10), fmt.Sprintf("gmn%05d%db", pid%100000, seq%10)
