@@ -48,9 +48,9 @@ func (e *canonEncoder) value(v any) error {
 	case string:
 		return e.string(x)
 	case map[string]any:
-		return e.mapAny(x)
+		return encodeMap(e, x, e.value)
 	case []any:
-		return e.sliceAny(x)
+		return encodeSlice(e, x, e.value)
 	case json.Number:
 		return e.number(string(x))
 	case float64:
@@ -88,9 +88,9 @@ func (e *canonEncoder) value(v any) error {
 	case []byte:
 		e.bytes(x)
 	case []string:
-		return e.sliceString(x)
+		return encodeSlice(e, x, e.string)
 	case map[string]string:
-		return e.mapString(x)
+		return encodeMap(e, x, e.string)
 	default:
 		return e.reflectValue(reflect.ValueOf(v))
 	}
@@ -124,7 +124,9 @@ func (e *canonEncoder) popKeys(keys []string) {
 	e.keys = e.keys[:len(e.keys)-len(keys)]
 }
 
-func (e *canonEncoder) mapAny(m map[string]any) error {
+// encodeMap writes m's keys in order, each value with elem: one body for
+// map[string]any and map[string]string.
+func encodeMap[V any](e *canonEncoder, m map[string]V, elem func(V) error) error {
 	if m == nil {
 		e.buf = append(e.buf, "null"...)
 		return nil
@@ -142,7 +144,7 @@ func (e *canonEncoder) mapAny(m map[string]any) error {
 			return err
 		}
 		e.buf = append(e.buf, ':')
-		if err := e.value(m[k]); err != nil {
+		if err := elem(m[k]); err != nil {
 			return err
 		}
 	}
@@ -152,35 +154,9 @@ func (e *canonEncoder) mapAny(m map[string]any) error {
 	return nil
 }
 
-func (e *canonEncoder) mapString(m map[string]string) error {
-	if m == nil {
-		e.buf = append(e.buf, "null"...)
-		return nil
-	}
-	if err := e.open(); err != nil {
-		return err
-	}
-	keys := pushSortedKeys(e, m)
-	e.buf = append(e.buf, '{')
-	for i, k := range keys {
-		if i > 0 {
-			e.buf = append(e.buf, ',')
-		}
-		if err := e.string(k); err != nil {
-			return err
-		}
-		e.buf = append(e.buf, ':')
-		if err := e.string(m[k]); err != nil {
-			return err
-		}
-	}
-	e.buf = append(e.buf, '}')
-	e.popKeys(keys)
-	e.depth--
-	return nil
-}
-
-func (e *canonEncoder) sliceAny(a []any) error {
+// encodeSlice writes a's elements with elem: one body for []any and
+// []string.
+func encodeSlice[V any](e *canonEncoder, a []V, elem func(V) error) error {
 	if a == nil {
 		e.buf = append(e.buf, "null"...)
 		return nil
@@ -193,29 +169,7 @@ func (e *canonEncoder) sliceAny(a []any) error {
 		if i > 0 {
 			e.buf = append(e.buf, ',')
 		}
-		if err := e.value(v); err != nil {
-			return err
-		}
-	}
-	e.buf = append(e.buf, ']')
-	e.depth--
-	return nil
-}
-
-func (e *canonEncoder) sliceString(a []string) error {
-	if a == nil {
-		e.buf = append(e.buf, "null"...)
-		return nil
-	}
-	if err := e.open(); err != nil {
-		return err
-	}
-	e.buf = append(e.buf, '[')
-	for i, s := range a {
-		if i > 0 {
-			e.buf = append(e.buf, ',')
-		}
-		if err := e.string(s); err != nil {
+		if err := elem(v); err != nil {
 			return err
 		}
 	}
