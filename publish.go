@@ -23,6 +23,9 @@ type PublishOption func(*pubOptions)
 
 type pubOptions struct {
 	modname    string
+	msgID      string // set by MsgID: a bridge keeps the id it was given
+	username   string
+	exactTopic bool
 	recipients []string
 	reliable   bool // Recipients was given, maybe with nobody
 	ackTimeout time.Duration
@@ -30,6 +33,19 @@ type pubOptions struct {
 
 // Modname sets the modname part of this message's full topic.
 func Modname(m string) PublishOption { return func(o *pubOptions) { o.modname = m } }
+
+// MsgID sends the message under this msg_id instead of a fresh one. A
+// bridge that republishes messages from elsewhere uses it so that a
+// redelivered copy keeps its id and subscribers drop it as a duplicate.
+func MsgID(id string) PublishOption { return func(o *pubOptions) { o.msgID = id } }
+
+// Username sets the envelope's username. Default: the OS user name.
+func Username(u string) PublishOption { return func(o *pubOptions) { o.username = u } }
+
+// ExactTopic sends the message on topic as given, not under
+// <topic_prefix>.<environment>.<modname>: for topics that come from
+// another bus with their own naming.
+func ExactTopic() PublishOption { return func(o *pubOptions) { o.exactTopic = true } }
 
 // Recipients makes the publish reliable: it returns only when every named
 // certificate CN has ACKed, or fails with an [AckTimeoutError]. Names may
@@ -118,16 +134,26 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	if err != nil {
 		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
 	}
-	full := b.fullTopic(topic, po.modname)
+	full := topic
+	if !po.exactTopic {
+		full = b.fullTopic(topic, po.modname)
+	}
 	now := time.Now()
-	msgID := strconv.Itoa(now.Year()) + "-" + uuid.NewString()
+	msgID := po.msgID
+	if msgID == "" {
+		msgID = strconv.Itoa(now.Year()) + "-" + uuid.NewString()
+	}
+	username := po.username
+	if username == "" {
+		username = b.username
+	}
 	fields := map[string]any{
 		fieldTopic:     full,
 		fieldMsg:       canonicalText(raw),
 		fieldTimestamp: json.Number(strconv.FormatInt(now.Unix(), 10)),
 		fieldMsgID:     msgID,
 		fieldI:         json.Number(strconv.FormatInt(b.counter.Add(1), 10)),
-		fieldUsername:  b.username,
+		fieldUsername:  username,
 	}
 	if gilmsg {
 		fields[fieldGilmsgVersion] = GilmsgVersion
