@@ -27,8 +27,9 @@ type Config struct {
 	// Default false.
 	Active bool `mapstructure:"active" json:"active"`
 	// RelayInbound is where active publishers connect and the relay binds.
-	// Python accepts a string or a list; so does the loader. Default
-	// ["tcp://127.0.0.1:2001"].
+	// fedmsg's value is a string; a list is accepted too. Default
+	// "tcp://127.0.0.1:2001" (a list of that one address here; printed as
+	// fedmsg's string by [Config.AsMap]).
 	RelayInbound []string `mapstructure:"relay_inbound" json:"relay_inbound"`
 
 	// SignMessages signs every published message. Default false.

@@ -72,9 +72,7 @@ func (e *ConfigError) Unwrap() []error {
 }
 
 // ConfigLoader loads a configuration from explicit inputs; [LoadConfig] is
-// the same with fedmsg's standard inputs. Load reads, each later source
-// replacing earlier ones key by key at the top level (a file's endpoints
-// replace the whole endpoints map, as in fedmsg):
+// the same with fedmsg's standard inputs. Load reads, in this order:
 //
 //  1. [DefaultConfig];
 //  2. every *.json, *.yaml, *.yml and *.toml file of each of Dirs, in
@@ -82,6 +80,18 @@ func (e *ConfigError) Unwrap() []error {
 //     subdirectories and other files, fedmsg's *.py included);
 //  3. Files, in order: a file, or a directory read as in step 2;
 //  4. FEDMSG_<KEY> variables of Environ.
+//
+// The files merge as fedmsg's load_config merges them: objects merge key by
+// key at every depth, so a later file's endpoints, certnames or
+// routing_policy add and replace entries of the earlier ones' instead of
+// replacing the whole object; a list, a string or a number replaces. The
+// merged files then replace defaults key by key at the top level (a file
+// that sets endpoints drops the default relay_outbound unless it lists it,
+// as in Python), and each FEDMSG_<KEY> replaces its key as a whole.
+//
+// A directory of Dirs that does not exist is skipped, as fedmsg skips it;
+// one that exists but cannot be read is an error naming it, as is any file
+// that cannot be read: a configuration is never silently half-loaded.
 //
 // Relative ssldir, ca_cert_location and crl_location values in a file are
 // resolved against that file's directory, so a config and its PKI can travel
@@ -177,7 +187,7 @@ func ParseConfig(data []byte, format string) (*Config, error) {
 		return nil, &ConfigError{Err: err}
 	}
 	m := newMergedConfig()
-	m.set(doc, source{})
+	m.mergeFile(doc, source{})
 	return m.decode()
 }
 
@@ -255,26 +265,77 @@ func stringKeys(v any) any {
 	return v
 }
 
-// source is where a top-level value came from: a file, an environment
-// variable, or neither (defaults, ParseConfig).
+// source is where a value came from: a file, an environment variable, or
+// neither (defaults, ParseConfig).
 type source struct{ file, envVar string }
 
-// mergedConfig is the configuration as a map from fedmsg key to value, each
-// value remembering its source, before decoding into a Config.
+// mergedConfig is the configuration as maps from fedmsg key to value before
+// decoding into a Config: the defaults, what the files say (merged among
+// themselves as fedmsg merges them), and the environment's overrides. Each
+// value remembers its source, and so does each entry of a nested object, so
+// that an error names the file at fault.
 type mergedConfig struct {
-	values map[string]any
-	from   map[string]source
+	defaults map[string]any
+	files    map[string]any
+	env      map[string]any
+	from     map[string]source            // top-level key → last source
+	subFrom  map[string]map[string]source // key → entry of its object → source
 }
 
 func newMergedConfig() *mergedConfig {
-	return &mergedConfig{values: DefaultConfig().AsMap(), from: map[string]source{}}
+	return &mergedConfig{
+		defaults: DefaultConfig().AsMap(),
+		files:    map[string]any{},
+		env:      map[string]any{},
+		from:     map[string]source{},
+		subFrom:  map[string]map[string]source{},
+	}
 }
 
-func (m *mergedConfig) set(doc map[string]any, src source) {
+// mergeFile merges one file's document into what earlier files said, as
+// fedmsg's _recursive_update does: objects merge key by key at every depth,
+// anything else (a list, a string, a number, null) replaces.
+func (m *mergedConfig) mergeFile(doc map[string]any, src source) {
 	for k, v := range doc {
-		m.values[k] = v
+		if obj, ok := v.(map[string]any); ok {
+			if m.subFrom[k] == nil {
+				m.subFrom[k] = map[string]source{}
+			}
+			if _, wasObj := m.files[k].(map[string]any); !wasObj {
+				clear(m.subFrom[k])
+			}
+			for sub := range obj {
+				m.subFrom[k][sub] = src
+			}
+		} else {
+			delete(m.subFrom, k)
+		}
+		m.files[k] = mergeValue(m.files[k], v)
 		m.from[k] = src
 	}
+}
+
+func mergeValue(old, v any) any {
+	oldObj, ok1 := old.(map[string]any)
+	obj, ok2 := v.(map[string]any)
+	if !ok1 || !ok2 {
+		return v
+	}
+	for k, e := range obj {
+		oldObj[k] = mergeValue(oldObj[k], e)
+	}
+	return oldObj
+}
+
+// merged is the configuration as fedmsg's load_config builds it: the
+// defaults, each replaced as a whole by the merged files' value (so a
+// file's endpoints drop the default relay_outbound, as in Python), then
+// the environment, key by key at the top level.
+func (m *mergedConfig) merged() map[string]any {
+	out := maps.Clone(m.defaults)
+	maps.Copy(out, m.files)
+	maps.Copy(out, m.env)
+	return out
 }
 
 func (m *mergedConfig) addFiles(files []string) error {
@@ -302,7 +363,7 @@ func (m *mergedConfig) addFiles(files []string) error {
 				doc[key] = filepath.Join(dir, s)
 			}
 		}
-		m.set(doc, source{file: path})
+		m.mergeFile(doc, source{file: path})
 	}
 	return nil
 }
@@ -326,7 +387,9 @@ func (m *mergedConfig) addEnviron(environ []string) {
 				value = raw
 			}
 		}
-		m.set(map[string]any{key: value}, source{envVar: name})
+		m.env[key] = value
+		m.from[key] = source{envVar: name}
+		delete(m.subFrom, key)
 	}
 }
 
@@ -349,9 +412,10 @@ func configFieldIndex() map[string][]int {
 func (m *mergedConfig) decode() (*Config, error) {
 	cfg := &Config{}
 	fields := configFieldIndex()
+	values := m.merged()
 	var errs []error
-	for _, key := range slices.Sorted(maps.Keys(m.values)) {
-		value := m.values[key]
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		value := values[key]
 		idx, known := fields[key]
 		if !known {
 			if cfg.Extra == nil {
@@ -362,17 +426,45 @@ func (m *mergedConfig) decode() (*Config, error) {
 		}
 		field := reflect.ValueOf(cfg).Elem().FieldByIndex(idx)
 		if err := decodeValue(value, field.Addr().Interface()); err != nil {
-			src := m.from[key]
-			if src.envVar != "" {
-				err = fmt.Errorf("environment variable %s: %w", src.envVar, err)
-			}
-			errs = append(errs, &ConfigError{Key: key, File: src.file, Err: err})
+			errs = append(errs, m.decodeErrors(key, value, field.Type(), err)...)
 		}
 	}
 	if err := joinErrors(errs); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// decodeErrors words the failure to decode key's value. An object merged
+// from several files is decoded again entry by entry, so that each error
+// names the file its entry came from.
+func (m *mergedConfig) decodeErrors(key string, value any, typ reflect.Type, err error) []error {
+	obj, isObj := value.(map[string]any)
+	if subs := m.subFrom[key]; isObj && typ.Kind() == reflect.Map && len(subs) > 0 {
+		var errs []error
+		for _, sub := range slices.Sorted(maps.Keys(obj)) {
+			elem := reflect.New(typ.Elem())
+			if err := decodeValue(obj[sub], elem.Interface()); err != nil {
+				sep := ": "
+				if strings.HasPrefix(err.Error(), "[") {
+					sep = "" // "[svc][0]: ...", as for the whole object
+				}
+				errs = append(errs, sourceError(key, subs[sub], fmt.Errorf("[%s]%s%w", sub, sep, err)))
+			}
+		}
+		if len(errs) > 0 {
+			return errs
+		}
+	}
+	return []error{sourceError(key, m.from[key], err)}
+}
+
+// sourceError is a ConfigError for key naming where its value came from.
+func sourceError(key string, src source, err error) *ConfigError {
+	if src.envVar != "" {
+		err = fmt.Errorf("environment variable %s: %w", src.envVar, err)
+	}
+	return &ConfigError{Key: key, File: src.file, Err: err}
 }
 
 // joinErrors returns nil, the one error, or all of them joined.
@@ -508,7 +600,8 @@ func wantError(want string, got any) error {
 
 // AsMap returns the configuration as fedmsg keys and values, Extra keys
 // included, as fedmsg-config would print it: unset optional keys (name,
-// cert_prefix, mute) are left out and unset paths are null. Lists and maps
+// cert_prefix, mute) are left out, unset paths are null, and a
+// relay_inbound of one address is a string, fedmsg's type for it. Lists and maps
 // of known keys are copies; Extra values are shared with c.
 func (c *Config) AsMap() map[string]any {
 	m := make(map[string]any, len(c.Extra)+48)
@@ -533,6 +626,11 @@ func (c *Config) AsMap() map[string]any {
 
 func exportValue(key string, v any) any {
 	switch v := v.(type) {
+	case []string:
+		if key == "relay_inbound" && len(v) == 1 {
+			return v[0] // fedmsg's type: a string
+		}
+		return slices.Clone(v)
 	case string:
 		switch key {
 		case "ca_cert_cache", "crl_location", "crl_cache":
@@ -540,8 +638,6 @@ func exportValue(key string, v any) any {
 				return nil // fedmsg's default is None
 			}
 		}
-	case []string:
-		return slices.Clone(v)
 	case map[string]string:
 		return maps.Clone(v)
 	case map[string][]string:

@@ -139,8 +139,9 @@ func TestConfigLoaderFedmsgDir(t *testing.T) {
 				{"topic_prefix (json only)", cfg.TopicPrefix, "org.fedoraproject"},
 				{"environment (yaml over json)", cfg.Environment, "prod"},
 				{"name (json)", cfg.Name, "gilmsg.consumer01"},
-				{"endpoints (yaml replaces json's whole map, case kept)", cfg.Endpoints, map[string][]string{
+				{"endpoints (yaml merged into json's, case kept)", cfg.Endpoints, map[string][]string{
 					"relay_outbound":    {"tcp://busgateway01.example.org:3999"},
+					"stale.name":        {"tcp://127.0.0.1:9999"},
 					"gilmsg.consumer01": {"tcp://127.0.0.1:3010", "tcp://127.0.0.1:3011"},
 					"Shell.App01":       {"tcp://127.0.0.1:3020"},
 				}},
@@ -239,6 +240,77 @@ func TestConfigLoaderOrder(t *testing.T) {
 				t.Errorf("topic_prefix = %q, want %q", cfg.TopicPrefix, tc.want)
 			}
 		})
+	}
+}
+
+// python.d holds two files whose endpoints, certnames, routing_policy and
+// logging overlap; fedmsg-config.json is what Python's fedmsg-config printed
+// for the same two files (see testdata/config/regen-fedmsg-config.sh).
+// Loading the files must give what loading Python's merged output gives.
+func TestConfigLoaderMergesAsFedmsg(t *testing.T) {
+	got, err := ConfigLoader{Dirs: []string{"testdata/config/python.d"}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ConfigLoader{Files: []string{pythonConfigFixture}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// fedmsg's load_config adds this derived key; it is not in the files.
+	delete(want.Extra, "topic_prefix_re")
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("merged files\n%+v\nPython's fedmsg-config\n%+v", got, want)
+	}
+	// The keys that show the merge, spelled out.
+	if len(got.Endpoints) != 3 || len(got.Certnames) != 3 || len(got.RoutingPolicy) != 2 {
+		t.Errorf("endpoints %v, certnames %v, routing_policy %v: want 3, 3 and 2 entries merged from both files",
+			got.Endpoints, got.Certnames, got.RoutingPolicy)
+	}
+}
+
+// Objects merge at every depth; anything else replaces; the merged files
+// replace a default object as a whole, as fedmsg's load_config does.
+func TestConfigLoaderMergeRules(t *testing.T) {
+	dir := writeConfigFiles(t, map[string]string{
+		"a.json": `{"endpoints": {"a": ["tcp://h:1"], "b": ["tcp://h:2"]},
+			"logging": {"version": 1, "handlers": {"console": {"level": "INFO", "stream": "x"}}},
+			"relay_inbound": ["tcp://h:3", "tcp://h:4"], "irc": {"x": 1}, "stomp_uri": {"a": 1}}`,
+		"b.yaml": "endpoints:\n  b: tcp://h:5\nlogging:\n  handlers:\n    console:\n      level: DEBUG\n" +
+			"relay_inbound: tcp://h:6\nirc: [1]\nstomp_uri: s\n",
+	})
+	cfg, err := ConfigLoader{Dirs: []string{dir}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"endpoints merged, default relay_outbound gone", cfg.Endpoints,
+			map[string][]string{"a": {"tcp://h:1"}, "b": {"tcp://h:5"}}},
+		{"logging merged at depth 3", cfg.Extra["logging"], map[string]any{"version": 1.0,
+			"handlers": map[string]any{"console": map[string]any{"level": "DEBUG", "stream": "x"}}}},
+		{"a list replaced by a string", cfg.RelayInbound, []string{"tcp://h:6"}},
+		{"an object replaced by a list", cfg.Extra["irc"], []any{1}},
+		{"an object replaced by a string", cfg.Extra["stomp_uri"], "s"},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: got %#v, want %#v", c.what, c.got, c.want)
+		}
+	}
+}
+
+// A bad entry of a merged object is blamed on the file it came from.
+func TestConfigMergedErrorNamesFile(t *testing.T) {
+	dir := writeConfigFiles(t, map[string]string{
+		"a.json": `{"endpoints": {"bad": [5]}}`,
+		"b.json": `{"endpoints": {"good": ["tcp://h:1"]}}`,
+	})
+	_, err := ConfigLoader{Dirs: []string{dir}}.Load()
+	ce := asConfigError(t, err)
+	if ce.Key != "endpoints" || ce.File != filepath.Join(dir, "a.json") || !strings.Contains(ce.Error(), "[bad][0]") {
+		t.Errorf("error %q (key %q, file %q): want key endpoints, file a.json, entry [bad][0]", ce, ce.Key, ce.File)
 	}
 }
 
@@ -531,7 +603,7 @@ func TestConfigAsMap(t *testing.T) {
 		"crl_location":     nil,
 		"ca_cert_cache":    nil,
 		"persistent_store": nil,
-		"relay_inbound":    []string{"tcp://127.0.0.1:2001"},
+		"relay_inbound":    "tcp://127.0.0.1:2001", // fedmsg's type
 		"irc":              []any{},
 		"io_threads":       1,
 	} {
@@ -562,7 +634,8 @@ func TestConfigAsMap(t *testing.T) {
 	}
 
 	m["endpoints"].(map[string][]string)["relay_outbound"][0] = "changed"
-	m["relay_inbound"].([]string)[0] = "changed"
+	cfg.RelayInbound = append(cfg.RelayInbound, "tcp://127.0.0.1:2002")
+	cfg.AsMap()["relay_inbound"].([]string)[0] = "changed"
 	if cfg.Endpoints["relay_outbound"][0] == "changed" || cfg.RelayInbound[0] == "changed" {
 		t.Error("changing AsMap's result changed the Config")
 	}
