@@ -6,10 +6,13 @@ export CGO_ENABLED := 1
 # libzmq3-dev is the one system dependency (pebbe/zmq4 uses cgo, found
 # with pkg-config and built with gcc). As root, iptables too: the partition
 # test cuts links between network namespaces with it (it skips without).
+# gnupg: the gpg backend reads GnuPG homes with the gpg binary (its tests
+# skip without).
 deps:
 	@missing=""; \
 	pkg-config --exists libzmq 2>/dev/null && command -v gcc >/dev/null || missing="libzmq3-dev pkg-config gcc"; \
 	if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null; then missing="$$missing iptables"; fi; \
+	command -v gpg >/dev/null || missing="$$missing gnupg"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \

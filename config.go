@@ -66,6 +66,18 @@ type Config struct {
 	// null and 3600.
 	CRLCache       string  `mapstructure:"crl_cache" json:"crl_cache"`
 	CRLCacheExpiry float64 `mapstructure:"crl_cache_expiry" json:"crl_cache_expiry"`
+	// GPGHome is the GnuPG home of the gpg backend (signing keys, and the
+	// public keys validation trusts), or one armored or binary key file.
+	// Default unset: validation then reads ~/.gnupg, as Python does.
+	GPGHome string `mapstructure:"gpg_home" json:"gpg_home,omitempty"`
+	// GPGSigningKey is the fingerprint or key id gpg signs with. Default
+	// unset: GPGKeys[<short hostname>].
+	GPGSigningKey string `mapstructure:"gpg_signing_key" json:"gpg_signing_key,omitempty"`
+	// GPGKeys maps a name to a key fingerprint (or key id). It picks the
+	// signing key by host name, as in fedmsg, and names validated gpg
+	// signers, so routing_policy and ACK recipients use these names; a key
+	// it does not name is known by its fingerprint. Default {}.
+	GPGKeys map[string]string `mapstructure:"gpg_keys" json:"gpg_keys,omitempty"`
 	// RoutingPolicy maps a full topic to the certificate CNs allowed to
 	// publish on it. Default {}.
 	RoutingPolicy map[string][]string `mapstructure:"routing_policy" json:"routing_policy"`
@@ -167,6 +179,7 @@ func (c *Config) clone() *Config {
 	d.RelayInbound = slices.Clone(c.RelayInbound)
 	d.CryptoValidateBackends = slices.Clone(c.CryptoValidateBackends)
 	d.Certnames = maps.Clone(c.Certnames)
+	d.GPGKeys = maps.Clone(c.GPGKeys)
 	d.Extra = maps.Clone(c.Extra)
 	return &d
 }

@@ -657,7 +657,7 @@ func exportValue(key string, v any) any {
 // (joined when there are several): malformed addresses in endpoints or
 // relay_inbound, a name that is not in endpoints (unless active), an active
 // publisher without relay_inbound, out-of-range numbers, signing with a
-// backend other than x509, validating without a CA, and CA or CRL URLs that
+// backend other than x509 or gpg (or gpg without gpg_home), validating without a CA, and CA or CRL URLs that
 // are not https://.
 func (c *Config) Validate() error {
 	var errs []error
@@ -722,8 +722,12 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	if c.SignMessages && c.CryptoBackend != "x509" {
-		bad("crypto_backend", "%q: only x509 can sign", c.CryptoBackend)
+	switch {
+	case !c.SignMessages:
+	case c.CryptoBackend == "gpg" && c.GPGHome == "":
+		bad("gpg_home", "signing with crypto_backend gpg needs gpg_home")
+	case c.CryptoBackend != "x509" && c.CryptoBackend != "gpg":
+		bad("crypto_backend", "%q: only x509 and gpg can sign", c.CryptoBackend)
 	}
 	if c.ValidateSignatures && c.CACertLocation == "" {
 		bad("ca_cert_location", "validate_signatures is on but no CA certificate is set")

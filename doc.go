@@ -53,6 +53,14 @@
 // looked up in certnames. [Signer] does the signing; [NewDevPKI] makes a
 // throwaway CA and certificates for tests and demos.
 //
+// With crypto_backend "gpg", messages are signed as fedmsg's gpg backend
+// signs: a detached OpenPGP signature over the canonical JSON of msg alone,
+// with the key gpg_signing_key (else gpg_keys[<short hostname>]) from
+// gpg_home ([LoadGPGSigner]). Readers that list "gpg" in
+// crypto_validate_backends verify such messages against the public keys of
+// gpg_home, refuse expired and revoked keys, and name the signer through
+// gpg_keys, so routing policy and ACK recipients work as with x509.
+//
 // Received messages are checked by a [Validator] when validate_signatures
 // is set (the default): the certificate must chain to the CA, be within its
 // validity period and not be on the CRL; the signature must verify; and the

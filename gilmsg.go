@@ -219,6 +219,10 @@ func (b *Bus) Validator() *Validator { return b.validator }
 // publish.
 func (b *Bus) getSigner() (*Signer, error) {
 	b.signerOnce.Do(func() {
+		if b.cfg.CryptoBackend == "gpg" {
+			b.signer, b.signerErr = LoadGPGSigner(b.cfg, b.hostname)
+			return
+		}
 		name := b.cfg.Name
 		if b.cfg.Active && name == "" {
 			name = "relay_inbound"

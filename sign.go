@@ -15,13 +15,15 @@ import (
 )
 
 // Signer signs envelopes with the x509 backend (WIRE.md §4): RSA PKCS#1 v1.5
-// over SHA-1 of the canonical text. The key is parsed and precomputed once;
-// a Signer is safe for use by many goroutines.
+// over SHA-1 of the canonical text; or, made by [LoadGPGSigner], with the
+// gpg backend (§12). The key is parsed and precomputed once; a Signer is
+// safe for use by many goroutines.
 type Signer struct {
 	key *rsa.PrivateKey
 	cn  string
 	// certField is the certificate field, ready to put in a message.
 	certField string
+	gpg       *gpgSigner // the gpg backend's key; key and certField unused
 }
 
 // LoadSigner reads <ssldir>/<certname>.key and <ssldir>/<certname>.crt.
@@ -78,12 +80,16 @@ func NewSigner(keyPEM, certPEM []byte) (*Signer, error) {
 	}, nil
 }
 
-// CN is the common name of the signing certificate: the name recipients
-// are addressed by.
+// CN is the common name of the signing certificate (gpg: the key's name in
+// gpg_keys, else its fingerprint): the name recipients are addressed by.
 func (s *Signer) CN() string { return s.cn }
 
-// Sign sets crypto, signature and certificate on the envelope fields.
+// Sign sets crypto, signature and certificate on the envelope fields (gpg:
+// crypto and signature).
 func (s *Signer) Sign(fields map[string]any) error {
+	if s.gpg != nil {
+		return s.gpg.sign(fields)
+	}
 	fields[fieldCrypto] = "x509"
 	text, err := signedText(fields)
 	if err != nil {

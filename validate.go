@@ -31,13 +31,15 @@ const (
 	ReasonCA          Reason = "ca"          // CA or CRL could not be loaded
 	ReasonSignature   Reason = "signature"   // signature does not verify
 	ReasonPolicy      Reason = "policy"      // routing policy refuses the signer
+	ReasonKeyring     Reason = "keyring"     // gpg_home could not be read
+	ReasonUnknownKey  Reason = "unknown-key" // gpg: the signing key is not in gpg_home
 )
 
 // ValidationError says why a message is invalid. It unwraps to
 // [ErrInvalidSignature] and to the underlying cause, if any.
 type ValidationError struct {
 	Reason Reason
-	Signer string // the certificate's CN, when it could be read
+	Signer string // the certificate's CN (gpg: the key's name), when known
 	Detail string
 	Err    error
 }
@@ -79,13 +81,16 @@ func ReasonOf(err error) Reason {
 
 // Validator judges signed messages as fedmsg's x509 backend does (WIRE.md
 // §5), and caches per-certificate chain results so that, once a signer has
-// been seen, validating its messages costs one RSA verification. It is safe
-// for use by many goroutines.
+// been seen, validating its messages costs one RSA verification. Messages of
+// the gpg backend (§12) go to gpg.go; both name their signer the same way
+// to the routing policy and the ACK path. It is safe for use by many
+// goroutines.
 type Validator struct {
 	backends []string
 	policy   map[string][]string
 	nitpicky bool
 	trust    *trustStore
+	gpg      *gpgKeyring
 
 	mu    sync.RWMutex
 	gen   uint64 // trust store generation the cache belongs to
@@ -113,6 +118,7 @@ func NewValidator(cfg *Config) *Validator {
 		policy:   cfg.RoutingPolicy,
 		nitpicky: cfg.RoutingNitpicky,
 		trust:    newTrustStore(cfg.CACertLocation, cfg.CRLLocation),
+		gpg:      newGPGKeyring(cfg.GPGHome, cfg.GPGKeys),
 		cache:    make(map[certKey]*chainResult),
 	}
 }
@@ -136,8 +142,16 @@ func (v *Validator) identify(env *Envelope) (string, error) {
 }
 
 func (v *Validator) validate(env *Envelope, policy map[string][]string, nitpicky bool) (string, error) {
-	if err := v.checkBackend(env); err != nil {
+	backend, err := v.checkBackend(env)
+	if err != nil {
 		return "", err
+	}
+	if backend == "gpg" {
+		name, verr := v.gpg.verify(env)
+		if verr != nil {
+			return "", verr
+		}
+		return name, checkPolicy(policy, nitpicky, env.Topic, name)
 	}
 	if _, ok := env.fields[fieldSignature]; !ok {
 		return "", invalid(ReasonUnsigned, "no signature field", nil)
@@ -155,21 +169,31 @@ func (v *Validator) validate(env *Envelope, policy map[string][]string, nitpicky
 		err.Signer = cn
 		return "", err
 	}
-	if allowed, ok := policy[env.Topic]; ok {
-		if !slices.Contains(allowed, cn) {
-			return "", &ValidationError{Reason: ReasonPolicy, Signer: cn,
-				Detail: fmt.Sprintf("%q may not publish on %q", cn, env.Topic)}
-		}
-	} else if nitpicky {
-		return "", &ValidationError{Reason: ReasonPolicy, Signer: cn,
-			Detail: fmt.Sprintf("topic %q is not in the routing policy", env.Topic)}
+	if err := checkPolicy(policy, nitpicky, env.Topic, cn); err != nil {
+		return "", err
 	}
 	return cn, nil
 }
 
+// checkPolicy applies the routing policy to a validated signer, whichever
+// backend named it.
+func checkPolicy(policy map[string][]string, nitpicky bool, topic, cn string) error {
+	if allowed, ok := policy[topic]; ok {
+		if !slices.Contains(allowed, cn) {
+			return &ValidationError{Reason: ReasonPolicy, Signer: cn,
+				Detail: fmt.Sprintf("%q may not publish on %q", cn, topic)}
+		}
+	} else if nitpicky {
+		return &ValidationError{Reason: ReasonPolicy, Signer: cn,
+			Detail: fmt.Sprintf("topic %q is not in the routing policy", topic)}
+	}
+	return nil
+}
+
 // checkBackend picks the backend as fedmsg does: the crypto field when
-// present, else x509 when there is a certificate.
-func (v *Validator) checkBackend(env *Envelope) error {
+// present, else x509 when there is a certificate, else gpg when there is a
+// signature.
+func (v *Validator) checkBackend(env *Envelope) (string, error) {
 	backend := env.Crypto
 	if _, ok := env.fields[fieldCrypto]; !ok {
 		switch {
@@ -178,19 +202,21 @@ func (v *Validator) checkBackend(env *Envelope) error {
 		case hasField(env, fieldSignature):
 			backend = "gpg"
 		default:
-			return invalid(ReasonUnsigned, "no crypto, signature or certificate field", nil)
+			return "", invalid(ReasonUnsigned, "no crypto, signature or certificate field", nil)
 		}
 	}
 	if !slices.Contains(v.backends, backend) {
-		return invalid(ReasonBackend, fmt.Sprintf("backend %q is not accepted", backend), nil)
+		return "", invalid(ReasonBackend, fmt.Sprintf("backend %q is not accepted", backend), nil)
 	}
-	if backend != "x509" {
-		return invalid(ReasonBackend, fmt.Sprintf("backend %q is not supported", backend), nil)
+	switch {
+	case backend == "gpg":
+		return backend, nil
+	case backend != "x509":
+		return "", invalid(ReasonBackend, fmt.Sprintf("backend %q is not supported", backend), nil)
+	case !hasField(env, fieldCertificate):
+		return "", invalid(ReasonUnsigned, "no certificate field", nil)
 	}
-	if !hasField(env, fieldCertificate) {
-		return invalid(ReasonUnsigned, "no certificate field", nil)
-	}
-	return nil
+	return backend, nil
 }
 
 func hasField(env *Envelope, key string) bool {
