@@ -96,7 +96,13 @@ func tail(t *testing.T, b *Bus, prefix string, opts ...SubscribeOption) <-chan *
 				t.Errorf("tail: %v", err)
 				continue
 			}
-			ch <- m
+			// A test that stopped reading must not keep this goroutine,
+			// and its cleanup, waiting forever.
+			select {
+			case ch <- m:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })

@@ -75,10 +75,16 @@ func TestConsumersDispatchAndAck(t *testing.T) {
 	if other.count() != 0 {
 		t.Errorf("the other consumer got %d", other.count())
 	}
-	// One ACK per message, plus the same ACK again for each resend the
-	// hub dropped as a duplicate (resends happen on a loaded machine).
-	if s := hub.Stats(); s.AcksSent != 2+s.Duplicates {
-		t.Errorf("ACKs sent %d, want one per message and one per duplicate (%d)", s.AcksSent, s.Duplicates)
+	// One ACK per message, though three consumers matched: both were
+	// ACKed (the publishes succeeded), so wait for the count. Resends
+	// (a loaded machine) add at most one ACK per duplicate the hub
+	// dropped, and only once the first ACK has gone. A duplicate is
+	// counted before its ACK is sent, so reading ACKs first and
+	// duplicates second never sees more ACKs than the rule allows.
+	waitFor(t, "two ACKs counted", func() bool { return hub.Stats().AcksSent >= 2 })
+	acks := hub.Stats().AcksSent
+	if dups := hub.Stats().Duplicates; acks > 2+dups {
+		t.Errorf("ACKs sent %d, want one per message and at most one per duplicate (%d)", acks, dups)
 	}
 }
 

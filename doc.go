@@ -89,12 +89,19 @@
 // the application sees each message once. [Bus.PublishAsync] runs reliable
 // publishes concurrently, up to [WithMaxInFlight].
 //
-// On the receiving side, [Bus.Tail] and [Subscription.Next] ACK each gilmsg
-// message before yielding it, as Python gilmsg does; [ManualAck] leaves that
-// to [Message.Ack]. [Bus.RunConsumers] serves hub-style [Consumer] values;
-// with [AckAfterConsume] the ACK waits until every consumer has returned
-// nil, so the publisher learns that the message was processed, not just
-// received. Messages without gilmsg_version, and ACKs, are never ACKed.
+// On the receiving side, the ACK point is chosen explicitly:
+//   - by default [Bus.Tail] and [Subscription.Next] ACK each valid gilmsg
+//     message as they yield it, as Python gilmsg does: the ACK says
+//     "received";
+//   - with [ManualAck] the application calls [Message.Ack] once it has
+//     handled the message (written, stored, processed), and not for those
+//     it drops: the ACK says "handled";
+//   - [Bus.RunConsumers] serves hub-style [Consumer] values; with
+//     [AckAfterConsume] the ACK waits until every matching consumer has
+//     returned nil, and a message no consumer matches is not ACKed.
+//
+// A message that failed validation is never ACKed, nor are messages
+// without gilmsg_version, nor ACKs.
 //
 // # Configuration
 //

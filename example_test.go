@@ -312,6 +312,62 @@ func ExampleBus_RunConsumers() {
 	// RunConsumers returned <nil>
 }
 
+// ACK after processing: with ManualAck the subscriber ACKs a message only
+// once it has stored it, so a reliable publish succeeds only for the
+// orders that were really stored. The refused one is not ACKed, and its
+// publisher learns so.
+func ExampleManualAck() {
+	pki, cleanup := newPKI("billing01", "web01")
+	defer cleanup()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	billing := start(pki, "billing01", nil)
+	defer billing.Close()
+	web := start(pki, "web01", []*gilmsg.Bus{billing}, gilmsg.WithModname("web"))
+	defer web.Close()
+
+	sub, err := billing.Subscribe(ctx, "org.example.dev.web.order.", gilmsg.ManualAck(),
+		gilmsg.FromEndpoints(web.Endpoint()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sub.Close()
+	handled := make(chan struct{}, 2)
+	go func() {
+		for m, err := range sub.Messages(ctx) {
+			if err != nil {
+				continue
+			}
+			var order struct{ ID, Amount int }
+			if err := m.Decode(&order); err != nil || order.Amount <= 0 {
+				fmt.Println("refused order", order.ID) // and not ACKed
+			} else {
+				fmt.Println("stored order", order.ID)
+				if err := m.Ack(ctx); err != nil { // only now that it is stored
+					log.Print(err)
+				}
+			}
+			handled <- struct{}{}
+		}
+	}()
+
+	if err := web.WaitSubscribers(ctx, "order.created", 1); err != nil {
+		log.Fatal(err)
+	}
+	for _, order := range []struct{ id, amount int }{{44, 30}, {45, -1}} {
+		_, err := web.Publish(ctx, "order.created", map[string]any{"id": order.id, "amount": order.amount},
+			gilmsg.Recipients("billing01"), gilmsg.AckTimeout(time.Second))
+		<-handled
+		fmt.Printf("order %d: delivered: %v\n", order.id, err == nil)
+	}
+	// Output:
+	// stored order 44
+	// order 44: delivered: true
+	// refused order 45
+	// order 45: delivered: false
+}
+
 func ExampleMarshalCanonical() {
 	// The text fedmsg signs: sorted keys, no spaces, non-ASCII escaped, and
 	// floats written as Python writes them.

@@ -176,9 +176,7 @@ func TestRelayLifecycle(t *testing.T) {
 		checkLeaks(t)
 		r := testRelay(t, relayTestConfig())
 		_, errc := runRelay(t, r)
-		for len(r.run) == 0 { // until Run holds the sockets
-			time.Sleep(time.Millisecond)
-		}
+		waitFor(t, "Run to hold the sockets", func() bool { return len(r.run) > 0 })
 		start := time.Now()
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
@@ -225,9 +223,7 @@ func TestRelayLifecycle(t *testing.T) {
 		checkLeaks(t)
 		r := testRelay(t, relayTestConfig())
 		_, errc := runRelay(t, r)
-		for len(r.run) == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		waitFor(t, "the first Run to hold the sockets", func() bool { return len(r.run) > 0 })
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
 		if err := r.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {

@@ -25,14 +25,24 @@ type Message struct {
 	Signer   string // the certificate CN, when validated
 	Body     []byte // frame 2 exactly as received
 
-	sub *Subscription
+	sub     *Subscription
+	invalid error // why validation failed, for a message SurfaceInvalid yielded
 }
 
 // Ack publishes this message's ACK now. It is only needed with
-// [ManualAck]; otherwise a subscription ACKs each gilmsg message before
-// yielding it. Messages without gilmsg_version, and ACKs themselves, are
-// never ACKed: Ack returns nil for them.
+// [ManualAck]; otherwise a subscription ACKs each valid gilmsg message
+// just before yielding it. Call it once the message has been handled as
+// far as the publisher needs to know (written, stored, processed): an ACK
+// is the publisher's proof of delivery, so a message dropped by the
+// application's own filters should not be ACKed. Messages without
+// gilmsg_version, and ACKs themselves, are never ACKed: Ack returns nil
+// for them. A message that failed validation (yielded by
+// [SurfaceInvalid]) is never ACKed either: Ack returns its validation
+// error.
 func (m *Message) Ack(ctx context.Context) error {
+	if m.invalid != nil {
+		return m.invalid
+	}
 	if m.sub == nil || m.Envelope == nil {
 		return nil
 	}
@@ -74,7 +84,11 @@ func SurfaceInvalid() SubscribeOption { return func(o *subOptions) { o.surfaceIn
 // NoAck turns off the ACKs a subscription sends for gilmsg messages.
 func NoAck() SubscribeOption { return func(o *subOptions) { o.ack = false } }
 
-// ManualAck leaves ACKs to the caller: see [Message.Ack].
+// ManualAck leaves ACKs to the caller, who calls [Message.Ack] once the
+// message has been handled (written, stored, processed). Without it a
+// subscription ACKs each valid gilmsg message as it yields it: the ACK
+// then says "received by the application", not "processed", and a message
+// the application drops is ACKed all the same.
 func ManualAck() SubscribeOption { return func(o *subOptions) { o.manualAck = true } }
 
 // Dedupe sets how many recent msg_ids a subscription remembers to drop
@@ -417,6 +431,7 @@ func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
 	s.bus.stats.invalid.add(reason)
 	s.bus.log.Warn("gilmsg: invalid message", slog.String("endpoint", m.Endpoint), slog.String("reason", string(reason)), slog.Any("error", err))
 	if s.opts.surfaceInvalid {
+		m.invalid = err // never ACKed, whoever asks
 		return m, err, true
 	}
 	return nil, nil, false
@@ -517,8 +532,9 @@ func (s *Subscription) Messages(ctx context.Context) iter.Seq2[*Message, error] 
 // fedmsg.tail_messages does. The loop ends when ctx ends or the bus closes;
 // breaking out of it, or its end, closes the subscription's sockets. A
 // failure to subscribe (other than those two) is yielded once, with a nil
-// message. Gilmsg messages
-// are ACKed before they are yielded unless [NoAck] or [ManualAck] is given.
+// message. Valid gilmsg messages are ACKed as they are yielded unless
+// [NoAck] or [ManualAck] is given; with ManualAck, call [Message.Ack]
+// after handling each one.
 func (b *Bus) Tail(ctx context.Context, topicPrefix string, opts ...SubscribeOption) iter.Seq2[*Message, error] {
 	return func(yield func(*Message, error) bool) {
 		s, err := b.Subscribe(ctx, topicPrefix, opts...)

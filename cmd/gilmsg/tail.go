@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
+	"os/signal"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf16"
@@ -55,10 +58,15 @@ naming it as a recipient succeeds, when it can publish: with --name it
 binds that name's endpoint, and with "active" set in the configuration
 it goes through relay_inbound. Otherwise, or with --no-ack, it only
 listens. The configuration's own "name" is not used: it belongs to a
-service that may be running.
+service that may be running. A message is ACKed only once its line has
+been written to stdout: one that --include or --exclude drops, one that
+fails validation, and one whose line could not be written are never
+ACKed, so their publisher learns that they did not arrive.
 
-tail runs until interrupted (SIGINT, SIGTERM) or, with --count, until it
-has printed that many messages; either way the exit status is 0.`,
+tail runs until interrupted (SIGINT, SIGTERM), until stdout is closed
+(its reader, such as "head -1", has gone) or, with --count, until it
+has printed that many messages; in each case the exit status is 0.
+Another error writing stdout exits 1.`,
 		Example: `  gilmsg tail --topic org.fedoraproject.prod.bodhi --json
   gilmsg tail --exclude 'gilmsg\.ack$' --really-pretty
   gilmsg tail --name consumer01 --count 1`,
@@ -98,13 +106,21 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	}
 	ctx, stop := notify(cmd.Context())
 	defer stop()
+	// A write to a closed pipe must come back as EPIPE, which ends tail
+	// with 0, instead of killing it with SIGPIPE (status 141).
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 	bus, err := gilmsg.New(cfg)
 	if err != nil {
 		return err
 	}
 	defer bus.Close()
 	opts := []gilmsg.SubscribeOption{gilmsg.SurfaceInvalid()}
-	if !acking {
+	if acking {
+		// The ACK says "handed to the user": it waits for the line.
+		opts = append(opts, gilmsg.ManualAck())
+	} else {
 		opts = append(opts, gilmsg.NoAck())
 	}
 	if o.noValidate {
@@ -129,7 +145,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	if o.reallyPretty {
 		p.pretty = &prettyPrinter{indent: "  ", color: isTerminal(cmd.OutOrStdout())}
 	}
-	printed := 0
+	printed, ackErrSaid := 0, false
 	for m, err := range sub.Messages(ctx) {
 		if err != nil {
 			if m == nil {
@@ -151,7 +167,18 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		}
 		// One write per message, unbuffered: a tail is read live.
 		if err := p.print(w, m); err != nil {
-			return err
+			if errors.Is(err, syscall.EPIPE) {
+				// The reader has gone ("| head -1"): a normal end.
+				return nil
+			}
+			return fmt.Errorf("writing to stdout: %w", err)
+		}
+		if acking {
+			if err := m.Ack(ctx); err != nil && !ackErrSaid {
+				// Once: each reliable publish to this tail will time out.
+				ackErrSaid = true
+				fmt.Fprintf(stderr, "gilmsg tail: %v\n", err)
+			}
 		}
 		if printed++; o.count > 0 && printed >= o.count {
 			return nil
@@ -222,8 +249,15 @@ func (p printer) print(w io.Writer, m *gilmsg.Message) error {
 	if err != nil {
 		return fmt.Errorf("printing %s: %w", m.MsgID, err)
 	}
-	_, err = w.Write(append(b, '\n'))
-	return err
+	if _, err = w.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	// Stdout is unbuffered, so a finished Write has handed the line on; a
+	// buffered writer must hand it on too before the message is ACKed.
+	if f, ok := w.(interface{ Flush() error }); ok {
+		return f.Flush()
+	}
+	return nil
 }
 
 // jsonRecord is the --json line: the message's origin and signer, and the

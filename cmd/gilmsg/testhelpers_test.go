@@ -83,9 +83,15 @@ func startCLI(t *testing.T, ctx context.Context, stdin io.Reader, args ...string
 	return out, errOut, result
 }
 
+// textSink is where a command under test writes, read back afterwards.
+type textSink interface {
+	io.Writer
+	String() string
+}
+
 // runCLIWith is runCLI writing to the given buffers under ctx. It may run
 // in another goroutine than the test's, so it reports with t.Errorf only.
-func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut *syncBuffer, args ...string) cliResult {
+func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut textSink, args ...string) cliResult {
 	for _, c := range rootCmd.Commands() {
 		if mk, ok := freshCommands[c.Name()]; ok {
 			rootCmd.RemoveCommand(c)
@@ -206,7 +212,13 @@ func collect(t *testing.T, b *gilmsg.Bus, prefix string, opts ...gilmsg.Subscrib
 				t.Errorf("tail: %v", err)
 				continue
 			}
-			ch <- m
+			// A test that stopped reading must not keep this goroutine,
+			// and its cleanup, waiting forever.
+			select {
+			case ch <- m:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })

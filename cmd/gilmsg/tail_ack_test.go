@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// The tests of this file hold tail to its promise: a reliable message is
+// ACKed only once its line has been written. The oracle is the
+// publisher's own verdict (ACKed or timed out), nothing the tail says.
+
+// A message that --include or --exclude drops is not ACKed: its reliable
+// publish times out, while the messages printed around it are ACKed.
+func TestTailFilteredNotAcked(t *testing.T) {
+	checkGoroutines(t)
+	isolateConfigSources(t)
+	n := newTailNet(t, nil)
+	for _, filter := range [][]string{{"--exclude", `drop$`}, {"--include", `keep$`}} {
+		t.Run(filter[0], func(t *testing.T) {
+			args := append([]string{"tail", "--config", n.withMe, "--name", tailCN, "--json", "--count", "2"}, filter...)
+			_, _, done := startCLI(t, context.Background(), nil, args...)
+			reliable := func(topic string, timeout time.Duration) error {
+				_, err := n.pub.Publish(ctxFor(t), topic, nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(timeout))
+				return err
+			}
+			// The first ACK proves the tail is listening; on one TCP
+			// connection the second keep arrives after the drop, so when
+			// it is ACKed the drop has been through the filter.
+			if err := reliable("keep", 10*time.Second); err != nil {
+				t.Fatalf("first keep: %v", err)
+			}
+			err := reliable("drop", time.Second)
+			var te *gilmsg.AckTimeoutError
+			if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != tailCN {
+				t.Errorf("filtered message: %v, want an ACK timeout naming %s", err, tailCN)
+			}
+			if err := reliable("keep", 10*time.Second); err != nil {
+				t.Fatalf("second keep: %v", err)
+			}
+			res := waitCLI(t, done)
+			out := lines(res.stdout)
+			if res.code != exitOK || len(out) != 2 || !strings.Contains(out[0], `"topic":"org.example.dev.test.keep"`) ||
+				!strings.Contains(out[1], `"topic":"org.example.dev.test.keep"`) {
+				t.Errorf("exit %d, stdout %q: want the two keeps", res.code, res.stdout)
+			}
+		})
+	}
+}
+
+// errWriter fails every write, as a full disk does.
+type errWriter struct{ syncBuffer }
+
+func (*errWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A line that cannot be written is not ACKed, and tail exits 1 naming why.
+func TestTailWriteErrorNotAcked(t *testing.T) {
+	checkGoroutines(t)
+	isolateConfigSources(t)
+	n := newTailNet(t, nil)
+	var errOut syncBuffer
+	done := make(chan cliResult, 1)
+	go func() {
+		done <- runCLIWith(t, context.Background(), nil, &errWriter{}, &errOut,
+			"tail", "--config", n.withMe, "--name", tailCN)
+	}()
+	var errs []error
+	res := publishUntil(t, done, func(int) {
+		_, err := n.pub.Publish(context.Background(), "job", nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(50*time.Millisecond))
+		errs = append(errs, err)
+	})
+	if res.code != exitFailure || !strings.Contains(res.stderr, "writing to stdout: no space left on device") {
+		t.Errorf("exit %d, stderr %q: want 1 and the write error", res.code, res.stderr)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, gilmsg.ErrAckTimeout) {
+			t.Errorf("publish: %v, want an ACK timeout: the line was never written", err)
+		}
+	}
+}
+
+// TestHelperCLIProcess is not a test: the tests below start the test
+// binary again with GILMSG_CLI_ARGS set, to run gilmsg as a process with a
+// real stdout.
+func TestHelperCLIProcess(t *testing.T) {
+	args := os.Getenv("GILMSG_CLI_ARGS")
+	if args == "" {
+		t.Skip("run as a process by other tests")
+	}
+	os.Exit(run(strings.Split(args, "\n")))
+}
+
+// cliProcess starts gilmsg as a process whose stdout is the given file;
+// exited is closed when it has ended, and cmd.ProcessState is set.
+func cliProcess(t *testing.T, stdout *os.File, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, exited <-chan struct{}) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &syncBuffer{}
+	cmd = exec.Command(exe, "-test.run=^TestHelperCLIProcess$")
+	cmd.Env = append(os.Environ(), "GILMSG_CLI_ARGS="+strings.Join(args, "\n"))
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	return cmd, stderr, done
+}
+
+// When the reader of tail's stdout goes away ("gilmsg tail | head -1"),
+// tail exits quietly with 0, as its help says, not 141 from SIGPIPE; and
+// the message it could not write is not ACKed.
+func TestTailClosedPipe(t *testing.T) {
+	isolateConfigSources(t)
+	n := newTailNet(t, nil)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, stderr, exited := cliProcess(t, w, "tail", "--config", n.withMe, "--name", tailCN)
+	w.Close()
+	if _, err := n.pub.Publish(ctxFor(t), "first", nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(20*time.Second)); err != nil {
+		t.Fatalf("first: %v; stderr %q", err, stderr.String())
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || !strings.Contains(line, "org.example.dev.test.first") {
+		t.Fatalf("read %q, %v", line, err)
+	}
+	r.Close() // what head does after its line
+	_, err = n.pub.Publish(ctxFor(t), "second", nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(time.Second))
+	if !errors.Is(err, gilmsg.ErrAckTimeout) {
+		t.Errorf("second: %v, want an ACK timeout: nobody read it", err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("tail still runs after its stdout closed; stderr %q", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitOK || stderr.String() != "" {
+		t.Errorf("exit status %v, stderr %q: want 0, quietly", cmd.ProcessState, stderr.String())
+	}
+}
+
+// waitCLI waits for a command started with startCLI to end.
+func waitCLI(t *testing.T, done <-chan cliResult) cliResult {
+	t.Helper()
+	select {
+	case res := <-done:
+		return res
+	case <-time.After(20 * time.Second):
+		t.Fatal("the command did not end within 20s")
+	}
+	return cliResult{}
+}
