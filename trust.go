@@ -1,7 +1,6 @@
 package gilmsg
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -168,27 +167,9 @@ func (t *trustStore) loadCRL(cas []*x509.Certificate) (*crlSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CRL: %w", err)
 	}
-	der := data
-	if b, _ := pem.Decode(data); b != nil {
-		der = b.Bytes
-	}
-	rl, err := x509.ParseRevocationList(der)
+	set, err := newCRLSet(data, cas)
 	if err != nil {
 		return nil, fmt.Errorf("CRL %s: %w", t.crlLoc, err)
-	}
-	// Like OpenSSL, trust a CRL only when one of our CAs signed it.
-	var sigErr error = fmt.Errorf("no CA issued it")
-	for _, ca := range cas {
-		if sigErr = rl.CheckSignatureFrom(ca); sigErr == nil {
-			break
-		}
-	}
-	if sigErr != nil {
-		return nil, fmt.Errorf("CRL %s: signature: %w", t.crlLoc, sigErr)
-	}
-	set := &crlSet{list: rl, revoked: make(map[string]struct{}, len(rl.RevokedCertificateEntries))}
-	for _, e := range rl.RevokedCertificateEntries {
-		set.revoked[e.SerialNumber.String()] = struct{}{}
 	}
 	return set, nil
 }
@@ -227,24 +208,3 @@ func (t *trustStore) fetch(url string) ([]byte, error) {
 }
 
 func isURL(loc string) bool { return strings.HasPrefix(loc, "https://") }
-
-// crlSet is a verified CRL with its revoked serials indexed.
-type crlSet struct {
-	list    *x509.RevocationList
-	revoked map[string]struct{}
-}
-
-// check applies the CRL as OpenSSL's CRL_CHECK does: the CRL must be the
-// issuer's and current, and the serial must not be on it.
-func (c *crlSet) check(cert *x509.Certificate, now time.Time) *ValidationError {
-	if !bytes.Equal(c.list.RawIssuer, cert.RawIssuer) {
-		return invalid(ReasonCA, "no CRL for the certificate's issuer", nil)
-	}
-	if !c.list.NextUpdate.IsZero() && now.After(c.list.NextUpdate) {
-		return invalid(ReasonCA, "CRL expired at "+c.list.NextUpdate.Format(time.RFC3339), nil)
-	}
-	if _, ok := c.revoked[cert.SerialNumber.String()]; ok {
-		return invalid(ReasonRevoked, "serial "+cert.SerialNumber.String()+" is on the CRL", nil)
-	}
-	return nil
-}
