@@ -49,6 +49,11 @@ with --json one JSON object per line:
 
   {"name":..,"endpoint":..,"topic":..,"signer":..,"msg":{the envelope}}
 
+or with --really-pretty what fedmsg-tail --really-pretty prints: the
+message without its signature and certificate, indented, keys sorted
+(the order every fedmsg publisher sends), text ASCII-escaped as fedmsg
+writes it, coloured when stdout is a terminal.
+
 Messages that fail validation are not printed; a line on stderr says
 why. --include and --exclude filter on the topic with regular expressions
 (matched anywhere in it).
@@ -82,7 +87,7 @@ Another error writing stdout exits 1.`,
 	f.BoolVar(&o.noValidate, "no-validate", false, "print messages without checking their signatures")
 	f.StringVar(&o.include, "include", "", "print only topics matching this regular expression")
 	f.StringVar(&o.exclude, "exclude", "", "do not print topics matching this regular expression")
-	f.BoolVar(&o.reallyPretty, "really-pretty", false, "print indented JSON, coloured when stdout is a terminal")
+	f.BoolVar(&o.reallyPretty, "really-pretty", false, "print the message as fedmsg-tail --really-pretty does: indented, without signature and certificate")
 	f.StringVar(&o.name, "name", "", "bind this `NAME`'s endpoint to send ACKs from")
 	f.BoolVar(&o.noAck, "no-ack", false, "never ACK")
 	return cmd
@@ -143,7 +148,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	w := cmd.OutOrStdout()
 	p := printer{json: o.json}
 	if o.reallyPretty {
-		p.pretty = &prettyPrinter{indent: "  ", color: isTerminal(cmd.OutOrStdout())}
+		p.pretty = &prettyPrinter{indent: "  ", ascii: true, color: isTerminal(cmd.OutOrStdout())}
 	}
 	printed, ackErrSaid := 0, false
 	for m, err := range sub.Messages(ctx) {
@@ -240,7 +245,7 @@ func (p printer) print(w io.Writer, m *gilmsg.Message) error {
 	var err error
 	switch {
 	case p.pretty != nil:
-		b, err = p.pretty.record(m)
+		b, err = p.pretty.envelope(m)
 	case p.json:
 		b, err = jsonRecord(m)
 	default:
@@ -330,10 +335,12 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// prettyPrinter renders decoded JSON for people: text as is rather than
-// \u-escaped, keys sorted, indented unless indent is "", and coloured.
+// prettyPrinter renders decoded JSON for people: keys sorted, indented
+// unless indent is "", and coloured; text as is rather than \u-escaped,
+// unless ascii asks for fedmsg's escapes.
 type prettyPrinter struct {
 	indent string
+	ascii  bool
 	color  bool
 }
 
@@ -346,22 +353,18 @@ const (
 	ansiReset   = "\x1b[0m"
 )
 
-// record is the --json record, for people.
-func (p *prettyPrinter) record(m *gilmsg.Message) ([]byte, error) {
+// envelope is fedmsg-tail --really-pretty's text: the message without
+// signature and certificate (fedmsg's strip_credentials). With indent
+// "  " and ascii, and without colour, it is byte for byte Python's
+// pretty_dumps of the same message, whose keys arrive sorted.
+func (p *prettyPrinter) envelope(m *gilmsg.Message) ([]byte, error) {
+	fields := maps.Clone(m.Fields())
+	delete(fields, "signature")
+	delete(fields, "certificate")
 	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, f := range recordFields(m) {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		p.newline(&b, 1)
-		p.key(&b, f.key)
-		if err := p.value(&b, f.value, 1); err != nil {
-			return nil, err
-		}
+	if err := p.value(&b, fields, 0); err != nil {
+		return nil, err
 	}
-	p.newline(&b, 0)
-	b.WriteByte('}')
 	return b.Bytes(), nil
 }
 
@@ -404,7 +407,7 @@ func (p *prettyPrinter) value(b *bytes.Buffer, v any, depth int) error {
 		p.newline(b, depth)
 		b.WriteByte(']')
 	case string:
-		p.paint(b, ansiString, quoteForPeople(v))
+		p.paint(b, ansiString, p.quote(v))
 	default:
 		// Numbers, booleans and null: written exactly as fedmsg would.
 		text, err := gilmsg.MarshalCanonical(v)
@@ -422,7 +425,7 @@ func (p *prettyPrinter) value(b *bytes.Buffer, v any, depth int) error {
 }
 
 func (p *prettyPrinter) key(b *bytes.Buffer, k string) {
-	p.paint(b, ansiKey, quoteForPeople(k))
+	p.paint(b, ansiKey, p.quote(k))
 	b.WriteByte(':')
 	if p.indent != "" {
 		b.WriteByte(' ')
@@ -447,6 +450,17 @@ func (p *prettyPrinter) paint(b *bytes.Buffer, colour, text string) {
 	b.WriteString(colour)
 	b.WriteString(text)
 	b.WriteString(ansiReset)
+}
+
+func (p *prettyPrinter) quote(s string) string {
+	if p.ascii {
+		// fedmsg's escapes (json.dumps's ensure_ascii), as the canonical
+		// encoder writes them.
+		if text, err := gilmsg.MarshalCanonical(s); err == nil {
+			return string(text)
+		}
+	}
+	return quoteForPeople(s)
 }
 
 // quoteForPeople quotes s as a JSON string that keeps printable characters
