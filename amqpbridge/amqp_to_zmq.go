@@ -1,0 +1,240 @@
+package amqpbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// AMQPToZmq carries broker messages to the bus: it consumes from a
+// durable queue bound to an exchange and publishes each message as a new
+// fedmsg envelope ([FromAMQP]) signed by the bus's certificate, under the
+// message_id, with username amqp-bridge.
+//
+// A delivery is acked only after its bus publish, and, with Recipients,
+// only after they ACKed it; otherwise it is nacked and the broker
+// delivers it again. A redelivered copy keeps its msg_id, so subscribers
+// drop it as a duplicate. Bad deliveries (see [FromAMQP]) are logged and
+// rejected without requeue: a queue with a dead-letter exchange keeps
+// them.
+type AMQPToZmq struct {
+	bus  *gilmsg.Bus
+	cfg  Config
+	log  *slog.Logger
+	name string
+
+	connected atomic.Bool
+	stats     counters
+	recent    *idRing
+}
+
+// NewAMQPToZmq makes the bridge; [AMQPToZmq.Run] runs it. The bus must be
+// able to publish and must sign (sign_messages).
+func NewAMQPToZmq(bus *gilmsg.Bus, cfg Config, opts ...Option) (*AMQPToZmq, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if bus.Endpoint() == "" {
+		return nil, fmt.Errorf("%w: the bridge's bus cannot publish: give it a name with endpoints", gilmsg.ErrConfig)
+	}
+	if !bus.Config().SignMessages {
+		return nil, &gilmsg.ConfigError{Key: "sign_messages", Err: errors.New("amqp-to-zmq signs what it publishes: turn sign_messages on")}
+	}
+	o := buildOptions(opts)
+	return &AMQPToZmq{bus: bus, cfg: cfg, log: o.log, name: "gilmsg amqp-to-zmq " + bus.Config().Name,
+		recent: newIDRing(4096)}, nil
+}
+
+// Connected reports whether the bridge is consuming now.
+func (a *AMQPToZmq) Connected() bool { return a.connected.Load() }
+
+// Stats returns the bridge's counters.
+func (a *AMQPToZmq) Stats() Stats { return a.stats.snapshot() }
+
+func (a *AMQPToZmq) declare(ch *amqp.Channel) error {
+	if err := declareExchange(ch, a.cfg.ConsumeExchange); err != nil {
+		return err
+	}
+	if _, err := ch.QueueDeclare(a.cfg.Queue, true, false, false, false, nil); err != nil {
+		return err
+	}
+	for _, key := range a.cfg.Bindings {
+		if err := ch.QueueBind(a.cfg.Queue, key, a.cfg.ConsumeExchange, false, nil); err != nil {
+			return err
+		}
+	}
+	return ch.Qos(a.cfg.Window, 0, false)
+}
+
+// Run consumes and bridges until ctx ends (then it returns nil) or a
+// permanent failure. Broker outages are not failures: Run reconnects with
+// backoff and resumes; what was not acked is delivered again.
+func (a *AMQPToZmq) Run(ctx context.Context) error {
+	for {
+		s, err := connect(ctx, &a.cfg, a.name, a.log, a.declare)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		err = a.serve(ctx, s)
+		a.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var stop *stopError
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		a.stats.reconnects.Add(1)
+		a.log.Warn("amqpbridge: lost the broker, reconnecting", slog.Any("error", err))
+	}
+}
+
+func (a *AMQPToZmq) serve(ctx context.Context, s *session) error {
+	deliveries, err := s.ch.ConsumeWithContext(ctx, a.cfg.Queue, a.name, false, false, false, false, nil)
+	if err != nil {
+		return err
+	}
+	a.connected.Store(true)
+	gone := s.gone()
+	busGone := make(chan error, a.cfg.Workers)
+	var wg sync.WaitGroup
+	for range a.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.work(ctx, deliveries, busGone)
+		}()
+	}
+	// Workers end when the deliveries channel closes: with the session,
+	// or when ctx ends (ConsumeWithContext cancels the consumer).
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	defer func() { s.close(); <-done }()
+	select {
+	case e := <-gone:
+		if e == nil {
+			return errors.New("channel closed")
+		}
+		return e
+	case err := <-busGone:
+		// Unacked deliveries go back to the queue with the session.
+		return &stopError{err}
+	case <-done:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errors.New("consumer cancelled by the broker")
+	}
+}
+
+// work handles deliveries until the channel closes. A closed bus is
+// reported on busGone: there is nowhere left to publish.
+func (a *AMQPToZmq) work(ctx context.Context, deliveries <-chan amqp.Delivery, busGone chan<- error) {
+	backoff := time.Duration(0)
+	for d := range deliveries {
+		err := a.handle(ctx, &d)
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		if errors.Is(err, gilmsg.ErrClosed) {
+			busGone <- err
+			return
+		}
+		// The bus publish failed (recipients did not ACK, ...): back off
+		// before handing the message back, so that a recipient that is
+		// down does not turn into a redelivery storm.
+		backoff = min(max(2*backoff, 100*time.Millisecond), a.cfg.ReconnectMax)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		if err := d.Nack(false, true); err != nil {
+			a.log.Warn("amqpbridge: nack", slog.String("msg_id", d.MessageId), slog.Any("error", err))
+		}
+	}
+}
+
+// handle bridges one delivery and settles it, except when the bus
+// publish fails: then it returns the error and the caller nacks.
+func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
+	a.stats.received.Add(1)
+	in, err := FromAMQP(d, a.cfg.MaxBody, time.Now())
+	if err != nil {
+		a.stats.drop(err)
+		a.log.Warn("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey), slog.Any("reason", err))
+		if err := d.Reject(false); err != nil {
+			a.log.Warn("amqpbridge: reject", slog.Any("error", err))
+		}
+		return nil
+	}
+	if d.Redelivered && a.recent.has(in.MsgID) {
+		// Published (and ACKed) already; only the broker's ack was lost.
+		a.stats.duplicates.Add(1)
+		return a.ack(d)
+	}
+	opts := []gilmsg.PublishOption{gilmsg.MsgID(in.MsgID), gilmsg.Username(BridgeUsername), gilmsg.ExactTopic()}
+	if len(a.cfg.Recipients) > 0 {
+		opts = append(opts, gilmsg.Recipients(a.cfg.Recipients...))
+	}
+	if _, err := a.bus.Publish(ctx, in.Topic, in.Msg, opts...); err != nil {
+		a.stats.nacked.Add(1)
+		a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
+			slog.String("topic", in.Topic), slog.String("msg_id", in.MsgID), slog.Any("error", err))
+		return err
+	}
+	a.recent.add(in.MsgID)
+	a.stats.forwarded.Add(1)
+	return a.ack(d)
+}
+
+func (a *AMQPToZmq) ack(d *amqp.Delivery) error {
+	if err := d.Ack(false); err != nil {
+		// The channel is gone; the broker delivers the message again, and
+		// the recent set or the subscribers drop the copy.
+		a.log.Warn("amqpbridge: ack", slog.String("msg_id", d.MessageId), slog.Any("error", err))
+	}
+	return nil
+}
+
+// idRing remembers the last n ids.
+type idRing struct {
+	mu   sync.Mutex
+	ring []string
+	next int
+	set  map[string]struct{}
+}
+
+func newIDRing(n int) *idRing {
+	return &idRing{ring: make([]string, n), set: make(map[string]struct{}, n)}
+}
+
+func (r *idRing) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[id]
+	return ok
+}
+
+func (r *idRing) add(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.set[id]; ok {
+		return
+	}
+	delete(r.set, r.ring[r.next])
+	r.ring[r.next] = id
+	r.set[id] = struct{}{}
+	r.next = (r.next + 1) % len(r.ring)
+}

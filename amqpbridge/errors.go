@@ -1,0 +1,20 @@
+package amqpbridge
+
+import "errors"
+
+// Sentinel errors. The reasons a message is not bridged ([DropError])
+// unwrap to one of them.
+var (
+	// ErrLoop means the message came from the other direction of a
+	// bridge: it would go round for ever.
+	ErrLoop = errors.New("amqpbridge: would loop")
+	// ErrNoPayload means a bus message has no msg, or a msg that is not a
+	// JSON object (fedora-messaging bodies are objects).
+	ErrNoPayload = errors.New("amqpbridge: no JSON object payload")
+	// ErrNoMessageID means an AMQP message has no message_id.
+	ErrNoMessageID = errors.New("amqpbridge: no message_id")
+	// ErrBadBody means an AMQP body is not JSON, or not a JSON object.
+	ErrBadBody = errors.New("amqpbridge: body is not a JSON object")
+	// ErrTooLarge means an AMQP body is larger than amqp_max_body.
+	ErrTooLarge = errors.New("amqpbridge: body too large")
+)

@@ -1,0 +1,165 @@
+package amqpbridge
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// BridgeUsername is the username of every envelope amqp-to-zmq publishes;
+// zmq-to-amqp drops messages that carry it (WIRE.md §14's loop guard).
+const BridgeUsername = "amqp-bridge"
+
+// OriginHeader marks what zmq-to-amqp publishes; amqp-to-zmq drops
+// deliveries that carry it, should an exchange binding route them back.
+const OriginHeader = "x-gilmsg-bridged-from"
+
+// fedora-messaging's headers (WIRE.md §14).
+const (
+	headerSchema   = "fedora_messaging_schema"
+	headerSentAt   = "sent-at"
+	headerSeverity = "fedora_messaging_severity"
+	severityInfo   = 20
+)
+
+// DropError says why a message was not bridged. It unwraps to one of the
+// package's sentinels ([ErrLoop], [ErrNoPayload], ...).
+type DropError struct {
+	MsgID  string // the fedmsg msg_id or AMQP message_id, when known
+	Reason error
+	Detail string
+}
+
+func (e *DropError) Error() string {
+	s := e.Reason.Error()
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	if e.MsgID != "" {
+		s += " (id " + e.MsgID + ")"
+	}
+	return s
+}
+
+func (e *DropError) Unwrap() error { return e.Reason }
+
+// ToAMQP turns a validated bus message into its fedora-messaging form
+// (WIRE.md §14): routing key = topic, body = the JSON of msg, message_id
+// = msg_id, persistent, with fedora-messaging's headers; signature,
+// certificate, timestamp, i and username are left behind. It returns a
+// [*DropError] for what must not cross: messages without a JSON object
+// msg, messages from amqp-to-zmq (username amqp-bridge), and gilmsg's own
+// ACKs, which only mean something on the bus.
+func ToAMQP(m *gilmsg.Envelope) (amqp.Publishing, error) {
+	if m.Username == BridgeUsername {
+		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrLoop, Detail: "username " + BridgeUsername}
+	}
+	if strings.HasSuffix(m.Topic, ".gilmsg.ack") {
+		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrLoop, Detail: "a gilmsg ACK"}
+	}
+	if _, ok := m.Msg.(map[string]any); !ok {
+		detail := "no msg field"
+		if _, present := m.Field("msg"); present {
+			detail = fmt.Sprintf("msg is %T", m.Msg)
+			if m.Msg == nil {
+				detail = "msg is null"
+			}
+		}
+		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrNoPayload, Detail: detail}
+	}
+	body, err := gilmsg.MarshalCanonical(m.Msg)
+	if err != nil {
+		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrNoPayload, Detail: err.Error()}
+	}
+	sent := time.Unix(m.Timestamp, 0).UTC()
+	if m.Timestamp == 0 {
+		sent = time.Now().UTC()
+	}
+	return amqp.Publishing{
+		ContentType:     "application/json",
+		ContentEncoding: "utf-8",
+		DeliveryMode:    amqp.Persistent,
+		MessageId:       m.MsgID,
+		Timestamp:       sent,
+		Headers: amqp.Table{
+			headerSchema:   "base.message",
+			headerSentAt:   sent.Format("2006-01-02T15:04:05+00:00"),
+			headerSeverity: int32(severityInfo),
+			OriginHeader:   "zmq",
+		},
+		Body: body,
+	}, nil
+}
+
+// Incoming is an AMQP message as amqp-to-zmq republishes it.
+type Incoming struct {
+	Topic string         // the routing key
+	MsgID string         // the message_id, "<year>-" prefixed when it lacks one
+	Msg   map[string]any // the body
+}
+
+// FromAMQP checks a delivery and maps it to the bus (WIRE.md §14). It
+// returns a [*DropError] for a body larger than maxBody, not JSON or not
+// an object, a delivery without message_id or routing key, and one that
+// zmq-to-amqp published (a loop).
+func FromAMQP(d *amqp.Delivery, maxBody int, now time.Time) (*Incoming, error) {
+	id := d.MessageId
+	if _, ok := d.Headers[OriginHeader]; ok {
+		return nil, &DropError{MsgID: id, Reason: ErrLoop, Detail: "published by zmq-to-amqp (" + OriginHeader + " header)"}
+	}
+	if len(d.Body) > maxBody {
+		return nil, &DropError{MsgID: id, Reason: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, amqp_max_body is %d", len(d.Body), maxBody)}
+	}
+	if id == "" {
+		return nil, &DropError{Reason: ErrNoMessageID, Detail: "routing key " + strconv.Quote(d.RoutingKey)}
+	}
+	if d.RoutingKey == "" {
+		return nil, &DropError{MsgID: id, Reason: ErrBadBody, Detail: "no routing key to use as the topic"}
+	}
+	v, err := gilmsg.DecodeJSON(d.Body)
+	if err != nil {
+		return nil, &DropError{MsgID: id, Reason: ErrBadBody, Detail: err.Error()}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, &DropError{MsgID: id, Reason: ErrBadBody, Detail: fmt.Sprintf("a JSON %s", kind(v))}
+	}
+	if !hasYearPrefix(id) {
+		id = strconv.Itoa(now.Year()) + "-" + id
+	}
+	return &Incoming{Topic: d.RoutingKey, MsgID: id, Msg: obj}, nil
+}
+
+// hasYearPrefix reports whether id starts with four digits and a dash, as
+// fedmsg's msg_ids do.
+func hasYearPrefix(id string) bool {
+	if len(id) < 5 || id[4] != '-' {
+		return false
+	}
+	for i := range 4 {
+		if id[i] < '0' || id[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	default:
+		return "number"
+	}
+}
