@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,15 +70,29 @@ func newLocalBus(t *testing.T) *localBus {
 	return &localBus{t: t, cfg: pki.Config, endpoints: map[string][]string{}}
 }
 
-// reserve binds an address for name now, so that every bus started
-// afterwards knows it; start(name) then binds it again. Start the buses
-// in the order they must know each other.
+// reserve picks a free port for each name now, so that every bus knows
+// the others whatever order they start in.
+func (l *localBus) reserve(names ...string) {
+	l.t.Helper()
+	for _, name := range names {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		l.endpoints[name] = []string{"tcp://" + ln.Addr().String()}
+		ln.Close()
+	}
+}
+
+// start makes a bus named name ("" subscribes only), bound on its
+// reserved address or a free port; it knows every endpoint reserved or
+// started before it.
 func (l *localBus) start(name string) *gilmsg.Bus {
 	l.t.Helper()
 	cfg := l.cfg()
 	cfg.Name = name
 	cfg.Endpoints = maps.Clone(l.endpoints)
-	if name != "" {
+	if _, ok := cfg.Endpoints[name]; name != "" && !ok {
 		cfg.Endpoints[name] = []string{"tcp://127.0.0.1:*"}
 	}
 	cfg.AckTimeout = 2 // the machine is loaded; a false timeout would fail tests
@@ -220,7 +236,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// collect subscribes b to prefix and gathers what it yields, by msg_id.
+// collect subscribes b to prefix and gathers what it yields, by msg_id,
+// ACKs left out.
 type collected struct {
 	mu   sync.Mutex
 	msgs map[string]*gilmsg.Message
@@ -252,7 +269,7 @@ func collect(t *testing.T, b *gilmsg.Bus, prefix string) *collected {
 		defer close(done)
 		defer sub.Close()
 		for m, err := range sub.Messages(ctx) {
-			if err != nil {
+			if err != nil || strings.HasSuffix(m.Topic, ".gilmsg.ack") {
 				continue
 			}
 			c.mu.Lock()

@@ -1,0 +1,200 @@
+package amqpbridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/gilmsg/gilmsg-go/internal/testenv"
+)
+
+// TestBothWaysNoLoop runs both bridges on one bus and one broker: broker
+// messages reach the bus validated and signed by the bridge, bad ones are
+// dropped with their reason and left off the queue, and nothing comes
+// back round in either direction.
+func TestBothWaysNoLoop(t *testing.T) {
+	rmq := testenv.SharedRabbitMQ(t)
+	lb := newLocalBus(t)
+	pub := lb.start(publisherCN)
+	bridgeBus := lb.start(bridgeCN)
+	watcher := lb.start("")
+	seen := collect(t, watcher, "")
+
+	cfg := testConfig(t, rmq.URL)
+	cfg.MaxBody = 1024
+	z2a, err := NewZmqToAMQP(bridgeBus, cfg, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dialBroker(t, rmq.URL)
+	toBroker := b.queue(cfg.PublishExchange)   // what zmq-to-amqp publishes
+	fromBroker := b.queue(cfg.ConsumeExchange) // what reaches amqp-to-zmq's exchange
+	runBridge(t, z2a.Run)
+	runBridge(t, a2z.Run)
+	waitFor(t, "both bridges to connect", func() bool { return z2a.Connected() && a2z.Connected() })
+
+	year := strconv.Itoa(time.Now().Year())
+	const key = "org.fedoraproject.prod.bodhi.update.comment"
+	good := func(id string, n int) amqp.Publishing {
+		return amqp.Publishing{MessageId: id, ContentType: "application/json", DeliveryMode: amqp.Persistent,
+			Body: []byte(`{"n":` + strconv.Itoa(n) + `,"user":"alice"}`)}
+	}
+	send := []struct {
+		p    amqp.Publishing
+		want string // the msg_id on the bus; "" = dropped
+	}{
+		{good("abc-1", 1), year + "-abc-1"},
+		{good("2019-kept", 2), "2019-kept"},
+		{amqp.Publishing{MessageId: "bad-json", Body: []byte("not json")}, ""},
+		{amqp.Publishing{MessageId: "bad-array", Body: []byte("[1,2]")}, ""},
+		{amqp.Publishing{Body: []byte(`{"no":"id"}`)}, ""},
+		{amqp.Publishing{MessageId: "bad-huge", Body: []byte(`{"x":"` + strings.Repeat("x", 2000) + `"}`)}, ""},
+		{amqp.Publishing{MessageId: "bad-loop", Headers: amqp.Table{OriginHeader: "zmq"}, Body: []byte(`{}`)}, ""},
+		{good("last", 3), year + "-last"},
+	}
+	for _, s := range send {
+		b.publish(cfg.ConsumeExchange, key, s.p)
+	}
+	waitFor(t, "the last message on the bus", func() bool { return seen.get(year+"-last") != nil })
+	for i, s := range send {
+		if s.want == "" {
+			continue
+		}
+		m := seen.get(s.want)
+		if m == nil {
+			t.Errorf("message %d (%s) not on the bus", i, s.want)
+			continue
+		}
+		if m.Signer != bridgeCN || m.Username != BridgeUsername || m.Topic != key || m.Crypto != "x509" {
+			t.Errorf("%s: signer %q username %q topic %q crypto %q", s.want, m.Signer, m.Username, m.Topic, m.Crypto)
+		}
+		var got, want struct{ N int }
+		json.Unmarshal(s.p.Body, &want)
+		if err := m.Decode(&got); err != nil || got.N != want.N {
+			t.Errorf("%s: payload %s (%v), want n %d", s.want, m.Body, err, want.N)
+		}
+	}
+	if u, _ := seen.count(); u != 3 {
+		t.Errorf("%d messages on the bus, want the 3 good ones", u)
+	}
+	st := a2z.Stats()
+	wantDrops := map[string]uint64{ErrBadBody.Error(): 2, ErrNoMessageID.Error(): 1, ErrTooLarge.Error(): 1, ErrLoop.Error(): 1}
+	for k, v := range wantDrops {
+		if st.Dropped[k] != v {
+			t.Errorf("amqp-to-zmq dropped %v, want %v", st.Dropped, wantDrops)
+			break
+		}
+	}
+	if st.Forwarded != 3 {
+		t.Errorf("amqp-to-zmq forwarded %d, want 3", st.Forwarded)
+	}
+	// Rejected, not requeued: the bridge's queue is empty.
+	waitFor(t, "the bridge's queue to be empty", func() bool { return b.ready(cfg.Queue) == 0 })
+
+	// The other way: a bus message goes to the broker once; the three
+	// bridged messages do not go back (username amqp-bridge).
+	waitFor(t, "zmq-to-amqp to drop the bridged messages", func() bool { return z2a.Stats().Dropped[ErrLoop.Error()] >= 3 })
+	if err := pub.WaitSubscribers(ctxT(t), "x", 2); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pub.Publish(ctxT(t), "marker", map[string]any{"m": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := b.drain(toBroker, 1)
+	if len(got) != 1 || got[0].MessageId != r.MsgID {
+		t.Fatalf("broker got %d messages, want the marker %s", len(got), r.MsgID)
+	}
+	waitFor(t, "the marker on the bus", func() bool { return seen.get(r.MsgID) != nil })
+	if n := b.ready(toBroker); n != 0 {
+		t.Errorf("%d more messages went to the broker: a loop", n)
+	}
+	if n := b.ready(fromBroker); n != len(send) {
+		t.Errorf("%d messages on the consumed exchange, want the %d sent: a loop", n, len(send))
+	}
+	if st := a2z.Stats(); st.Received != uint64(len(send)) {
+		t.Errorf("amqp-to-zmq received %d, want %d: a loop", st.Received, len(send))
+	}
+}
+
+// TestAMQPToZmqWaitsForRecipients: with recipients, a delivery is acked
+// only once they ACKed; while one is missing, the message stays in the
+// broker and is delivered again; its copies keep the msg_id, so the
+// recipient yields it once.
+func TestAMQPToZmqWaitsForRecipients(t *testing.T) {
+	rmq := testenv.SharedRabbitMQ(t)
+	lb := newLocalBus(t)
+	lb.reserve(consumerCN, bridgeCN)
+	consumer := lb.start(consumerCN)
+	bridgeBus := lb.start(bridgeCN)
+
+	cfg := testConfig(t, rmq.URL)
+	cfg.Recipients = []string{consumerCN}
+	cfg.Workers = 1
+	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dialBroker(t, rmq.URL)
+	runBridge(t, a2z.Run)
+	waitFor(t, "the bridge to connect", a2z.Connected)
+	b.publish(cfg.ConsumeExchange, "org.example.t", amqp.Publishing{MessageId: "2026-r1", Body: []byte(`{"k":1}`), DeliveryMode: amqp.Persistent})
+
+	// No recipient yet: published, not ACKed, nacked, delivered again.
+	waitFor(t, "a nack", func() bool { return a2z.Stats().Nacked >= 1 })
+	if a2z.Stats().Forwarded != 0 {
+		t.Fatal("forwarded without the recipient's ACK")
+	}
+
+	seen := collect(t, consumer, "")
+	waitFor(t, "the recipient's ACK", func() bool { return a2z.Stats().Forwarded == 1 })
+	waitFor(t, "the queue to be empty", func() bool { return b.ready(cfg.Queue) == 0 })
+	if u, all := seen.count(); u != 1 || all != 1 {
+		t.Errorf("the recipient yielded %d messages (%d unique), want 1: %v", all, u, seen.msgs)
+	}
+	if m := seen.get("2026-r1"); m == nil || m.Signer != bridgeCN {
+		t.Errorf("recipient got %+v", m)
+	}
+}
+
+func TestFromAMQP(t *testing.T) {
+	now := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		d      amqp.Delivery
+		wantID string
+		err    error
+	}{
+		{amqp.Delivery{MessageId: "x", RoutingKey: "a.b", Body: []byte(`{}`)}, "2031-x", nil},
+		{amqp.Delivery{MessageId: "2020-x", RoutingKey: "a.b", Body: []byte(`{}`)}, "2020-x", nil},
+		{amqp.Delivery{MessageId: "202-x", RoutingKey: "a.b", Body: []byte(`{}`)}, "2031-202-x", nil},
+		{amqp.Delivery{MessageId: "abcd-x", RoutingKey: "a.b", Body: []byte(`{}`)}, "2031-abcd-x", nil},
+		{amqp.Delivery{MessageId: "x", RoutingKey: "a.b", Body: []byte(`{"a":`)}, "", ErrBadBody},
+		{amqp.Delivery{MessageId: "x", RoutingKey: "a.b", Body: []byte(`"s"`)}, "", ErrBadBody},
+		{amqp.Delivery{MessageId: "x", RoutingKey: "a.b", Body: []byte("\xff")}, "", ErrBadBody},
+		{amqp.Delivery{MessageId: "x", Body: []byte(`{}`)}, "", ErrBadBody},
+		{amqp.Delivery{RoutingKey: "a.b", Body: []byte(`{}`)}, "", ErrNoMessageID},
+		{amqp.Delivery{MessageId: "x", RoutingKey: "a.b", Body: make([]byte, 11)}, "", ErrTooLarge},
+		{amqp.Delivery{MessageId: "x", RoutingKey: "a.b", Headers: amqp.Table{OriginHeader: "zmq"}, Body: []byte(`{}`)}, "", ErrLoop},
+	} {
+		in, err := FromAMQP(&tc.d, 10, now)
+		if !errors.Is(err, tc.err) || (err == nil && in.MsgID != tc.wantID) {
+			t.Errorf("%q %q: got %+v, %v; want id %q, %v", tc.d.MessageId, tc.d.Body, in, err, tc.wantID, tc.err)
+		}
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
