@@ -5,13 +5,16 @@ export CGO_ENABLED := 1
 
 # libzmq3-dev is the one system dependency (pebbe/zmq4 uses cgo, found
 # with pkg-config and built with gcc). As root, iptables too: the partition
-# test cuts links between network namespaces with it (it skips without).
+# test cuts links between network namespaces with it (it skips without),
+# and rabbitmq-server: the AMQP bridge's tests start a throwaway node of it
+# (internal/testenv), never the system service.
 # gnupg: the gpg backend reads GnuPG homes with the gpg binary (its tests
 # skip without).
 deps:
 	@missing=""; \
 	pkg-config --exists libzmq 2>/dev/null && command -v gcc >/dev/null || missing="libzmq3-dev pkg-config gcc"; \
 	if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null; then missing="$$missing iptables"; fi; \
+	if [ "$$(id -u)" = 0 ] && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then missing="$$missing rabbitmq-server"; fi; \
 	command -v gpg >/dev/null || missing="$$missing gnupg"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
