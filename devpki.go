@@ -40,6 +40,9 @@ type DevPKI struct {
 	// Later Issue* calls leave it unchanged so that it can be read without
 	// locking; [DevPKI.Config] lists every certname issued.
 	Hosts []string
+	// GPG holds an OpenPGP key per host (in Dir/gpg), made when
+	// [DevPKIOptions].GPG is set; nil otherwise.
+	GPG *DevGPG
 
 	keyBits  int
 	validity time.Duration
@@ -66,6 +69,9 @@ type DevPKIOptions struct {
 	// Validity is how long the CA, its certificates and its CRL stay valid.
 	// Default one year.
 	Validity time.Duration
+	// GPG also makes an OpenPGP key per host (see [NewDevGPG]) and has
+	// [DevPKI.Config] validate gpg messages with them. Default false.
+	GPG bool
 }
 
 const (
@@ -150,6 +156,11 @@ func NewDevPKI(dir string, opts DevPKIOptions) (*DevPKI, error) {
 	now := time.Now()
 	for i, h := range opts.Hosts {
 		if err := p.issue(h, keys[1+i], now.Add(-devBackdate), now.Add(p.validity)); err != nil {
+			return nil, err
+		}
+	}
+	if opts.GPG {
+		if p.GPG, err = NewDevGPG(filepath.Join(abs, "gpg"), opts.Hosts); err != nil {
 			return nil, err
 		}
 	}
@@ -438,6 +449,9 @@ func (p *DevPKI) Config() *Config {
 	}
 	p.mu.Unlock()
 	c.Certnames["shell."+shortHostname()] = p.Hosts[0]
+	if p.GPG != nil {
+		p.GPG.Configure(c)
+	}
 	return c
 }
 

@@ -20,6 +20,7 @@ func newDevPKICmd() *cobra.Command {
 		configOut string
 		basePort  int
 		keyBits   int
+		withGPG   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev-pki DIR",
@@ -29,6 +30,12 @@ func newDevPKICmd() *cobra.Command {
 host, whose CN is the host name. It writes a config (fedmsg keys, as JSON)
 that signs and validates with them, giving each host an endpoint on
 127.0.0.1 from --base-port up, and prints that config's path.
+
+With --gpg it also makes an OpenPGP key per host for the gpg backend:
+DIR/gpg/keys.asc, and the GnuPG home DIR/gpg/gnupg when gpg is installed.
+The config then accepts gpg messages and names their signers (gpg_home,
+gpg_keys); to sign with gpg, set crypto_backend to "gpg" and
+gpg_signing_key to the host's entry in gpg_keys.
 
 It refuses to touch a DIR that already holds ca.crt or ca.key. The keys are
 unencrypted: never use them outside a test bus.`,
@@ -43,7 +50,7 @@ unencrypted: never use them outside a test bus.`,
 			if basePort < 1 || basePort+max(len(hosts), 1)-1 > 65535 {
 				return &exitError{code: exitUsage, err: fmt.Errorf("--base-port %d leaves no room for %d hosts below 65536", basePort, max(len(hosts), 1))}
 			}
-			p, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: keyBits})
+			p, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: keyBits, GPG: withGPG})
 			if errors.Is(err, gilmsg.ErrConfig) {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -75,5 +82,6 @@ unencrypted: never use them outside a test bus.`,
 	f.StringVar(&configOut, "config-out", "", "where to write the config (default DIR/fedmsg.json)")
 	f.IntVar(&basePort, "base-port", 3000, "TCP port of the first host's endpoint; the others follow")
 	f.IntVar(&keyBits, "key-bits", 2048, "RSA key size")
+	f.BoolVar(&withGPG, "gpg", false, "also make an OpenPGP key per host for the gpg backend")
 	return cmd
 }

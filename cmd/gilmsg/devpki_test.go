@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -110,5 +111,29 @@ func TestDevPKICommandUsage(t *testing.T) {
 				t.Error("a CA was created despite the usage error")
 			}
 		})
+	}
+}
+
+func TestDevPKICommandGPG(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if out, err := runDevPKI(t, dir, "--hosts", "web01,db01", "--key-bits", "1024", "--gpg"); err != nil {
+		t.Fatalf("dev-pki --gpg: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("gpgconf", "--homedir", filepath.Join(dir, "gpg", "gnupg"), "--kill", "all").Run()
+	})
+	data, err := os.ReadFile(filepath.Join(dir, "fedmsg.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c gilmsg.Config
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.GPGKeys) != 2 || c.GPGKeys["web01"] == "" || !slices.Contains(c.CryptoValidateBackends, "gpg") || c.GPGHome == "" {
+		t.Fatalf("config: gpg_keys %v, backends %v, gpg_home %q", c.GPGKeys, c.CryptoValidateBackends, c.GPGHome)
+	}
+	if _, err := os.Stat(c.GPGHome); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -29,14 +29,16 @@ A line is either a JSON object whose string field "body" holds the exact
 frame-2 text (other fields are ignored, so the test vectors and the output
 of "gilmsg tail --json"'s envelopes can be piped in), or else the body
 itself. The message is judged as a subscriber would judge it under the
-configuration: CA, CRL, accepted backends and routing policy. signer is
-the certificate's CN when the message is valid; error says why it is not,
+configuration: CA, CRL, accepted backends, gpg keys and routing policy.
+signer is the certificate's CN when the message is valid (gpg: the key's
+name in gpg_keys, else its fingerprint); error says why it is not,
 and reason is its class (signature, expired, revoked, policy, ...).
 
 Blank lines are skipped. An invalid message is a verdict, not a failure:
 the exit status is 0 once every line has been judged. A line that could
-not be judged because the CA or CRL could not be loaded (reason "ca") is
-printed too, and makes the exit status 1.`,
+not be judged because the CA or CRL could not be loaded (reason "ca"), or
+gpg_home could not be read (reason "keyring"), is printed too, and makes
+the exit status 1.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -72,7 +74,7 @@ func verifyLines(v *gilmsg.Validator, in io.Reader, out io.Writer) error {
 		}
 		if line = bytes.TrimSpace(line); len(line) > 0 {
 			vd := judge(v, bodyOf(line))
-			if vd.Reason == string(gilmsg.ReasonCA) {
+			if vd.Reason == string(gilmsg.ReasonCA) || vd.Reason == string(gilmsg.ReasonKeyring) {
 				unjudged++
 			}
 			if err := enc.Encode(vd); err != nil {

@@ -181,3 +181,56 @@ func mustLine(t *testing.T, v vector) string {
 	}
 	return string(b)
 }
+
+// verify judges gpg messages as Python's gpg backend does (gilmsg-go also
+// refuses expired and revoked keys) and names the signer from gpg_keys; an
+// unreadable gpg_home leaves them unjudged.
+func TestVerifyGPG(t *testing.T) {
+	gpgData, err := filepath.Abs("../../testdata/gpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	isolateConfigSources(t)
+	keys, err := os.ReadFile(filepath.Join(gpgData, "gpg_keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(gpgData, "vectors.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vectors []vector
+	for _, line := range lines(string(raw)) {
+		var v vector
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatal(err)
+		}
+		vectors = append(vectors, v)
+	}
+	config := func(home string) string {
+		path := filepath.Join(t.TempDir(), "gpg.json")
+		text := `{"crypto_validate_backends": ["gpg"], "gpg_home": "` + home + `", "gpg_keys": ` + string(keys) + `}`
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	res := runCLI(t, strings.NewReader(string(raw)), "verify", "--config", config(filepath.Join(gpgData, "pubring.asc")))
+	got := lines(res.stdout)
+	if res.code != exitOK || len(got) != len(vectors) {
+		t.Fatalf("exit %d, %d lines for %d vectors; stderr %s", res.code, len(got), len(vectors), res.stderr)
+	}
+	for i, v := range vectors {
+		var out verdict
+		if err := json.Unmarshal([]byte(got[i]), &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Valid != v.Valid || out.Signer != v.Signer {
+			t.Errorf("%s: valid=%v signer=%q, want valid=%v signer=%q (%s)", v.Name, out.Valid, out.Signer, v.Valid, v.Signer, out.Error)
+		}
+	}
+	res = runCLI(t, strings.NewReader(mustLine(t, vectors[0])+"\n"), "verify", "--config", config("/nonexistent/gnupg"))
+	if res.code != exitFailure || !strings.Contains(res.stdout, `"reason":"keyring"`) {
+		t.Errorf("missing gpg_home: exit %d, stdout %q", res.code, res.stdout)
+	}
+}
