@@ -71,6 +71,7 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 	b.stats.reliable.Add(1)
 	if err := b.send(wctx, out); err != nil {
 		b.stats.timedOut.Add(1)
+		b.opts.hooks.ackTimedOut()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, l.timeoutError(p, out, timeout, err)
 		}
@@ -101,11 +102,13 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 			// and ACK again.
 			if err := b.send(wctx, out); err == nil {
 				b.stats.resends.Add(1)
+				b.opts.hooks.resend(out.topic)
 			}
 			resend = min(2*resend, b.opts.resendMax)
 			timer.Reset(resend)
 		case <-wctx.Done():
 			b.stats.timedOut.Add(1)
+			b.opts.hooks.ackTimedOut()
 			if b.isClosed() {
 				return nil, ErrClosed
 			}
@@ -185,6 +188,7 @@ func (l *ackListener) run() {
 		l.bus.stats.acksReceived.Add(1)
 		if reason := l.route(m); reason != "" {
 			l.bus.stats.acksRejected.add(reason)
+			l.bus.opts.hooks.ackRejected(reason)
 			l.bus.log.Debug("gilmsg: ACK rejected", slog.String("reason", reason), slog.String("msg_id", m.MsgID))
 		}
 	}
@@ -223,6 +227,7 @@ func (l *ackListener) route(m *Message) string {
 	}
 	p.acked[cn] = time.Since(p.start)
 	l.bus.stats.acksMatched.Add(1)
+	l.bus.opts.hooks.ackMatched()
 	if len(p.acked) == len(p.recipients) {
 		close(p.done)
 	}

@@ -70,6 +70,7 @@ type options struct {
 	resendMax    time.Duration
 	maxInFlight  int
 	queueSize    int
+	hooks        *Hooks
 }
 
 func defaultOptions(cfg *Config) options {

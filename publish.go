@@ -196,6 +196,7 @@ func (b *Bus) send(ctx context.Context, out *outgoing) error {
 		return err
 	}
 	b.stats.published.Add(1)
+	b.opts.hooks.messageOut(out.topic)
 	b.log.Debug("gilmsg: published", slog.String("topic", out.topic), slog.String("msg_id", out.msgID))
 	return nil
 }

@@ -27,9 +27,11 @@ const relayBatch = 256
 // Run, Close, Stats and the endpoint methods are safe from any goroutine.
 type Relay struct {
 	log      *slog.Logger
+	hooks    *Hooks
 	zctx     *zmq.Context
 	inbound  string
 	outbound string
+	signer   *Signer // signing relay only: signs what comes unsigned
 
 	// Holding run owns sub, pub and wake.recv: Run holds it while it
 	// forwards, Close takes it for good.
@@ -44,6 +46,7 @@ type Relay struct {
 
 	forwarded    atomic.Uint64
 	notTwoFrames atomic.Uint64
+	signed       atomic.Uint64
 }
 
 // RelayStats counts what a [Relay] has done.
@@ -52,6 +55,8 @@ type RelayStats struct {
 	Forwarded uint64
 	// NotTwoFrames is how many of those did not have fedmsg's two frames.
 	NotTwoFrames uint64
+	// Signed is how many a signing relay signed ([NewSigningRelay]).
+	Signed uint64
 }
 
 // RelayOption configures a [Relay].
@@ -59,6 +64,7 @@ type RelayOption func(*relayOptions)
 
 type relayOptions struct {
 	logger *slog.Logger
+	hooks  *Hooks
 }
 
 // WithRelayLogger logs the relay's start, stop and oddities through l.
@@ -76,6 +82,11 @@ func NewRelay(cfg *Config, opts ...RelayOption) (*Relay, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: NewRelay needs a config", ErrConfig)
 	}
+	return newRelay(cfg, opts, nil, (*Relay).open)
+}
+
+// newRelay makes a relay whose sockets open sets up.
+func newRelay(cfg *Config, opts []RelayOption, signer *Signer, open func(*Relay, *Config) error) (*Relay, error) {
 	o := relayOptions{logger: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
@@ -86,11 +97,13 @@ func NewRelay(cfg *Config, opts ...RelayOption) (*Relay, error) {
 	}
 	r := &Relay{
 		log:     o.logger,
+		hooks:   o.hooks,
 		zctx:    zctx,
+		signer:  signer,
 		run:     make(chan struct{}, 1),
 		closing: make(chan struct{}),
 	}
-	if err := r.open(cfg); err != nil {
+	if err := open(r, cfg); err != nil {
 		var wakeErr error
 		if r.wake != nil {
 			wakeErr = r.wake.close()
@@ -133,7 +146,7 @@ func (r *Relay) OutboundEndpoint() string { return r.outbound }
 
 // Stats returns the relay's counters so far.
 func (r *Relay) Stats() RelayStats {
-	return RelayStats{Forwarded: r.forwarded.Load(), NotTwoFrames: r.notTwoFrames.Load()}
+	return RelayStats{Forwarded: r.forwarded.Load(), NotTwoFrames: r.notTwoFrames.Load(), Signed: r.signed.Load()}
 }
 
 // Run forwards messages until ctx ends, returning ctx.Err(), or until the
@@ -216,7 +229,11 @@ func (r *Relay) forwardLoop(ctx context.Context) error {
 // waiting; false means none was queued. A multipart message arrives whole,
 // so once its first frame is read the rest are there too.
 func (r *Relay) forwardOne() (bool, error) {
+	if r.signer != nil {
+		return r.signOne()
+	}
 	frames := 0
+	var first []byte // the topic frame, for the hooks
 	for {
 		b, err := r.sub.RecvBytes(zmq.DONTWAIT)
 		if err != nil {
@@ -226,6 +243,9 @@ func (r *Relay) forwardOne() (bool, error) {
 			return false, fmt.Errorf("gilmsg: relay receive: %w", err)
 		}
 		frames++
+		if frames == 1 {
+			first = b
+		}
 		more, err := r.sub.GetRcvmore()
 		if err != nil {
 			return false, fmt.Errorf("gilmsg: relay receive: %w", err)
@@ -243,6 +263,10 @@ func (r *Relay) forwardOne() (bool, error) {
 		}
 	}
 	r.forwarded.Add(1)
+	if r.hooks != nil {
+		r.hooks.messageIn(string(first))
+		r.hooks.messageOut(string(first))
+	}
 	if frames != 2 {
 		r.notTwoFrames.Add(1)
 		r.log.Debug("gilmsg: relay forwarded a message that is not two frames", slog.Int("frames", frames))

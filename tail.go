@@ -409,6 +409,7 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 	if s.seen != nil && env.MsgID != "" {
 		s.seen.add(env.MsgID)
 	}
+	b.opts.hooks.messageIn(env.Topic)
 	var ackErr error
 	if !s.opts.manualAck && s.opts.ack {
 		ackErr = s.ack(ctx, env)
@@ -429,6 +430,7 @@ func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
 		reason = ReasonMalformed
 	}
 	s.bus.stats.invalid.add(reason)
+	s.bus.opts.hooks.rejected(reason)
 	s.bus.log.Warn("gilmsg: invalid message", slog.String("endpoint", m.Endpoint), slog.String("reason", string(reason)), slog.Any("error", err))
 	if s.opts.surfaceInvalid {
 		m.invalid = err // never ACKed, whoever asks

@@ -1,0 +1,198 @@
+package gilmsg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// gatewayRig is a raw publisher on the bus, a gateway subscribed to it,
+// and a plain SUB client of the gateway, probed until messages flow.
+type gatewayRig struct {
+	g        *Gateway
+	pub, sub *zmq.Socket
+	in, out  atomic.Int64 // the hooks' counts
+}
+
+func newGatewayRig(t *testing.T, hwm int) *gatewayRig {
+	t.Helper()
+	zctx := testZCtx(t)
+	rig := &gatewayRig{}
+	rig.pub = testSocket(t, zctx, zmq.PUB, testSockOpts())
+	ep, err := bindFirst(rig.pub, "test", []string{"tcp://127.0.0.1:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := relayTestConfig()
+	cfg.Endpoints = map[string][]string{"publisher": {ep}, "relay_inbound": {"tcp://127.0.0.1:1"}}
+	cfg.Extra = map[string]any{GatewayHWMKey: float64(hwm)}
+	hooks := &Hooks{
+		MessageIn:  func(string) { rig.in.Add(1) },
+		MessageOut: func(string) { rig.out.Add(1) },
+	}
+	rig.g, err = NewGateway(cfg, WithGatewayBind("tcp://127.0.0.1:*"), WithGatewayRelayOptions(WithRelayHooks(hooks)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.g.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- rig.g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := waitErr(t, errc, "Run"); !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+	})
+	if got := rig.g.Sources(); got != 1 {
+		t.Errorf("Sources() = %d, want 1 (relay_inbound is not a source)", got)
+	}
+	rig.sub = rig.client(t, zctx, testSockOpts())
+	return rig
+}
+
+// client connects a SUB to the gateway and returns once a probe reached it.
+func (rig *gatewayRig) client(t *testing.T, zctx *zmq.Context, o sockOpts) *zmq.Socket {
+	t.Helper()
+	sub := testSocket(t, zctx, zmq.SUB, o)
+	sub.SetSubscribe("")
+	if err := sub.Connect(rig.g.Endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	poller := zmq.NewPoller()
+	poller.Add(sub, zmq.POLLIN)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := rig.pub.SendMessage("probe", "{}"); err != nil {
+			t.Fatal(err)
+		}
+		polled, err := poller.Poll(10 * time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(polled) > 0 {
+			return sub
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no probe came through the gateway")
+		}
+	}
+}
+
+func recvNonProbe(t *testing.T, sub *zmq.Socket) [][]byte {
+	t.Helper()
+	sub.SetRcvtimeo(10 * time.Second)
+	for {
+		msg, err := sub.RecvMessageBytes(0)
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		if len(msg) != 2 || string(msg[0]) != "probe" {
+			return msg
+		}
+	}
+}
+
+func TestGatewayForwardsBytesUnchecked(t *testing.T) {
+	checkLeaks(t)
+	rig := newGatewayRig(t, 0)
+	want := [][][]byte{
+		// Not validated: a signature that cannot be right goes through.
+		{[]byte("org.example.dev.test.a"), []byte(`{"msg": {"x": "é"}, "signature": "bm9wZQ==\n", "topic": "org.example.dev.test.a"}`)},
+		{[]byte("binary"), {0, 1, 2, 0xff, 0}},
+		{[]byte("three"), []byte("frames"), []byte("here")},
+		{[]byte("org.example.dev.test.big"), []byte(strings.Repeat("x", 1<<20))},
+	}
+	for _, m := range want {
+		if _, err := rig.pub.SendMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, w := range want {
+		got := recvNonProbe(t, rig.sub)
+		if len(got) != len(w) {
+			t.Fatalf("message %d: %d frames, want %d", i, len(got), len(w))
+		}
+		for j := range w {
+			if !bytes.Equal(got[j], w[j]) {
+				t.Fatalf("message %d frame %d differs", i, j)
+			}
+		}
+	}
+	waitFor(t, "the hooks to count every forwarded message", func() bool {
+		st := rig.g.Stats()
+		return st.NotTwoFrames == 1 && rig.in.Load() == int64(st.Forwarded) && rig.out.Load() == int64(st.Forwarded)
+	})
+}
+
+// A client that never reads costs the gateway at most its high-water mark
+// (plus the kernel's socket buffers): the rest is dropped for it, and the
+// gateway goes on forwarding to everyone else.
+func TestGatewaySlowClientBounded(t *testing.T) {
+	checkLeaks(t)
+	const hwm, n = 10, 600
+	rig := newGatewayRig(t, hwm)
+	// Reached by the probes, then never read; its own small queue makes
+	// its library stop reading the connection, as a slow machine would.
+	o := testSockOpts()
+	o.HWM = hwm
+	slow := rig.client(t, testZCtx(t), o)
+	before := int64(rig.g.Stats().Forwarded)
+	body := bytes.Repeat([]byte("y"), 64<<10)
+	for i := range n {
+		if _, err := rig.pub.SendMessage(fmt.Sprintf("org.example.dev.test.%d", i), body); err != nil {
+			t.Fatal(err)
+		}
+		// The publisher's own queue to the gateway is bounded too: pace
+		// the sender on what the gateway has taken.
+		for int64(rig.g.Stats().Forwarded) < before+int64(i+1)-hwm {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(t, "the gateway to forward everything", func() bool { return int64(rig.g.Stats().Forwarded) >= before+n })
+	got := 0
+	slow.SetRcvtimeo(200 * time.Millisecond)
+	for {
+		msg, err := slow.RecvMessageBytes(0)
+		if err != nil {
+			break
+		}
+		if string(msg[0]) != "probe" {
+			got++
+		}
+	}
+	// What the kernel buffers on loopback (a few MB) comes on top of the
+	// two high-water marks; half the messages is far beyond either.
+	if got >= n/2 {
+		t.Fatalf("the slow client got %d of %d messages: nothing bounded its queue", got, n)
+	}
+	t.Logf("slow client kept %d of %d messages (hwm %d)", got, n, hwm)
+}
+
+func TestNewGatewayErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		key   string
+	}{
+		{"port not a number", map[string]any{GatewayPortKey: "nine"}, GatewayPortKey},
+		{"port out of range", map[string]any{GatewayPortKey: float64(70000)}, GatewayPortKey},
+		{"hwm not an integer", map[string]any{GatewayHWMKey: 1.5}, GatewayHWMKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := relayTestConfig()
+			cfg.Extra = tc.extra
+			_, err := NewGateway(cfg)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Key != tc.key {
+				t.Fatalf("NewGateway = %v, want a ConfigError on %s", err, tc.key)
+			}
+		})
+	}
+}

@@ -1,0 +1,87 @@
+package gilmsg
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestSigningRelay(t *testing.T) {
+	checkLeaks(t)
+	zctx := testZCtx(t)
+	pki := testPKI(t)
+	cfg := relayTestConfig()
+	p := pki.Config()
+	cfg.SSLDir, cfg.CACertLocation, cfg.CRLLocation = p.SSLDir, p.CACertLocation, p.CRLLocation
+	cfg.Certnames = map[string]string{SigningRelayName: "relay01.example.org"}
+	r, err := NewSigningRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	runRelay(t, r)
+	c := newRelayClients(t, zctx, r)
+	v := NewValidator(p)
+
+	unsigned := []byte(`{"i": 1, "msg": {"text": "it's"}, "msg_id": "2026-x", "timestamp": 1700000000, "topic": "org.example.dev.shell.note", "username": "someone"}`)
+	signer, err := LoadSigner(p.SSLDir, "publisher01.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := ParseEnvelope(unsigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := env.Fields()
+	if err := signer.Sign(fields); err != nil {
+		t.Fatal(err)
+	}
+	signed, err := MarshalCanonical(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, m := range [][]string{
+		{"org.example.dev.shell.note", string(unsigned)},
+		{"org.example.dev.shell.note", string(signed)},
+		{"org.example.dev.shell.junk", "not json"},
+	} {
+		if _, err := c.pub.SendMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got := c.recv(t)
+	env, err = ParseEnvelope(got[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, err := v.Validate(env)
+	if err != nil || cn != "relay01.example.org" {
+		t.Fatalf("the unsigned message, once relayed: signer %q, %v; want relay01.example.org", cn, err)
+	}
+	var msg map[string]string
+	if err := env.Decode(&msg); err != nil || msg["text"] != "it's" {
+		t.Errorf("payload after signing = %v, %v", msg, err)
+	}
+
+	if got := c.recv(t); !bytes.Equal(got[1], signed) {
+		t.Errorf("an already signed message was changed:\n%s\nwant\n%s", got[1], signed)
+	}
+	if got := c.recv(t); string(got[1]) != "not json" {
+		t.Errorf("junk = %q, want it forwarded as is", got[1])
+	}
+	// The probes ("{}", unsigned) were signed too.
+	if st := r.Stats(); st.Signed != uint64(c.probes+1) {
+		t.Errorf("Stats().Signed = %d, want %d", st.Signed, c.probes+1)
+	}
+}
+
+func TestNewSigningRelayNeedsItsCertname(t *testing.T) {
+	cfg := relayTestConfig()
+	_, err := NewSigningRelay(cfg)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Key != "certnames" || !errors.Is(err, ErrCannotSign) {
+		t.Fatalf("NewSigningRelay without certnames[signing_relay] = %v", err)
+	}
+}
