@@ -20,6 +20,7 @@ func init() { rootCmd.AddCommand(newRelayCmd()) }
 // flags.
 func newRelayCmd() *cobra.Command {
 	var verbose bool
+	var startMetrics func(*gilmsg.Config) (*gilmsg.Hooks, func(), error)
 	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "Forward every message from relay_inbound to relay_outbound, like fedmsg-relay",
@@ -37,40 +38,72 @@ then prints how many messages it forwarded.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			parent := cmd.Context()
-			if parent == nil {
-				parent = context.Background()
-			}
-			// The relay's loop is woken through its context, not by EINTR,
-			// so zmq4's retry-after-EINTR can stay on.
-			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-
-			stderr := cmd.ErrOrStderr()
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelDebug
-			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-			r, err := gilmsg.NewRelay(cfg, gilmsg.WithRelayLogger(log))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stderr, "gilmsg relay: inbound %s, outbound %s\n", r.InboundEndpoint(), r.OutboundEndpoint())
-			runErr := r.Run(ctx)
-			closeErr := r.Close()
-			st := r.Stats()
-			fmt.Fprintf(stderr, "gilmsg relay: stopped; forwarded %d messages (%d not of two frames)\n", st.Forwarded, st.NotTwoFrames)
-			if runErr != nil && ctx.Err() == nil { // a signal is the normal way out
-				return errors.Join(runErr, closeErr)
-			}
-			return closeErr
+			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, opts ...gilmsg.RelayOption) (forwarder, error) {
+				r, err := gilmsg.NewRelay(cfg, opts...)
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "gilmsg relay: inbound %s, outbound %s\n", r.InboundEndpoint(), r.OutboundEndpoint())
+				return r, nil
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log the relay's start, stop and odd messages")
+	startMetrics = addMetrics(cmd)
 	return cmd
+}
+
+// forwarder is what relay, signing-relay and gateway run.
+type forwarder interface {
+	Run(ctx context.Context) error
+	Close() error
+	Stats() gilmsg.RelayStats
+}
+
+// runForwarder loads the configuration, opens a forwarder with a logger
+// and the metrics hooks, and runs it until SIGINT or SIGTERM; then it
+// closes it (queued messages get zmq_linger to leave) and prints its
+// counts.
+func runForwarder(cmd *cobra.Command, verbose bool, startMetrics func(*gilmsg.Config) (*gilmsg.Hooks, func(), error),
+	open func(*gilmsg.Config, ...gilmsg.RelayOption) (forwarder, error)) error {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	parent := cmd.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	// The forwarding loop is woken through its context, not by EINTR,
+	// so zmq4's retry-after-EINTR can stay on.
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	stderr := cmd.ErrOrStderr()
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hooks, stopMetrics, err := startMetrics(cfg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	f, err := open(cfg, gilmsg.WithRelayLogger(log), gilmsg.WithRelayHooks(hooks))
+	if err != nil {
+		return err
+	}
+	runErr := f.Run(ctx)
+	closeErr := f.Close()
+	st := f.Stats()
+	fmt.Fprintf(stderr, "gilmsg %s: stopped; forwarded %d messages (%d not of two frames", cmd.Name(), st.Forwarded, st.NotTwoFrames)
+	if st.Signed > 0 {
+		fmt.Fprintf(stderr, ", %d signed", st.Signed)
+	}
+	fmt.Fprintln(stderr, ")")
+	if runErr != nil && ctx.Err() == nil { // a signal is the normal way out
+		return errors.Join(runErr, closeErr)
+	}
+	return closeErr
 }

@@ -34,6 +34,7 @@ type tailOptions struct {
 	reallyPretty bool
 	name         string
 	noAck        bool
+	metrics      func(*gilmsg.Config) (*gilmsg.Hooks, func(), error)
 }
 
 // newTailCmd builds the command afresh so that tests get their own flags.
@@ -90,6 +91,7 @@ Another error writing stdout exits 1.`,
 	f.BoolVar(&o.reallyPretty, "really-pretty", false, "print the message as fedmsg-tail --really-pretty does: indented, without signature and certificate")
 	f.StringVar(&o.name, "name", "", "bind this `NAME`'s endpoint to send ACKs from")
 	f.BoolVar(&o.noAck, "no-ack", false, "never ACK")
+	o.metrics = addMetrics(cmd)
 	return cmd
 }
 
@@ -116,7 +118,12 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	sigpipe := make(chan os.Signal, 1)
 	signal.Notify(sigpipe, syscall.SIGPIPE)
 	defer signal.Stop(sigpipe)
-	bus, err := gilmsg.New(cfg)
+	hooks, stopMetrics, err := o.metrics(cfg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	bus, err := gilmsg.New(cfg, gilmsg.WithHooks(hooks))
 	if err != nil {
 		return err
 	}

@@ -22,10 +22,13 @@ import (
 // freshCommands rebuilds the commands these tests run, so that no flag
 // value leaks from one run into the next.
 var freshCommands = map[string]func() *cobra.Command{
-	"verify": newVerifyCmd,
-	"logger": newLoggerCmd,
-	"tail":   newTailCmd,
-	"demo":   newDemoCmd,
+	"verify":        newVerifyCmd,
+	"logger":        newLoggerCmd,
+	"tail":          newTailCmd,
+	"demo":          newDemoCmd,
+	"relay":         newRelayCmd,
+	"gateway":       newGatewayCmd,
+	"signing-relay": newSigningRelayCmd,
 }
 
 // cliResult is what one run of gilmsg left behind.

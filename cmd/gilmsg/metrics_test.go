@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+var metricsAtRE = regexp.MustCompile(`metrics at (http://\S+/metrics)`)
+
+// metricsURL waits for a command started with --metrics-addr to say where
+// it serves, on stderr.
+func metricsURL(t *testing.T, stderr *syncBuffer) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := metricsAtRE.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics address on stderr: %q", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// scrape fetches url and returns the value of the sample named series
+// (name{labels} exactly as exposed), and -1 when there is none.
+func scrape(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping: %s, %v", resp.Status, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("sample %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// waitMetric scrapes until series reaches at least want.
+func waitMetric(t *testing.T, url, series string, want float64, meanwhile func()) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := scrape(t, url, series)
+		if got >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want at least %v", series, got, want)
+		}
+		if meanwhile != nil {
+			meanwhile()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTailMetrics(t *testing.T) {
+	checkGoroutines(t)
+	isolateConfigSources(t)
+	pki := devPKI(t, tailPubCN)
+	cfg := testConfig(pki)
+	cfg.Name, cfg.Modname = tailPubCN, "test"
+	cfg.Endpoints = map[string][]string{tailPubCN: {"tcp://127.0.0.1:*"}, "unsigned": {"tcp://127.0.0.1:*"}}
+	signed := newBus(t, cfg)
+	ucfg := testConfig(pki)
+	ucfg.Name, ucfg.Modname, ucfg.SignMessages = "unsigned", "junk", false
+	ucfg.Endpoints = cfg.Endpoints
+	unsigned := newBus(t, ucfg)
+	tcfg := testConfig(pki)
+	tcfg.Endpoints = map[string][]string{tailPubCN: {signed.Endpoint()}, "unsigned": {unsigned.Endpoint()}}
+
+	_, stderr, done := startCLI(t, context.Background(), nil, "tail", "--config", writeConfig(t, tcfg), "--metrics-addr", "127.0.0.1:0")
+	url := metricsURL(t, stderr)
+	publish := func() {
+		ctx := context.Background()
+		if _, err := signed.Publish(ctx, "tick", map[string]any{"n": 1}); err != nil {
+			t.Errorf("publish: %v", err)
+		}
+		if _, err := unsigned.Publish(ctx, "tock", map[string]any{"n": 2}); err != nil {
+			t.Errorf("publish: %v", err)
+		}
+	}
+	waitMetric(t, url, `gilmsg_messages_in_total{prefix="org.example.dev.test"}`, 3, publish)
+	waitMetric(t, url, `gilmsg_messages_rejected_total{reason="`+string(gilmsg.ReasonUnsigned)+`"}`, 3, publish)
+	if got := scrape(t, url, `gilmsg_messages_in_total{prefix="org.example.dev.junk"}`); got != -1 {
+		t.Errorf("rejected messages counted in: %v", got)
+	}
+	if got := scrape(t, url, `gilmsg_acks_matched_total`); got != 0 {
+		t.Errorf("acks_matched = %v, want 0", got)
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("tail ended early: %d %q", res.code, res.stderr)
+	default:
+	}
+}
