@@ -143,6 +143,11 @@ func TestPublishWithoutRecipientsIsPlain(t *testing.T) {
 	pub := n.start(pubCN)
 	sub := n.start(c1)
 	msgs := tail(t, sub, "")
+	// A plain publish is not resent: wait until the publisher has applied
+	// the subscription (Subscribe only knows it was sent).
+	if err := pub.WaitSubscribers(ctxT(t), "x", 1); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pub.Publish(ctxT(t), "x", nil, Recipients()); err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,8 @@ type peerCount struct {
 }
 
 // connMonitor counts a socket's live connections, those that completed
-// the ZMTP handshake, from libzmq's socket monitor, read by its own
-// goroutine through an inproc PAIR socket.
+// the ZMTP handshake, from libzmq's socket monitor, read through an inproc
+// PAIR socket by the goroutine of its [monitorGroup].
 //
 // Counts are exact for a connecting socket. For a bound socket they can
 // run one high for as long as a failed handshake overlaps the departure of
@@ -51,15 +51,45 @@ type peerCount struct {
 // the monitored socket before that socket binds or connects (events that
 // precede it are not seen), and closed before the context is terminated.
 type connMonitor struct {
-	wake *waker
-	done chan struct{} // closed when the goroutine has exited
-	lost func(endpoint string)
+	group *monitorGroup
+	own   bool          // the group is this monitor's alone: Close closes it
+	id    int           // its id in the group's poller; the group's goroutine's
+	pair  *zmq.Socket   // owned by the group's goroutine once added
+	done  chan struct{} // closed when the group has closed pair
+	lost  func(endpoint string)
 
 	mu      sync.Mutex
 	peers   map[string]*peerCount
 	live    int
-	stopped error         // why the goroutine exited; nil while it runs
+	stopped error         // why monitoring ended; nil while it runs
 	changed chan struct{} // closed and replaced whenever live or stopped changes
+}
+
+// monitorGroup reads the monitors of many sockets (a subscription's, one
+// per endpoint) on one goroutine, which waits in Go's netpoller
+// ([readyPoller]): an endpoint costs two inproc sockets, and no goroutine
+// or OS thread of its own.
+type monitorGroup struct {
+	poll *readyPoller
+	done chan struct{} // closed when the goroutine has exited
+
+	mu       sync.Mutex
+	adds     []*connMonitor // handed to the goroutine, which adds them
+	removes  []*connMonitor
+	closing  bool
+	members  map[int]*connMonitor // by poller id; the goroutine's
+	nextID   int
+	finished bool // the goroutine has exited: nothing more is added
+}
+
+func newMonitorGroup() (*monitorGroup, error) {
+	poll, err := newReadyPoller()
+	if err != nil {
+		return nil, err
+	}
+	g := &monitorGroup{poll: poll, done: make(chan struct{}), members: make(map[int]*connMonitor)}
+	go g.run()
+	return g, nil
 }
 
 // monitorOption configures a connMonitor.
@@ -69,16 +99,32 @@ type monitorOption func(*connMonitor)
 // handshaken connection has dropped, so that its owner can Disconnect and
 // Connect it again: libzmq does not reconnect after a protocol error such as
 // an oversized message (see the notes at the top of this file). fn runs on
-// the monitor's goroutine and must not block; queue the endpoint and wake
+// a timer's goroutine and must not block; queue the endpoint and wake
 // the socket's owner. Handshakes that never succeeded do not call fn, so a
 // non-ZMTP listener cannot cause a reconnect storm.
 func withLostHook(fn func(endpoint string)) monitorOption {
 	return func(m *connMonitor) { m.lost = fn }
 }
 
-// newConnMonitor starts monitoring s. Call it from s's owner goroutine
-// (it configures s) before s binds or connects.
+// newConnMonitor starts monitoring s, on a group of its own. Call it from
+// s's owner goroutine (it configures s) before s binds or connects.
 func newConnMonitor(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*connMonitor, error) {
+	g, err := newMonitorGroup()
+	if err != nil {
+		return nil, err
+	}
+	m, err := g.add(zctx, s, opts...)
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	m.own = true
+	return m, nil
+}
+
+// add starts monitoring s in the group. Call it from s's owner goroutine
+// before s binds or connects.
+func (g *monitorGroup) add(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*connMonitor, error) {
 	addr := inprocAddr("monitor")
 	if err := s.Monitor(addr, monitorEvents); err != nil {
 		return nil, fmt.Errorf("gilmsg: socket monitor: %w", err)
@@ -101,12 +147,9 @@ func newConnMonitor(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*c
 	if err := pair.Connect(addr); err != nil {
 		return fail(fmt.Errorf("gilmsg: monitor connect: %w", err), pair)
 	}
-	wake, err := newWaker(zctx)
-	if err != nil {
-		return fail(err, pair)
-	}
 	m := &connMonitor{
-		wake:    wake,
+		group:   g,
+		pair:    pair,
 		done:    make(chan struct{}),
 		peers:   make(map[string]*peerCount),
 		changed: make(chan struct{}),
@@ -114,14 +157,103 @@ func newConnMonitor(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*c
 	for _, o := range opts {
 		o(m)
 	}
-	go m.run(pair)
+	g.mu.Lock()
+	if g.finished || g.closing {
+		g.mu.Unlock()
+		return fail(ErrClosed, pair)
+	}
+	// The mutex is the happens-before edge that hands pair over.
+	g.adds = append(g.adds, m)
+	g.mu.Unlock()
+	g.poll.Wake()
 	return m, nil
 }
 
-func (m *connMonitor) run(pair *zmq.Socket) {
-	err := m.loop(pair)
-	pair.Close()
-	m.wake.close()
+func (g *monitorGroup) run() {
+	defer close(g.done)
+	var ready []int
+	var err error
+	for {
+		g.mu.Lock()
+		adds, removes, closing := g.adds, g.removes, g.closing
+		g.adds, g.removes = nil, nil
+		g.mu.Unlock()
+		for _, m := range adds {
+			id := g.nextID
+			g.nextID++
+			if err := g.poll.add(m.pair, id); err != nil {
+				g.stop(m, err)
+				continue
+			}
+			m.id = id
+			g.members[id] = m
+			g.read(id, m) // events queued before it was added signal nothing
+		}
+		for _, m := range removes {
+			if g.members[m.id] == m {
+				g.stopID(m.id, ErrClosed)
+			}
+		}
+		if closing || err != nil {
+			break
+		}
+		if ready, err = g.poll.wait(ready[:0]); err != nil {
+			err = fmt.Errorf("gilmsg: monitor: %w", err)
+			continue // to stop everyone
+		}
+		for _, id := range ready {
+			if m := g.members[id]; m != nil {
+				g.read(id, m)
+			}
+		}
+	}
+	if err == nil {
+		err = ErrClosed
+	}
+	g.mu.Lock()
+	g.finished = true
+	leftover := g.adds
+	g.adds = nil
+	g.mu.Unlock()
+	for id := range g.members {
+		g.stopID(id, err)
+	}
+	for _, m := range leftover {
+		g.stop(m, err)
+	}
+	g.poll.close()
+}
+
+// read applies every event queued for m, and stops m when its socket has
+// closed or its pipe failed.
+func (g *monitorGroup) read(id int, m *connMonitor) {
+	for {
+		ev, addr, _, err := m.pair.RecvEvent(zmq.DONTWAIT)
+		if isEAGAIN(err) {
+			return
+		}
+		if err != nil {
+			g.stopID(id, fmt.Errorf("gilmsg: monitor event: %w", err))
+			return
+		}
+		if ev == zmq.EVENT_MONITOR_STOPPED { // the socket was closed
+			g.stopID(id, ErrClosed)
+			return
+		}
+		m.apply(ev, addr)
+	}
+}
+
+func (g *monitorGroup) stopID(id int, err error) {
+	m := g.members[id]
+	delete(g.members, id)
+	g.poll.remove(m.pair)
+	g.stop(m, err)
+}
+
+// stop closes m's PAIR and releases its waiters with err.
+func (g *monitorGroup) stop(m *connMonitor, err error) {
+	m.pair.Close()
 	m.mu.Lock()
 	m.stopped = err
 	m.notifyLocked()
@@ -129,34 +261,16 @@ func (m *connMonitor) run(pair *zmq.Socket) {
 	close(m.done)
 }
 
-func (m *connMonitor) loop(pair *zmq.Socket) error {
-	poller := zmq.NewPoller()
-	poller.Add(pair, zmq.POLLIN)
-	poller.Add(m.wake.recv, zmq.POLLIN)
-	for {
-		polled, err := poller.Poll(-1)
-		if err != nil {
-			return fmt.Errorf("gilmsg: monitor poll: %w", err)
-		}
-		for _, p := range polled {
-			if p.Socket == m.wake.recv {
-				return ErrClosed // only Close wakes us
-			}
-		}
-		for {
-			ev, addr, _, err := pair.RecvEvent(zmq.DONTWAIT)
-			if isEAGAIN(err) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("gilmsg: monitor event: %w", err)
-			}
-			if ev == zmq.EVENT_MONITOR_STOPPED { // the socket was closed
-				return ErrClosed
-			}
-			m.apply(ev, addr)
-		}
-	}
+// Close stops every monitor of the group and its goroutine. Safe twice.
+// Stop each monitored socket's monitor first (Socket.Monitor("", 0)):
+// libzmq's monitor would otherwise block its I/O thread on a peerless PAIR
+// at the next event, and the whole context would stop receiving.
+func (g *monitorGroup) Close() {
+	g.mu.Lock()
+	g.closing = true
+	g.mu.Unlock()
+	g.poll.Wake()
+	<-g.done
 }
 
 func (m *connMonitor) apply(ev zmq.Event, addr string) {
@@ -257,11 +371,21 @@ func (m *connMonitor) WaitConnected(ctx context.Context, n int) error {
 	}
 }
 
-// Close stops the monitor's goroutine and closes its sockets, releasing
-// WaitConnected with [ErrClosed]. Safe twice, in either order with the
-// monitored socket's Close.
+// Close stops the monitor and closes its PAIR, releasing WaitConnected
+// with [ErrClosed]. Safe twice, in either order with the monitored
+// socket's Close.
 func (m *connMonitor) Close() error {
-	m.wake.Wake() // a no-op once the goroutine has closed the waker
+	if m.own {
+		m.group.Close()
+		return nil
+	}
+	g := m.group
+	g.mu.Lock()
+	if !g.finished {
+		g.removes = append(g.removes, m)
+	}
+	g.mu.Unlock()
+	g.poll.Wake()
 	<-m.done
 	return nil
 }

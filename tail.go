@@ -122,23 +122,24 @@ type Subscription struct {
 	opts     subOptions
 	validate bool
 	socks    []*zmq.Socket
-	mons     []*connMonitor // one per socket
+	mons     []*connMonitor // one per socket, all on monGroup
+	monGroup *monitorGroup
 	eps      []namedEndpoint
 	ready    int
-	poller   *zmq.Poller
 	seen     *idSet
 
-	// wake interrupts a blocked poll, for Close and context watchers.
-	wake *waker
-
-	wakeMu sync.Mutex // guards wake itself, which Close sets to nil
+	// poller waits for the sockets in Go's netpoller; its Wake interrupts
+	// the wait, for Close, context watchers and lost connections.
+	poller *readyPoller
 
 	lostMu sync.Mutex
 	lost   []int // sockets whose connection must be made again
 
-	useMu   sync.Mutex // held by the reader; Close waits for it
-	closed  atomic.Bool
-	pending []int // sockets known to have input, in round-robin order
+	useMu    sync.Mutex // held by the reader; Close waits for it
+	closed   atomic.Bool
+	pending  []int  // sockets that may have input, in round-robin order
+	queued   []bool // queued[i]: i is in pending
+	readyBuf []int  // the poller's answer, reused
 
 	ackErrSaid bool
 }
@@ -167,8 +168,12 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoEndpoints)
 	}
+	poller, err := newReadyPoller()
+	if err != nil {
+		return nil, err
+	}
 	s := &Subscription{bus: b, prefix: prefix, opts: o,
-		validate: b.cfg.ValidateSignatures, poller: zmq.NewPoller()}
+		validate: b.cfg.ValidateSignatures, poller: poller}
 	if o.validate != nil {
 		s.validate = *o.validate
 	}
@@ -185,6 +190,7 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	s.useMu.Lock()
 	defer s.useMu.Unlock()
 	if err := b.addSub(s); err != nil {
+		poller.close()
 		return nil, err
 	}
 	defer func() {
@@ -195,15 +201,9 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	}()
 	ctx, cancel := b.withClose(ctx)
 	defer cancel()
-	wake, err := newWaker(b.zctx)
-	if err != nil {
+	if s.monGroup, err = newMonitorGroup(); err != nil {
 		return nil, err
 	}
-	s.wakeMu.Lock()
-	s.wake = wake
-	s.wakeMu.Unlock()
-	s.poller.Add(wake.recv, zmq.POLLIN)
-
 	so := b.sockOpts()
 	for _, ep := range eps {
 		if err := s.open(ep, so); err != nil {
@@ -218,6 +218,11 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	}
 	if len(s.socks) == 0 {
 		return nil, fmt.Errorf("%w: could not use any of %d endpoints", ErrConfig, len(eps))
+	}
+	// Read every socket once before the first wait (see readyPoller).
+	s.queued = make([]bool, len(s.socks))
+	for i := range s.socks {
+		s.queue(i)
 	}
 	if !o.passive {
 		s.ready = waitAll(ctx, b.opts.readyTimeout, s.mons)
@@ -249,7 +254,7 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 	// it reports connections libzmq will not restore by itself (a peer
 	// that sent more than ZMQ_MAXMSGSIZE).
 	i := len(s.socks)
-	mon, err := newConnMonitor(b.zctx, sock, withLostHook(func(string) { s.markLost(i) }))
+	mon, err := s.monGroup.add(b.zctx, sock, withLostHook(func(string) { s.markLost(i) }))
 	if err != nil {
 		sock.Close()
 		return err
@@ -258,6 +263,9 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 		err = sock.Bind(ep.addr)
 	} else {
 		err = sock.Connect(ep.addr)
+	}
+	if err == nil {
+		err = s.poller.add(sock, i)
 	}
 	if err != nil {
 		sock.Monitor("", 0)
@@ -268,7 +276,6 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 	s.socks = append(s.socks, sock)
 	s.mons = append(s.mons, mon)
 	s.eps = append(s.eps, ep)
-	s.poller.Add(sock, zmq.POLLIN)
 	return nil
 }
 
@@ -314,8 +321,9 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			frames, err := s.socks[i].RecvMessageBytes(zmq.DONTWAIT)
 			if err != nil {
 				s.pending = s.pending[1:]
+				s.queued[i] = false
 				if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
-					continue
+					continue // read to EAGAIN: the poller will say when there is more
 				}
 				if zmq.AsErrno(err) == zmq.ETERM {
 					return nil, ErrClosed
@@ -334,35 +342,33 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	}
 }
 
-// poll blocks until a socket has input or a wake arrives, and queues the
-// sockets that have input.
+// poll blocks until a socket may have input or a wake arrives, and queues
+// the sockets that may.
 func (s *Subscription) poll(ctx context.Context) error {
 	var stop func() bool
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, s.interrupt)
 	}
-	polled, err := s.poller.Poll(-1)
+	ready, err := s.poller.wait(s.readyBuf[:0])
 	if stop != nil {
 		stop()
 	}
 	if err != nil {
-		if zmq.AsErrno(err) == zmq.ETERM {
-			return ErrClosed
-		}
-		return fmt.Errorf("gilmsg: poll: %w", err)
+		return err
 	}
-	for _, p := range polled {
-		if p.Socket == s.wake.recv {
-			s.wake.drain()
-			continue
-		}
-		for i, sock := range s.socks {
-			if sock == p.Socket {
-				s.pending = append(s.pending, i)
-			}
-		}
+	for _, i := range ready {
+		s.queue(i)
 	}
+	s.readyBuf = ready
 	return nil
+}
+
+// queue adds socket i to those the reader reads until EAGAIN.
+func (s *Subscription) queue(i int) {
+	if !s.queued[i] {
+		s.queued[i] = true
+		s.pending = append(s.pending, i)
+	}
 }
 
 // handle turns frames into a message; ok is false when it must not be
@@ -458,6 +464,7 @@ func (s *Subscription) reconnectLost() {
 	for _, i := range lost {
 		addr := s.eps[i].addr
 		s.socks[i].Disconnect(addr)
+		s.queue(i) // those calls may have taken the poller's signal
 		if err := s.socks[i].Connect(addr); err != nil {
 			s.bus.log.Error("gilmsg: reconnect", slog.String("endpoint", addr), slog.Any("error", err))
 		} else {
@@ -466,13 +473,7 @@ func (s *Subscription) reconnectLost() {
 	}
 }
 
-func (s *Subscription) interrupt() {
-	s.wakeMu.Lock()
-	if s.wake != nil {
-		s.wake.Wake()
-	}
-	s.wakeMu.Unlock()
-}
+func (s *Subscription) interrupt() { s.poller.Wake() }
 
 // Close closes the subscription's sockets; a blocked Next returns
 // [ErrClosed]. It is safe to call twice and from any goroutine.
@@ -492,11 +493,14 @@ func (s *Subscription) closeSockets() {
 	// Stop each socket's monitor before closing our end of it: libzmq's
 	// monitor would block its I/O thread on a peerless PAIR at the next
 	// event, and the whole context would stop receiving.
-	for i, m := range s.mons {
+	for i := range s.mons {
 		s.socks[i].Monitor("", 0)
-		m.Close()
+	}
+	if s.monGroup != nil {
+		s.monGroup.Close()
 	}
 	s.mons = nil
+	s.poller.close()
 	for _, sock := range s.socks {
 		// A SUB has nothing worth lingering for: only its subscription
 		// may be queued, for a peer that is gone.
@@ -504,12 +508,6 @@ func (s *Subscription) closeSockets() {
 		sock.Close()
 	}
 	s.socks = nil
-	s.wakeMu.Lock()
-	if s.wake != nil {
-		s.wake.close()
-		s.wake = nil
-	}
-	s.wakeMu.Unlock()
 }
 
 // Messages iterates over the subscription until ctx ends or it closes

@@ -7,8 +7,10 @@ package gilmsg
 //	sockOptsFromConfig / newSocket         sockets with fedmsg's options
 //	bindFirst / bindAddress                fedmsg's bind rule, *NoEndpointError
 //	closeAll(zctx, socks...)               close, then Term
-//	waker                                  wake a poll owned by another goroutine
-//	connMonitor (+ withLostHook)           count handshaken connections
+//	waker                                  wake a zmq_poll owned by another goroutine
+//	readyPoller (netpoll_linux.go)         wait for many sockets in Go's netpoller
+//	connMonitor, monitorGroup              count handshaken connections, many
+//	  (+ withLostHook)                     sockets' monitors on one goroutine
 //	newXPub / readSubscriptions /
 //	subscriptionTracker                    know which subscriptions a publisher has
 //
@@ -27,7 +29,10 @@ package gilmsg
 //   - Nothing sleeps to dodge the slow-joiner problem: [connMonitor] reports
 //     completed ZMTP handshakes and [subscriptionTracker] reports the
 //     subscriptions an XPUB publisher has actually applied.
-//   - Blocking zmq calls are woken with an inproc socket ([waker]) rather
+//   - Readers wait in Go's netpoller on the sockets' ZMQ_FD
+//     ([readyPoller]), not in a cgo zmq_poll, which would hold an OS
+//     thread and a P per waiting goroutine. They are woken with an eventfd
+//     (zmq_poll owners, the relay's, with an inproc socket: [waker]) rather
 //     than poll timeouts, so stopping costs no latency.
 //   - pebbe/zmq4 retries calls interrupted by signals (EINTR) by default
 //     (SetRetryAfterEINTR true). We keep that: loops are woken by [waker],
@@ -117,8 +122,18 @@ func sockOptsFromConfig(c *Config) sockOpts {
 	}
 }
 
+// maxSockets is every context's ZMQ_MAX_SOCKETS. libzmq's default, 1023,
+// stopped a subscription at about 200 endpoints; each endpoint now takes
+// three sockets (the SUB and its monitor's two PAIRs), twice when the bus
+// also listens for ACKs, so this allows over 2,500 endpoints. A slot costs
+// libzmq 12 bytes, allocated with the context's first socket. File
+// descriptors run out first unless RLIMIT_NOFILE is raised (Go raises the
+// soft limit to the hard one at start): an endpoint takes four (three
+// mailboxes and its TCP connection).
+const maxSockets = 16384
+
 // newContext makes a library-private zmq context with ioThreads I/O threads
-// (at least 1). Blocky is cleared so that a socket created without an
+// (at least 1) and room for [maxSockets] sockets. Blocky is cleared so that a socket created without an
 // explicit linger (none should be) gets 0 instead of infinity, which would
 // hang Term.
 func newContext(ioThreads int) (*zmq.Context, error) {
@@ -133,6 +148,10 @@ func newContext(ioThreads int) (*zmq.Context, error) {
 	if err := zctx.SetBlocky(false); err != nil {
 		zctx.Term()
 		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+	}
+	if err := zctx.SetMaxSockets(maxSockets); err != nil {
+		zctx.Term()
+		return nil, fmt.Errorf("gilmsg: ZMQ_MAX_SOCKETS %d: %w", maxSockets, err)
 	}
 	return zctx, nil
 }

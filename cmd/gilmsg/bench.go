@@ -41,6 +41,8 @@ type benchOptions struct {
 	concurrency int
 	keyBits     int // hidden: tests use small keys
 	memMessages int // hidden: tests use few
+	endpoints   []int
+	burst       int // hidden: tests use small bursts
 }
 
 // newBenchCmd builds the command afresh so that tests get their own flags.
@@ -61,6 +63,9 @@ each number can be read against its bound measured in the same run:
   concurrent reliable      many goroutines, 1 recipient (vs cores × signs / 2)
   memory                   peak RSS, allocations per message, heap after
                            GC at 10% and 100% of a long unsigned run
+  endpoints                one subscription over N publishers (--endpoints,
+                           default 50,200,500): burst rate, CPU µs per
+                           message, OS threads
 
 Throughput phases publish from one goroutine, with at most a few thousand
 messages in flight, and count at the subscriber until all have arrived.
@@ -81,6 +86,12 @@ number. Progress goes to stderr.`,
 			case o.memMessages < 10:
 				return usageErrorf("--mem-messages must be at least 10, got %d", o.memMessages)
 			}
+			o.endpoints = slices.DeleteFunc(o.endpoints, func(n int) bool { return n == 0 })
+			for _, n := range o.endpoints {
+				if n < 1 || n > benchMaxEndpoints {
+					return usageErrorf("--endpoints must be between 1 and %d (0: no endpoints phase), got %d", benchMaxEndpoints, n)
+				}
+			}
 			ctx, stop := notify(cmd.Context())
 			defer stop()
 			return withExitCode(runBench(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o))
@@ -94,14 +105,18 @@ number. Progress goes to stderr.`,
 	f.IntVar(&o.concurrency, "concurrency", 16, "goroutines publishing at once in the concurrent reliable phase")
 	f.IntVar(&o.keyBits, "key-bits", 2048, "RSA key size of the throwaway certificates")
 	f.IntVar(&o.memMessages, "mem-messages", 100_000, "messages of the memory phase")
+	f.IntSliceVar(&o.endpoints, "endpoints", []int{50, 200, 500}, "endpoint counts of the endpoints phase, one subscription over N publishers (0: skip it)")
 	// Smaller keys or fewer messages measure something else: for tests.
 	f.MarkHidden("key-bits")
+	f.IntVar(&o.burst, "endpoints-burst", 20_000, "messages of each burst of the endpoints phase")
 	f.MarkHidden("mem-messages")
+	f.MarkHidden("endpoints-burst")
 	return cmd
 }
 
 const (
 	benchMaxRecipients = 10
+	benchMaxEndpoints  = 2000
 	benchPublisher     = "bench-publisher"
 	benchModname       = "gilmsg-bench"
 	benchPrefix        = "org.example.dev." + benchModname + "."
@@ -138,12 +153,14 @@ type benchResults struct {
 	allocsUnsigned, allocsSigned, allocsReliable float64 // per message
 	memMessages                                  int
 	heapEarlyMB, heapEndMB, peakRSSMB            float64
+
+	endpoints []endpointsResult
 }
 
 type latencies struct{ p50, p99, max float64 } // ms
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error {
-	prog := newBenchProgress(stderr, 10)
+	prog := newBenchProgress(stderr, 11)
 	defer prog.finish()
 	prog.phase("throwaway PKI")
 	dir, err := os.MkdirTemp("", "gilmsg-bench-")
@@ -175,6 +192,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 		{fmt.Sprintf("reliable publish, %d recipients", o.recipients), e.reliableNPhase},
 		{fmt.Sprintf("concurrent reliable publish, %d goroutines", o.concurrency), e.concurrentPhase},
 		{fmt.Sprintf("memory over %d unsigned messages", o.memMessages), e.memoryPhase},
+		{fmt.Sprintf("one subscription over %v endpoints, bursts of %d", o.endpoints, o.burst), e.endpointsPhase},
 		{"RSA sign and verify again", e.rsaPhase},
 	} {
 		prog.phase(step.name)
@@ -1003,7 +1021,7 @@ type benchKV struct {
 
 func (r *benchResults) numbers() []benchKV {
 	n := strconv.Itoa(r.recipients)
-	return []benchKV{
+	kvs := []benchKV{
 		{"raw_zmq_msgs_per_s", r.raw},
 		{"unsigned_msgs_per_s", r.unsigned},
 		{"signed_msgs_per_s", r.signed},
@@ -1041,6 +1059,14 @@ func (r *benchResults) numbers() []benchKV {
 		{"body_bytes", float64(r.bodyBytes)},
 		{"signed_body_bytes", float64(r.signedBodyBytes)},
 	}
+	for _, ep := range r.endpoints {
+		n := strconv.Itoa(ep.n)
+		kvs = append(kvs,
+			benchKV{"endpoints_msgs_per_s_" + n, ep.rate},
+			benchKV{"endpoints_cpu_us_per_msg_" + n, ep.cpuUSPerMs},
+			benchKV{"endpoints_threads_" + n, float64(ep.threads)})
+	}
+	return kvs
 }
 
 // jsonLine writes the numbers by hand: their keys depend on --recipients,
@@ -1111,6 +1137,11 @@ func (r *benchResults) writeTable(w io.Writer) {
 		r.heapEarlyMB, r.memMessages/10, r.heapEndMB, r.memMessages),
 		check(r.heapEndMB <= r.heapEarlyMB*1.1+1, "flat (≤ +10%% + 1 MB)"))
 	row("peak RSS", fmt.Sprintf("%.1f MB", r.peakRSSMB), "")
+	for _, ep := range r.endpoints {
+		row(fmt.Sprintf("%d endpoints, one subscription", ep.n),
+			fmt.Sprintf("%.0f msg/s, %.1f µs CPU/msg", ep.rate, ep.cpuUSPerMs),
+			fmt.Sprintf("%d OS threads", ep.threads))
+	}
 	tw.Flush()
 }
 

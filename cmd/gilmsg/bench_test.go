@@ -27,7 +27,8 @@ func TestBenchJSON(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	res := runCLI(t, nil, "bench", "--quick", "--json", "--duration", "20ms",
-		"--key-bits", "1024", "--mem-messages", "200", "--concurrency", "4")
+		"--key-bits", "1024", "--mem-messages", "200", "--concurrency", "4",
+		"--endpoints", "3,7", "--endpoints-burst", "100")
 	if res.code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
@@ -59,7 +60,12 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, res.stdout)
 		}
 	}
-	if !strings.Contains(res.stderr, "bench [10/10] ") {
+	for _, k := range []string{"endpoints_msgs_per_s_3", "endpoints_cpu_us_per_msg_7", "endpoints_threads_7"} {
+		if v, ok := got[k].(float64); !ok || !(v > 0) {
+			t.Errorf("%s = %#v, want a positive number", k, got[k])
+		}
+	}
+	if !strings.Contains(res.stderr, "bench [11/11] ") {
 		t.Errorf("no progress on stderr:\n%s", res.stderr)
 	}
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
@@ -79,6 +85,7 @@ func TestBenchUsage(t *testing.T) {
 		{"one recipient", []string{"--recipients", "1"}, "--recipients"},
 		{"too many recipients", []string{"--recipients", "11"}, "--recipients"},
 		{"no goroutines", []string{"--concurrency", "0"}, "--concurrency"},
+		{"negative endpoints", []string{"--endpoints", "50,-1"}, "--endpoints"},
 		{"an argument", []string{"now"}, "takes no arguments"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
