@@ -59,6 +59,7 @@ each number can be read against its bound measured in the same run:
   publish→tail unsigned    fedmsg without crypto        (vs raw ZeroMQ)
   publish→tail signed      signed and validated         (vs one core's RSA signs)
   RSA sign, verify         one goroutine, SHA-1 PKCS#1 v1.5: the floor
+  gpg sign, verify         one goroutine, RSA and Ed25519 keys, as a bus does
   reliable publish         p50/p99, 1 and N recipients  (vs 2 signs + 2 verifies)
   concurrent reliable      many goroutines, 1 recipient (vs cores × signs / 2)
   memory                   peak RSS, allocations per message, heap after
@@ -155,12 +156,14 @@ type benchResults struct {
 	heapEarlyMB, heapEndMB, peakRSSMB            float64
 
 	endpoints []endpointsResult
+
+	gpg []gpgRate // the gpg backend, per key kind
 }
 
 type latencies struct{ p50, p99, max float64 } // ms
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error {
-	prog := newBenchProgress(stderr, 11)
+	prog := newBenchProgress(stderr, 12)
 	defer prog.finish()
 	prog.phase("throwaway PKI")
 	dir, err := os.MkdirTemp("", "gilmsg-bench-")
@@ -194,6 +197,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 		{fmt.Sprintf("memory over %d unsigned messages", o.memMessages), e.memoryPhase},
 		{fmt.Sprintf("one subscription over %v endpoints, bursts of %d", o.endpoints, o.burst), e.endpointsPhase},
 		{"RSA sign and verify again", e.rsaPhase},
+		{"gpg sign and verify, one goroutine", e.gpgPhase},
 	} {
 		prog.phase(step.name)
 		if err := step.run(ctx, r); err != nil {
@@ -1069,12 +1073,14 @@ func (r *benchResults) numbers() []benchKV {
 	return kvs
 }
 
+func (r *benchResults) allNumbers() []benchKV { return append(r.numbers(), r.gpgNumbers()...) }
+
 // jsonLine writes the numbers by hand: their keys depend on --recipients,
 // and a NaN or infinity is a bug to report, not a value to encode.
 func (r *benchResults) jsonLine() (string, error) {
 	var b strings.Builder
 	b.WriteByte('{')
-	for i, kv := range r.numbers() {
+	for i, kv := range r.allNumbers() {
 		if math.IsNaN(kv.val) || math.IsInf(kv.val, 0) {
 			return "", fmt.Errorf("bench: %s is %v", kv.key, kv.val)
 		}
@@ -1115,6 +1121,7 @@ func (r *benchResults) writeTable(w io.Writer) {
 	}
 	row("RSA sign, 1 goroutine", fmt.Sprintf("%.0f /s", r.rsaSign), spread)
 	row("RSA verify, 1 goroutine", fmt.Sprintf("%.0f /s", r.rsaVerify), runs(r.verifyRuns))
+	r.gpgRows(row)
 	row("crypto floor: 2 signs + 2 verifies", fmt.Sprintf("%.2f ms", r.floorMS), "")
 	row("raw ZeroMQ PUB→SUB", fmt.Sprintf("%.0f msg/s", r.raw), "")
 	row("raw ZeroMQ round trip, 2 contexts", fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", r.rawRTT.p50, r.rawRTT.p99), "")

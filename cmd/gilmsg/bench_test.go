@@ -18,6 +18,7 @@ var benchKeys = []string{
 	"concurrent_reliable_msgs_per_s", "cores", "peak_rss_mb",
 	"unsigned_vs_raw", "signed_vs_sign_bound", "reliable_p50_vs_floor", "concurrent_vs_sign_bound",
 	"allocs_per_msg", "heap_mb_at_tenth", "heap_mb_at_end",
+	"gpg_sign_per_s_rsa", "gpg_verify_per_s_rsa", "gpg_sign_per_s_ed25519", "gpg_verify_per_s_ed25519",
 }
 
 // TestBenchJSON runs every phase with tiny sizes and checks the shape of
@@ -65,7 +66,7 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("%s = %#v, want a positive number", k, got[k])
 		}
 	}
-	if !strings.Contains(res.stderr, "bench [11/11] ") {
+	if !strings.Contains(res.stderr, "bench [12/12] ") {
 		t.Errorf("no progress on stderr:\n%s", res.stderr)
 	}
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
