@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Each CRL of testdata/crl-v1 gives, for every vector, the verdict Python
@@ -108,4 +109,44 @@ func FuzzParseCRL(f *testing.F) {
 			t.Fatal("nil CRL without an error")
 		}
 	})
+}
+
+// A certificate that validated, and so sits in the chain cache, stops
+// validating once its validity period ends: the cache keeps the chain's
+// verdict, never the clock's.
+func TestCachedCertificateExpires(t *testing.T) {
+	cfg := vectorsConfig(t, "testdata/pki")
+	cfg.CRLLocation = "" // a CRL has its own expiry; this is about the certificate's
+	val := NewValidator(cfg)
+	var body string
+	for _, v := range loadVectors(t, "vectors.jsonl") {
+		if v.Name == "signed/ascii" {
+			body = v.Body
+		}
+	}
+	env, err := ParseEnvelope([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _, verr := parseCertField(env.Certificate)
+	if verr != nil {
+		t.Fatal(verr)
+	}
+	clock := cert.NotAfter.Add(-time.Hour)
+	val.now = func() time.Time { return clock }
+	if _, err := val.Validate(env); err != nil {
+		t.Fatalf("an hour before it expires: %v", err)
+	}
+	if res, ok := val.cached(env.Certificate); !ok || res.err != nil {
+		t.Fatalf("the valid certificate is not cached as valid (cached %v)", ok)
+	}
+	clock = cert.NotAfter.Add(time.Second)
+	_, err = val.Validate(env)
+	if ReasonOf(err) != ReasonExpired {
+		t.Fatalf("a second after it expired: %v, want reason %q", err, ReasonExpired)
+	}
+	clock = cert.NotBefore.Add(-time.Second)
+	if _, err = val.Validate(env); ReasonOf(err) != ReasonExpired {
+		t.Fatalf("a second before it is valid: %v, want reason %q", err, ReasonExpired)
+	}
 }

@@ -95,6 +95,8 @@ type Validator struct {
 	mu    sync.RWMutex
 	gen   uint64 // trust store generation the cache belongs to
 	cache map[certKey]*chainResult
+
+	now func() time.Time // the clock validity periods are judged by
 }
 
 // chainResult is the outcome of checking one certificate field against the
@@ -120,6 +122,7 @@ func NewValidator(cfg *Config) *Validator {
 		trust:    newTrustStore(cfg.CACertLocation, cfg.CRLLocation),
 		gpg:      newGPGKeyring(cfg.GPGHome, cfg.GPGKeys),
 		cache:    make(map[certKey]*chainResult),
+		now:      time.Now,
 	}
 }
 
@@ -271,7 +274,7 @@ func decodeB64(s string) ([]byte, error) {
 // failure that a newer CA or CRL could change, it reloads them once and
 // retries (CRLs rotate; fedmsg issue #481).
 func (v *Validator) chain(certField string) *chainResult {
-	now := time.Now()
+	now := v.now()
 	v.trust.refreshIfDue(now)
 	if res, ok := v.cached(certField); ok {
 		return checkValidity(res, now)
