@@ -146,7 +146,7 @@ func TestCachedCertificateExpires(t *testing.T) {
 		t.Fatalf("a second after it expired: %v, want reason %q", err, ReasonExpired)
 	}
 	clock = cert.NotBefore.Add(-time.Second)
-	if _, err = val.Validate(env); ReasonOf(err) != ReasonExpired {
-		t.Fatalf("a second before it is valid: %v, want reason %q", err, ReasonExpired)
+	if _, err = val.Validate(env); ReasonOf(err) != ReasonNotYetValid {
+		t.Fatalf("a second before it is valid: %v, want reason %q", err, ReasonNotYetValid)
 	}
 }

@@ -233,7 +233,14 @@ func (b *Bus) getSigner() (*Signer, error) {
 			b.signerErr = err
 			return
 		}
-		b.signer, b.signerErr = LoadSigner(b.cfg.SSLDir, certname)
+		s, err := LoadSigner(b.cfg.SSLDir, certname)
+		if err == nil {
+			err = s.checkUsable(b.validator)
+		}
+		if err != nil {
+			s = nil
+		}
+		b.signer, b.signerErr = s, err
 	})
 	return b.signer, b.signerErr
 }

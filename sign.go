@@ -24,27 +24,39 @@ type Signer struct {
 	// certField is the certificate field, ready to put in a message.
 	certField string
 	gpg       *gpgSigner // the gpg backend's key; key and certField unused
+
+	cert     *x509.Certificate // x509 only
+	certName string            // how errors name it: "certificate <path>"
 }
 
 // LoadSigner reads <ssldir>/<certname>.key and <ssldir>/<certname>.crt.
+// Errors name the file at fault and match [ErrCannotSign].
 func LoadSigner(ssldir, certname string) (*Signer, error) {
-	keyPEM, err := os.ReadFile(filepath.Join(ssldir, certname+".key"))
+	keyPath := filepath.Join(ssldir, certname+".key")
+	certPath := filepath.Join(ssldir, certname+".crt")
+	keyPEM, err := os.ReadFile(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCannotSign, err)
 	}
-	certPEM, err := os.ReadFile(filepath.Join(ssldir, certname+".crt"))
+	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCannotSign, err)
 	}
-	return NewSigner(keyPEM, certPEM)
+	return newSigner(keyPEM, certPEM, "private key "+keyPath, "certificate "+certPath)
 }
 
 // NewSigner builds a Signer from a PEM private key (PKCS#1 or PKCS#8, RSA)
 // and a PEM certificate whose public key matches it.
 func NewSigner(keyPEM, certPEM []byte) (*Signer, error) {
+	return newSigner(keyPEM, certPEM, "private key", "certificate")
+}
+
+// newSigner is NewSigner with the key and the certificate named as errors
+// should name them.
+func newSigner(keyPEM, certPEM []byte, keyName, certName string) (*Signer, error) {
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
-		return nil, fmt.Errorf("%w: no PEM private key", ErrCannotSign)
+		return nil, fmt.Errorf("%w: %s: no PEM private key", ErrCannotSign, keyName)
 	}
 	var key *rsa.PrivateKey
 	if k, err := x509.ParsePKCS1PrivateKey(kb.Bytes); err == nil {
@@ -52,24 +64,24 @@ func NewSigner(keyPEM, certPEM []byte) (*Signer, error) {
 	} else if k8, err8 := x509.ParsePKCS8PrivateKey(kb.Bytes); err8 == nil {
 		rk, ok := k8.(*rsa.PrivateKey)
 		if !ok {
-			return nil, fmt.Errorf("%w: private key is %T, not RSA", ErrCannotSign, k8)
+			return nil, fmt.Errorf("%w: %s is %T, not RSA", ErrCannotSign, keyName, k8)
 		}
 		key = rk
 	} else {
-		return nil, fmt.Errorf("%w: private key: %v", ErrCannotSign, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrCannotSign, keyName, err)
 	}
 	key.Precompute()
 
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%w: no PEM certificate", ErrCannotSign)
+		return nil, fmt.Errorf("%w: %s: no PEM certificate", ErrCannotSign, certName)
 	}
 	cert, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: certificate: %v", ErrCannotSign, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrCannotSign, certName, err)
 	}
 	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
-		return nil, fmt.Errorf("%w: certificate %q does not match the private key", ErrCannotSign, cert.Subject.CommonName)
+		return nil, fmt.Errorf("%w: %s (CN %s) does not match the %s", ErrCannotSign, certName, cert.Subject.CommonName, keyName)
 	}
 	// Python sends the certificate re-encoded as PEM, not the file as is.
 	normalised := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
@@ -77,7 +89,35 @@ func NewSigner(keyPEM, certPEM []byte) (*Signer, error) {
 		key:       key,
 		cn:        cert.Subject.CommonName,
 		certField: wrap76(base64.StdEncoding.EncodeToString(normalised)),
+		cert:      cert,
+		certName:  certName,
 	}, nil
+}
+
+// checkUsable refuses to sign with a certificate every receiver would
+// refuse: outside its validity period, or revoked by the CRL v validates
+// with. The CRL is looked at only when it and the CA are files that load:
+// a publisher need not have them, and starting must not wait on a
+// download. gpg keys are checked when loaded.
+func (s *Signer) checkUsable(v *Validator) error {
+	if s.cert == nil {
+		return nil
+	}
+	what := fmt.Sprintf("%s (CN %s)", s.certName, s.cn)
+	if err := validityError(s.cert, v.now()); err != nil {
+		// "expired at ..." or "not valid until ...".
+		return fmt.Errorf("%w: %s %s", ErrCannotSign, what, strings.TrimPrefix(err.Detail, "certificate "))
+	}
+	t := v.trust
+	if t.crlLoc == "" || isURL(t.crlLoc) || isURL(t.caLoc) {
+		return nil
+	}
+	if _, _, crl, err := t.get(false); err == nil && crl != nil {
+		if verr := crl.check(s.cert, v.now()); verr != nil && verr.Reason == ReasonRevoked {
+			return fmt.Errorf("%w: %s is revoked by the CRL %s (%s)", ErrCannotSign, what, t.crlLoc, verr.Detail)
+		}
+	}
+	return nil
 }
 
 // CN is the common name of the signing certificate (gpg: the key's name in

@@ -26,7 +26,8 @@ const (
 	ReasonUnsigned    Reason = "unsigned"    // no signature or certificate
 	ReasonBackend     Reason = "backend"     // crypto backend not accepted
 	ReasonCertificate Reason = "certificate" // not a certificate, or untrusted
-	ReasonExpired     Reason = "expired"     // outside the validity period
+	ReasonExpired     Reason = "expired"     // past the end of its validity period
+	ReasonNotYetValid Reason = "not-yet-valid" // before the start of its validity period
 	ReasonRevoked     Reason = "revoked"     // on the CRL
 	ReasonCA          Reason = "ca"          // CA or CRL could not be loaded
 	ReasonSignature   Reason = "signature"   // signature does not verify
@@ -315,11 +316,23 @@ func checkValidity(res *chainResult, now time.Time) *chainResult {
 	if res.err != nil {
 		return res
 	}
-	if now.Before(res.cert.NotBefore) || now.After(res.cert.NotAfter) {
-		return &chainResult{err: &ValidationError{Reason: ReasonExpired, Signer: res.cert.Subject.CommonName,
-			Detail: fmt.Sprintf("certificate valid from %s to %s", res.cert.NotBefore.Format(time.RFC3339), res.cert.NotAfter.Format(time.RFC3339))}}
+	if err := validityError(res.cert, now); err != nil {
+		err.Signer = res.cert.Subject.CommonName
+		return &chainResult{err: err}
 	}
 	return res
+}
+
+// validityError says whether now is before or after cert's validity
+// period; nil when it is inside.
+func validityError(cert *x509.Certificate, now time.Time) *ValidationError {
+	switch {
+	case now.Before(cert.NotBefore):
+		return invalid(ReasonNotYetValid, "certificate not valid until "+cert.NotBefore.UTC().Format(time.RFC3339), nil)
+	case now.After(cert.NotAfter):
+		return invalid(ReasonExpired, "certificate expired at "+cert.NotAfter.UTC().Format(time.RFC3339), nil)
+	}
+	return nil
 }
 
 func (v *Validator) verifyChain(certField string, gen uint64, roots *x509.CertPool, crl *crlSet, loadErr error, now time.Time) *chainResult {
@@ -372,9 +385,8 @@ func parseCertField(certField string) (*x509.Certificate, *rsa.PublicKey, *Valid
 }
 
 func checkChain(cert *x509.Certificate, roots *x509.CertPool, crl *crlSet, now time.Time) *ValidationError {
-	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
-		return invalid(ReasonExpired, fmt.Sprintf("certificate valid from %s to %s",
-			cert.NotBefore.Format(time.RFC3339), cert.NotAfter.Format(time.RFC3339)), nil)
+	if err := validityError(cert, now); err != nil {
+		return err
 	}
 	_, err := cert.Verify(x509.VerifyOptions{
 		Roots:       roots,

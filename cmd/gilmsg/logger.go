@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,6 +86,12 @@ the exit status is then 1. Any other failure stops at once with status 1.`,
 func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	if o.ackTimeout.d > 0 && len(o.recipients) == 0 {
 		return usageErrorf("--ack-timeout needs --recipients")
+	}
+	if cmd.Flags().Changed("recipients") && !slices.ContainsFunc(o.recipients, func(r string) bool {
+		return strings.Trim(r, ", \t") != ""
+	}) {
+		// Not a plain publish in disguise: the caller wanted ACKs.
+		return usageErrorf("--recipients %q names nobody", strings.Join(o.recipients, ","))
 	}
 	if o.waitSubs < 0 {
 		return usageErrorf("--wait-subscribers %d: want 0 or more", o.waitSubs)

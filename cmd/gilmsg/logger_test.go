@@ -189,6 +189,8 @@ func TestLoggerUsage(t *testing.T) {
 		{"--recipients", "x", "--ack-timeout", "soon"},
 		{"--recipients", "x", "--ack-timeout", "-1"},
 		{"--wait-subscribers", "-1"},
+		{"--recipients", ""},
+		{"--recipients", " , "},
 		{"extra"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
