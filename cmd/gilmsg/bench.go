@@ -43,6 +43,7 @@ type benchOptions struct {
 	memMessages int // hidden: tests use few
 	endpoints   []int
 	burst       int // hidden: tests use small bursts
+	amqpURL     string
 }
 
 // newBenchCmd builds the command afresh so that tests get their own flags.
@@ -95,6 +96,9 @@ number. Progress goes to stderr.`,
 			}
 			ctx, stop := notify(cmd.Context())
 			defer stop()
+			if o.amqpURL != "" {
+				return withExitCode(runBenchAMQP(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o))
+			}
 			return withExitCode(runBench(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o))
 		},
 	}
@@ -107,6 +111,7 @@ number. Progress goes to stderr.`,
 	f.IntVar(&o.keyBits, "key-bits", 2048, "RSA key size of the throwaway certificates")
 	f.IntVar(&o.memMessages, "mem-messages", 100_000, "messages of the memory phase")
 	f.IntSliceVar(&o.endpoints, "endpoints", []int{50, 200, 500}, "endpoint counts of the endpoints phase, one subscription over N publishers (0: skip it)")
+	f.StringVar(&o.amqpURL, "amqp-url", "", "measure the AMQP bridge instead, each way, against raw amqp091-go publishing with confirms to the broker at `URL`")
 	// Smaller keys or fewer messages measure something else: for tests.
 	f.MarkHidden("key-bits")
 	f.IntVar(&o.burst, "endpoints-burst", 20_000, "messages of each burst of the endpoints phase")

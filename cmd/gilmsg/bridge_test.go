@@ -138,3 +138,25 @@ func TestBridgeCommand(t *testing.T) {
 	}
 }
 
+
+// TestBenchAMQP runs the bridge's bench with tiny sizes against the test
+// broker and checks the shape of the result, not the speed.
+func TestBenchAMQP(t *testing.T) {
+	rmq := testenv.SharedRabbitMQ(t)
+	t.Setenv("TMPDIR", t.TempDir())
+	res := runCLI(t, nil, "bench", "--amqp-url", rmq.URL, "--duration", "50ms", "--key-bits", "1024", "--json")
+	if res.code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	out := lines(res.stdout)
+	got := mustJSON(t, out[len(out)-1])
+	for _, k := range []string{"amqp_raw_confirmed_msgs_per_s", "amqp_zmq_to_amqp_msgs_per_s", "amqp_amqp_to_zmq_msgs_per_s",
+		"amqp_zmq_to_amqp_vs_raw", "amqp_amqp_to_zmq_vs_raw", "amqp_amqp_to_zmq_vs_sign", "rsa_sign_per_s", "amqp_messages"} {
+		if v, ok := got[k].(float64); !ok || !(v > 0) {
+			t.Errorf("%s = %#v, want a positive number", k, got[k])
+		}
+	}
+	if !strings.Contains(res.stdout, "bridge zmq→amqp") || !strings.Contains(res.stdout, "raw amqp091-go, confirms") {
+		t.Errorf("table:\n%s", res.stdout)
+	}
+}
