@@ -138,7 +138,6 @@ func TestBridgeCommand(t *testing.T) {
 	}
 }
 
-
 // TestBenchAMQP runs the bridge's bench with tiny sizes against the test
 // broker and checks the shape of the result, not the speed.
 func TestBenchAMQP(t *testing.T) {
