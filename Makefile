@@ -10,12 +10,15 @@ export CGO_ENABLED := 1
 # (internal/testenv), never the system service.
 # gnupg: the gpg backend reads GnuPG homes with the gpg binary (its tests
 # skip without).
+# As root, PostgreSQL too: the store tests start a throwaway cluster
+# (internal/testenv; they skip without it only when not root).
 deps:
 	@missing=""; \
 	pkg-config --exists libzmq 2>/dev/null && command -v gcc >/dev/null || missing="libzmq3-dev pkg-config gcc"; \
 	if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null; then missing="$$missing iptables"; fi; \
 	if [ "$$(id -u)" = 0 ] && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then missing="$$missing rabbitmq-server"; fi; \
 	command -v gpg >/dev/null || missing="$$missing gnupg"; \
+	if [ "$$(id -u)" = 0 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing="$$missing postgresql"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \

@@ -96,7 +96,7 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 				old := b.ackRTT.Load()
 				b.ackRTT.CompareAndSwap(old, old-old/8+int64(a.Delay)/8)
 			}
-			return &Receipt{Topic: out.topic, MsgID: out.msgID, Acks: acks}, nil
+			return &Receipt{Topic: out.topic, MsgID: out.msgID, SeqID: out.seqID, Acks: acks}, nil
 		case <-timer.C:
 			// The identical signed bytes: consumers drop the duplicate
 			// and ACK again.

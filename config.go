@@ -108,8 +108,20 @@ type Config struct {
 	ZMQReconnectIvlMax int `mapstructure:"zmq_reconnect_ivl_max" json:"zmq_reconnect_ivl_max"`
 	// Timeout (seconds) is fedmsg's generic timeout. Default 2.
 	Timeout float64 `mapstructure:"timeout" json:"timeout"`
-	// PersistentStore, SkipLastMessage and Mute are kept for compatibility.
-	PersistentStore any  `mapstructure:"persistent_store" json:"persistent_store"`
+	// PersistentStore is where published messages are kept for replay:
+	// fedmsg's SqlStore URL, "sqlite:///ABS/PATH" or "postgresql://...".
+	// The bus does not open it itself (the drivers live in package
+	// sqlstore): see [WithStore] and [Config.StoreURL]. Default null.
+	PersistentStore any `mapstructure:"persistent_store" json:"persistent_store"`
+	// ReplayEndpoints maps a publisher's name to the address of its replay
+	// server (one ZeroMQ REP socket). Subscriptions recover the gaps of the
+	// names listed here. Default {}.
+	ReplayEndpoints map[string]string `mapstructure:"replay_endpoints" json:"replay_endpoints,omitempty"`
+	// StatusDirectory, when set, holds one file per consumer with the last
+	// seq_id seen from each publisher, for catch-up after a restart.
+	// Default unset.
+	StatusDirectory string `mapstructure:"status_directory" json:"status_directory,omitempty"`
+	// SkipLastMessage and Mute are kept for compatibility.
 	SkipLastMessage bool `mapstructure:"skip_last_message" json:"skip_last_message"`
 	Mute            bool `mapstructure:"mute" json:"mute,omitempty"`
 
@@ -180,6 +192,7 @@ func (c *Config) clone() *Config {
 	d.CryptoValidateBackends = slices.Clone(c.CryptoValidateBackends)
 	d.Certnames = maps.Clone(c.Certnames)
 	d.GPGKeys = maps.Clone(c.GPGKeys)
+	d.ReplayEndpoints = maps.Clone(c.ReplayEndpoints)
 	d.Extra = maps.Clone(c.Extra)
 	return &d
 }

@@ -41,4 +41,12 @@ var (
 
 	// ErrTooManyInFlight is returned by PublishAsync past its in-flight cap.
 	ErrTooManyInFlight = errors.New("gilmsg: too many reliable publishes in flight")
+
+	// ErrGap is matched by every [GapError]: messages a subscription
+	// knows it missed and could not recover.
+	ErrGap = errors.New("gilmsg: missed messages")
+
+	// ErrReplayTimeout is a [ReplayError]'s cause when a replay server
+	// did not answer in time.
+	ErrReplayTimeout = errors.New("gilmsg: no answer from the replay server")
 )

@@ -34,7 +34,8 @@ type Bus struct {
 	modname   string
 	ackTopic  string
 
-	pub *publisher // nil when the bus has no name and is not active
+	pub    *publisher   // nil when the bus has no name and is not active
+	storeW *storeWriter // nil without WithStore
 
 	signerOnce sync.Once
 	signer     *Signer
@@ -71,6 +72,7 @@ type options struct {
 	maxInFlight  int
 	queueSize    int
 	hooks        *Hooks
+	store        Store
 }
 
 func defaultOptions(cfg *Config) options {
@@ -185,6 +187,9 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 			b.zctx.Term()
 			return nil, err
 		}
+		if o.store != nil {
+			b.storeW = newStoreWriter(o.store, b.log)
+		}
 	} else if cfg.Name != "" {
 		b.log.Warn("gilmsg: name has no endpoints; this bus cannot publish", "name", cfg.Name)
 	}
@@ -272,6 +277,9 @@ func (b *Bus) Close() error {
 		b.acks.close()
 	}
 	b.asyncWG.Wait()
+	if b.storeW != nil {
+		b.storeW.close()
+	}
 	if b.pub != nil {
 		b.pub.close()
 	}

@@ -71,6 +71,9 @@ func AckTimeout(d time.Duration) PublishOption { return func(o *pubOptions) { o.
 type Receipt struct {
 	Topic string // the full topic
 	MsgID string
+	// SeqID is the seq_id the bus's store gave the message; 0 without a
+	// store ([WithStore]).
+	SeqID int64
 	// Acks lists, for a reliable publish, each recipient and how long its
 	// ACK took, in the order the recipients were given.
 	Acks []Ack
@@ -111,7 +114,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...Publis
 	if err := b.send(ctx, out); err != nil {
 		return nil, err
 	}
-	return &Receipt{Topic: out.topic, MsgID: out.msgID}, nil
+	return &Receipt{Topic: out.topic, MsgID: out.msgID, SeqID: out.seqID}, nil
 }
 
 // outgoing is a message encoded once, ready to be sent (and resent).
@@ -119,6 +122,7 @@ type outgoing struct {
 	topic string
 	msgID string
 	body  []byte
+	seqID int64 // from the bus's store, else 0
 }
 
 // prepare builds, signs and encodes the envelope (WIRE.md §2); gilmsg adds
@@ -157,6 +161,9 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	}
 	if gilmsg {
 		fields[fieldGilmsgVersion] = GilmsgVersion
+	}
+	if b.storeW != nil && full != b.ackTopic {
+		return b.prepareStored(context.Background(), fields, sign)
 	}
 	if sign {
 		s, err := b.getSigner()

@@ -69,6 +69,7 @@ type subOptions struct {
 	dedupe         int
 	passive        bool
 	endpoints      []namedEndpoint
+	replay         replayOptions // recover.go
 }
 
 // NoValidate yields messages without checking signatures, whatever
@@ -127,6 +128,7 @@ type Subscription struct {
 	eps      []namedEndpoint
 	ready    int
 	seen     *idSet
+	rec      *recovery // gap recovery (recover.go); nil without replay_endpoints
 
 	// poller waits for the sockets in Go's netpoller; its Wake interrupts
 	// the wait, for Close, context watchers and lost connections.
@@ -234,6 +236,9 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if s.closed.Load() || b.isClosed() {
 		return nil, ErrClosed
 	}
+	if err := s.startRecovery(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -315,6 +320,9 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if m, err, ok := s.rec.pop(ctx); ok {
+			return m, err
+		}
 		s.reconnectLost()
 		for len(s.pending) > 0 {
 			i := s.pending[0]
@@ -333,6 +341,9 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			// Round robin: one message from each ready socket in turn.
 			s.pending = append(s.pending[1:], i)
 			if m, err, ok := s.handle(ctx, i, frames); ok {
+				return m, err
+			}
+			if m, err, ok := s.rec.pop(ctx); ok {
 				return m, err
 			}
 		}
@@ -416,6 +427,9 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		s.seen.add(env.MsgID)
 	}
 	b.opts.hooks.messageIn(env.Topic)
+	if s.rec.admit(ctx, m) {
+		return nil, nil, false // dropped, or queued after what its gap recovered
+	}
 	var ackErr error
 	if !s.opts.manualAck && s.opts.ack {
 		ackErr = s.ack(ctx, env)
@@ -483,6 +497,7 @@ func (s *Subscription) Close() error {
 	}
 	s.interrupt()
 	s.useMu.Lock()
+	s.rec.close()
 	s.closeSockets()
 	s.useMu.Unlock()
 	s.bus.removeSub(s)

@@ -229,8 +229,9 @@ func hasField(env *Envelope, key string) bool {
 }
 
 // verifyFields checks the signature over the canonical text. A message that
-// carries gilmsg_version and fails is checked once more without that field:
-// Python gilmsg 0.1.2 adds it after signing (WIRE.md §7).
+// carries gilmsg_version or seq_id and fails is checked once more without
+// them: Python gilmsg 0.1.2 adds the first after signing (WIRE.md §7),
+// Python fedmsg's store the second (§11).
 func verifyFields(pub *rsa.PublicKey, env *Envelope, sig []byte) *ValidationError {
 	text, err := signedText(env.fields)
 	if err != nil {
@@ -239,8 +240,8 @@ func verifyFields(pub *rsa.PublicKey, env *Envelope, sig []byte) *ValidationErro
 	if verifySHA1(pub, text, sig) == nil {
 		return nil
 	}
-	if env.IsGilmsg() {
-		text, err = signedText(env.fields, fieldGilmsgVersion)
+	for _, drop := range addedAfterSigning(env) {
+		text, err = signedText(env.fields, drop...)
 		if err == nil && verifySHA1(pub, text, sig) == nil {
 			return nil
 		}

@@ -1,0 +1,345 @@
+package gilmsg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Limits of one replay request and reply (WIRE.md §11).
+const (
+	// MaxReplyMessages caps the messages of one reply: the lowest seq_ids
+	// that match. A reply of exactly this many may have more behind it:
+	// ask again with the same request plus "after_seq_id": the last
+	// seq_id received (a key of ours; Python's server has no cap).
+	MaxReplyMessages = 1000
+	// MaxQueryIDs caps the seq_ids or msg_ids one request may list.
+	MaxQueryIDs = 10000
+	// MaxRequestBytes caps the size of one request.
+	MaxRequestBytes = 1 << 20
+)
+
+// Reply texts shared with Python's server.
+const (
+	replyNoMatch  = "There was no match for the given query"
+	errPrefix     = "error: "
+	keyAfterSeqID = "after_seq_id"
+)
+
+// ReplayServer answers replay requests for one publisher name from a
+// [Store], on a ZeroMQ REP socket, as fedmsg's ReplayContext does but
+// without its faults: seq_id_range works, and every request gets an
+// answer, one "error: ..." frame when it is malformed or matches nothing.
+// It owns its ZeroMQ context; one goroutine ([ReplayServer.Serve]) uses
+// its socket.
+type ReplayServer struct {
+	st       Store
+	log      *slog.Logger
+	zctx     *zmq.Context
+	sock     *zmq.Socket
+	endpoint string
+	name     string
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	done      chan struct{}
+	serving   sync.Mutex
+}
+
+// NewReplayServer binds replay_endpoints[name] of cfg as Python does: on
+// every interface, at the port of that address ("tcp://*:PORT"; a port of
+// "*" picks a free one, see [ReplayServer.Endpoint]). log may be nil.
+func NewReplayServer(cfg *Config, name string, st Store, log *slog.Logger) (*ReplayServer, error) {
+	addr, ok := cfg.ReplayEndpoints[name]
+	if !ok || addr == "" {
+		return nil, &ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("no replay endpoint for name %q", name)}
+	}
+	if st == nil {
+		return nil, &ConfigError{Key: "persistent_store", Err: errors.New("a replay server needs a store")}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	i := strings.LastIndex(addr, ":")
+	if !strings.HasPrefix(addr, "tcp://") || i < 0 {
+		return nil, &ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("%q: %q is not tcp://HOST:PORT", name, addr)}
+	}
+	zctx, err := newContext(max(cfg.IOThreads, 1))
+	if err != nil {
+		return nil, err
+	}
+	s := &ReplayServer{st: st, log: log, zctx: zctx, name: name, closed: make(chan struct{}), done: make(chan struct{})}
+	so := sockOptsFromConfig(cfg)
+	so.MaxMsgSize = MaxRequestBytes
+	if s.sock, err = newSocket(zctx, zmq.REP, so); err != nil {
+		zctx.Term()
+		return nil, err
+	}
+	if err := s.sock.Bind("tcp://*:" + addr[i+1:]); err != nil {
+		s.sock.Close()
+		zctx.Term()
+		return nil, &ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("%q: cannot bind %s: %w", name, addr, err)}
+	}
+	bound, _ := s.sock.GetLastEndpoint()
+	s.endpoint = strings.Replace(bound, "//0.0.0.0:", "//127.0.0.1:", 1)
+	return s, nil
+}
+
+// Endpoint is the bound address read back from ZeroMQ (127.0.0.1 standing
+// for every interface).
+func (s *ReplayServer) Endpoint() string { return s.endpoint }
+
+// Serve answers requests until ctx ends or the server closes; it then
+// closes the socket and returns nil (or ctx's error). Call it once.
+func (s *ReplayServer) Serve(ctx context.Context) error {
+	if !s.serving.TryLock() {
+		return errors.New("gilmsg: ReplayServer.Serve called twice")
+	}
+	defer close(s.done)
+	defer s.sock.Close()
+	poller := zmq.NewPoller()
+	poller.Add(s.sock, zmq.POLLIN)
+	for {
+		select {
+		case <-s.closed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		polled, err := poller.Poll(100 * time.Millisecond)
+		if err != nil {
+			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
+				continue
+			}
+			return fmt.Errorf("gilmsg: replay server: poll: %w", err)
+		}
+		if len(polled) == 0 {
+			continue
+		}
+		frames, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+				continue
+			}
+			return fmt.Errorf("gilmsg: replay server: receive: %w", err)
+		}
+		reply := s.Answer(ctx, frames)
+		parts := make([]any, len(reply))
+		for i, p := range reply {
+			parts[i] = p
+		}
+		if _, err := s.sock.SendMessage(parts...); err != nil {
+			s.log.Error("gilmsg: replay server: send", slog.Any("error", err))
+		}
+	}
+}
+
+// Close stops Serve (waiting for it, if it runs) and releases the server.
+// It is safe to call twice.
+func (s *ReplayServer) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		if s.serving.TryLock() {
+			// Serve never ran: the socket is ours to close.
+			s.sock.Close()
+		} else {
+			<-s.done
+		}
+		s.zctx.Term()
+	})
+	return nil
+}
+
+// Answer returns the reply frames for one request's frames: one frame per
+// matching message (its canonical JSON, in seq_id order, at most
+// [MaxReplyMessages]), or one "error: ..." frame. Never zero frames.
+func (s *ReplayServer) Answer(ctx context.Context, frames [][]byte) [][]byte {
+	errFrame := func(format string, args ...any) [][]byte {
+		msg := fmt.Sprintf(format, args...)
+		s.log.Info("gilmsg: replay request refused", slog.String("name", s.name), slog.String("reason", msg))
+		return [][]byte{[]byte(errPrefix + "'" + msg + "'")}
+	}
+	if len(frames) != 1 {
+		return errFrame("A request is one frame, got %d", len(frames))
+	}
+	q, err := ParseReplayQuery(frames[0])
+	if err != nil {
+		return errFrame("%s", strings.TrimPrefix(err.Error(), "gilmsg: replay request: "))
+	}
+	q.Limit = MaxReplyMessages
+	qctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	msgs, err := s.st.Query(qctx, q)
+	if err != nil {
+		s.log.Error("gilmsg: replay server: store", slog.Any("error", err))
+		return errFrame("The store failed: %v", err)
+	}
+	out := make([][]byte, 0, len(msgs))
+	for _, m := range msgs {
+		v, err := DecodeJSON(m.Body)
+		if err == nil {
+			var body []byte
+			if body, err = MarshalCanonical(v); err == nil {
+				out = append(out, body)
+				continue
+			}
+		}
+		// A row nobody can send again: said loudly, and the rest still go.
+		s.log.Error("gilmsg: replay server: stored message is not JSON", slog.Int64("seq_id", m.SeqID), slog.Any("error", err))
+	}
+	if len(out) == 0 {
+		return errFrame(replyNoMatch)
+	}
+	return out
+}
+
+// ReplayQueryError is a replay request the server refuses.
+type ReplayQueryError struct{ Reason string }
+
+func (e *ReplayQueryError) Error() string { return "gilmsg: replay request: " + e.Reason }
+
+// ParseReplayQuery reads a replay request (WIRE.md §11): a JSON object
+// whose keys seq_id, seq_ids, seq_id_range, msg_id, msg_ids and time are
+// OR-ed, plus after_seq_id for paging. {} asks for everything. Integers
+// may also be integral floats or decimal strings, as Python's server
+// (SQLite's type affinity) takes them.
+func ParseReplayQuery(raw []byte) (*Query, error) {
+	bad := func(format string, args ...any) error {
+		return &ReplayQueryError{Reason: fmt.Sprintf(format, args...)}
+	}
+	if len(raw) > MaxRequestBytes {
+		return nil, bad("Request of %d bytes is too large (at most %d)", len(raw), MaxRequestBytes)
+	}
+	v, err := DecodeJSON(raw)
+	if err != nil {
+		return nil, bad("Request is not JSON: %v", strings.TrimPrefix(err.Error(), "gilmsg: "))
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, bad("Request is a JSON %s, not an object", jsonKind(v))
+	}
+	q := &Query{}
+	named := false
+	for _, key := range sortedKeys(obj) {
+		val := obj[key]
+		wrong := func() error { return bad("Something went wrong when processing the field %q", key) }
+		switch key {
+		case "seq_id":
+			n, ok := queryInt(val)
+			if !ok {
+				return nil, wrong()
+			}
+			q.SeqIDs = append(q.SeqIDs, n)
+		case "seq_ids":
+			list, ok := val.([]any)
+			if !ok {
+				return nil, wrong()
+			}
+			if len(list)+len(q.SeqIDs) > MaxQueryIDs {
+				return nil, bad("Too many seq_ids: %d (at most %d per request)", len(list), MaxQueryIDs)
+			}
+			for _, x := range list {
+				n, ok := queryInt(x)
+				if !ok {
+					return nil, wrong()
+				}
+				q.SeqIDs = append(q.SeqIDs, n)
+			}
+		case "seq_id_range":
+			pair, ok := val.([]any)
+			if !ok || len(pair) != 2 {
+				return nil, bad("Ill-format %q field", key)
+			}
+			a, ok1 := queryInt(pair[0])
+			b, ok2 := queryInt(pair[1])
+			if !ok1 || !ok2 {
+				return nil, wrong()
+			}
+			q.SeqIDRange = &[2]int64{a, b}
+		case "msg_id":
+			s, ok := val.(string)
+			if !ok {
+				return nil, wrong()
+			}
+			q.MsgIDs = append(q.MsgIDs, s)
+		case "msg_ids":
+			list, ok := val.([]any)
+			if !ok {
+				return nil, wrong()
+			}
+			if len(list)+len(q.MsgIDs) > MaxQueryIDs {
+				return nil, bad("Too many msg_ids: %d (at most %d per request)", len(list), MaxQueryIDs)
+			}
+			for _, x := range list {
+				s, ok := x.(string)
+				if !ok {
+					return nil, wrong()
+				}
+				q.MsgIDs = append(q.MsgIDs, s)
+			}
+		case "time":
+			pair, ok := val.([]any)
+			if !ok || len(pair) != 2 {
+				return nil, bad("Ill-format %q field", key)
+			}
+			a, ok1 := queryFloat(pair[0])
+			b, ok2 := queryFloat(pair[1])
+			if !ok1 || !ok2 {
+				return nil, wrong()
+			}
+			q.Time = &[2]float64{a, b}
+		case keyAfterSeqID:
+			n, ok := queryInt(val)
+			if !ok {
+				return nil, wrong()
+			}
+			q.AfterSeqID = n
+			continue
+		default:
+			return nil, bad("Unsupported field: %q", key)
+		}
+		named = true
+	}
+	q.All = !named
+	return q, nil
+}
+
+func queryInt(v any) (int64, bool) {
+	if s, ok := v.(string); ok {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		return n, err == nil
+	}
+	if _, ok := v.(bool); ok {
+		return 0, false
+	}
+	n, err := toInt64(v)
+	return n, err == nil
+}
+
+func queryFloat(v any) (float64, bool) {
+	var f float64
+	switch x := v.(type) {
+	case json.Number:
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return 0, false
+		}
+	case float64:
+		f = x
+	default:
+		return 0, false
+	}
+	// Past these, no date can be formatted (Python raises too).
+	return f, !math.IsNaN(f) && math.Abs(f) < 1e11
+}

@@ -1,0 +1,284 @@
+package gilmsg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Store keeps what a bus publishes, so that a replay server can send it
+// again to subscribers that missed it (WIRE.md §11). Package sqlstore
+// provides fedmsg's SqlStore layout over SQLite and PostgreSQL; a bus uses
+// a store given with [WithStore].
+//
+// A store is used by many goroutines at once (a bus's writer, replay
+// servers); implementations must be safe for that.
+type Store interface {
+	// Append stores batch in one transaction: it takes len(batch.Entries)
+	// seq_ids from the store's counter, calls batch.Seal with them while
+	// the transaction is open, and writes the sealed bodies. Either every
+	// entry is stored or none is.
+	Append(ctx context.Context, batch *Batch) error
+	// Query returns the stored messages that match q, in seq_id order, at
+	// most q.Limit of them (no limit when it is 0).
+	Query(ctx context.Context, q *Query) ([]StoredMessage, error)
+	// Close releases the store. A bus never closes the store it was given.
+	Close() error
+}
+
+// StoredMessage is one message as a store holds it.
+type StoredMessage struct {
+	SeqID int64
+	Body  []byte // the whole message as JSON (Python writes json.dumps of it)
+}
+
+// Query is one replay request (WIRE.md §11): a message matches when it
+// matches any one of the keys given (they are OR-ed), and AfterSeqID.
+type Query struct {
+	SeqIDs     []int64     // seq_id and seq_ids
+	SeqIDRange *[2]int64   // seq_id_range, inclusive
+	MsgIDs     []string    // msg_id and msg_ids
+	Time       *[2]float64 // time: Unix seconds, inclusive
+	All        bool        // the request named none of the keys: everything
+	// AfterSeqID keeps only seq_ids above it (paging; 0 keeps all). It is
+	// AND-ed with the keys above.
+	AfterSeqID int64
+	Limit      int
+}
+
+// Batch is the messages one [Store.Append] writes in one transaction.
+type Batch struct {
+	Entries []*StoreEntry
+}
+
+// StoreEntry is one message on its way into a store. MsgID, Topic and
+// Timestamp are known before the store is asked; SeqID and Body are set by
+// [Batch.Seal].
+type StoreEntry struct {
+	MsgID     string
+	Topic     string
+	Timestamp int64 // Unix seconds, the envelope's timestamp
+	SeqID     int64
+	Body      []byte // the body as sent, seq_id included, signed if signing
+
+	// Encode returns the message's body with seq_id set to seqID (signed,
+	// when the bus signs). A bus sets it; other writers of a store may too.
+	Encode func(seqID int64) ([]byte, error)
+}
+
+// Seal gives entry i the seq_id ids[i], then signs (when the bus signs) and
+// encodes it, on up to GOMAXPROCS goroutines: signing is the costly part of
+// a stored publish, and the transaction waits for it.
+func (b *Batch) Seal(ids []int64) error {
+	if len(ids) != len(b.Entries) {
+		return fmt.Errorf("gilmsg: store gave %d seq_ids for %d messages", len(ids), len(b.Entries))
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(b.Entries))
+	errs := make([]error, len(b.Entries))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(b.Entries); i += workers {
+				e := b.Entries[i]
+				e.SeqID = ids[i]
+				e.Body, errs[i] = e.Encode(ids[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// WithStore makes the bus store every message it publishes (ACKs aside) in
+// st before sending it: the message gets its seq_id from the store's
+// counter, is signed with it, and is written, all before it leaves. Writes
+// from concurrent publishes share one transaction (group commit). Default:
+// no store.
+func WithStore(st Store) Option { return func(o *options) { o.store = st } }
+
+// StoreURL returns persistent_store when it is a URL string, else "".
+func (c *Config) StoreURL() string {
+	s, _ := c.PersistentStore.(string)
+	return s
+}
+
+// StoreError says that a message could not be stored, so it was not sent.
+type StoreError struct {
+	MsgID string
+	Err   error
+}
+
+func (e *StoreError) Error() string {
+	return fmt.Sprintf("gilmsg: message %s not sent: storing it failed: %v", e.MsgID, e.Err)
+}
+
+func (e *StoreError) Unwrap() error { return e.Err }
+
+// storeWriter is the bus's group commit: one goroutine takes whatever
+// publishes have queued, up to maxStoreBatch, and stores them in one
+// Append while the next ones queue.
+type storeWriter struct {
+	st   Store
+	log  *slog.Logger
+	reqs chan *storeReq
+	stop chan struct{}
+	done chan struct{}
+}
+
+type storeReq struct {
+	entry *StoreEntry
+	err   chan error
+}
+
+const (
+	maxStoreBatch = 512
+	// storeTimeout bounds one Append: a store that hangs (a PostgreSQL
+	// server gone without a word) fails the publishes instead.
+	storeTimeout = 30 * time.Second
+)
+
+func newStoreWriter(st Store, log *slog.Logger) *storeWriter {
+	w := &storeWriter{st: st, log: log, reqs: make(chan *storeReq, maxStoreBatch),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+func (w *storeWriter) run() {
+	defer close(w.done)
+	for {
+		var first *storeReq
+		select {
+		case first = <-w.reqs:
+		case <-w.stop:
+			return
+		}
+		reqs := []*storeReq{first}
+	drain:
+		for len(reqs) < maxStoreBatch {
+			select {
+			case r := <-w.reqs:
+				reqs = append(reqs, r)
+			default:
+				break drain
+			}
+		}
+		batch := &Batch{Entries: make([]*StoreEntry, len(reqs))}
+		for i, r := range reqs {
+			batch.Entries[i] = r.entry
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		err := w.st.Append(ctx, batch)
+		cancel()
+		if err != nil {
+			w.log.Error("gilmsg: storing published messages", slog.Int("messages", len(reqs)), slog.Any("error", err))
+		}
+		for _, r := range reqs {
+			r.err <- err
+		}
+	}
+}
+
+// add stores e and returns once it is stored (or failed).
+func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, e *StoreEntry) error {
+	r := &storeReq{entry: e, err: make(chan error, 1)}
+	select {
+	case w.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-busClosed:
+		return ErrClosed
+	}
+	// Once queued, the message is stored whatever ctx does: wait for it,
+	// so that a cancelled publish never leaves a seq_id nobody sent
+	// without saying so.
+	if err := <-r.err; err != nil {
+		return &StoreError{MsgID: e.MsgID, Err: err}
+	}
+	return nil
+}
+
+// close stops the writer once what is queued is stored.
+func (w *storeWriter) close() {
+	close(w.stop)
+	<-w.done
+	for {
+		select {
+		case r := <-w.reqs:
+			r.err <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+// prepareStored is prepare's end for a bus with a store: the seq_id comes
+// from the store, then the message is signed and encoded, then stored.
+func (b *Bus) prepareStored(ctx context.Context, fields map[string]any, sign bool) (*outgoing, error) {
+	var s *Signer
+	if sign {
+		var err error
+		if s, err = b.getSigner(); err != nil {
+			return nil, err
+		}
+	}
+	topic, _ := fields[fieldTopic].(string)
+	msgID, _ := fields[fieldMsgID].(string)
+	ts, _ := toInt64(fields[fieldTimestamp])
+	e := &StoreEntry{MsgID: msgID, Topic: topic, Timestamp: ts}
+	e.Encode = func(seqID int64) ([]byte, error) {
+		f := make(map[string]any, len(fields)+4)
+		for k, v := range fields {
+			f[k] = v
+		}
+		f[fieldSeqID] = json.Number(strconv.FormatInt(seqID, 10))
+		if s != nil {
+			if err := s.Sign(f); err != nil {
+				return nil, err
+			}
+		}
+		return MarshalCanonical(f)
+	}
+	if err := b.storeW.add(ctx, b.closed, e); err != nil {
+		return nil, err
+	}
+	return &outgoing{topic: topic, msgID: msgID, body: e.Body, seqID: e.SeqID}, nil
+}
+
+// fieldSeqID is the envelope key of the store's sequence number.
+const fieldSeqID = "seq_id"
+
+// addedAfterSigning lists the sets of fields Python peers add to a message
+// after signing it, which a signature check may leave out: gilmsg_version
+// (gilmsg 0.1.2), seq_id (fedmsg's store), or both.
+func addedAfterSigning(env *Envelope) [][]string {
+	_, seq := env.fields[fieldSeqID]
+	switch gil := env.IsGilmsg(); {
+	case gil && seq:
+		return [][]string{{fieldGilmsgVersion}, {fieldSeqID}, {fieldGilmsgVersion, fieldSeqID}}
+	case gil:
+		return [][]string{{fieldGilmsgVersion}}
+	case seq:
+		return [][]string{{fieldSeqID}}
+	}
+	return nil
+}
+
+// SeqID returns the message's seq_id (WIRE.md §11) and whether it has one
+// that is an integer.
+func (e *Envelope) SeqID() (int64, bool) {
+	v, ok := e.fields[fieldSeqID]
+	if !ok {
+		return 0, false
+	}
+	n, err := toInt64(v)
+	return n, err == nil
+}
