@@ -29,6 +29,7 @@ var freshCommands = map[string]func() *cobra.Command{
 	"relay":         newRelayCmd,
 	"gateway":       newGatewayCmd,
 	"signing-relay": newSigningRelayCmd,
+	"trigger":       newTriggerCmd,
 }
 
 // cliResult is what one run of gilmsg left behind.

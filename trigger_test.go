@@ -1,0 +1,176 @@
+package gilmsg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func triggerMsg(t *testing.T, topic string, payload any) *Message {
+	t.Helper()
+	text, err := MarshalCanonical(map[string]any{"topic": topic, "msg": payload, "msg_id": topic, "timestamp": 1700000000, "i": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := ParseEnvelope(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Message{Envelope: env, Body: text}
+}
+
+// seqOf yields msgs, calling before(i) ahead of each.
+func seqOf(msgs []*Message, before func(i int)) iter.Seq2[*Message, error] {
+	return func(yield func(*Message, error) bool) {
+		for i, m := range msgs {
+			if before != nil {
+				before(i)
+			}
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
+// triggerRecorder is a Trigger action that records the topics it ran for.
+type triggerRecorder struct {
+	mu     sync.Mutex
+	topics []string
+	fail   string // a topic whose action fails
+}
+
+func (r *triggerRecorder) action(_ context.Context, m *Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.topics = append(r.topics, m.Topic)
+	if m.Topic == r.fail {
+		return errors.New("failing on purpose")
+	}
+	return nil
+}
+
+func (r *triggerRecorder) ran() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.topics...)
+}
+
+func TestTriggerFiltersAndGoesOnAfterFailures(t *testing.T) {
+	checkLeaks(t)
+	var msgs []*Message
+	for _, topic := range []string{"a.one", "a._heartbeat", "b.two", "a.three", "a.four"} {
+		msgs = append(msgs, triggerMsg(t, topic, nil))
+	}
+	var logs bytes.Buffer
+	rec := &triggerRecorder{fail: "a.three"}
+	tr := &Trigger{
+		Include: regexp.MustCompile(`^a\.`), Exclude: regexp.MustCompile(`_heartbeat`),
+		Action: rec.action, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	}
+	if err := tr.Run(context.Background(), seqOf(msgs, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(rec.ran(), " "), "a.one a.three a.four"; got != want {
+		t.Errorf("ran %q, want %q", got, want)
+	}
+	if !strings.Contains(logs.String(), "failing on purpose") || !strings.Contains(logs.String(), "a.three") {
+		t.Errorf("the failure was not logged with its message: %s", logs.String())
+	}
+}
+
+// With a long wait, nothing runs until the queue passes MaxQueueSize; then
+// everything queued runs, in order.
+func TestTriggerMaxQueueSizeEndsTheWait(t *testing.T) {
+	checkLeaks(t)
+	var msgs []*Message
+	for i := range 4 {
+		msgs = append(msgs, triggerMsg(t, fmt.Sprintf("t.%d", i), nil))
+	}
+	rec := &triggerRecorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hold := make(chan struct{})
+	seq := func(yield func(*Message, error) bool) {
+		seqOf(msgs, func(i int) {
+			// The trigger has taken i messages; with i <= 3 it is still
+			// waiting.
+			if n := len(rec.ran()); n != 0 {
+				t.Errorf("ran %d before the queue was full", n)
+			}
+		})(yield)
+		select { // a live bus: no more messages for now
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
+	tr := &Trigger{WaitFor: time.Hour, MaxQueueSize: 3, Action: rec.action}
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, seq) }()
+	waitFor(t, "four actions", func() bool { return len(rec.ran()) == 4 })
+	if got := strings.Join(rec.ran(), " "); got != "t.0 t.1 t.2 t.3" {
+		t.Errorf("ran %q", got)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+}
+
+func TestShellCommandStdinNotQuoted(t *testing.T) {
+	checkLeaks(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "stdin")
+	pwned := filepath.Join(dir, "pwned")
+	m := triggerMsg(t, "org.example.dev.x", map[string]any{"text": "it's'; touch " + pwned + "; echo '$(touch " + pwned + ")"})
+	run := ShellCommand("cat > "+out+"; exit 7", nil, nil)
+	err := run(context.Background(), m)
+	if err == nil || !strings.Contains(err.Error(), "status 7") {
+		t.Errorf("err = %v, want the exit status", err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := m.Envelope.Body()
+	if string(got) != string(want)+"\n" {
+		t.Errorf("stdin = %q, want the canonical JSON and a newline %q", got, want)
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Error("the message's content ran as a command")
+	}
+}
+
+func TestTriggerStopsARunningCommand(t *testing.T) {
+	checkLeaks(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := filepath.Join(t.TempDir(), "started")
+	tr := &Trigger{Action: ShellCommand("touch "+started+"; exec sleep 60", nil, nil)}
+	seq := func(yield func(*Message, error) bool) {
+		if yield(triggerMsg(t, "x", nil), nil) {
+			<-ctx.Done()
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, seq) }()
+	waitFor(t, "the command to start", func() bool { _, err := os.Stat(started); return err == nil })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not stop the command")
+	}
+}
