@@ -13,7 +13,7 @@ func init() { rootCmd.AddCommand(newGatewayCmd()) }
 func newGatewayCmd() *cobra.Command {
 	var verbose bool
 	var bind string
-	var startMetrics func(*gilmsg.Config) (*gilmsg.Hooks, func(), error)
+	var startMetrics metricsStart
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Republish the whole bus on one port for clients outside it, like fedmsg-gateway",

@@ -30,12 +30,15 @@ const maxPrefixLabels = 256
 // topic_prefix.
 const otherPrefix = "other"
 
+// metricsStart starts serving metrics for a command run with cfg.
+type metricsStart func(cfg *gilmsg.Config) (hooks *gilmsg.Hooks, stop func(), err error)
+
 // addMetrics gives cmd the --metrics-addr flag and returns what its RunE
 // calls to start serving: when the flag is set, it listens there, says
 // where on stderr, serves Prometheus metrics at /metrics until stop, and
 // returns the hooks to hand to the library (see [gilmsg.Hooks]); when it
 // is not, hooks is nil. stop is never nil, and waits for the server.
-func addMetrics(cmd *cobra.Command) (start func(cfg *gilmsg.Config) (hooks *gilmsg.Hooks, stop func(), err error)) {
+func addMetrics(cmd *cobra.Command) metricsStart {
 	var addr string
 	cmd.Flags().StringVar(&addr, metricsFlag, "", "serve Prometheus metrics at http://`HOST:PORT`/metrics")
 	return func(cfg *gilmsg.Config) (*gilmsg.Hooks, func(), error) {

@@ -20,7 +20,7 @@ func init() { rootCmd.AddCommand(newRelayCmd()) }
 // flags.
 func newRelayCmd() *cobra.Command {
 	var verbose bool
-	var startMetrics func(*gilmsg.Config) (*gilmsg.Hooks, func(), error)
+	var startMetrics metricsStart
 	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "Forward every message from relay_inbound to relay_outbound, like fedmsg-relay",
@@ -64,7 +64,7 @@ type forwarder interface {
 // and the metrics hooks, and runs it until SIGINT or SIGTERM; then it
 // closes it (queued messages get zmq_linger to leave) and prints its
 // counts.
-func runForwarder(cmd *cobra.Command, verbose bool, startMetrics func(*gilmsg.Config) (*gilmsg.Hooks, func(), error),
+func runForwarder(cmd *cobra.Command, verbose bool, startMetrics metricsStart,
 	open func(*gilmsg.Config, ...gilmsg.RelayOption) (forwarder, error)) error {
 	cfg, err := loadConfig(cmd)
 	if err != nil {

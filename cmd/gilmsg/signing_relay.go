@@ -12,7 +12,7 @@ func init() { rootCmd.AddCommand(newSigningRelayCmd()) }
 
 func newSigningRelayCmd() *cobra.Command {
 	var verbose bool
-	var startMetrics func(*gilmsg.Config) (*gilmsg.Hooks, func(), error)
+	var startMetrics metricsStart
 	cmd := &cobra.Command{
 		Use:   "signing-relay",
 		Short: "A relay that signs what comes unsigned, like fedmsg-signing-relay",

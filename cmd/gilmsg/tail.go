@@ -34,7 +34,7 @@ type tailOptions struct {
 	reallyPretty bool
 	name         string
 	noAck        bool
-	metrics      func(*gilmsg.Config) (*gilmsg.Hooks, func(), error)
+	metrics      metricsStart
 }
 
 // newTailCmd builds the command afresh so that tests get their own flags.

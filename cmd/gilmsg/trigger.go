@@ -21,7 +21,7 @@ type triggerOptions struct {
 	exclude      string
 	waitFor      float64
 	maxQueueSize int
-	metrics      func(*gilmsg.Config) (*gilmsg.Hooks, func(), error)
+	metrics      metricsStart
 }
 
 func newTriggerCmd() *cobra.Command {
