@@ -429,7 +429,9 @@ func (s *gpgSigner) sign(fields map[string]any) error {
 			return fmt.Errorf("%w: %v", ErrCannotSign, err)
 		}
 		sig = buf.Bytes()
-	} else if sig, err = runGPG(s.home, text, "--local-user", s.keyID, "--detach-sign"); err != nil {
+	} else if sig, err = runGPG(s.home, text, "--pinentry-mode", "error", "--local-user", s.keyID, "--detach-sign"); err != nil {
+		// pinentry-mode error: a passphrase gpg-agent does not hold fails
+		// at once instead of waiting for a prompt nobody sees.
 		return fmt.Errorf("%w: %v", ErrCannotSign, err)
 	}
 	fields[fieldCrypto] = "gpg"

@@ -2,6 +2,7 @@ package gilmsg
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -10,6 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ProtonMail/go-crypto/openpgp/s2k"
 )
 
 // gpgVector is one line of testdata/gpg/vectors.jsonl, made and judged by
@@ -91,6 +97,11 @@ func gnupgHome(t testing.TB, keyFiles ...string) string {
 		exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
 		os.RemoveAll(home)
 	})
+	// Few S2K rounds: gpg-agent otherwise calibrates them, for seconds on a
+	// loaded machine, the first time it protects a key.
+	if err := os.WriteFile(filepath.Join(home, "gpg-agent.conf"), []byte("s2k-count 65536\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range keyFiles {
 		if _, err := runGPG(home, nil, "--import", f); err != nil {
 			t.Fatal(err)
@@ -516,5 +527,63 @@ func TestDevGPG(t *testing.T) {
 				t.Errorf("%s: %s's message: %q, %v", home, host, signer, err)
 			}
 		}
+	}
+}
+
+// A passphrase-protected key is not exported: gpg signs each message,
+// using the passphrase gpg-agent holds, and fails at once without it.
+func TestGPGSignProtectedKey(t *testing.T) {
+	// Made here rather than by gpg, whose key generation with a
+	// passphrase takes seconds on a loaded machine.
+	e, err := openpgp.NewEntity("prot01", "", "prot01@gilmsg.test", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fewest S2K rounds: gpg-agent unprotects the key at every
+	// signature.
+	fast := &packet.Config{S2KConfig: &s2k.Config{S2KMode: s2k.IteratedSaltedS2K, S2KCount: 65536}}
+	if err := e.EncryptPrivateKeys([]byte("sekrit"), fast); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "prot01.asc")
+	var buf bytes.Buffer
+	w, _ := armor.Encode(&buf, openpgp.PrivateKeyType, nil)
+	if err := e.SerializePrivateWithoutSigning(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := os.WriteFile(keyFile, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	home := gnupgHome(t, keyFile)
+	fpr := gpgFingerprint(e)
+	cfg := gpgConfig(t, home)
+	cfg.GPGKeys = map[string]string{"prot01": fpr}
+	cfg.GPGSigningKey = "prot01@gilmsg.test"
+	if _, err := LoadGPGSigner(cfg, "h"); !errors.Is(err, ErrCannotSign) {
+		t.Fatalf("a user id as the key: %v", err)
+	}
+	cfg.GPGSigningKey = fpr
+	s, err := LoadGPGSigner(cfg, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.gpg.entity != nil || s.CN() != "prot01" {
+		t.Fatalf("native=%v name %q: a protected key was exported", s.gpg.entity != nil, s.CN())
+	}
+	if err := s.Sign(map[string]any{fieldMsg: 1}); !errors.Is(err, ErrCannotSign) {
+		t.Fatalf("signing without the passphrase: %v", err)
+	}
+	// Once gpg-agent holds the passphrase, as a service's would.
+	if _, err := runGPG(home, []byte("x"), "--pinentry-mode", "loopback", "--passphrase", "sekrit", "--local-user", fpr, "--detach-sign"); err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]any{fieldMsg: map[string]any{"n": 1}}
+	if err := s.Sign(fields); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := envelopeFromFields(fields)
+	if signer, err := NewValidator(cfg).Validate(env); err != nil || signer != "prot01" {
+		t.Fatalf("validate: %q, %v", signer, err)
 	}
 }
