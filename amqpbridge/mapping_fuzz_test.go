@@ -1,0 +1,60 @@
+package amqpbridge
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// FuzzFromAMQP: whatever a delivery holds, FromAMQP answers without
+// panicking, either with a DropError of a known reason or with a JSON
+// object payload under a year-prefixed msg_id that goes out and back
+// through the bus's canonical encoding; and ToAMQP of that payload gives
+// the same object back.
+func FuzzFromAMQP(f *testing.F) {
+	for _, s := range []struct{ id, key, body string }{
+		{"x", "a.b", `{"a":1}`}, {"2020-x", "a.b", `{"n":[1,2.5,"é"]}`}, {"", "a.b", `{}`},
+		{"x", "", `{}`}, {"x", "a.b", `[1]`}, {"x", "a.b", "\xff\xfe"}, {"x", "a.b", `{"a":1e999}`},
+		{"x", "a.b", `{"a":"\ud800"}`}, {"x", "a.b", `{"a":{"a":{"a":{}}}}`}, {"1234-", "k", `{"":null}`},
+	} {
+		f.Add(s.id, s.key, []byte(s.body))
+	}
+	reasons := []error{ErrLoop, ErrNoPayload, ErrNoMessageID, ErrBadBody, ErrTooLarge}
+	f.Fuzz(func(t *testing.T, id, key string, body []byte) {
+		d := &amqp.Delivery{MessageId: id, RoutingKey: key, Body: body}
+		in, err := FromAMQP(d, 4096, time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			var de *DropError
+			if !errors.As(err, &de) || !func() bool {
+				for _, r := range reasons {
+					if errors.Is(err, r) {
+						return true
+					}
+				}
+				return false
+			}() {
+				t.Fatalf("error %v is not a DropError of a known reason", err)
+			}
+			return
+		}
+		if !hasYearPrefix(in.MsgID) || in.Topic != key || in.Msg == nil {
+			t.Fatalf("got %+v from id %q key %q", in, id, key)
+		}
+		canon, err := gilmsg.MarshalCanonical(in.Msg)
+		if err != nil {
+			t.Fatalf("payload does not encode: %v", err)
+		}
+		env, err := gilmsg.ParseEnvelope(append(append([]byte(`{"topic":"t","msg_id":"m","msg":`), canon...), '}'))
+		if err != nil {
+			t.Fatalf("payload does not parse back: %v", err)
+		}
+		pub, err := ToAMQP(env)
+		if err != nil || string(pub.Body) != string(canon) {
+			t.Fatalf("ToAMQP: %v, body %s, want %s", err, pub.Body, canon)
+		}
+	})
+}
