@@ -14,8 +14,8 @@ import (
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
-// TestBrokerRestartMidStream streams both ways through a restart of the
-// broker. Every bus message the bridge ACKed (a reliable publish that
+// TestBrokerRestartMidStream streams both ways through a graceful restart
+// of the broker, then through a kill -9 of it. Every bus message the bridge ACKed (a reliable publish that
 // succeeded, exit 0 of gilmsg logger) is in the broker afterwards, and
 // every message the broker confirmed reaches the bus; while the broker is
 // down a reliable publish to the bridge times out (exit 3): no ACK without
@@ -103,20 +103,32 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, "traffic both ways", func() bool { a, c := count(); return a >= 10 && c >= 10 })
-	if err := rmq.StopNode(); err != nil {
-		t.Fatal(err)
+	var a0, c0 int
+	for _, fault := range []struct {
+		name string
+		stop func() error
+	}{
+		{"graceful restart", rmq.StopNode},
+		{"kill -9", func() error { rmq.KillNode(); return nil }},
+	} {
+		a, c := count()
+		waitFor(t, "traffic both ways before the "+fault.name, func() bool { a1, c1 := count(); return a1 >= a+10 && c1 >= c+10 })
+		if err := fault.stop(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the bridges to notice the "+fault.name, func() bool { return !z2a.Connected() && !a2z.Connected() })
+		_, err = pub.Publish(ctxT(t), "while-down", map[string]any{}, gilmsg.Recipients(bridgeCN), gilmsg.AckTimeout(time.Second))
+		if !errors.Is(err, gilmsg.ErrAckTimeout) {
+			t.Errorf("%s: reliable publish to the bridge with the broker down: %v, want an ACK timeout", fault.name, err)
+		}
+		a0, c0 = count()
+		began := time.Now()
+		if err := rmq.StartNode(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: the broker was back in %v", fault.name, time.Since(began).Round(time.Millisecond))
 	}
-	waitFor(t, "the bridges to notice", func() bool { return !z2a.Connected() && !a2z.Connected() })
-	_, err = pub.Publish(ctxT(t), "while-down", map[string]any{}, gilmsg.Recipients(bridgeCN), gilmsg.AckTimeout(time.Second))
-	if !errors.Is(err, gilmsg.ErrAckTimeout) {
-		t.Errorf("reliable publish to the bridge with the broker down: %v, want an ACK timeout", err)
-	}
-	a0, c0 := count()
-	if err := rmq.StartNode(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "traffic both ways after the restart", func() bool { a, c := count(); return a >= a0+10 && c >= c0+10 })
+	waitFor(t, "traffic both ways after the restarts", func() bool { a, c := count(); return a >= a0+10 && c >= c0+10 })
 	stop()
 	wg.Wait()
 
@@ -160,6 +172,6 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("bus→broker: %d ACKed (%d after the restart); broker→bus: %d confirmed; zmq-to-amqp %+v; amqp-to-zmq %+v",
+	t.Logf("bus→broker: %d ACKed (%d after the last restart); broker→bus: %d confirmed; zmq-to-amqp %+v; amqp-to-zmq %+v",
 		len(wantInBroker), len(wantInBroker)-a0, len(wantOnBus), z2a.Stats(), a2z.Stats())
 }

@@ -168,6 +168,17 @@ func (r *RabbitMQ) StopNode() error {
 	return nil
 }
 
+// KillNode kills the node outright (SIGKILL to its process group), as a
+// crash would; [RabbitMQ.StartNode] starts it again on the same data.
+func (r *RabbitMQ) KillNode() {
+	if r.node == nil || r.node.Process == nil {
+		return
+	}
+	syscall.Kill(-r.node.Process.Pid, syscall.SIGKILL)
+	<-r.done
+	r.node = nil
+}
+
 // StartNode starts the node again after [RabbitMQ.StopNode], on the same
 // port with the same data.
 func (r *RabbitMQ) StartNode() error {
