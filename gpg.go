@@ -40,7 +40,7 @@ const gpgCommandTimeout = 30 * time.Second
 // the files change, looked at about once a second.
 type gpgKeyring struct {
 	home  string
-	names map[string]string // gpg_keys: name → fingerprint or key id
+	names []gpgName // gpg_keys, sorted by name
 
 	checkedAt atomic.Int64
 
@@ -58,7 +58,18 @@ func newGPGKeyring(home string, names map[string]string) *gpgKeyring {
 			home = filepath.Join(h, ".gnupg")
 		}
 	}
-	return &gpgKeyring{home: home, names: names}
+	return &gpgKeyring{home: home, names: gpgNames(names)}
+}
+
+// gpgName is one gpg_keys entry, its key spec normalized.
+type gpgName struct{ name, spec string }
+
+func gpgNames(m map[string]string) []gpgName {
+	out := make([]gpgName, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, gpgName{name, normalizeKeySpec(m[name])})
+	}
+	return out
 }
 
 // get returns the current keys, reading them again when the files changed
@@ -68,7 +79,9 @@ func (k *gpgKeyring) get(now time.Time) (openpgp.EntityList, error) {
 	due := now.UnixNano()-last >= int64(refreshEvery) && k.checkedAt.CompareAndSwap(last, now.UnixNano())
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if !k.loaded || (due && k.currentStamps() != k.stamps) {
+	// A failed load is tried again when due: the gpg binary may have
+	// been installed since, which no stamp shows.
+	if !k.loaded || (due && (k.err != nil || k.currentStamps() != k.stamps)) {
 		k.loaded = true
 		k.stamps = k.currentStamps()
 		k.keys, k.err = loadGPGKeys(k.home)
@@ -194,9 +207,9 @@ func keyMatches(spec, fpr string) bool {
 // nameOf maps a fingerprint to its name in gpg_keys (the first in sorted
 // order, should two names share a key), or returns the fingerprint.
 func (k *gpgKeyring) nameOf(fpr string) string {
-	for _, name := range slices.Sorted(maps.Keys(k.names)) {
-		if keyMatches(normalizeKeySpec(k.names[name]), fpr) {
-			return name
+	for _, n := range k.names {
+		if keyMatches(n.spec, fpr) {
+			return n.name
 		}
 	}
 	return fpr
@@ -363,7 +376,7 @@ func loadGPGSigner(c *Config, hostname string) (*gpgSigner, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return s, (&gpgKeyring{names: c.GPGKeys}).nameOf(s.fpr), nil
+	return s, (&gpgKeyring{names: gpgNames(c.GPGKeys)}).nameOf(s.fpr), nil
 }
 
 func newGPGSigner(home, spec string) (*gpgSigner, error) {
