@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -106,23 +104,7 @@ func TestLoggerThroughRelay(t *testing.T) {
 	isolateConfigSources(t)
 	pki := devPKI(t, shellCN, consumerCN)
 
-	rcfg := testConfig(pki)
-	rcfg.RelayInbound = []string{"tcp://127.0.0.1:*"}
-	rcfg.Endpoints = map[string][]string{"relay_outbound": {"tcp://127.0.0.1:*"}}
-	relay, err := gilmsg.NewRelay(rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- relay.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-relayDone; !errors.Is(err, context.Canceled) {
-			t.Errorf("relay: %v", err)
-		}
-		relay.Close()
-	})
+	relay := startRelay(t, pki)
 
 	consumer, got := loggerConsumer(t, pki, relay.OutboundEndpoint())
 	cfg := testConfig(pki)

@@ -30,6 +30,8 @@ var freshCommands = map[string]func() *cobra.Command{
 	"gateway":       newGatewayCmd,
 	"signing-relay": newSigningRelayCmd,
 	"trigger":       newTriggerCmd,
+	"announce":      newAnnounceCmd,
+	"dg-replay":     newDGReplayCmd,
 }
 
 // cliResult is what one run of gilmsg left behind.
