@@ -657,8 +657,9 @@ func exportValue(key string, v any) any {
 // (joined when there are several): malformed addresses in endpoints or
 // relay_inbound, a name that is not in endpoints (unless active), an active
 // publisher without relay_inbound, out-of-range numbers, signing with a
-// backend other than x509 or gpg (or gpg without gpg_home), validating without a CA, and CA or CRL URLs that
-// are not https://.
+// backend other than x509 or gpg (or gpg without gpg_home), accepting a
+// backend that is neither, validating without a CA, and CA or CRL URLs
+// that are not https://.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -728,6 +729,12 @@ func (c *Config) Validate() error {
 		bad("gpg_home", "signing with crypto_backend gpg needs gpg_home")
 	case c.CryptoBackend != "x509" && c.CryptoBackend != "gpg":
 		bad("crypto_backend", "%q: only x509 and gpg can sign", c.CryptoBackend)
+	}
+	for _, b := range c.CryptoValidateBackends {
+		if b != "x509" && b != "gpg" {
+			// As fedmsg.crypto.init raises.
+			bad("crypto_validate_backends", "%q is not a crypto backend (x509, gpg)", b)
+		}
 	}
 	if c.ValidateSignatures && c.CACertLocation == "" {
 		bad("ca_cert_location", "validate_signatures is on but no CA certificate is set")

@@ -677,6 +677,8 @@ func TestConfigValidate(t *testing.T) {
 		{"gpg signing without gpg_home", func(c *Config) { c.SignMessages = true; c.CryptoBackend = "gpg" }, "gpg_home"},
 		{"gpg signing", func(c *Config) { c.SignMessages = true; c.CryptoBackend = "gpg"; c.GPGHome = "/h" }, ""},
 		{"unknown signing backend", func(c *Config) { c.SignMessages = true; c.CryptoBackend = "pgp" }, "crypto_backend"},
+		{"unknown validating backend", func(c *Config) { c.CryptoValidateBackends = []string{"x509", "GPG"} }, "crypto_validate_backends"},
+		{"gpg validation", func(c *Config) { c.CryptoValidateBackends = []string{"gpg", "x509"} }, ""},
 		{"validation without CA", func(c *Config) { c.CACertLocation = "" }, "ca_cert_location"},
 		{"http CA", func(c *Config) { c.CACertLocation = "http://example.org/ca.crt" }, "ca_cert_location"},
 		{"ftp CRL", func(c *Config) { c.CRLLocation = "ftp://example.org/crl.pem" }, "crl_location"},
