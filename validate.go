@@ -22,18 +22,18 @@ type Reason string
 
 // Validation failure reasons.
 const (
-	ReasonMalformed   Reason = "malformed"   // not a fedmsg envelope
-	ReasonUnsigned    Reason = "unsigned"    // no signature or certificate
-	ReasonBackend     Reason = "backend"     // crypto backend not accepted
-	ReasonCertificate Reason = "certificate" // not a certificate, or untrusted
-	ReasonExpired     Reason = "expired"     // past the end of its validity period
+	ReasonMalformed   Reason = "malformed"     // not a fedmsg envelope
+	ReasonUnsigned    Reason = "unsigned"      // no signature or certificate
+	ReasonBackend     Reason = "backend"       // crypto backend not accepted
+	ReasonCertificate Reason = "certificate"   // not a certificate, or untrusted
+	ReasonExpired     Reason = "expired"       // past the end of its validity period
 	ReasonNotYetValid Reason = "not-yet-valid" // before the start of its validity period
-	ReasonRevoked     Reason = "revoked"     // on the CRL
-	ReasonCA          Reason = "ca"          // CA or CRL could not be loaded
-	ReasonSignature   Reason = "signature"   // signature does not verify
-	ReasonPolicy      Reason = "policy"      // routing policy refuses the signer
-	ReasonKeyring     Reason = "keyring"     // gpg_home could not be read
-	ReasonUnknownKey  Reason = "unknown-key" // gpg: the signing key is not in gpg_home
+	ReasonRevoked     Reason = "revoked"       // on the CRL
+	ReasonCA          Reason = "ca"            // CA or CRL could not be loaded
+	ReasonSignature   Reason = "signature"     // signature does not verify
+	ReasonPolicy      Reason = "policy"        // routing policy refuses the signer
+	ReasonKeyring     Reason = "keyring"       // gpg_home could not be read
+	ReasonUnknownKey  Reason = "unknown-key"   // gpg: the signing key is not in gpg_home
 )
 
 // ValidationError says why a message is invalid. It unwraps to
