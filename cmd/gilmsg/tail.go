@@ -32,6 +32,8 @@ type tailOptions struct {
 	include      string
 	exclude      string
 	reallyPretty bool
+	query        string
+	terse        bool
 	name         string
 	noAck        bool
 	metrics      metricsStart
@@ -88,6 +90,8 @@ Another error writing stdout exits 1.`,
 	f.BoolVar(&o.noValidate, "no-validate", false, "print messages without checking their signatures")
 	f.StringVar(&o.include, "include", "", "print only topics matching this regular expression")
 	f.StringVar(&o.exclude, "exclude", "", "do not print topics matching this regular expression")
+	f.StringVar(&o.query, "query", "", "print only these comma-separated dotted `PATHS` of each message (msg.update.title), as fedmsg-tail --query")
+	f.BoolVar(&o.terse, "terse", false, "print one short line per message (<topic past prefix and environment> --), as fedmsg-tail --terse")
 	f.BoolVar(&o.reallyPretty, "really-pretty", false, "print the message as fedmsg-tail --really-pretty does: indented, without signature and certificate")
 	f.StringVar(&o.name, "name", "", "bind this `NAME`'s endpoint to send ACKs from")
 	f.BoolVar(&o.noAck, "no-ack", false, "never ACK")
@@ -153,7 +157,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	}
 
 	w := cmd.OutOrStdout()
-	p := printer{json: o.json}
+	p := printer{json: o.json, custom: tailFormat(o.query, o.terse)}
 	if o.reallyPretty {
 		p.pretty = &prettyPrinter{indent: "  ", ascii: true, color: isTerminal(cmd.OutOrStdout())}
 	}
@@ -243,6 +247,7 @@ func fromWhere(m *gilmsg.Message) string {
 
 // printer writes one message in the format the flags chose.
 type printer struct {
+	custom func(*gilmsg.Message) ([]byte, error) // --terse or --query, which win
 	json   bool
 	pretty *prettyPrinter // --really-pretty, which wins over --json
 }
@@ -251,6 +256,8 @@ func (p printer) print(w io.Writer, m *gilmsg.Message) error {
 	var b []byte
 	var err error
 	switch {
+	case p.custom != nil:
+		b, err = p.custom(m)
 	case p.pretty != nil:
 		b, err = p.pretty.envelope(m)
 	case p.json:
