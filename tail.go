@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,6 +145,10 @@ type Subscription struct {
 	readyBuf []int  // the poller's answer, reused
 
 	ackErrSaid bool
+
+	big       bool // the message being handled is big: release after it
+	releaseMu sync.Mutex
+	release   *time.Timer // hands memory back after big messages; nil until one
 }
 
 // Subscribe connects to every endpoint of every name except relay_inbound
@@ -313,6 +318,8 @@ func (s *Subscription) Endpoints() int { return len(s.eps) }
 func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	s.useMu.Lock()
 	defer s.useMu.Unlock()
+	// The reader is back: it is done with the message it was given last.
+	s.releaseAfterBig()
 	for {
 		if s.closed.Load() {
 			return nil, ErrClosed
@@ -387,6 +394,7 @@ func (s *Subscription) queue(i int) {
 func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Message, error, bool) {
 	b := s.bus
 	b.stats.received.Add(1)
+	s.big = len(frames[len(frames)-1]) >= bigMessage
 	ep := s.eps[i]
 	if len(frames) != 2 {
 		return s.reject(&Message{Name: ep.name, Endpoint: ep.addr},
@@ -444,7 +452,38 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 	return m, nil, true
 }
 
+// Memory after big messages. Reading a message of n bytes allocates
+// from about 2n (long strings) to about 60n (nothing but tiny values:
+// each becomes an interface in a map or slice); see RELIABILITY.md. Once
+// the message is handled that memory is garbage, but Go hands free memory
+// back to the OS only minutes after its last collection, so one spike
+// would stay in the process's RSS for as long as the bus is quiet.
+const (
+	bigMessage   = 1 << 20         // from this size, a message's memory is handed back
+	releaseDelay = 1 * time.Second // after the last big message: a stream of them keeps its memory
+)
+
+// releaseAfterBig returns free memory to the OS releaseDelay after the
+// last big message was handled, from a timer: the reader may be blocked
+// in a poll by then.
+func (s *Subscription) releaseAfterBig() {
+	if !s.big {
+		return
+	}
+	s.big = false
+	s.releaseMu.Lock()
+	defer s.releaseMu.Unlock()
+	if s.release == nil {
+		s.release = time.AfterFunc(releaseDelay, debug.FreeOSMemory)
+	} else {
+		s.release.Reset(releaseDelay)
+	}
+}
+
 func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
+	if !s.opts.surfaceInvalid {
+		s.releaseAfterBig() // nobody will hold it
+	}
 	reason := ReasonOf(err)
 	if reason == "" {
 		reason = ReasonMalformed
@@ -500,6 +539,11 @@ func (s *Subscription) Close() error {
 	s.rec.close()
 	s.closeSockets()
 	s.useMu.Unlock()
+	s.releaseMu.Lock()
+	if s.release != nil {
+		s.release.Stop()
+	}
+	s.releaseMu.Unlock()
 	s.bus.removeSub(s)
 	return nil
 }

@@ -36,6 +36,7 @@ type tailOptions struct {
 	terse        bool
 	name         string
 	noAck        bool
+	maxMsgSize   int64
 	metrics      metricsStart
 }
 
@@ -95,6 +96,7 @@ Another error writing stdout exits 1.`,
 	f.BoolVar(&o.reallyPretty, "really-pretty", false, "print the message as fedmsg-tail --really-pretty does: indented, without signature and certificate")
 	f.StringVar(&o.name, "name", "", "bind this `NAME`'s endpoint to send ACKs from")
 	f.BoolVar(&o.noAck, "no-ack", false, "never ACK")
+	f.Int64Var(&o.maxMsgSize, "max-message-size", gilmsg.DefaultMaxMessageSize, "drop the connection of a peer that sends a message over `BYTES` (-1: no limit)")
 	o.metrics = addMetrics(cmd)
 	return cmd
 }
@@ -102,6 +104,9 @@ Another error writing stdout exits 1.`,
 func runTail(cmd *cobra.Command, o *tailOptions) error {
 	if o.count < 0 {
 		return usageErrorf("--count %d: want 0 or more", o.count)
+	}
+	if o.maxMsgSize == 0 || o.maxMsgSize < -1 {
+		return usageErrorf("--max-message-size %d: want a number of bytes, or -1 for no limit", o.maxMsgSize)
 	}
 	include, err := compileFilter("include", o.include)
 	if err != nil {
@@ -127,7 +132,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		return err
 	}
 	defer stopMetrics()
-	bus, err := gilmsg.New(cfg, gilmsg.WithHooks(hooks))
+	bus, err := gilmsg.New(cfg, gilmsg.WithHooks(hooks), gilmsg.WithMaxMessageSize(o.maxMsgSize))
 	if err != nil {
 		return err
 	}

@@ -282,6 +282,8 @@ func TestTailUsage(t *testing.T) {
 		{"--count", "x"},
 		{"--include", "("},
 		{"--exclude", "[z-a]"},
+		{"--max-message-size", "0"},
+		{"--max-message-size", "-2"},
 		{"extra"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
