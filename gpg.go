@@ -215,8 +215,9 @@ func (k *gpgKeyring) nameOf(fpr string) string {
 	return fpr
 }
 
-// verify checks a gpg-signed envelope and returns the signer's name.
-func (k *gpgKeyring) verify(env *Envelope) (string, *ValidationError) {
+// verify checks a gpg-signed envelope at time now (expiry, revocation) and
+// returns the signer's name.
+func (k *gpgKeyring) verify(env *Envelope, now time.Time) (string, *ValidationError) {
 	if !hasField(env, fieldSignature) || env.Signature == "" {
 		return "", invalid(ReasonUnsigned, "no signature", nil)
 	}
@@ -231,8 +232,7 @@ func (k *gpgKeyring) verify(env *Envelope) (string, *ValidationError) {
 	if err != nil {
 		return "", invalid(ReasonMalformed, "canonical text of msg", err)
 	}
-	now := time.Now()
-	keys, err := k.get(now)
+	keys, err := k.get(time.Now()) // the wall clock paces reloads
 	if err != nil {
 		return "", invalid(ReasonKeyring, "", err)
 	}

@@ -587,3 +587,20 @@ func TestGPGSignProtectedKey(t *testing.T) {
 		t.Fatalf("validate: %q, %v", signer, err)
 	}
 }
+
+// Key expiry is judged by the validator's clock: the key that expired in
+// 2020 validates in 2020.
+func TestGPGValidatorClock(t *testing.T) {
+	val := NewValidator(gpgConfig(t, "testdata/gpg/pubring.asc"))
+	val.now = func() time.Time { return time.Date(2020, 3, 2, 0, 0, 0, 0, time.UTC) }
+	for _, v := range loadGPGVectors(t) {
+		if v.Name != "key expired" {
+			continue
+		}
+		if signer, err := validateBody(val, []byte(v.Body)); err != nil || signer != "expired01" {
+			t.Fatalf("in 2020: %q, %v", signer, err)
+		}
+		return
+	}
+	t.Fatal("no key expired vector")
+}

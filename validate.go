@@ -151,7 +151,7 @@ func (v *Validator) validate(env *Envelope, policy map[string][]string, nitpicky
 		return "", err
 	}
 	if backend == "gpg" {
-		name, verr := v.gpg.verify(env)
+		name, verr := v.gpg.verify(env, v.now())
 		if verr != nil {
 			return "", verr
 		}
