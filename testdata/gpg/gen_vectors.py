@@ -53,11 +53,12 @@ def make_keys():
     gpg(HOME, "--quick-gen-key", "revoked01 <revoked01@gilmsg.test>", "ed25519", "sign", "never")
     gpg(HOME, "--quick-gen-key", "expired01 <expired01@gilmsg.test>", "ed25519", "sign", "2020-06-01", faked=PAST)
     gpg(HOME, "--quick-gen-key", "unnamed01 <unnamed01@gilmsg.test>", "ed25519", "sign", "never")
+    gpg(HOME, "--quick-gen-key", "dsa01 <dsa01@gilmsg.test>", "dsa2048", "sign", "never")
     gpg(HOME, "--quick-gen-key", "sub01 <sub01@gilmsg.test>", "ed25519", "cert", "never")
     gpg(HOME, "--quick-add-key", fingerprint(HOME, "sub01"), "ed25519", "sign", "never")
     # Same user id as app01: only the fingerprint tells them apart.
     gpg(STRANGER, "--quick-gen-key", "app01 <app01@gilmsg.test>", "ed25519", "sign", "never")
-    names = ["app01", "backend01", "revoked01", "expired01", "sub01", "unnamed01"]
+    names = ["app01", "backend01", "revoked01", "expired01", "sub01", "unnamed01", "dsa01"]
     keys = {n: fingerprint(HOME, n) for n in names}
     keys["stranger"] = fingerprint(STRANGER, "app01")
     return keys
@@ -113,6 +114,7 @@ def main():
     add("signing subkey", py_sign(envelope({"x": []}, 3), HOME, keys["sub01"]), "signed by sub01's signing subkey; identity is the primary fingerprint", "sub01")
     add("key not in gpg_keys", py_sign(envelope({"who": "?"}, 8), HOME, keys["unnamed01"]),
         "a keyring key that gpg_keys does not name: the signer is its fingerprint", keys["unnamed01"])
+    add("plain dsa", py_sign(envelope({"old": "key"}, 9), HOME, keys["dsa01"]), "signed by a DSA key, as GnuPG 1 made them", "dsa01")
     add("msg null", py_sign(envelope(None, 4), HOME, keys["app01"]), "msg null is signed as the text null", "app01")
     add("msg string", py_sign(envelope("just text", 5), HOME, keys["app01"]), "msg may be any JSON", "app01")
     add("msg unsorted spacing", None, "the body's key order and spacing do not matter, the canonical text does", "app01",
@@ -186,6 +188,8 @@ def main():
     armored = gpg(HOME, "--local-user", keys["app01"], "--armor", "--detach-sign", stdin=text)
     add("signature armored", dict(base, signature=b64(armored)), "an ASCII-armored detached signature: gpg reads armor too", "app01")
     textmode = gpg(HOME, "--local-user", keys["app01"], "--textmode", "--detach-sign", stdin=text)
+    sha1 = gpg(HOME, "--local-user", keys["app01"], "--digest-algo", "SHA1", "--detach-sign", stdin=text)
+    add("signature sha1 digest", dict(base, signature=b64(sha1)), "a SHA-1 digest, as old GnuPG defaults made", "app01")
     add("signature text mode", dict(base, signature=b64(textmode)), "a canonical-text (0x01) signature", "app01")
     inline = gpg(HOME, "--local-user", keys["app01"], "--sign", stdin=b'{"log":"other"}')
     add("signature inline signed message", dict(base, signature=b64(inline)),
