@@ -167,3 +167,33 @@ func TestDefaultBus(t *testing.T) {
 		t.Fatalf("second Destroy: %v", err)
 	}
 }
+
+// A message that reaches the runner's subscription (the consumers' common
+// prefix) but no consumer is not ACKed, whichever the ACK point: nothing
+// handled it.
+func TestUnmatchedMessageNotAcked(t *testing.T) {
+	for _, opts := range [][]RunOption{nil, {AckAfterConsume()}} {
+		n := newTestNet(t)
+		pub := n.start(pubCN, WithModname("app"))
+		hub := n.start(c1)
+		a := &recorder{topic: "org.example.dev.app.a"}
+		b := &recorder{topic: "org.example.dev.app.b"}
+		runConsumers(t, hub, []Consumer{a, b}, opts...)
+		if _, err := pub.Publish(ctxT(t), "a", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		// On one connection, c arrives before the second a: once that is
+		// ACKed, c has been through the runner.
+		_, err := pub.Publish(ctxT(t), "c", nil, Recipients(c1), AckTimeout(time.Second))
+		if !errors.Is(err, ErrAckTimeout) {
+			t.Errorf("AckAfterConsume %v: a message no consumer matched: %v, want an ACK timeout", opts != nil, err)
+		}
+		if _, err := pub.Publish(ctxT(t), "a", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "both a consumed", func() bool { return a.count() == 2 })
+		if b.count() != 0 {
+			t.Errorf("b consumed %d", b.count())
+		}
+	}
+}
