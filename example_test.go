@@ -355,9 +355,12 @@ func ExampleManualAck() {
 	if err := web.WaitSubscribers(ctx, "order.created", 1); err != nil {
 		log.Fatal(err)
 	}
-	for _, order := range []struct{ id, amount int }{{44, 30}, {45, -1}} {
+	for _, order := range []struct {
+		id, amount int
+		wait       time.Duration
+	}{{44, 30, 5 * time.Second}, {45, -1, time.Second}} {
 		_, err := web.Publish(ctx, "order.created", map[string]any{"id": order.id, "amount": order.amount},
-			gilmsg.Recipients("billing01"), gilmsg.AckTimeout(time.Second))
+			gilmsg.Recipients("billing01"), gilmsg.AckTimeout(order.wait))
 		<-handled
 		fmt.Printf("order %d: delivered: %v\n", order.id, err == nil)
 	}
