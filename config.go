@@ -1,8 +1,14 @@
 package gilmsg
 
 import (
+	"errors"
+	"fmt"
 	"maps"
+	"math"
+	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -84,7 +90,8 @@ type Config struct {
 	// RoutingNitpicky rejects topics missing from RoutingPolicy. Default false.
 	RoutingNitpicky bool `mapstructure:"routing_nitpicky" json:"routing_nitpicky"`
 
-	// IOThreads is the ZeroMQ context's I/O thread count. Default 1.
+	// IOThreads is the ZeroMQ context's I/O thread count, 1 to 256.
+	// Default 1.
 	IOThreads int `mapstructure:"io_threads" json:"io_threads"`
 	// PostInitSleep (seconds) is kept for compatibility only: this package
 	// waits for connections with the socket monitor instead. Default 0.5.
@@ -130,7 +137,8 @@ type Config struct {
 	// name.
 	Modname string `mapstructure:"modname" json:"modname,omitempty"`
 
-	// AckTimeout (seconds) is gilmsg's default wait for ACKs. Default 0.25.
+	// AckTimeout (seconds) is gilmsg's default wait for ACKs; more than 0.
+	// Default 0.25.
 	AckTimeout float64 `mapstructure:"ack_timeout" json:"ack_timeout"`
 
 	// Extra keeps every key this struct does not know (irc, stomp_*,
@@ -166,6 +174,115 @@ func DefaultConfig() *Config {
 		Timeout:                2,
 		AckTimeout:             0.25,
 	}
+}
+
+// fedmsgOtherKeys are the top-level keys that fedmsg 1.1.7 and its parts
+// (hub, relay, gateway, IRC bot, STOMP, replay, commands) read and Config
+// does not: they load silently into Extra. Keys starting with one of
+// fedmsgKeyPrefixes are fedmsg's too.
+var fedmsgOtherKeys = []string{
+	"topic_prefix_re", "print_config", "config_filename", "logging",
+	"srv_endpoints", "replay_endpoints", "persistent_store", "datagrepper_url",
+	"irc", "status_directory", "explicit_hub_consumers", "test_consumer_enabled",
+	"collectd_interval", "max_queue_size", "zmq_subscribe_method",
+	"zmq_publish_endpoints", "zmq_subscribe_endpoints", "certname",
+}
+
+var fedmsgKeyPrefixes = []string{"irc_", "stomp_", "fedmsg.", "moksha.", "datanommer."}
+
+var errUnknownKey = errors.New("not a key of fedmsg or gilmsg (a typo?); kept in Extra, otherwise ignored")
+
+func isFedmsgKey(key string) bool {
+	if slices.Contains(fedmsgOtherKeys, key) {
+		return true
+	}
+	for _, p := range fedmsgKeyPrefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// UnknownKeys returns, sorted, the keys of Extra that neither Config nor
+// fedmsg knows: usually typos ("ack_timout"), which would otherwise be
+// ignored without a word. fedmsg's own keys for its other parts (irc,
+// stomp_*, logging, fedmsg.consumers.*, ...) are not listed. [New] logs a
+// warning for each; [ConfigLoader.Warn] also names the file.
+func (c *Config) UnknownKeys() []string {
+	var out []string
+	for key := range c.Extra {
+		if !isFedmsgKey(key) {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// limit is the range of a numeric key. Seconds keys are float64 fields,
+// the others int fields.
+type limit struct {
+	min, max float64
+	minOpen  bool   // min itself is refused (ack_timeout 0)
+	why      string // said with a value out of range
+}
+
+// maxSeconds bounds every duration key: about 31 years, well inside what a
+// time.Duration holds (292 years; 9.3e9 s overflowed to a negative one).
+const maxSeconds = 1e9
+
+// numericLimits are the ranges of the numeric keys: what ZeroMQ accepts
+// (a huge io_threads aborts inside libzmq rather than fail), and what
+// means something for the durations.
+var numericLimits = map[string]limit{
+	"io_threads":              {min: 1, max: 256, why: "ZeroMQ threads; libzmq aborts the process past what the system allows"},
+	"high_water_mark":         {min: 0, max: math.MaxInt32},
+	"zmq_linger":              {min: -1, max: math.MaxInt32, why: "-1: wait forever"},
+	"zmq_tcp_keepalive":       {min: -1, max: 1, why: "-1: the OS default, 0: off, 1: on"},
+	"zmq_tcp_keepalive_cnt":   {min: -1, max: math.MaxInt32},
+	"zmq_tcp_keepalive_idle":  {min: -1, max: math.MaxInt32},
+	"zmq_tcp_keepalive_intvl": {min: -1, max: math.MaxInt32},
+	"zmq_reconnect_ivl":       {min: -1, max: math.MaxInt32, why: "-1: never reconnect"},
+	"zmq_reconnect_ivl_max":   {min: 0, max: math.MaxInt32},
+	"ack_timeout":             {min: 0, minOpen: true, max: maxSeconds, why: "0 would fail every reliable publish"},
+	"timeout":                 {min: 0, max: maxSeconds},
+	"post_init_sleep":         {min: 0, max: maxSeconds},
+	"ca_cert_cache_expiry":    {min: 0, max: maxSeconds},
+	"crl_cache_expiry":        {min: 0, max: maxSeconds},
+}
+
+// checkLimit checks a decoded field against its key's range, if it has
+// one. Written so that NaN fails too.
+func checkLimit(key string, field reflect.Value) error {
+	l, ok := numericLimits[key]
+	if !ok {
+		return nil
+	}
+	var x float64
+	switch field.Kind() {
+	case reflect.Int, reflect.Int64:
+		x = float64(field.Int())
+	case reflect.Float64:
+		x = field.Float()
+	default:
+		return nil
+	}
+	inside := x <= l.max && (x > l.min || (!l.minOpen && x == l.min))
+	if inside {
+		return nil
+	}
+	num := func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+	var err error
+	if l.minOpen {
+		err = fmt.Errorf("must be more than %s and at most %s, got %s", num(l.min), num(l.max), num(x))
+	} else {
+		err = fmt.Errorf("must be from %s to %s, got %s", num(l.min), num(l.max), num(x))
+	}
+	if l.why != "" {
+		err = fmt.Errorf("%w (%s)", err, l.why)
+	}
+	return err
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -103,7 +103,9 @@ func (e *ConfigError) Unwrap() []error {
 // string, the text is taken as is unless it is a quoted JSON string, so that
 // FEDMSG_ENVIRONMENT=5 means "5".
 //
-// Values must have their key's type: "yes" is not a bool, 5 is not a string.
+// Values must have their key's type: "yes" is not a bool, 5 is not a string;
+// numbers must be in their key's range ([Config.Validate] lists the ranges),
+// so that each bad value is an error naming its key and its file.
 // The exceptions are fedmsg's own: a string stands for a list of one where a
 // list of strings is wanted (relay_inbound, endpoints values), a whole number
 // may be written as a float (JSON's 2.0), and null leaves the zero value.
@@ -116,6 +118,11 @@ type ConfigLoader struct {
 	// Environ holds "KEY=value" entries, as from os.Environ; only FEDMSG_*
 	// ones are used.
 	Environ []string
+	// Warn, when set, is called for each top-level key that neither Config
+	// nor fedmsg knows (see [Config.UnknownKeys]), with the key and the
+	// file it came from: usually a typo, which would otherwise be ignored
+	// without a word. The key is still kept in Extra.
+	Warn func(*ConfigError)
 }
 
 // ConfigDirs returns the directories fedmsg reads: /etc/fedmsg.d,
@@ -168,6 +175,7 @@ func (l ConfigLoader) Load() (*Config, error) {
 		}
 	}
 	m.addEnviron(l.Environ)
+	m.warn = l.Warn
 	return m.decode()
 }
 
@@ -280,6 +288,7 @@ type mergedConfig struct {
 	env      map[string]any
 	from     map[string]source            // top-level key → last source
 	subFrom  map[string]map[string]source // key → entry of its object → source
+	warn     func(*ConfigError)
 }
 
 func newMergedConfig() *mergedConfig {
@@ -422,11 +431,16 @@ func (m *mergedConfig) decode() (*Config, error) {
 				cfg.Extra = map[string]any{}
 			}
 			cfg.Extra[key] = value
+			if m.warn != nil && !isFedmsgKey(key) {
+				m.warn(sourceError(key, m.from[key], errUnknownKey))
+			}
 			continue
 		}
 		field := reflect.ValueOf(cfg).Elem().FieldByIndex(idx)
 		if err := decodeValue(value, field.Addr().Interface()); err != nil {
 			errs = append(errs, m.decodeErrors(key, value, field.Type(), err)...)
+		} else if err := checkLimit(key, field); err != nil {
+			errs = append(errs, sourceError(key, m.from[key], err))
 		}
 	}
 	if err := joinErrors(errs); err != nil {
@@ -656,10 +670,12 @@ func exportValue(key string, v any) any {
 // Validate reports what makes c unusable, as one *[ConfigError] per problem
 // (joined when there are several): malformed addresses in endpoints or
 // relay_inbound, a name that is not in endpoints (unless active), an active
-// publisher without relay_inbound, out-of-range numbers, signing with a
-// backend other than x509 or gpg (or gpg without gpg_home), accepting a
-// backend that is neither, validating without a CA, and CA or CRL URLs
-// that are not https://.
+// publisher without relay_inbound, numbers out of their key's range
+// (io_threads 1 to 256; ack_timeout more than 0; other durations 0 or more;
+// every duration at most 1e9 seconds; ZeroMQ options as libzmq takes
+// them), signing with a backend other than x509 or gpg (or gpg without
+// gpg_home), accepting a backend that is neither, validating without a CA,
+// and CA or CRL URLs that are not https://.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -689,37 +705,11 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	for _, n := range []struct {
-		key      string
-		val, min int
-	}{
-		{"io_threads", c.IOThreads, 1},
-		{"high_water_mark", c.HighWaterMark, 0},
-		{"zmq_linger", c.ZMQLinger, -1},              // -1: wait forever
-		{"zmq_tcp_keepalive", c.ZMQTCPKeepalive, -1}, // -1: the OS default
-		{"zmq_tcp_keepalive_cnt", c.ZMQTCPKeepaliveCnt, -1},
-		{"zmq_tcp_keepalive_idle", c.ZMQTCPKeepaliveIdle, -1},
-		{"zmq_tcp_keepalive_intvl", c.ZMQTCPKeepaliveIntvl, -1},
-		{"zmq_reconnect_ivl", c.ZMQReconnectIvl, -1}, // -1: never reconnect
-		{"zmq_reconnect_ivl_max", c.ZMQReconnectIvlMax, 0},
-	} {
-		if n.val < n.min {
-			bad(n.key, "must be at least %d, got %d", n.min, n.val)
-		}
-	}
-	for _, f := range []struct {
-		key string
-		val float64
-	}{
-		{"ack_timeout", c.AckTimeout},
-		{"timeout", c.Timeout},
-		{"post_init_sleep", c.PostInitSleep},
-		{"ca_cert_cache_expiry", c.CACertCacheExpiry},
-		{"crl_cache_expiry", c.CRLCacheExpiry},
-	} {
-		// Written so that NaN fails too; infinity would overflow a Duration.
-		if !(f.val >= 0) || math.IsInf(f.val, 1) {
-			bad(f.key, "must be a finite number of seconds >= 0, got %v", f.val)
+	v := reflect.ValueOf(c).Elem()
+	fields := configFieldIndex()
+	for _, key := range slices.Sorted(maps.Keys(numericLimits)) {
+		if err := checkLimit(key, v.FieldByIndex(fields[key])); err != nil {
+			bad(key, "%v", err)
 		}
 	}
 

@@ -314,6 +314,78 @@ func TestConfigMergedErrorNamesFile(t *testing.T) {
 	}
 }
 
+// A value out of its key's range is refused when loaded, naming the key
+// and the file (or the variable) it came from.
+func TestConfigLoadLimits(t *testing.T) {
+	cases := []struct {
+		key, file string
+		environ   []string
+	}{
+		{"io_threads", `{"io_threads": 100000}`, nil},
+		{"ack_timeout", `{"ack_timeout": 0}`, nil},
+		{"ack_timeout", `{"ack_timeout": 9.3e9}`, nil},
+		{"zmq_linger", "zmq_linger: -2\n", nil},
+		{"crl_cache_expiry", `{}`, []string{"FEDMSG_CRL_CACHE_EXPIRY=-1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.key+" "+tc.file, func(t *testing.T) {
+			name := "a.json"
+			if !strings.HasPrefix(tc.file, "{") {
+				name = "a.yaml"
+			}
+			dir := writeConfigFiles(t, map[string]string{name: tc.file})
+			_, err := ConfigLoader{Dirs: []string{dir}, Environ: tc.environ}.Load()
+			ce := asConfigError(t, err)
+			if ce.Key != tc.key {
+				t.Errorf("error %q names key %q, want %q", ce, ce.Key, tc.key)
+			}
+			if tc.environ == nil && ce.File != filepath.Join(dir, name) {
+				t.Errorf("error %q names file %q, want %q", ce, ce.File, filepath.Join(dir, name))
+			}
+			if tc.environ != nil && !strings.Contains(ce.Error(), "FEDMSG_CRL_CACHE_EXPIRY") {
+				t.Errorf("error %q does not name the variable", ce)
+			}
+		})
+	}
+}
+
+// A key neither Config nor fedmsg knows is kept but warned about, with its
+// file; fedmsg's own keys for its other parts load silently.
+func TestConfigUnknownKeys(t *testing.T) {
+	dir := writeConfigFiles(t, map[string]string{"a.json": `{"ack_timout": 1, "irc": [], "irc_method": "notice",
+		"stomp_uri": "x", "fedmsg.consumers.gateway.port": 1, "logging": {}, "topic_prefix_re": "x",
+		"moksha.livesocket.backend": "w", "srv_endpoints": []}`})
+	var warned []*ConfigError
+	cfg, err := ConfigLoader{Dirs: []string{dir}, Warn: func(e *ConfigError) { warned = append(warned, e) }}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warned) != 1 || warned[0].Key != "ack_timout" || warned[0].File != filepath.Join(dir, "a.json") {
+		t.Errorf("warnings %v: want one, for ack_timout in a.json", warned)
+	}
+	if got := cfg.UnknownKeys(); !slices.Equal(got, []string{"ack_timout"}) {
+		t.Errorf("UnknownKeys() = %q, want [ack_timout]", got)
+	}
+	if cfg.Extra["ack_timout"] != 1.0 {
+		t.Errorf("Extra[ack_timout] = %v, want it kept", cfg.Extra["ack_timout"])
+	}
+}
+
+// The rule for fedmsg's directories: one that does not exist is skipped
+// (nothing is configured there); one that exists but cannot be read is an
+// error naming it, never a configuration silently loaded in part.
+func TestConfigLoaderDirRule(t *testing.T) {
+	notADir := filepath.Join(writeConfigFiles(t, map[string]string{"file": "x"}), "file")
+	missing := filepath.Join(t.TempDir(), "missing")
+	if _, err := (ConfigLoader{Dirs: []string{missing}}).Load(); err != nil {
+		t.Errorf("a missing dir: %v, want it skipped", err)
+	}
+	_, err := ConfigLoader{Dirs: []string{missing, notADir}}.Load()
+	if ce := asConfigError(t, err); ce.File != notADir {
+		t.Errorf("an unreadable dir: error %q names %q, want %q", ce, ce.File, notADir)
+	}
+}
+
 func TestConfigLoaderEnviron(t *testing.T) {
 	fileDir := writeConfigFiles(t, map[string]string{"a.json": `{"ssldir": "from-file"}`})
 	cases := []struct {
@@ -669,6 +741,13 @@ func TestConfigValidate(t *testing.T) {
 		{"name not in endpoints", func(c *Config) { c.Name = "bodhi.app01" }, "name"},
 		{"name without address", func(c *Config) { c.Name = "a"; c.Endpoints["a"] = nil }, "endpoints"},
 		{"io_threads 0", func(c *Config) { c.IOThreads = 0 }, "io_threads"},
+		{"io_threads that abort libzmq", func(c *Config) { c.IOThreads = 100000 }, "io_threads"},
+		{"ack_timeout 0", func(c *Config) { c.AckTimeout = 0 }, "ack_timeout"},
+		{"ack_timeout past a Duration", func(c *Config) { c.AckTimeout = 9.3e9 }, "ack_timeout"},
+		{"timeout past a Duration", func(c *Config) { c.Timeout = 1e10 }, "timeout"},
+		{"keepalive 2", func(c *Config) { c.ZMQTCPKeepalive = 2 }, "zmq_tcp_keepalive"},
+		{"io_threads 256", func(c *Config) { c.IOThreads = 256 }, ""},
+		{"timeout 0", func(c *Config) { c.Timeout = 0 }, ""},
 		{"zmq_linger -2", func(c *Config) { c.ZMQLinger = -2 }, "zmq_linger"},
 		{"high_water_mark < 0", func(c *Config) { c.HighWaterMark = -1 }, "high_water_mark"},
 		{"ack_timeout < 0", func(c *Config) { c.AckTimeout = -0.1 }, "ack_timeout"},

@@ -169,6 +169,9 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 		closed:    make(chan struct{}),
 		subs:      make(map[*Subscription]struct{}),
 	}
+	for _, key := range cfg.UnknownKeys() {
+		b.log.Warn("gilmsg: unknown config key, ignored (a typo?)", "key", key)
+	}
 	if b.modname == "" {
 		b.modname = cfg.Modname
 	}

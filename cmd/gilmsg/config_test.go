@@ -150,8 +150,10 @@ func TestConfigCommand(t *testing.T) {
 			code: exitOK, outHas: `"relay_outbound": [`},
 		{name: "flags do not leak between runs", args: []string{"config"},
 			code: exitOK, outHas: `"topic_prefix": "com.example"`, outLack: "bodhi"},
-		{name: "unusable config is printed, then fails", env: map[string]string{"FEDMSG_IO_THREADS": "0"},
-			args: []string{"config"}, code: exitFailure, outHas: `"io_threads": 0`},
+		{name: "unusable config is printed, then fails", env: map[string]string{"FEDMSG_NAME": "nobody"},
+			args: []string{"config"}, code: exitFailure, outHas: `"name": "nobody"`},
+		{name: "a value out of range fails at load", env: map[string]string{"FEDMSG_IO_THREADS": "100000"},
+			args: []string{"config"}, code: exitFailure},
 		{name: "wrong type", env: map[string]string{"FEDMSG_IO_THREADS": "many"}, args: []string{"config"}, code: exitFailure},
 		{name: "missing --config file", args: []string{"config", "--config", filepath.Join(fixtures, "missing.json")}, code: exitFailure},
 		{name: "arguments", args: []string{"config", "extra"}, code: exitUsage},
@@ -180,4 +182,26 @@ func jsonEqual(a, b any) bool {
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// An unknown top-level key is warned about on stderr, with its file, and
+// does not fail the command; fedmsg's own keys stay silent.
+func TestConfigWarnsUnknownKey(t *testing.T) {
+	isolateConfigSources(t)
+	path := filepath.Join(t.TempDir(), "site.json")
+	if err := os.WriteFile(path, []byte(`{"ack_timout": 2, "irc": [], "stomp_uri": null}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	rootCmd.SetErr(&stderr)
+	defer rootCmd.SetErr(nil)
+	code, _ := runConfigCmd(t, "config", "--config", path, "--query", "topic_prefix")
+	if code != exitOK {
+		t.Errorf("exit %d, want %d", code, exitOK)
+	}
+	got := stderr.String()
+	if !strings.Contains(got, "warning") || !strings.Contains(got, `"ack_timout"`) || !strings.Contains(got, path) ||
+		strings.Contains(got, "irc") || strings.Contains(got, "stomp") {
+		t.Errorf("stderr %q: want one warning, naming ack_timout and %s", got, path)
+	}
 }

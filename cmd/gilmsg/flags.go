@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
@@ -36,5 +40,13 @@ func readConfig(cmd *cobra.Command) (*gilmsg.Config, error) {
 	if f := cmd.Flag(configFlag); f != nil && f.Value.String() != "" {
 		files = append(files, f.Value.String())
 	}
-	return gilmsg.LoadConfig(files...)
+	stderr := cmd.ErrOrStderr()
+	return gilmsg.ConfigLoader{
+		Dirs:    gilmsg.ConfigDirs(),
+		Files:   files,
+		Environ: os.Environ(),
+		Warn: func(w *gilmsg.ConfigError) {
+			fmt.Fprintln(stderr, "gilmsg: warning:", strings.TrimPrefix(w.Error(), "gilmsg: "))
+		},
+	}.Load()
 }
