@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // Consumer is a hub consumer, as Python gilmsg's GilmsgConsumer: it gets
@@ -33,8 +34,9 @@ func (c funcConsumer) Consume(ctx context.Context, m *Message) error { return c.
 type RunOption func(*runOptions)
 
 type runOptions struct {
-	ackAfter bool
-	sub      []SubscribeOption
+	ackAfter    bool
+	sub         []SubscribeOption
+	statusEvery time.Duration
 }
 
 // AckAfterConsume ACKs a gilmsg message only once every consumer it was
@@ -51,14 +53,31 @@ func WithSubscribeOptions(opts ...SubscribeOption) RunOption {
 // RunConsumers serves every consumer from one subscription (one set of
 // sockets) until ctx ends (it returns nil then) or the bus closes
 // ([ErrClosed]). A consumer's error is logged and does not stop the others.
+//
+// When the config sets moksha.monitoring.socket, the hub's status
+// ([HubStatus]) is published there meanwhile, as moksha's hub does, for
+// fedmsg-check and gilmsg check.
 func (b *Bus) RunConsumers(ctx context.Context, consumers []Consumer, opts ...RunOption) error {
-	var o runOptions
+	o := runOptions{statusEvery: DefaultStatusInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	topics := make([]string, len(consumers))
 	for i, c := range consumers {
 		topics[i] = c.Topic()
+	}
+	var st *hubStatus
+	endpoint, err := b.cfg.ExtraString(MonitoringSocketKey)
+	if err != nil {
+		return err
+	}
+	if endpoint != "" {
+		st = newHubStatus(consumers, o.statusEvery)
+		stop, err := b.startStatus(st, endpoint, o.statusEvery)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	sub, err := b.Subscribe(ctx, commonPrefix(topics), append(o.sub, ManualAck())...)
 	if err != nil {
@@ -77,13 +96,13 @@ func (b *Bus) RunConsumers(ctx context.Context, consumers []Consumer, opts ...Ru
 			b.log.Warn("gilmsg: consumer runner", slog.Any("error", err))
 			continue
 		}
-		b.dispatch(ctx, consumers, m, o.ackAfter)
+		b.dispatch(ctx, consumers, m, o.ackAfter, st)
 	}
 }
 
-func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ackAfter bool) {
+func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ackAfter bool, st *hubStatus) {
 	matched, failed := false, false
-	for _, c := range consumers {
+	for i, c := range consumers {
 		if !strings.HasPrefix(m.Topic, c.Topic()) {
 			continue
 		}
@@ -91,7 +110,11 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 			b.ackOrLog(ctx, m)
 		}
 		matched = true
-		if err := c.Consume(ctx, m); err != nil {
+		st.started(i)
+		start := time.Now()
+		err := c.Consume(ctx, m)
+		st.finished(i, time.Since(start), err)
+		if err != nil {
 			failed = true
 			b.log.Error("gilmsg: consumer failed", slog.String("topic", m.Topic), slog.String("msg_id", m.MsgID), slog.Any("error", err))
 		}

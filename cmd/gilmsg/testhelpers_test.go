@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ var freshCommands = map[string]func() *cobra.Command{
 	"trigger":       newTriggerCmd,
 	"announce":      newAnnounceCmd,
 	"dg-replay":     newDGReplayCmd,
+	"check":         newCheckCmd,
 }
 
 // cliResult is what one run of gilmsg left behind.
@@ -163,7 +165,21 @@ func testConfig(p *gilmsg.DevPKI) *gilmsg.Config {
 // writeConfig writes cfg where the commands can load it with --config.
 func writeConfig(t *testing.T, cfg *gilmsg.Config) string {
 	t.Helper()
-	data, err := json.MarshalIndent(cfg, "", "  ")
+	return writeConfigJSON(t, cfg)
+}
+
+// writeConfigWith is writeConfig with keys of other components (such as
+// Config.Extra holds, which JSON encoding leaves out) added.
+func writeConfigWith(t *testing.T, cfg *gilmsg.Config, extra map[string]any) string {
+	t.Helper()
+	m := cfg.AsMap()
+	maps.Copy(m, extra)
+	return writeConfigJSON(t, m)
+}
+
+func writeConfigJSON(t *testing.T, v any) string {
+	t.Helper()
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
