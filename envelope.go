@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"math/bits"
 	"strconv"
+	"sync"
 )
 
 // Envelope field names (WIRE.md §2).
@@ -23,11 +25,14 @@ const (
 
 // Envelope is a fedmsg message body: the JSON object carried in frame 2.
 //
-// The typed fields are read from the object; Fields keeps the whole object
-// as decoded, unknown keys included (replay's seq_id, ...), because the
-// signature covers all of it. Decoded strings share the memory of the
-// body they came from: to keep one long after the message (a msg_id in a
-// set, say), keep strings.Clone of it, or the whole body stays alive.
+// The typed fields, Msg included, are decoded when the body is parsed.
+// [Envelope.Fields] keeps the whole object as decoded, unknown keys
+// included (replay's seq_id, ...), because the signature covers all of it;
+// a parsed envelope builds that map on first use (validation is the usual
+// first user), once, safely from any number of goroutines. Decoded strings
+// share the memory of the body they came from: to keep one long after the
+// message (a msg_id in a set, say), keep strings.Clone of it, or the whole
+// body stays alive.
 type Envelope struct {
 	Topic     string
 	Msg       any // the payload as decoded by DecodeJSON; see [Envelope.Decode]
@@ -44,13 +49,32 @@ type Envelope struct {
 	// [Envelope.IsGilmsg] for whether the field is present at all.
 	GilmsgVersion string
 
-	fields map[string]any
+	hasGilmsg bool // gilmsg_version is present, of any type
+
+	fieldsOnce sync.Once
+	// fieldMap is built by fieldsOnce unless made with it: read it
+	// through Fields, never directly.
+	fieldMap map[string]any
+	parsed   parsedFields // what a parsed envelope builds fields from
+}
+
+// parsedFields is what [parseEnvelopeFast] keeps for Fields besides the
+// typed fields: which keys were there and the values that are not strings.
+type parsedFields struct {
+	seen             uint16 // bits of the known keys present (knownKeyBit)
+	timestamp, i     any    // as decoded
+	msg              any    // as decoded, whatever Msg is set to later
+	extra            []jsonMember
+	gilmsgVersionRaw any // gilmsg_version when it is not a string
 }
 
 // ParseEnvelope decodes a frame-2 body. It fails, with an error wrapping
 // [ErrInvalidJSON] or [ErrInvalidMessage], when the body is not a JSON object
 // or a known field has the wrong type; unknown fields are kept.
 func ParseEnvelope(body []byte) (*Envelope, error) {
+	if e := parseEnvelopeFast(string(body)); e != nil {
+		return e, nil
+	}
 	v, err := DecodeJSON(body)
 	if err != nil {
 		return nil, err
@@ -63,7 +87,8 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 }
 
 func envelopeFromFields(obj map[string]any) (*Envelope, error) {
-	e := &Envelope{fields: obj}
+	e := &Envelope{fieldMap: obj}
+	e.fieldsOnce.Do(func() {})
 	strs := []struct {
 		key string
 		dst *string
@@ -101,7 +126,191 @@ func envelopeFromFields(obj map[string]any) (*Envelope, error) {
 	if s, ok := obj[fieldGilmsgVersion].(string); ok {
 		e.GilmsgVersion = s
 	}
+	_, e.hasGilmsg = obj[fieldGilmsgVersion]
 	return e, nil
+}
+
+// knownKeyBit numbers the envelope keys parseEnvelopeFast reads itself; 0
+// for any other key.
+func knownKeyBit(key string) uint16 {
+	switch key {
+	case fieldTopic:
+		return 1 << 0
+	case fieldMsg:
+		return 1 << 1
+	case fieldTimestamp:
+		return 1 << 2
+	case fieldMsgID:
+		return 1 << 3
+	case fieldI:
+		return 1 << 4
+	case fieldUsername:
+		return 1 << 5
+	case fieldCrypto:
+		return 1 << 6
+	case fieldSignature:
+		return 1 << 7
+	case fieldCertificate:
+		return 1 << 8
+	case fieldGilmsgVersion:
+		return 1 << 9
+	}
+	return 0
+}
+
+// parseEnvelopeFast parses the usual body, an object whose known keys
+// each appear once with a value of their type, without building its map
+// or boxing its strings. nil means "not the usual case": ParseEnvelope
+// then takes the general path, which also words any error.
+func parseEnvelopeFast(s string) *Envelope {
+	d := jsonDecoderPool.Get().(*jsonDecoder)
+	d.s, d.pos, d.depth = s, 0, 0
+	e := parseEnvelopeMembers(d)
+	d.release()
+	return e
+}
+
+func parseEnvelopeMembers(d *jsonDecoder) *Envelope {
+	d.skipSpace()
+	if d.pos >= len(d.s) || d.s[d.pos] != '{' {
+		return nil
+	}
+	d.pos++
+	d.depth = 1
+	e := &Envelope{}
+	p := &e.parsed
+	d.skipSpace()
+	if d.pos < len(d.s) && d.s[d.pos] == '}' {
+		d.pos++
+	} else {
+		for {
+			if d.pos >= len(d.s) || d.s[d.pos] != '"' {
+				return nil
+			}
+			key, err := d.string()
+			if err != nil {
+				return nil
+			}
+			d.skipSpace()
+			if d.pos >= len(d.s) || d.s[d.pos] != ':' {
+				return nil
+			}
+			d.pos++
+			d.skipSpace()
+			bit := knownKeyBit(key)
+			if p.seen&bit != 0 {
+				return nil // a duplicate known key: the general path decides
+			}
+			p.seen |= bit
+			var str *string
+			switch key {
+			case fieldTopic:
+				str = &e.Topic
+			case fieldMsgID:
+				str = &e.MsgID
+			case fieldUsername:
+				str = &e.Username
+			case fieldCrypto:
+				str = &e.Crypto
+			case fieldSignature:
+				str = &e.Signature
+			case fieldCertificate:
+				str = &e.Certificate
+			}
+			switch {
+			case str != nil:
+				if d.pos >= len(d.s) || d.s[d.pos] != '"' {
+					return nil // null or the wrong type
+				}
+				if *str, err = d.string(); err != nil {
+					return nil
+				}
+			case key == fieldGilmsgVersion && d.pos < len(d.s) && d.s[d.pos] == '"':
+				if e.GilmsgVersion, err = d.string(); err != nil {
+					return nil
+				}
+			default:
+				v, err := d.value()
+				if err != nil {
+					return nil
+				}
+				switch key {
+				case fieldMsg:
+					e.Msg, p.msg = v, v
+				case fieldTimestamp, fieldI:
+					n, err := toInt64(v)
+					if err != nil {
+						return nil
+					}
+					if key == fieldI {
+						e.I, p.i = n, v
+					} else {
+						e.Timestamp, p.timestamp = n, v
+					}
+				case fieldGilmsgVersion:
+					p.gilmsgVersionRaw = v
+				default:
+					p.extra = append(p.extra, jsonMember{key, v})
+				}
+			}
+			d.skipSpace()
+			if d.pos < len(d.s) && d.s[d.pos] == ',' {
+				d.pos++
+				d.skipSpace()
+				continue
+			}
+			if d.pos < len(d.s) && d.s[d.pos] == '}' {
+				d.pos++
+				break
+			}
+			return nil
+		}
+	}
+	d.skipSpace()
+	if d.pos < len(d.s) {
+		return nil
+	}
+	e.hasGilmsg = p.seen&knownKeyBit(fieldGilmsgVersion) != 0
+	return e
+}
+
+// buildFields makes the map of a parsed envelope: what DecodeJSON would
+// have returned for its body.
+func (e *Envelope) buildFields() map[string]any {
+	p := &e.parsed
+	m := make(map[string]any, bits.OnesCount16(p.seen)+len(p.extra))
+	strs := []struct {
+		key string
+		val string
+	}{
+		{fieldTopic, e.Topic}, {fieldMsgID, e.MsgID}, {fieldUsername, e.Username},
+		{fieldCrypto, e.Crypto}, {fieldSignature, e.Signature}, {fieldCertificate, e.Certificate},
+	}
+	for _, f := range strs {
+		if p.seen&knownKeyBit(f.key) != 0 {
+			m[f.key] = f.val
+		}
+	}
+	if p.seen&knownKeyBit(fieldMsg) != 0 {
+		m[fieldMsg] = p.msg
+	}
+	if p.seen&knownKeyBit(fieldTimestamp) != 0 {
+		m[fieldTimestamp] = p.timestamp
+	}
+	if p.seen&knownKeyBit(fieldI) != 0 {
+		m[fieldI] = p.i
+	}
+	if p.seen&knownKeyBit(fieldGilmsgVersion) != 0 {
+		if p.gilmsgVersionRaw != nil {
+			m[fieldGilmsgVersion] = p.gilmsgVersionRaw
+		} else {
+			m[fieldGilmsgVersion] = e.GilmsgVersion
+		}
+	}
+	for _, kv := range p.extra {
+		m[kv.key] = kv.val // a later duplicate wins, as in DecodeJSON
+	}
+	return m
 }
 
 // toInt64 accepts integers, and floats with an integral value (Python's
@@ -160,19 +369,24 @@ func (e *FieldError) Unwrap() error { return ErrInvalidMessage }
 
 // Fields returns the whole decoded object, unknown keys included. The map is
 // the envelope's own: treat it as read-only.
-func (e *Envelope) Fields() map[string]any { return e.fields }
+func (e *Envelope) Fields() map[string]any {
+	e.fieldsOnce.Do(func() {
+		e.fieldMap = e.buildFields()
+		e.parsed = parsedFields{}
+	})
+	return e.fieldMap
+}
 
 // Field returns one field of the decoded object.
 func (e *Envelope) Field(key string) (any, bool) {
-	v, ok := e.fields[key]
+	v, ok := e.Fields()[key]
 	return v, ok
 }
 
 // IsGilmsg reports whether the message carries gilmsg_version, of any type:
 // such a message asks its consumers for an ACK.
 func (e *Envelope) IsGilmsg() bool {
-	_, ok := e.fields[fieldGilmsgVersion]
-	return ok
+	return e.hasGilmsg
 }
 
 // Decode unmarshals the payload (the msg field) into v with encoding/json.
@@ -186,7 +400,7 @@ func (e *Envelope) Decode(v any) error {
 
 // Body returns the canonical text of the whole envelope: what fedmsg puts in
 // frame 2.
-func (e *Envelope) Body() ([]byte, error) { return MarshalCanonical(e.fields) }
+func (e *Envelope) Body() ([]byte, error) { return MarshalCanonical(e.Fields()) }
 
 // signedText is the canonical text a signature covers: the envelope without
 // signature and certificate, and without any key in drop.

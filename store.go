@@ -260,7 +260,7 @@ const fieldSeqID = "seq_id"
 // after signing it, which a signature check may leave out: gilmsg_version
 // (gilmsg 0.1.2), seq_id (fedmsg's store), or both.
 func addedAfterSigning(env *Envelope) [][]string {
-	_, seq := env.fields[fieldSeqID]
+	_, seq := env.Fields()[fieldSeqID]
 	switch gil := env.IsGilmsg(); {
 	case gil && seq:
 		return [][]string{{fieldGilmsgVersion}, {fieldSeqID}, {fieldGilmsgVersion, fieldSeqID}}
@@ -275,7 +275,7 @@ func addedAfterSigning(env *Envelope) [][]string {
 // SeqID returns the message's seq_id (WIRE.md §11) and whether it has one
 // that is an integer.
 func (e *Envelope) SeqID() (int64, bool) {
-	v, ok := e.fields[fieldSeqID]
+	v, ok := e.Fields()[fieldSeqID]
 	if !ok {
 		return 0, false
 	}

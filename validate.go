@@ -157,7 +157,7 @@ func (v *Validator) validate(env *Envelope, policy map[string][]string, nitpicky
 		}
 		return name, checkPolicy(policy, nitpicky, env.Topic, name)
 	}
-	if _, ok := env.fields[fieldSignature]; !ok {
+	if _, ok := env.Fields()[fieldSignature]; !ok {
 		return "", invalid(ReasonUnsigned, "no signature field", nil)
 	}
 	sig, err := decodeB64(env.Signature)
@@ -199,7 +199,7 @@ func checkPolicy(policy map[string][]string, nitpicky bool, topic, cn string) er
 // signature.
 func (v *Validator) checkBackend(env *Envelope) (string, error) {
 	backend := env.Crypto
-	if _, ok := env.fields[fieldCrypto]; !ok {
+	if _, ok := env.Fields()[fieldCrypto]; !ok {
 		switch {
 		case hasField(env, fieldCertificate):
 			backend = "x509"
@@ -224,7 +224,7 @@ func (v *Validator) checkBackend(env *Envelope) (string, error) {
 }
 
 func hasField(env *Envelope, key string) bool {
-	_, ok := env.fields[key]
+	_, ok := env.Fields()[key]
 	return ok
 }
 
@@ -233,7 +233,7 @@ func hasField(env *Envelope, key string) bool {
 // them: Python gilmsg 0.1.2 adds the first after signing (WIRE.md §7),
 // Python fedmsg's store the second (§11).
 func verifyFields(pub *rsa.PublicKey, env *Envelope, sig []byte) *ValidationError {
-	text, err := signedText(env.fields)
+	text, err := signedText(env.Fields())
 	if err != nil {
 		return invalid(ReasonMalformed, "canonical text", err)
 	}
@@ -241,7 +241,7 @@ func verifyFields(pub *rsa.PublicKey, env *Envelope, sig []byte) *ValidationErro
 		return nil
 	}
 	for _, drop := range addedAfterSigning(env) {
-		text, err = signedText(env.fields, drop...)
+		text, err = signedText(env.Fields(), drop...)
 		if err == nil && verifySHA1(pub, text, sig) == nil {
 			return nil
 		}
