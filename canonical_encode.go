@@ -189,10 +189,28 @@ var plainStringByte = func() (t [256]bool) {
 	return t
 }()
 
+// plainCanonical8 reports whether all of b's 8 bytes are plainStringBytes:
+// plainASCII8 (the decoder's test) with DEL excluded too.
+func plainCanonical8(b string) bool {
+	if !plainASCII8(b) {
+		return false
+	}
+	x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+	const ones = 0x0101010101010101
+	del := x ^ (ones * 0x7F)
+	return (del-ones)&^del&(ones*0x80) == 0
+}
+
 func (e *canonEncoder) string(s string) error {
 	b := append(e.buf, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none needs escaping: most text.
+		if i+8 <= len(s) && plainCanonical8(s[i:i+8]) {
+			i += 8
+			continue
+		}
 		c := s[i]
 		if plainStringByte[c] {
 			i++

@@ -416,3 +416,43 @@ func signedText(fields map[string]any, drop ...string) ([]byte, error) {
 	}
 	return MarshalCanonical(stripped)
 }
+
+// appendPlainEnvelope appends the canonical body of an unsigned envelope
+// (what MarshalCanonical writes for the same map) without building the
+// map: the keys are written in their sorted order, and msg is the
+// payload's canonical text, copied as it is.
+func appendPlainEnvelope(dst []byte, topic string, msg []byte, timestamp int64, msgID string, i int64, username string, gilmsg bool) ([]byte, error) {
+	e := canonEncoderPool.Get().(*canonEncoder)
+	defer e.release()
+	e.buf = dst
+	str := func(key, val string) error {
+		e.buf = append(e.buf, key...)
+		return e.string(val)
+	}
+	e.buf = append(e.buf, '{')
+	if gilmsg {
+		if err := str(`"gilmsg_version":`, GilmsgVersion); err != nil {
+			return dst, err
+		}
+		e.buf = append(e.buf, ',')
+	}
+	e.buf = append(e.buf, `"i":`...)
+	e.buf = strconv.AppendInt(e.buf, i, 10)
+	e.buf = append(e.buf, `,"msg":`...)
+	e.buf = append(e.buf, msg...)
+	if err := str(`,"msg_id":`, msgID); err != nil {
+		return dst, err
+	}
+	e.buf = append(e.buf, `,"timestamp":`...)
+	e.buf = strconv.AppendInt(e.buf, timestamp, 10)
+	if err := str(`,"topic":`, topic); err != nil {
+		return dst, err
+	}
+	if err := str(`,"username":`, username); err != nil {
+		return dst, err
+	}
+	e.buf = append(e.buf, '}')
+	out := e.buf
+	e.buf = nil
+	return out, nil
+}

@@ -60,3 +60,40 @@ func FuzzParseEnvelopeFast(f *testing.F) {
 		}
 	})
 }
+
+// appendPlainEnvelope writes what MarshalCanonical writes for the same
+// map, escapes and key order included.
+func TestAppendPlainEnvelope(t *testing.T) {
+	for _, tc := range []struct {
+		topic, msgID, username string
+		msg                    any
+		gilmsg                 bool
+	}{
+		{"org.example.dev.x", "2026-abc", "root", map[string]any{"a": 1, "b": []any{"x"}}, false},
+		{"org.example.dev.é\"\\", "id\n\u2028", "ü\x7f", "text", true},
+		{"", "", "", nil, true},
+	} {
+		raw, err := MarshalCanonical(tc.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := map[string]any{
+			fieldTopic: tc.topic, fieldMsg: tc.msg, fieldTimestamp: int64(1796102716),
+			fieldMsgID: tc.msgID, fieldI: int64(-3), fieldUsername: tc.username,
+		}
+		if tc.gilmsg {
+			fields[fieldGilmsgVersion] = GilmsgVersion
+		}
+		want, err := MarshalCanonical(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendPlainEnvelope([]byte("x"), tc.topic, raw, 1796102716, tc.msgID, -3, tc.username, tc.gilmsg)
+		if err != nil || string(got) != "x"+string(want) {
+			t.Errorf("got %s, %v\nwant x%s", got, err, want)
+		}
+	}
+	if _, err := appendPlainEnvelope(nil, "bad\xff", []byte("{}"), 0, "", 0, "", false); err == nil {
+		t.Error("a topic that is not UTF-8 was written")
+	}
+}

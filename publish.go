@@ -151,18 +151,29 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	if username == "" {
 		username = b.username
 	}
+	i := b.counter.Add(1)
+	stored := b.storeW != nil && full != b.ackTopic
+	if !sign && !stored {
+		// No map to sign or store: the body is appended in key order.
+		body, err := appendPlainEnvelope(make([]byte, 0, len(raw)+len(full)+len(msgID)+128),
+			full, raw, now.Unix(), msgID, i, username, gilmsg)
+		if err != nil {
+			return nil, err
+		}
+		return &outgoing{topic: full, msgID: msgID, body: body}, nil
+	}
 	fields := map[string]any{
 		fieldTopic:     full,
 		fieldMsg:       canonicalText(raw),
 		fieldTimestamp: json.Number(strconv.FormatInt(now.Unix(), 10)),
 		fieldMsgID:     msgID,
-		fieldI:         json.Number(strconv.FormatInt(b.counter.Add(1), 10)),
+		fieldI:         json.Number(strconv.FormatInt(i, 10)),
 		fieldUsername:  username,
 	}
 	if gilmsg {
 		fields[fieldGilmsgVersion] = GilmsgVersion
 	}
-	if b.storeW != nil && full != b.ackTopic {
+	if stored {
 		return b.prepareStored(context.Background(), fields, sign)
 	}
 	if sign {
