@@ -13,6 +13,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
@@ -66,6 +67,9 @@ type localBus struct {
 }
 
 func newLocalBus(t *testing.T) *localBus {
+	// Registered first, so it runs last: every bus and bridge of the test
+	// is gone by then.
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 	pki := testPKI(t)
 	return &localBus{t: t, cfg: pki.Config, endpoints: map[string][]string{}}
 }
