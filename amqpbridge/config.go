@@ -1,6 +1,7 @@
 package amqpbridge
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -189,20 +190,39 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// redactURLError keeps a password out of error messages.
+// redactURLError keeps a password out of error messages, even those of a
+// URL that does not parse.
 func redactURLError(err error, url string) error {
 	msg := err.Error()
-	if u, perr := amqp.ParseURI(url); perr == nil && u.Password != "" {
-		msg = strings.ReplaceAll(msg, u.Password, "xxx")
+	if pw := rawPassword(url); pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxx")
 	}
-	return fmt.Errorf("%s", msg)
+	return errors.New(msg)
+}
+
+// rawPassword finds the password of scheme://user:password@host... by
+// hand, for URLs the parsers refuse.
+func rawPassword(url string) string {
+	_, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return ""
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(rest[:at], ":")
+	return pw
 }
 
 // RedactURL returns url with its password replaced, for logs.
 func RedactURL(url string) string {
 	u, err := amqp.ParseURI(url)
 	if err != nil {
-		return "(unparsable URL)"
+		if pw := rawPassword(url); pw != "" {
+			return strings.ReplaceAll(url, pw, "xxx")
+		}
+		return url
 	}
 	if u.Password != "" {
 		u.Password = "xxx"
