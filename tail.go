@@ -521,7 +521,8 @@ func (s *Subscription) reconnectLost() {
 		if err := s.socks[i].Connect(addr); err != nil {
 			s.bus.log.Error("gilmsg: reconnect", slog.String("endpoint", addr), slog.Any("error", err))
 		} else {
-			s.bus.log.Warn("gilmsg: reconnected after the peer broke the protocol", slog.String("endpoint", addr))
+			s.bus.log.Warn("gilmsg: reconnected after the peer broke the protocol", slog.String("endpoint", addr),
+				slog.String("usually", "a message over the maximum size"), slog.Int64("max_message_size", s.bus.opts.maxMsgSize))
 		}
 	}
 }

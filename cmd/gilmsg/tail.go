@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"os/signal"
@@ -132,7 +134,8 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		return err
 	}
 	defer stopMetrics()
-	bus, err := gilmsg.New(cfg, gilmsg.WithHooks(hooks), gilmsg.WithMaxMessageSize(o.maxMsgSize))
+	bus, err := gilmsg.New(cfg, gilmsg.WithHooks(hooks), gilmsg.WithMaxMessageSize(o.maxMsgSize),
+		gilmsg.WithLogger(slog.New(tailLog{slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})})))
 	if err != nil {
 		return err
 	}
@@ -208,6 +211,21 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	// The loop ends only when ctx does: a signal is a normal end.
 	return nil
 }
+
+// tailLog shows on stderr what the bus warns about (a peer that sent a
+// message over --max-message-size, an endpoint skipped, ...), except
+// invalid messages, which tail reports itself.
+type tailLog struct{ slog.Handler }
+
+func (h tailLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "gilmsg: invalid message" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h tailLog) WithAttrs(as []slog.Attr) slog.Handler { return tailLog{h.Handler.WithAttrs(as)} }
+func (h tailLog) WithGroup(name string) slog.Handler    { return tailLog{h.Handler.WithGroup(name)} }
 
 // config is the loaded configuration with the tail's identity applied;
 // acking says whether the tail can publish, and so ACK.

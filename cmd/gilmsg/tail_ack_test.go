@@ -166,3 +166,40 @@ func waitCLI(t *testing.T, done <-chan cliResult) cliResult {
 	}
 	return cliResult{}
 }
+
+// A message over --max-message-size costs its sender the connection; tail
+// says so on stderr, naming the limit, and goes on with what follows.
+func TestTailOversizedSaysSo(t *testing.T) {
+	checkGoroutines(t)
+	isolateConfigSources(t)
+	n := newTailNet(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errOut, done := startCLI(t, ctx, nil, "tail", "--config", n.config, "--max-message-size", "4096")
+	big := strings.Repeat("x", 8192)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(errOut.String(), "max_message_size=4096") || !strings.Contains(out.String(), "org.example.dev.test.small") {
+		if !strings.Contains(errOut.String(), "max_message_size=4096") {
+			if _, err := n.pub.Publish(context.Background(), "big", map[string]any{"pad": big}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := n.pub.Publish(context.Background(), "small", nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-tick.C:
+		case res := <-done:
+			t.Fatalf("tail ended: exit %d, stderr %q", res.code, res.stderr)
+		case <-deadline:
+			t.Fatalf("stdout %q, stderr %q: want the oversized message reported and the small ones printed", out.String(), errOut.String())
+		}
+	}
+	cancel()
+	res := waitCLI(t, done)
+	if res.code != exitOK || strings.Contains(res.stdout, "org.example.dev.test.big") || !strings.Contains(res.stderr, "broke the protocol") {
+		t.Errorf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}
