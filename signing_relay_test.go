@@ -28,18 +28,7 @@ func TestSigningRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := ParseEnvelope(unsigned)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := env.Fields()
-	if err := signer.Sign(fields); err != nil {
-		t.Fatal(err)
-	}
-	signed, err := MarshalCanonical(fields)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signed := signBody(t, signer, unsigned)
 
 	for _, m := range [][]string{
 		{"org.example.dev.shell.note", string(unsigned)},
@@ -52,7 +41,7 @@ func TestSigningRelay(t *testing.T) {
 	}
 
 	got := c.recv(t)
-	env, err = ParseEnvelope(got[1])
+	env, err := ParseEnvelope(got[1])
 	if err != nil {
 		t.Fatal(err)
 	}

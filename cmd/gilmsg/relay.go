@@ -94,6 +94,7 @@ func runForwarder(cmd *cobra.Command, verbose bool, startMetrics metricsStart,
 	if err != nil {
 		return err
 	}
+	defer onSIGHUP(cmd.Name(), stderr, nil)()
 	runErr := f.Run(ctx)
 	closeErr := f.Close()
 	st := f.Stats()

@@ -140,6 +140,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		return err
 	}
 	defer bus.Close()
+	defer onSIGHUP("tail", cmd.ErrOrStderr(), bus.Validator())()
 	opts := []gilmsg.SubscribeOption{gilmsg.SurfaceInvalid()}
 	if acking {
 		// The ACK says "handed to the user": it waits for the line.

@@ -101,6 +101,7 @@ func runTrigger(cmd *cobra.Command, o *triggerOptions) error {
 		return err
 	}
 	defer bus.Close()
+	defer onSIGHUP("trigger", stderr, bus.Validator())()
 	t := &gilmsg.Trigger{
 		Include: include, Exclude: exclude,
 		WaitFor:      time.Duration(o.waitFor * float64(time.Second)),
