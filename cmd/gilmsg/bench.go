@@ -162,10 +162,17 @@ type benchResults struct {
 
 	endpoints []endpointsResult
 
+	// CPU of the whole process per message (per publish in the reliable
+	// phases), µs.
+	cpuRaw, cpuUnsigned, cpuSigned, cpuConcurrent float64
+
 	gpg []gpgRate // the gpg backend, per key kind
 }
 
-type latencies struct{ p50, p99, max float64 } // ms
+type latencies struct {
+	p50, p99, max float64 // ms
+	cpuUS         float64 // the process's CPU per publish, µs
+}
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error {
 	prog := newBenchProgress(stderr, 12)
@@ -414,7 +421,7 @@ func (e *benchEnv) rawPhase(ctx context.Context, r *benchResults) error {
 	if err != nil {
 		return err
 	}
-	r.raw = res.rate()
+	r.raw, r.cpuRaw = res.rate(), res.cpuPerMsg()
 	r.rawRTT, err = e.rawRoundTrip(ctx, topic, body)
 	return err
 }
@@ -584,6 +591,15 @@ type flowResult struct {
 	n       int
 	elapsed time.Duration // from the first send to the last message received
 	mallocs uint64
+	cpu     time.Duration // the process's CPU over the same span
+}
+
+// cpuPerMsg is the process's CPU per message, in µs: both ends of the bus
+// and libzmq's threads, steadier than a rate on a shared machine.
+func (f flowResult) cpuPerMsg() float64 { return cpuUS(f.cpu, f.n) }
+
+func cpuUS(cpu time.Duration, n int) float64 {
+	return float64(cpu) / float64(time.Microsecond) / float64(max(n, 1))
 }
 
 func (f flowResult) rate() float64 { return float64(f.n) / f.elapsed.Seconds() }
@@ -601,6 +617,7 @@ func (e *benchEnv) runFlow(ctx context.Context, f flow, d time.Duration, atLeast
 	sent := make(chan sentResult, 1)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0 := processCPU()
 	start := time.Now()
 	go func() {
 		n := 0
@@ -655,8 +672,9 @@ func (e *benchEnv) runFlow(ctx context.Context, f flow, d time.Duration, atLeast
 	if received != s.n {
 		return flowResult{}, fmt.Errorf("%d messages sent, %d received", s.n, received)
 	}
+	cpu := processCPU() - cpu0
 	runtime.ReadMemStats(&after)
-	return flowResult{n: received, elapsed: last.Sub(start), mallocs: after.Mallocs - before.Mallocs}, nil
+	return flowResult{n: received, elapsed: last.Sub(start), mallocs: after.Mallocs - before.Mallocs, cpu: cpu}, nil
 }
 
 // busFlow starts a publisher bus and a tailing bus for a throughput phase;
@@ -728,7 +746,7 @@ func (e *benchEnv) unsignedPhase(ctx context.Context, r *benchResults) error {
 	if err != nil {
 		return err
 	}
-	r.unsigned, r.allocsUnsigned = res.rate(), res.allocsPerMsg()
+	r.unsigned, r.allocsUnsigned, r.cpuUnsigned = res.rate(), res.allocsPerMsg(), res.cpuPerMsg()
 	return nil
 }
 
@@ -742,7 +760,7 @@ func (e *benchEnv) signedPhase(ctx context.Context, r *benchResults) error {
 	if err != nil {
 		return err
 	}
-	r.signed, r.allocsSigned = res.rate(), res.allocsPerMsg()
+	r.signed, r.allocsSigned, r.cpuSigned = res.rate(), res.allocsPerMsg(), res.cpuPerMsg()
 	r.signedBodyBytes = e.bodyBytes
 	return nil
 }
@@ -924,6 +942,7 @@ func (e *benchEnv) latencyPhase(ctx context.Context, n int) (latencies, float64,
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0 := processCPU()
 	var samples []time.Duration
 	for start := time.Now(); len(samples) < benchMinSamples || time.Since(start) < e.o.duration; {
 		d, err := publish()
@@ -933,8 +952,11 @@ func (e *benchEnv) latencyPhase(ctx context.Context, n int) (latencies, float64,
 		samples = append(samples, d)
 		e.prog.count.Store(int64(len(samples)))
 	}
+	cpu := processCPU() - cpu0
 	runtime.ReadMemStats(&after)
-	return summarize(samples), float64(after.Mallocs-before.Mallocs) / float64(len(samples)), nil
+	lat := summarize(samples)
+	lat.cpuUS = cpuUS(cpu, len(samples))
+	return lat, float64(after.Mallocs-before.Mallocs) / float64(len(samples)), nil
 }
 
 func summarize(samples []time.Duration) latencies {
@@ -963,6 +985,7 @@ func (e *benchEnv) concurrentPhase(ctx context.Context, r *benchResults) error {
 	var done atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, e.o.concurrency)
+	cpu0 := processCPU()
 	start := time.Now()
 	for w := range e.o.concurrency {
 		wg.Add(1)
@@ -981,6 +1004,7 @@ func (e *benchEnv) concurrentPhase(ctx context.Context, r *benchResults) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	r.cpuConcurrent = cpuUS(processCPU()-cpu0, int(done.Load()))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -1067,6 +1091,12 @@ func (r *benchResults) numbers() []benchKV {
 		{"key_bits", float64(r.keyBits)},
 		{"body_bytes", float64(r.bodyBytes)},
 		{"signed_body_bytes", float64(r.signedBodyBytes)},
+		{"cpu_us_per_msg_raw", r.cpuRaw},
+		{"cpu_us_per_msg_unsigned", r.cpuUnsigned},
+		{"cpu_us_per_msg_signed", r.cpuSigned},
+		{"cpu_us_per_msg_reliable_1", r.lat1.cpuUS},
+		{"cpu_us_per_msg_reliable_" + n, r.latN.cpuUS},
+		{"cpu_us_per_msg_concurrent", r.cpuConcurrent},
 	}
 	for _, ep := range r.endpoints {
 		n := strconv.Itoa(ep.n)
@@ -1143,6 +1173,10 @@ func (r *benchResults) writeTable(w io.Writer) {
 	row(fmt.Sprintf("concurrent reliable, %d goroutines", r.concurrency),
 		fmt.Sprintf("%.0f msg/s, %d resends", r.concurrent, r.concurrentResends),
 		check(r.concurrentVsSignBound() >= 0.7, "%.2f × cores×sign/2 = %.0f/s (≥ 0.7)", r.concurrentVsSignBound(), r.concurrentBound()))
+	row("CPU per message, µs", fmt.Sprintf("raw %.1f, unsigned %.1f, signed %.0f", r.cpuRaw, r.cpuUnsigned, r.cpuSigned),
+		"whole process: both ends, libzmq threads")
+	row("CPU per reliable publish, µs", fmt.Sprintf("1 recipient %.0f, %d recipients %.0f, concurrent %.0f",
+		r.lat1.cpuUS, r.recipients, r.latN.cpuUS, r.cpuConcurrent), "")
 	row("allocations per message", fmt.Sprintf("unsigned %.0f, signed %.0f, reliable %.0f",
 		r.allocsUnsigned, r.allocsSigned, r.allocsReliable), "both ends of the bus counted")
 	row("heap after GC", fmt.Sprintf("%.1f MB at %d, %.1f MB at %d msgs",

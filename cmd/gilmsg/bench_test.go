@@ -18,6 +18,8 @@ var benchKeys = []string{
 	"concurrent_reliable_msgs_per_s", "cores", "peak_rss_mb",
 	"unsigned_vs_raw", "signed_vs_sign_bound", "reliable_p50_vs_floor", "concurrent_vs_sign_bound",
 	"allocs_per_msg", "heap_mb_at_tenth", "heap_mb_at_end",
+	"cpu_us_per_msg_raw", "cpu_us_per_msg_unsigned", "cpu_us_per_msg_signed",
+	"cpu_us_per_msg_reliable_1", "cpu_us_per_msg_concurrent",
 	"gpg_sign_per_s_rsa", "gpg_verify_per_s_rsa", "gpg_sign_per_s_ed25519", "gpg_verify_per_s_ed25519",
 }
 
