@@ -48,11 +48,24 @@ const (
 )
 
 // publishReliable is Publish with recipients (WIRE.md §6): listen first,
-// then send, resend while ACKs are missing, and wait.
+// then send, and wait; send again only when the first copy may not have
+// arrived.
+//
+// On a connection that stays up ZeroMQ loses nothing, and Python gilmsg
+// consumers process every copy they get, so a copy is sent again only
+// when the publishing socket sees a subscription matching the topic arrive
+// after the send (a recipient that had not subscribed yet, or has
+// reconnected: either missed it), and as a slow fallback, well after the
+// usual ACK time, for losses the socket cannot see (a relay restarted, a
+// subscriber that joined the relay late).
 func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pubOptions) (*Receipt, error) {
 	recipients := uniq(po.recipients)
 	l, err := b.ackListener(ctx)
 	if err != nil {
+		return nil, err
+	}
+	// Before the ACK clock starts, as Python gilmsg sleeps before it.
+	if err := b.warmUp(ctx, ""); err != nil {
 		return nil, err
 	}
 	out, err := b.prepare(topic, msg, po, true, true)
@@ -69,7 +82,11 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 	p := l.register(out.msgID, recipients)
 	defer l.unregister(out.msgID)
 	b.stats.reliable.Add(1)
-	if err := b.send(wctx, out); err != nil {
+	subs := b.pub.subs
+	joins := subs.Joins() // before the send: a later join may have missed it
+	// An active publisher waits, within the ACK timeout, for a relay
+	// that is restarting.
+	if err := b.sendWithin(wctx, out, 0); err != nil {
 		b.stats.timedOut.Add(1)
 		b.opts.hooks.ackTimedOut()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -78,15 +95,36 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 		return nil, err
 	}
 
-	// The first resend waits a few typical round trips: sooner, it only
-	// doubles the work of a loaded peer.
-	resend := min(max(b.opts.resendMin, 3*time.Duration(b.ackRTT.Load())), b.opts.resendMax)
-	timer := time.NewTimer(resend)
+	fallback := b.fallbackResend()
+	timer := time.NewTimer(fallback)
 	defer timer.Stop()
 	if !b.opts.resend {
 		timer.Stop()
 	}
+	resend := func(why string) {
+		// The identical signed bytes: consumers that de-duplicate drop
+		// the copy and ACK again. Not while the relay is away: its
+		// return is a new subscription, which triggers a resend.
+		if !b.relayConnected() {
+			return
+		}
+		if err := b.send(wctx, out); err == nil {
+			b.stats.resends.Add(1)
+			b.opts.hooks.resend(out.topic)
+			b.log.Debug("gilmsg: resent", slog.String("msg_id", out.msgID), slog.String("why", why))
+		}
+	}
 	for {
+		var changed <-chan struct{}
+		if b.opts.resend {
+			changed = subs.Changed()
+			if joined, now := subs.JoinedSince(joins, out.topic); joined {
+				joins = now
+				resend("new subscriber")
+				// Whoever just joined needs its own round trip.
+				timer.Reset(fallback)
+			}
+		}
 		select {
 		case <-p.done:
 			b.stats.acked.Add(1)
@@ -97,15 +135,11 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 				b.ackRTT.CompareAndSwap(old, old-old/8+int64(a.Delay)/8)
 			}
 			return &Receipt{Topic: out.topic, MsgID: out.msgID, SeqID: out.seqID, Acks: acks}, nil
+		case <-changed:
 		case <-timer.C:
-			// The identical signed bytes: consumers drop the duplicate
-			// and ACK again.
-			if err := b.send(wctx, out); err == nil {
-				b.stats.resends.Add(1)
-				b.opts.hooks.resend(out.topic)
-			}
-			resend = min(2*resend, b.opts.resendMax)
-			timer.Reset(resend)
+			resend("fallback")
+			fallback = min(2*fallback, b.opts.resendMax)
+			timer.Reset(fallback)
 		case <-wctx.Done():
 			b.stats.timedOut.Add(1)
 			b.opts.hooks.ackTimedOut()
@@ -121,6 +155,24 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 		}
 	}
 }
+
+// fallbackResend is how long a reliable publish waits before its first
+// blind resend: the resend option's minimum, else zmq_reconnect_ivl_max
+// (a subscriber that joined a relay late has reconnected by then), and
+// never less than ten recent ACK delays, so a loaded but healthy
+// recipient is not sent a copy it will process twice.
+func (b *Bus) fallbackResend() time.Duration {
+	d := b.opts.resendMin
+	if d <= 0 {
+		d = max(time.Duration(b.cfg.ZMQReconnectIvlMax)*time.Millisecond,
+			time.Duration(b.cfg.ZMQReconnectIvl)*time.Millisecond, minFallbackResend)
+	}
+	return min(max(d, 10*time.Duration(b.ackRTT.Load())), b.opts.resendMax)
+}
+
+// minFallbackResend bounds the blind resend from below when the reconnect
+// intervals are set very short.
+const minFallbackResend = 250 * time.Millisecond
 
 func uniq(s []string) []string {
 	out := make([]string, 0, len(s))
@@ -288,6 +340,9 @@ func (b *Bus) sendAck(ctx context.Context, env *Envelope) (*outgoing, error) {
 	}
 	if b.pub == nil {
 		return nil, fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, env.MsgID)
+	}
+	if err := b.warmUp(ctx, b.ackTopic); err != nil {
+		return nil, err
 	}
 	out, err := b.prepare(b.ackTopic, map[string]any{"ack_msg_id": env.MsgID}, &pubOptions{}, false, true)
 	if err != nil {

@@ -137,9 +137,12 @@ type Config struct {
 	// name.
 	Modname string `mapstructure:"modname" json:"modname,omitempty"`
 
-	// AckTimeout (seconds) is gilmsg's default wait for ACKs; more than 0.
-	// Default 0.25.
-	AckTimeout float64 `mapstructure:"ack_timeout" json:"ack_timeout"`
+	// AckTimeout (seconds) is the default wait for ACKs of a reliable
+	// publish (not a fedmsg key). Default 0, unset: see
+	// [Config.AckTimeoutDuration]. Set, it is used as is, Python gilmsg's
+	// 0.25 included; a file that sets it to 0 is refused, as 0 would fail
+	// every reliable publish.
+	AckTimeout float64 `mapstructure:"ack_timeout" json:"ack_timeout,omitempty"`
 
 	// Extra keeps every key this struct does not know (irc, stomp_*,
 	// logging, ...), as loaded.
@@ -172,7 +175,6 @@ func DefaultConfig() *Config {
 		ZMQReconnectIvl:        100,
 		ZMQReconnectIvlMax:     1000,
 		Timeout:                2,
-		AckTimeout:             0.25,
 	}
 }
 
@@ -287,8 +289,23 @@ func checkLimit(key string, field reflect.Value) error {
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
-// AckTimeoutDuration is AckTimeout as a [time.Duration].
-func (c *Config) AckTimeoutDuration() time.Duration { return seconds(c.AckTimeout) }
+// AckTimeoutDuration is AckTimeout as a [time.Duration] when it is set.
+// Unset (0), it is the larger of timeout and twice zmq_reconnect_ivl_max:
+// 2 s with fedmsg's defaults. Python gilmsg's 0.25 s gives false negatives
+// on a healthy bus, because a recipient's socket that is reconnecting
+// retries only every zmq_reconnect_ivl_max (1 s), and a loaded machine
+// can hold an ACK longer than that; success never waits for the timeout,
+// only failure does.
+func (c *Config) AckTimeoutDuration() time.Duration {
+	if c.AckTimeout > 0 {
+		return seconds(c.AckTimeout)
+	}
+	return max(seconds(c.Timeout), 2*time.Duration(c.ZMQReconnectIvlMax)*time.Millisecond, minDefaultAckTimeout)
+}
+
+// minDefaultAckTimeout is the least ACK timeout used when ack_timeout is
+// unset, whatever timeout and zmq_reconnect_ivl_max say.
+const minDefaultAckTimeout = time.Second
 
 // TimeoutDuration is Timeout as a [time.Duration].
 func (c *Config) TimeoutDuration() time.Duration { return seconds(c.Timeout) }

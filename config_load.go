@@ -708,6 +708,9 @@ func (c *Config) Validate() error {
 	v := reflect.ValueOf(c).Elem()
 	fields := configFieldIndex()
 	for _, key := range slices.Sorted(maps.Keys(numericLimits)) {
+		if key == "ack_timeout" && c.AckTimeout == 0 {
+			continue // unset: AckTimeoutDuration's default
+		}
 		if err := checkLimit(key, v.FieldByIndex(fields[key])); err != nil {
 			bad(key, "%v", err)
 		}

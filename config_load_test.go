@@ -742,7 +742,7 @@ func TestConfigValidate(t *testing.T) {
 		{"name without address", func(c *Config) { c.Name = "a"; c.Endpoints["a"] = nil }, "endpoints"},
 		{"io_threads 0", func(c *Config) { c.IOThreads = 0 }, "io_threads"},
 		{"io_threads that abort libzmq", func(c *Config) { c.IOThreads = 100000 }, "io_threads"},
-		{"ack_timeout 0", func(c *Config) { c.AckTimeout = 0 }, "ack_timeout"},
+		{"ack_timeout 0, unset: the default", func(c *Config) { c.AckTimeout = 0 }, ""},
 		{"ack_timeout past a Duration", func(c *Config) { c.AckTimeout = 9.3e9 }, "ack_timeout"},
 		{"timeout past a Duration", func(c *Config) { c.Timeout = 1e10 }, "timeout"},
 		{"keepalive 2", func(c *Config) { c.ZMQTCPKeepalive = 2 }, "zmq_tcp_keepalive"},

@@ -120,7 +120,7 @@ func ExampleNew() {
 	fmt.Println("ack_timeout:", bus.Config().AckTimeoutDuration())
 	// Output:
 	// bound on 127.0.0.1: true
-	// ack_timeout: 250ms
+	// ack_timeout: 2s
 }
 
 func ExampleBus_Publish() {

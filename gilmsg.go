@@ -65,6 +65,7 @@ type options struct {
 	logger       *slog.Logger
 	modname      string
 	readyTimeout time.Duration
+	postInitWait bool
 	maxMsgSize   int64
 	resend       bool
 	resendMin    time.Duration
@@ -83,10 +84,10 @@ func defaultOptions(cfg *Config) options {
 	return options{
 		logger:       slog.New(slog.DiscardHandler),
 		readyTimeout: ready,
+		postInitWait: true,
 		maxMsgSize:   DefaultMaxMessageSize,
 		resend:       true,
-		resendMin:    10 * time.Millisecond,
-		resendMax:    100 * time.Millisecond,
+		resendMax:    8 * time.Second,
 		maxInFlight:  1024,
 		queueSize:    1024,
 	}
@@ -115,24 +116,40 @@ func WithModname(m string) Option { return func(o *options) { o.modname = m } }
 // upper bound rarely reached.
 func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.readyTimeout = d } }
 
+// WithPostInitWait sets whether the publishes made before post_init_sleep
+// has passed since the bus bound its endpoint wait for it, as
+// fedmsg.init sleeps it, so that subscribers already running (which
+// reconnect within zmq_reconnect_ivl) do not miss them. Default on: [New]
+// returns at once, the first publishes wait what is left of
+// post_init_sleep, later ones nothing. Turn it off when the caller waits
+// its own way; a successful [Bus.WaitSubscribers] also ends it, and
+// post_init_sleep 0 means no wait, as in fedmsg.
+func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait = on } }
+
 // WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer
 // sending a larger message is disconnected. Default [DefaultMaxMessageSize];
 // -1 means no limit.
 func WithMaxMessageSize(n int64) Option { return func(o *options) { o.maxMsgSize = n } }
 
-// WithResend sets whether a reliable publish sends the same signed bytes
-// again, with backoff from min (or three recent ACK delays, if longer) to
-// max, while ACKs are missing. Default on, 10ms doubling to 100ms; off gives
-// Python gilmsg's single shot.
-func WithResend(on bool, min, max time.Duration) Option {
+// WithResend sets whether a reliable publish may send its message again
+// while ACKs are missing. A copy goes out only when the first may not have
+// arrived, because Python gilmsg consumers process every copy they get:
+// when a subscription matching the topic reaches the publishing socket
+// after the send (a recipient that had not subscribed yet, or has
+// reconnected), and as a slow fallback, first after first, then doubling
+// up to most. Defaults: on; first 0 means zmq_reconnect_ivl_max (1 s), and
+// at least ten recent ACK delays; most 8 s. Off gives Python gilmsg's single
+// shot.
+func WithResend(on bool, first, most time.Duration) Option {
 	return func(o *options) {
 		o.resend = on
-		if min > 0 {
-			o.resendMin = min
+		if first > 0 {
+			o.resendMin = first
 		}
-		if max >= o.resendMin {
-			o.resendMax = max
+		if most > 0 {
+			o.resendMax = most
 		}
+		o.resendMax = max(o.resendMax, o.resendMin)
 	}
 }
 

@@ -3,11 +3,13 @@ package gilmsg
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -107,6 +109,9 @@ func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...Publis
 	if po.reliable {
 		b.log.Warn("gilmsg: reliable publish without recipients: sent as a plain fedmsg message, nobody will ACK it", slog.String("topic", topic))
 	}
+	if err := b.warmUp(ctx, ""); err != nil {
+		return nil, err
+	}
 	out, err := b.prepare(topic, msg, &po, false, b.cfg.SignMessages)
 	if err != nil {
 		return nil, err
@@ -205,9 +210,16 @@ func (b *Bus) fullTopic(topic, modname string) string {
 	return b.cfg.TopicPrefix + "." + b.cfg.Environment + "." + modname + "." + topic
 }
 
-// send queues one message on the PUB socket's goroutine.
+// send queues one message on the PUB socket's goroutine. An active
+// publisher first waits, up to the config's timeout, for the relay.
 func (b *Bus) send(ctx context.Context, out *outgoing) error {
-	if err := b.awaitRelay(ctx); err != nil {
+	return b.sendWithin(ctx, out, b.cfg.TimeoutDuration())
+}
+
+// sendWithin is send with the wait for the relay bounded by relayWait
+// (0: by ctx alone).
+func (b *Bus) sendWithin(ctx context.Context, out *outgoing, relayWait time.Duration) error {
+	if err := b.awaitRelay(ctx, relayWait); err != nil {
 		return err
 	}
 	if err := b.pub.enqueue(ctx, b.closed, out); err != nil {
@@ -219,23 +231,88 @@ func (b *Bus) send(ctx context.Context, out *outgoing) error {
 	return nil
 }
 
-// awaitRelay makes an active publisher fail loudly when no relay is
-// connected: ZeroMQ's PUB would otherwise drop the message without a word.
-// It waits up to the ready timeout for a (re)connection.
-func (b *Bus) awaitRelay(ctx context.Context) error {
+// awaitRelay makes an active publisher wait, up to bound (0: until ctx
+// ends), while no relay is connected, and then fail loudly: ZeroMQ's PUB
+// would otherwise drop the message without a word. A relay restarted
+// within the bound is bridged: the socket reconnects by itself.
+func (b *Bus) awaitRelay(ctx context.Context, bound time.Duration) error {
 	mon := b.pub.mon
 	if mon == nil || mon.Connected() > 0 {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, b.opts.readyTimeout)
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if bound > 0 {
+		wctx, cancel = context.WithTimeout(ctx, bound)
+	} else if _, ok := ctx.Deadline(); !ok {
+		wctx, cancel = context.WithTimeout(ctx, b.opts.readyTimeout)
+	}
 	defer cancel()
+	wctx, stop := b.withClose(wctx)
+	defer stop()
+	start := time.Now()
 	if err := mon.WaitConnected(wctx, 1); err != nil {
-		if ctx.Err() != nil {
-			return b.ctxErr(ctx)
+		if b.isClosed() {
+			return ErrClosed
 		}
-		return fmt.Errorf("%w: no relay at %s", ErrNotConnected, b.pub.endpoint)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: no relay at %s within %v", ErrNotConnected, b.pub.endpoint, time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// relayConnected is false only for an active publisher whose relay is
+// away; a resend then waits for the reconnection, which it will see.
+func (b *Bus) relayConnected() bool {
+	return b.pub.mon == nil || b.pub.mon.Connected() > 0
+}
+
+// warmUp makes the publishes that come before post_init_sleep has passed
+// since the bind wait for it, as fedmsg.init sleeps it: subscribers that
+// were already running need that long to (re)connect and subscribe, and
+// ZeroMQ drops what is published before (the slow joiner). Later publishes
+// pay nothing; so does every publish after [WithPostInitWait](false) or a
+// successful [Bus.WaitSubscribers]. With ackTopic set (an ACK's own
+// topic), the wait ends as soon as someone subscribes to it: the
+// publisher waiting for this ACK.
+func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
+	p := b.pub
+	if p == nil || p.warm.Load() {
+		return nil
+	}
+	wait := time.Until(p.warmAt)
+	if wait <= 0 {
+		p.warm.Store(true)
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var kick <-chan time.Time
+	if ackTopic != "" {
+		// Subscriptions are read when the publisher's goroutine wakes.
+		k := time.NewTicker(publisherWaitTick)
+		defer k.Stop()
+		kick = k.C
+	}
+	for {
+		changed := p.subs.Changed()
+		if ackTopic != "" && p.subs.Matching(ackTopic) > 0 {
+			return nil
+		}
+		select {
+		case <-t.C:
+			p.warm.Store(true)
+			return nil
+		case <-changed:
+		case <-kick:
+			p.wake()
+		case <-ctx.Done():
+			return b.ctxErr(ctx)
+		case <-b.closed:
+			return ErrClosed
+		}
+	}
 }
 
 // publisher owns the bus's publishing socket: one goroutine sends what
@@ -260,6 +337,11 @@ type publisher struct {
 	// socket's goroutine falls behind, rather than queue without limit.
 	slots chan struct{}
 	kick  chan struct{} // one pending wake-up at most
+
+	// The first publishes wait until warmAt (see [Bus.warmUp]); warm is
+	// set once nobody needs to any more.
+	warmAt time.Time
+	warm   atomic.Bool
 
 	mu     sync.Mutex
 	queue  []*outgoing
@@ -304,6 +386,8 @@ func (b *Bus) startPublisher() (_ *publisher, err error) {
 	} else if p.endpoint, err = bindFirst(sock, b.cfg.Name, b.cfg.Endpoints[b.cfg.Name]); err != nil {
 		return nil, err
 	}
+	p.warmAt = time.Now().Add(seconds(b.cfg.PostInitSleep))
+	p.warm.Store(!b.opts.postInitWait || b.cfg.PostInitSleep <= 0)
 	go p.run()
 	return p, nil
 }
@@ -388,6 +472,8 @@ func (p *publisher) close() {
 // ends. It is the exact answer to ZeroMQ's slow-joiner problem for this
 // bus's own socket: once it returns nil, those subscribers get every
 // message published after it. It cannot tell who the subscribers are.
+// Once it has returned nil, the first publish no longer waits for
+// post_init_sleep (see [WithPostInitWait]).
 func (b *Bus) WaitSubscribers(ctx context.Context, topic string, n int) error {
 	if b.pub == nil {
 		return fmt.Errorf("%w: the bus has no endpoint to publish from", ErrConfig)
@@ -410,6 +496,10 @@ func (b *Bus) WaitSubscribers(ctx context.Context, topic string, n int) error {
 	err := b.pub.subs.WaitMatching(ctx, b.fullTopic(topic, ""), n)
 	if err != nil && b.isClosed() {
 		return ErrClosed
+	}
+	if err == nil {
+		// The caller waited its own way: the first publish need not.
+		b.pub.warm.Store(true)
 	}
 	return err
 }

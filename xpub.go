@@ -61,7 +61,18 @@ type subscriptionTracker struct {
 	subs    map[string]int
 	closed  bool
 	changed chan struct{} // closed and replaced on every change
+
+	// Every subscription ever observed is numbered (joins is the last
+	// number); the latest few are kept with their prefix, so that a
+	// reliable publish can ask whether someone subscribed after it sent.
+	joins  uint64
+	recent [recentJoins]string // prefix of join n at recent[n%recentJoins]
 }
+
+// recentJoins is how many subscriptions [subscriptionTracker.JoinedSince]
+// can tell apart; older ones count as matching, which costs at most one
+// resend too many.
+const recentJoins = 64
 
 func newSubscriptionTracker() *subscriptionTracker {
 	return &subscriptionTracker{subs: make(map[string]int), changed: make(chan struct{})}
@@ -78,6 +89,8 @@ func (t *subscriptionTracker) observe(frame []byte) bool {
 	defer t.mu.Unlock()
 	if frame[0] == 1 {
 		t.subs[prefix]++
+		t.joins++
+		t.recent[t.joins%recentJoins] = prefix
 	} else if t.subs[prefix] > 0 {
 		// libzmq also reports cancelling a prefix that was never
 		// subscribed; there is nothing to take away then.
@@ -126,6 +139,39 @@ func (t *subscriptionTracker) matchingLocked(topic string) int {
 		}
 	}
 	return n
+}
+
+// Joins returns the number of the latest subscription observed, for
+// [subscriptionTracker.JoinedSince].
+func (t *subscriptionTracker) Joins() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.joins
+}
+
+// JoinedSince reports whether a subscription that a message on topic would
+// match arrived after join number since, and returns the latest number.
+// A subscriber that was missing, or has reconnected, subscribes again: a
+// message sent before that cannot have reached it.
+func (t *subscriptionTracker) JoinedSince(since uint64, topic string) (bool, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.joins-since > recentJoins {
+		return true, t.joins
+	}
+	for n := since + 1; n <= t.joins; n++ {
+		if strings.HasPrefix(topic, t.recent[n%recentJoins]) {
+			return true, t.joins
+		}
+	}
+	return false, t.joins
+}
+
+// Changed returns a channel closed at the next change.
+func (t *subscriptionTracker) Changed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changed
 }
 
 // Subscriptions returns a copy of the counts by prefix.

@@ -32,6 +32,7 @@ type loggerOptions struct {
 	recipients []string
 	ackTimeout secondsValue
 	waitSubs   int
+	noResend   bool
 }
 
 // newLoggerCmd builds the command afresh so that tests get their own flags.
@@ -51,10 +52,18 @@ With --name it binds the first free endpoint of that name instead and
 signs as that name (or by --cert-prefix when given).
 
 A subscriber that has not subscribed yet when a plain message leaves
-misses it: ZeroMQ's slow joiner. Python sleeps post_init_sleep and hopes;
+misses it: ZeroMQ's slow joiner. As fedmsg-logger does, the first message
+waits until post_init_sleep has passed since the logger bound (or
+connected), which gives subscribers already running time to reconnect.
 --wait-subscribers N waits instead until N subscriptions match the topic
 (an active logger's relay counts as one), for at most the config's
-timeout. Reliable publishes need no such wait: they resend until ACKed.
+timeout; --wait-subscribers 0 does not wait at all.
+
+A reliable message is sent again only when it may not have arrived: when
+a new subscription reaches the logger after the send (a recipient that
+was not subscribed yet, or reconnected), and once more well after the
+usual ACK time. Python gilmsg consumers process every copy they get;
+--no-resend sends each message once, as Python gilmsg-logger does.
 
 With --recipients the publish is reliable: each message waits until every
 named certificate CN has ACKed it, or --ack-timeout passes. A message that
@@ -78,7 +87,8 @@ the exit status is then 1. Any other failure stops at once with status 1.`,
 	f.StringVar(&o.certPrefix, "cert-prefix", "shell", "sign with certnames[\"`PREFIX`.<short hostname>\"] (with --name: only when given)")
 	f.StringVar(&o.name, "name", "", "bind the endpoint of this `NAME` instead of connecting to relay_inbound")
 	f.StringSliceVar(&o.recipients, "recipients", nil, "publish reliably: wait for the ACK of each certificate `CN` (repeatable, or comma-separated)")
-	f.IntVar(&o.waitSubs, "wait-subscribers", 0, "before the first publish, wait until `N` subscriptions match the topic")
+	f.IntVar(&o.waitSubs, "wait-subscribers", 0, "before the first publish, wait until `N` subscriptions match the topic instead of post_init_sleep (0: no wait)")
+	f.BoolVar(&o.noResend, "no-resend", false, "with --recipients, send each message once, even when a new subscriber may have missed it")
 	f.Var(&o.ackTimeout, "ack-timeout", "wait this long for ACKs: `SECONDS` such as 0.25, or a duration such as 250ms (default: the config's ack_timeout)")
 	return cmd
 }
@@ -93,6 +103,9 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		// Not a plain publish in disguise: the caller wanted ACKs.
 		return usageErrorf("--recipients %q names nobody", strings.Join(o.recipients, ","))
 	}
+	if o.noResend && len(o.recipients) == 0 {
+		return usageErrorf("--no-resend needs --recipients")
+	}
 	if o.waitSubs < 0 {
 		return usageErrorf("--wait-subscribers %d: want 0 or more", o.waitSubs)
 	}
@@ -103,7 +116,14 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	ctx, stop := notify(cmd.Context())
 	defer stop()
 	// The bus's modname is the topics': WaitSubscribers matches on it too.
-	bus, err := gilmsg.New(cfg, gilmsg.WithModname(o.modname))
+	busOpts := []gilmsg.Option{gilmsg.WithModname(o.modname)}
+	if cmd.Flags().Changed("wait-subscribers") {
+		busOpts = append(busOpts, gilmsg.WithPostInitWait(false))
+	}
+	if o.noResend {
+		busOpts = append(busOpts, gilmsg.WithResend(false, 0, 0))
+	}
+	bus, err := gilmsg.New(cfg, busOpts...)
 	if err != nil {
 		return err
 	}
