@@ -93,9 +93,8 @@ func (r *rawRecipient) drain() {
 }
 
 // subscribed reports whether a subscription matching topic had reached the
-// XPUB by now.
+// XPUB when the last message arrived.
 func (r *rawRecipient) subscribed(topic string) bool {
-	r.drain()
 	return slices.ContainsFunc(r.subs, func(p string) bool { return strings.HasPrefix(topic, p) })
 }
 
@@ -105,15 +104,20 @@ func (r *rawRecipient) next() *Envelope {
 	r.t.Helper()
 	poller := zmq.NewPoller()
 	poller.Add(r.sub, zmq.POLLIN)
+	poller.Add(r.xpub, zmq.POLLIN) // to see subscriptions as they come
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		polled, err := poller.Poll(10 * time.Millisecond)
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		if len(polled) == 0 {
+		if !slices.ContainsFunc(polled, func(p zmq.Polled) bool { return p.Socket == r.sub }) {
+			r.drain()
 			continue
 		}
+		// What had subscribed when the message arrived, give or take the
+		// few microseconds since the poll returned.
+		r.drain()
 		frames, err := r.sub.RecvMessageBytes(0)
 		if err != nil {
 			r.t.Fatal(err)

@@ -1,0 +1,386 @@
+package gilmsg
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// rawSub is a bare SUB, subscribed to everything at addr, that counts the
+// copies of each msg_id it receives: what a consumer that does not
+// de-duplicate (Python gilmsg) would process.
+type rawSub struct {
+	mu     sync.Mutex
+	copies map[string]int
+}
+
+func newRawSub(t *testing.T, addr string) *rawSub {
+	t.Helper()
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := zctx.NewSocket(zmq.SUB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetLinger(0)
+	s.SetSubscribe("")
+	if err := s.Connect(addr); err != nil {
+		t.Fatal(err)
+	}
+	r := &rawSub{copies: map[string]int{}}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		poller := zmq.NewPoller()
+		poller.Add(s, zmq.POLLIN)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			polled, err := poller.Poll(10 * time.Millisecond)
+			if err != nil || len(polled) == 0 {
+				continue
+			}
+			frames, err := s.RecvMessageBytes(0)
+			if err != nil {
+				continue
+			}
+			if env, err := ParseEnvelope(frames[len(frames)-1]); err == nil {
+				r.mu.Lock()
+				r.copies[strings.Clone(env.MsgID)]++
+				r.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(quit); <-done; closeAll(zctx, s) })
+	return r
+}
+
+func (r *rawSub) count(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.copies[id]
+}
+
+// A healthy recipient gets each reliable message once: a copy goes out
+// again only when the first may not have arrived (issue 11.2), which a
+// subscriber that does not de-duplicate would otherwise process twice.
+func TestHealthyRecipientGetsOneCopy(t *testing.T) {
+	const messages = 20
+	n := newTestNet(t)
+	pub := n.start(pubCN)
+	cs, _ := n.consumers(t, c1)
+	raw := newRawSub(t, pub.Endpoint())
+	if err := pub.WaitSubscribers(ctxT(t), "job", 2); err != nil {
+		t.Fatal(err)
+	}
+	// The one blind resend left is the slow fallback, at
+	// zmq_reconnect_ivl_max (1 s) or later; an ACK that slow (a very
+	// loaded machine) may earn a second copy.
+	if f := pub.fallbackResend(); f < time.Second {
+		t.Fatalf("the fallback resend comes after %v, not well after the usual ACK time", f)
+	}
+	const fallback = time.Second
+	var ids []string
+	slow := map[string]bool{}
+	for i := range messages {
+		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1))
+		if err != nil {
+			t.Fatalf("message %d at default settings: %v", i, err)
+		}
+		ids = append(ids, r.MsgID)
+		if r.Acks[0].Delay >= fallback/2 {
+			slow[r.MsgID] = true
+		}
+	}
+	marker, err := pub.Publish(ctxT(t), "marker", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the marker", func() bool { return raw.count(marker.MsgID) == 1 })
+	for i, id := range ids {
+		if got := raw.count(id); got != 1 && !(slow[id] && got == 2) {
+			t.Errorf("message %d: %d copies reached a healthy subscriber", i, got)
+		}
+		if got := cs.count(c1, id); got != 1 {
+			t.Errorf("message %d: the recipient's application saw it %d times", i, got)
+		}
+	}
+	if s := pub.Stats(); int(s.Resends) > len(slow) {
+		t.Errorf("%d resends for %d slow ACKs", s.Resends, len(slow))
+	}
+}
+
+// A recipient that subscribes after the send is sent a copy as soon as its
+// subscription arrives, well before the fallback, and ACKs it.
+func TestLateJoinerIsResentOnSubscription(t *testing.T) {
+	n := newTestNet(t)
+	pub := n.start(pubCN, WithResend(true, time.Minute, time.Minute)) // no fallback
+	late := n.start(c1)
+	raw := newRawSub(t, pub.Endpoint())
+	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
+		t.Fatal(err)
+	}
+	res := publishInBackground(t, pub, Recipients(c1), AckTimeout(30*time.Second))
+	waitFor(t, "the first send", func() bool { return pub.Stats().Published >= 1 })
+	var cs consumerSet
+	cs.run(t, c1, late)
+	got := <-res
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if s := pub.Stats(); s.Resends == 0 {
+		t.Fatalf("ACKed without a resend? %+v", s)
+	}
+	marker, err := pub.Publish(ctxT(t), "marker", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the marker", func() bool { return cs.count(c1, marker.MsgID) == 1 && raw.count(marker.MsgID) == 1 })
+	if c := cs.count(c1, got.r.MsgID); c != 1 {
+		t.Fatalf("the late joiner's application saw it %d times", c)
+	}
+	if c := raw.count(got.r.MsgID); c < 2 {
+		t.Fatalf("the subscriber present from the start got %d copies; the resend went nowhere?", c)
+	}
+}
+
+// The first publishes after New wait until post_init_sleep has passed since
+// the bind, as fedmsg.init sleeps it, so a subscriber that was already
+// running and reconnects within that time misses nothing (issue 11.1).
+func TestFirstPublishWaitsPostInitSleep(t *testing.T) {
+	const messages = 50
+	n := newTestNet(t)
+	n.start(pubCN).Close() // its endpoint is known; nobody is there yet
+	n.mutate = func(c *Config) {
+		// The subscriber retries every 50–100 ms, well within the wait.
+		c.ZMQReconnectIvl, c.ZMQReconnectIvlMax = 50, 50
+		c.PostInitSleep = 1
+	}
+	var cs consumerSet
+	cs.run(t, "watcher", n.start(""))
+
+	pub := n.start(pubCN)
+	bound := time.Now()
+	if pub.pub.warm.Load() {
+		t.Fatal("New waited for post_init_sleep")
+	}
+	var ids []string
+	for i := range messages {
+		r, err := pub.Publish(ctxT(t), "burst", map[string]any{"i": i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && time.Since(bound) < time.Second {
+			t.Fatalf("the first publish went out %v after the bind", time.Since(bound))
+		}
+		ids = append(ids, r.MsgID)
+	}
+	for _, id := range ids {
+		waitFor(t, "message "+id, func() bool { return cs.count("watcher", id) == 1 })
+	}
+	if !pub.pub.warm.Load() {
+		t.Fatal("later publishes would still wait")
+	}
+
+	if b := n.start(c2, WithPostInitWait(false)); !b.pub.warm.Load() {
+		t.Error("WithPostInitWait(false): the first publish would still wait")
+	}
+	// WaitSubscribers is the caller's own wait: it ends this one.
+	b := n.start(c3)
+	if err := b.WaitSubscribers(ctxT(t), "", 0); err != nil || !b.pub.warm.Load() {
+		t.Errorf("after WaitSubscribers (err %v) the first publish would still wait", err)
+	}
+}
+
+// routing_nitpicky does not break reliable publishing: an ACK is judged by
+// who signed it (validate_signed_by), not by routing_policy, so ACK topics
+// need no policy entry, and a policy on the ACK topic neither admits a
+// non-recipient nor shuts out a recipient (issue 12.7).
+func TestReliablePublishUnderRoutingNitpicky(t *testing.T) {
+	n := newTestNet(t)
+	pub := n.start(pubCN)
+	n.mutate = func(c *Config) {
+		c.RoutingNitpicky = true
+		c.RoutingPolicy = map[string][]string{
+			pub.fullTopic("job", ""): {pubCN},
+			// Names someone who is not the recipient.
+			pub.ackTopic: {c2},
+		}
+	}
+	cs, _ := n.consumers(t, c1, c2)
+	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(20*time.Second))
+	if err != nil {
+		t.Fatalf("nitpicky routing broke a reliable publish: %v", err)
+	}
+	if got := hostsOf(r.Acks); len(got) != 1 || got[0] != c1 {
+		t.Fatalf("acks %v", got)
+	}
+	// c2 ACKed too (it tails everything), yet counts for nothing.
+	waitFor(t, c2+"'s ACK", func() bool { return pub.Stats().AcksRejected[ackRejectUnknownID]+pub.Stats().AcksRejected[ackRejectNotRecipient] >= 1 })
+	if m := pub.Stats().AcksMatched; m != 1 {
+		t.Fatalf("%d ACKs counted, want 1", m)
+	}
+	// The consumers still apply the policy to what they yield.
+	if _, err := pub.Publish(ctxT(t), "unlisted", nil, Recipients(c1), AckTimeout(time.Second)); !errors.Is(err, ErrAckTimeout) {
+		t.Fatalf("a topic outside the nitpicky policy was ACKed: %v", err)
+	}
+	if cs.count(c1, r.MsgID) != 1 {
+		t.Fatal("the recipient's application did not see the message")
+	}
+}
+
+// ack_timeout unset gets a default long enough for a healthy bus; set, it
+// is used as is, Python gilmsg's 0.25 included (issue 12.9).
+func TestDefaultAckTimeout(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*Config)
+		want time.Duration
+	}{
+		{"unset", func(*Config) {}, 2 * time.Second},
+		{"set to Python's", func(c *Config) { c.AckTimeout = 0.25 }, 250 * time.Millisecond},
+		{"unset, longer timeout", func(c *Config) { c.Timeout = 5 }, 5 * time.Second},
+		{"unset, slow reconnects", func(c *Config) { c.ZMQReconnectIvlMax = 1500 }, 3 * time.Second},
+		{"unset, tiny timeout", func(c *Config) { c.Timeout, c.ZMQReconnectIvlMax = 0.01, 0 }, minDefaultAckTimeout},
+	} {
+		cfg := DefaultConfig()
+		c.set(cfg)
+		if got := cfg.AckTimeoutDuration(); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// At default settings a reliable publish to healthy recipients does not
+// time out, even right after the publisher starts, when the recipients'
+// sockets had been retrying its endpoint with backoff (issue 12.9: with
+// 0.25 s, the first messages timed out).
+func TestDefaultsNoFalseNegativeAtStart(t *testing.T) {
+	n := newTestNet(t)
+	n.start(pubCN).Close() // the endpoint is known; nobody is there yet
+	n.mutate = func(c *Config) { c.PostInitSleep = DefaultConfig().PostInitSleep }
+	cs, _ := n.consumers(t, c1, c2, c3)
+	// Without the post_init_sleep wait, the ACK timeout alone covers the
+	// recipients' reconnection, which can take zmq_reconnect_ivl_max.
+	pub := n.start(pubCN, WithPostInitWait(false))
+	for i := range 5 {
+		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1, c2, c3))
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		for _, c := range []string{c1, c2, c3} {
+			waitFor(t, c, func() bool { return cs.count(c, r.MsgID) == 1 })
+		}
+	}
+}
+
+// An active publisher whose relay is restarted keeps going: a reliable
+// publish waits, within its ACK timeout, for the relay to be back and sends
+// again; every message reported delivered was (issue 12.8).
+func TestRelayRestartBridged(t *testing.T) {
+	n := newTestNet(t)
+	rcfg := n.config("")
+	rcfg.RelayInbound = []string{"tcp://127.0.0.1:*"}
+	rcfg.Endpoints = map[string][]string{"relay_outbound": {"tcp://127.0.0.1:*"}}
+	relay := startRelay(t, rcfg)
+	// The restarted relay binds the same addresses.
+	rcfg.RelayInbound = []string{relay.InboundEndpoint()}
+	rcfg.Endpoints = map[string][]string{"relay_outbound": {relay.OutboundEndpoint()}}
+	n.endpoints["relay_outbound"] = []string{relay.OutboundEndpoint()}
+
+	cs, _ := n.consumers(t, c1)
+	pcfg := n.config("relay_inbound")
+	pcfg.Active = true
+	pcfg.RelayInbound = []string{relay.InboundEndpoint()}
+	pcfg.Certnames["shell."+shortHostname()] = pubCN
+	// Far shorter than the outage below: waiting for the relay is bounded
+	// by the ACK timeout, or by timeout for plain publishes, not by this.
+	pcfg.PostInitSleep = 0.05
+	pcfg.Timeout = 30
+	pub, err := New(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+
+	var delivered []string
+	publish := func() error {
+		r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(30*time.Second))
+		if err == nil {
+			delivered = append(delivered, r.MsgID)
+		}
+		return err
+	}
+	for range 3 {
+		if err := publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	relay.stop()
+	waitFor(t, "the publisher to see the relay gone", func() bool { return pub.pub.mon.Connected() == 0 })
+	during := make(chan error, 2)
+	go func() { during <- publish() }()
+	waitFor(t, "a reliable publish to be waiting", func() bool { return pub.Stats().ReliablePublishes == 4 })
+	plain := make(chan error, 1)
+	go func() {
+		_, err := pub.Publish(ctxT(t), "plain", nil)
+		plain <- err
+	}()
+	relay = startRelay(t, rcfg)
+	if err := <-during; err != nil {
+		t.Fatalf("a publish during the outage: %v", err)
+	}
+	if err := <-plain; err != nil {
+		t.Fatalf("a plain publish during the outage: %v", err)
+	}
+	for range 3 {
+		if err := publish(); err != nil {
+			t.Fatalf("after the restart: %v", err)
+		}
+	}
+	// The recipient ACKs as it hands the message over: its application
+	// may record it a moment after the ACK has arrived.
+	for _, id := range delivered {
+		waitFor(t, id+" reported delivered to be seen", func() bool { return cs.count(c1, id) >= 1 })
+		if c := cs.count(c1, id); c != 1 {
+			t.Errorf("%s seen %d times", id, c)
+		}
+	}
+	relay.stop()
+}
+
+// testRelayRun is a Relay running until stop (or the test's end).
+type testRelayRun struct {
+	*Relay
+	stop func()
+}
+
+// startRelay binds a relay as cfg says, retrying while the addresses of a
+// relay just stopped are still being released, and runs it.
+func startRelay(t *testing.T, cfg *Config) *testRelayRun {
+	t.Helper()
+	var r *Relay
+	waitFor(t, "the relay to bind", func() bool {
+		var err error
+		r, err = NewRelay(cfg)
+		return err == nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; r.Close() }) }
+	t.Cleanup(stop)
+	return &testRelayRun{Relay: r, stop: stop}
+}
