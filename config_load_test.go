@@ -684,7 +684,7 @@ func TestConfigAsMap(t *testing.T) {
 			t.Errorf("AsMap()[%q] = %#v (present %v), want %#v", key, got, ok, want)
 		}
 	}
-	for _, key := range []string{"name", "cert_prefix", "mute"} {
+	for _, key := range []string{"name", "cert_prefix", "mute", "ack_timeout"} {
 		if _, ok := m[key]; ok {
 			t.Errorf("AsMap() has %q, which is unset", key)
 		}
@@ -698,7 +698,7 @@ func TestConfigAsMap(t *testing.T) {
 		"io_threads", "post_init_sleep", "high_water_mark", "zmq_enabled", "zmq_strict",
 		"zmq_linger", "zmq_tcp_keepalive", "zmq_tcp_keepalive_cnt", "zmq_tcp_keepalive_idle",
 		"zmq_tcp_keepalive_intvl", "zmq_reconnect_ivl", "zmq_reconnect_ivl_max", "timeout",
-		"persistent_store", "skip_last_message", "ack_timeout",
+		"persistent_store", "skip_last_message",
 	} {
 		if _, ok := m[key]; !ok {
 			t.Errorf("AsMap() lacks %q", key)
