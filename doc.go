@@ -41,7 +41,19 @@
 // Subscribers connect to every endpoint of every name. A bus publishes
 // from an XPUB socket, which subscribers, Python ones included, cannot tell
 // from a PUB; it lets [Bus.WaitSubscribers] say when a subscriber is really
-// listening, where fedmsg sleeps post_init_sleep and hopes.
+// listening, and a reliable publish see who subscribed after it sent.
+//
+// # Slow joiners
+//
+// ZeroMQ drops what a publisher sends before a subscriber has connected
+// and subscribed, and subscribers that were already running reconnect only
+// every zmq_reconnect_ivl (backing off to zmq_reconnect_ivl_max). fedmsg.init
+// sleeps post_init_sleep after binding so that they can. [New] does not
+// sleep: the publishes made before post_init_sleep has passed since the
+// bind wait for what is left of it, and every later publish pays nothing.
+// [WithPostInitWait](false), a successful [Bus.WaitSubscribers] (the
+// caller's own wait) or post_init_sleep 0 turn the wait off. An ACK waits
+// only until the publisher expecting it has subscribed.
 //
 // # Signing
 //
@@ -78,16 +90,25 @@
 // <topic_prefix>.<environment>.gilmsg.ack. Publish returns when each
 // recipient, identified by the CN of the certificate that signed its ACK,
 // has ACKed; otherwise it fails, after the [AckTimeout] (default
-// ack_timeout, 0.25 s) or when ctx ends, with an [*AckTimeoutError] that
-// lists who ACKed and who did not, and matches [ErrAckTimeout].
+// ack_timeout; unset, 2 s: see [Config.AckTimeoutDuration]) or when ctx
+// ends, with an [*AckTimeoutError] that lists who ACKed and who did not,
+// and matches [ErrAckTimeout]. ACKs are judged by who signed them
+// (validate_signed_by), never by routing_policy, so routing_nitpicky needs
+// no policy entry for the ACK topic.
 //
 // An ACK counts only for the message whose msg_id it names and only when
 // signed by a recipient, so a timeout may be a false negative (an ACK lost
-// on its way back) but success is never a false positive. While ACKs are
-// missing the publisher sends the same signed bytes again with backoff
-// ([WithResend]); subscribers drop the duplicates (they ACK them again) so
-// the application sees each message once. [Bus.PublishAsync] runs reliable
-// publishes concurrently, up to [WithMaxInFlight].
+// on its way back) but success is never a false positive. Python gilmsg
+// consumers process every copy they get, so while ACKs are missing the
+// publisher sends the same signed bytes again only when the first copy may
+// not have arrived: when a subscription matching the topic reaches its XPUB
+// after the send (a recipient not subscribed yet, or reconnected), and as a
+// slow fallback well after the usual ACK time ([WithResend]). Go
+// subscribers drop any duplicate (and ACK it again), so the application
+// sees each message once. An active publisher waits, within the ACK
+// timeout (or timeout, for a plain publish), for a relay that is
+// restarting. [Bus.PublishAsync] runs reliable publishes concurrently, up
+// to [WithMaxInFlight].
 //
 // On the receiving side, the ACK point is chosen explicitly:
 //   - by default [Bus.Tail] and [Subscription.Next] ACK each valid gilmsg
@@ -115,7 +136,8 @@
 //
 // Behaviour that has no fedmsg key is set with an [Option] to [New]:
 // [WithLogger] (log/slog, silent by default), [WithModname],
-// [WithReadyTimeout], [WithResend], [WithMaxInFlight], [WithMaxMessageSize].
+// [WithReadyTimeout], [WithPostInitWait], [WithResend], [WithMaxInFlight],
+// [WithMaxMessageSize].
 //
 // # Concurrency
 //

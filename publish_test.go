@@ -226,7 +226,9 @@ func TestReliablePublishUnderRoutingNitpicky(t *testing.T) {
 		t.Fatalf("acks %v", got)
 	}
 	// c2 ACKed too (it tails everything), yet counts for nothing.
-	waitFor(t, c2+"'s ACK", func() bool { return pub.Stats().AcksRejected[ackRejectUnknownID]+pub.Stats().AcksRejected[ackRejectNotRecipient] >= 1 })
+	waitFor(t, c2+"'s ACK", func() bool {
+		return pub.Stats().AcksRejected[ackRejectUnknownID]+pub.Stats().AcksRejected[ackRejectNotRecipient] >= 1
+	})
 	if m := pub.Stats().AcksMatched; m != 1 {
 		t.Fatalf("%d ACKs counted, want 1", m)
 	}
