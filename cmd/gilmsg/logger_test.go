@@ -66,6 +66,10 @@ func TestLoggerWithName(t *testing.T) {
 			args: []string{"--message", "café", "--recipients", consumerCN, "--ack-timeout", "5"},
 			code: exitOK, signer: loggerCN, topic: "org.example.dev.logger.log",
 			want: []string{`{"log":"caf\u00e9"}`}},
+		{name: "reliable, sent once (--no-resend)",
+			args: []string{"--message", "once", "--recipients", consumerCN, "--ack-timeout", "5", "--no-resend"},
+			code: exitOK, signer: loggerCN, topic: "org.example.dev.logger.log",
+			want: []string{`{"log":"once"}`}},
 		{name: "a line that is not JSON",
 			args:  []string{"--wait-subscribers", "1", "--json-input"},
 			stdin: "{\"ok\": true}\nnot json\n{\"ok\": 2}\n",
@@ -94,6 +98,29 @@ func TestLoggerWithName(t *testing.T) {
 	case m := <-got:
 		t.Errorf("unexpected message %s on %s", payload(t, m), m.Topic)
 	default:
+	}
+}
+
+// Lines published as soon as the logger starts reach a tail that was
+// already waiting for it: the first publish waits until post_init_sleep has
+// passed since the bind, as fedmsg-logger's does (issue 11.1).
+func TestLoggerFirstLinesReachRunningTail(t *testing.T) {
+	checkGoroutines(t)
+	isolateConfigSources(t)
+	pki := devPKI(t, loggerCN, consumerCN)
+	loggerEP := freePort(t)
+	_, got := loggerConsumer(t, pki, loggerEP)
+	cfg := testConfig(pki)
+	cfg.PostInitSleep = 1 // the consumer retries every 10–50 ms: plenty
+	cfg.Endpoints = map[string][]string{loggerCN: {loggerEP}}
+	res := runCLI(t, strings.NewReader("one\ntwo\nthree\n"), "logger", "--config", writeConfig(t, cfg), "--name", loggerCN)
+	if res.code != exitOK {
+		t.Fatalf("exit %d; stderr %q", res.code, res.stderr)
+	}
+	for _, want := range []string{`{"log":"one"}`, `{"log":"two"}`, `{"log":"three"}`} {
+		if p := payload(t, next(t, got)); p != want {
+			t.Errorf("got %s, want %s", p, want)
+		}
 	}
 }
 
@@ -173,6 +200,7 @@ func TestLoggerUsage(t *testing.T) {
 		{"--wait-subscribers", "-1"},
 		{"--recipients", ""},
 		{"--recipients", " , "},
+		{"--no-resend"},
 		{"extra"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
