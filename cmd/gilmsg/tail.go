@@ -74,7 +74,8 @@ been written to stdout: one that --include or --exclude drops, one that
 fails validation, and one whose line could not be written are never
 ACKed, so their publisher learns that they did not arrive.
 
-tail runs until interrupted (SIGINT, SIGTERM), until stdout is closed
+tail runs until interrupted (SIGINT, SIGTERM; a second one ends it at
+once, even while stdout is blocked), until stdout is closed
 (its reader, such as "head -1", has gone) or, with --count, until it
 has printed that many messages; in each case the exit status is 0.
 Another error writing stdout exits 1.`,
@@ -124,6 +125,10 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	}
 	ctx, stop := notify(cmd.Context())
 	defer stop()
+	// The first signal ends the loop; a second one ends the process at
+	// once, even while a write to a stopped reader holds tail (that line's
+	// message is then not ACKed).
+	context.AfterFunc(ctx, stop)
 	// A write to a closed pipe must come back as EPIPE, which ends tail
 	// with 0, instead of killing it with SIGPIPE (status 141).
 	sigpipe := make(chan os.Signal, 1)

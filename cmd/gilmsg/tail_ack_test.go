@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,5 +202,46 @@ func TestTailOversizedSaysSo(t *testing.T) {
 	res := waitCLI(t, done)
 	if res.code != exitOK || strings.Contains(res.stdout, "org.example.dev.test.big") || !strings.Contains(res.stderr, "broke the protocol") {
 		t.Errorf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}
+
+// When nobody reads tail's stdout (a stopped pager, a full pipe), its
+// write blocks: the message being written is not ACKed, the first SIGTERM
+// cannot end the loop, and a second one ends the process at once.
+func TestTailBlockedStdoutSecondSignal(t *testing.T) {
+	isolateConfigSources(t)
+	n := newTailNet(t, nil)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd, stderr, exited := cliProcess(t, w, "tail", "--config", n.withMe, "--name", tailCN)
+	w.Close()
+	// Fill the pipe: the first ACK proves tail is listening, and each
+	// message is bigger than the pipe can hold.
+	pad := strings.Repeat("x", 128<<10)
+	if _, err := n.pub.Publish(ctxFor(t), "first", map[string]any{"pad": "-"}, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(20*time.Second)); err != nil {
+		t.Fatalf("first: %v; stderr %q", err, stderr.String())
+	}
+	_, err = n.pub.Publish(ctxFor(t), "blocked", map[string]any{"pad": pad}, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(time.Second))
+	if !errors.Is(err, gilmsg.ErrAckTimeout) {
+		t.Errorf("a message whose line could not be written: %v, want an ACK timeout", err)
+	}
+	for range 2 {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-exited:
+		case <-time.After(2 * time.Second):
+			continue // the first one is expected to leave it blocked
+		}
+		break
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("tail still runs after two SIGTERMs")
 	}
 }
