@@ -153,6 +153,11 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	}
 
 	stderr := cmd.ErrOrStderr()
+	prog := newProgress(stderr, len(o.recipients) > 0)
+	if cmd.Flags().Changed("message") {
+		prog = newProgress(nil, false)
+	}
+	defer prog.done()
 	var total, unacked, bad int // messages read, not ACKed by all, not JSON
 	for {
 		var in inputLine
@@ -175,16 +180,21 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		total++
 		if err != nil {
 			bad++
+			prog.clear()
 			fmt.Fprintf(stderr, "gilmsg logger: %s: %v\n", in.where, err)
+			prog.count(false, false, true)
 			continue
 		}
 		_, err = bus.Publish(ctx, o.topic, msg, opts...)
 		var te *gilmsg.AckTimeoutError
 		switch {
 		case err == nil:
+			prog.count(true, len(o.recipients) > 0, false)
 		case errors.As(err, &te):
 			unacked++
+			prog.clear()
 			fmt.Fprintf(stderr, "gilmsg logger: %s: %s\n", in.where, describeTimeout(te))
+			prog.count(true, false, true)
 		case ctx.Err() != nil:
 			return fmt.Errorf("interrupted at %s", in.where)
 		default:
