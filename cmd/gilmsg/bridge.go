@@ -44,6 +44,7 @@ type bridgeOptions struct {
 	queue      string
 	recipients []string
 	verbose    bool
+	metrics    metricsStart
 }
 
 func newBridgeDirectionCmd(toAMQP bool) *cobra.Command {
@@ -106,6 +107,7 @@ It runs until SIGINT or SIGTERM, then prints its counters.`
 		f.StringSliceVar(&o.recipients, "recipients", nil, "ack a delivery only once each certificate `CN` has ACKed it on the bus (default: amqp_recipients)")
 	}
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log connections and every message not carried")
+	o.metrics = addMetrics(cmd)
 	return cmd
 }
 
@@ -160,7 +162,12 @@ func runBridge(cmd *cobra.Command, o *bridgeOptions, toAMQP bool) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	bus, err := gilmsg.New(cfg, gilmsg.WithLogger(log))
+	hooks, stopMetrics, err := o.metrics(cfg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	bus, err := gilmsg.New(cfg, gilmsg.WithLogger(log), gilmsg.WithHooks(hooks))
 	if err != nil {
 		return err
 	}
