@@ -69,6 +69,16 @@ func newPublisher(t *testing.T, name string, addrs []string, st gilmsg.Store, ed
 
 func publishN(t *testing.T, b *gilmsg.Bus, n, workers int) []int64 {
 	t.Helper()
+	seqs, err := publishSeqs(b, n, workers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs
+}
+
+// publishSeqs publishes n messages from workers goroutines and returns
+// their seq_ids, sorted.
+func publishSeqs(b *gilmsg.Bus, n, workers int) ([]int64, error) {
 	var mu sync.Mutex
 	var seqs []int64
 	var wg sync.WaitGroup
@@ -91,11 +101,8 @@ func publishN(t *testing.T, b *gilmsg.Bus, n, workers int) []int64 {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
 	slices.Sort(seqs)
-	return seqs
+	return seqs, <-errs
 }
 
 func seqRange(from, to int64) []int64 {
