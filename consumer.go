@@ -51,7 +51,9 @@ func WithSubscribeOptions(opts ...SubscribeOption) RunOption {
 }
 
 // RunConsumers serves every consumer from one subscription (one set of
-// sockets) until ctx ends (it returns nil then) or the bus closes
+// sockets), which catches up from status_directory when it is set (see
+// [StatusFile]; the file is named after the bus's name, else
+// "gilmsg-hub"), until ctx ends (it returns nil then) or the bus closes
 // ([ErrClosed]). A consumer's error is logged and does not stop the others.
 //
 // When the config sets moksha.monitoring.socket, the hub's status
@@ -79,7 +81,7 @@ func (b *Bus) RunConsumers(ctx context.Context, consumers []Consumer, opts ...Ru
 		}
 		defer stop()
 	}
-	sub, err := b.Subscribe(ctx, commonPrefix(topics), append(o.sub, ManualAck())...)
+	sub, err := b.Subscribe(ctx, commonPrefix(topics), append(append(b.hubStatusFile(), o.sub...), ManualAck())...)
 	if err != nil {
 		return err
 	}

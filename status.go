@@ -94,3 +94,16 @@ func (st *statusFile) flush() error {
 	st.written = time.Now()
 	return nil
 }
+
+// hubStatusFile is RunConsumers' default status file, from
+// status_directory.
+func (b *Bus) hubStatusFile() []SubscribeOption {
+	if b.cfg.StatusDirectory == "" {
+		return nil
+	}
+	name := b.cfg.Name
+	if name == "" {
+		name = "gilmsg-hub"
+	}
+	return []SubscribeOption{StatusFile(filepath.Join(b.cfg.StatusDirectory, name))}
+}

@@ -115,8 +115,14 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	}
 	ctx, stop := notify(cmd.Context())
 	defer stop()
+	// With persistent_store, each message is stored before it is sent.
+	storeOpts, closeStore, err := storeOptions(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	// The bus's modname is the topics': WaitSubscribers matches on it too.
-	busOpts := []gilmsg.Option{gilmsg.WithModname(o.modname)}
+	busOpts := append(storeOpts, gilmsg.WithModname(o.modname))
 	if cmd.Flags().Changed("wait-subscribers") {
 		busOpts = append(busOpts, gilmsg.WithPostInitWait(false))
 	}

@@ -74,6 +74,15 @@ been written to stdout: one that --include or --exclude drops, one that
 fails validation, and one whose line could not be written are never
 ACKed, so their publisher learns that they did not arrive.
 
+Replay: for each name with a replay_endpoints address, tail keeps the
+last seq_id it printed, drops copies of what it printed, and asks that
+address for the seq_ids it missed, printing them in order before the
+message that showed the gap; what it cannot get is a line on stderr
+("missed messages A..B of NAME"), and tail goes on. With status_directory
+set, it keeps those seq_ids in <status_directory>/<--name, or
+"gilmsg-tail"> and, when it starts, first prints what it missed while
+it was not running.
+
 tail runs until interrupted (SIGINT, SIGTERM; a second one ends it at
 once, even while stdout is blocked), until stdout is closed
 (its reader, such as "head -1", has gone) or, with --count, until it
@@ -156,6 +165,9 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	if o.noValidate {
 		opts = append(opts, gilmsg.NoValidate())
 	}
+	if cfg.StatusDirectory != "" {
+		opts = append(opts, gilmsg.StatusFile(statusPath(cfg.StatusDirectory, o.name)))
+	}
 	sub, err := bus.Subscribe(ctx, o.topic, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -178,6 +190,11 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	printed, ackErrSaid := 0, false
 	for m, err := range sub.Messages(ctx) {
 		if err != nil {
+			if errors.Is(err, gilmsg.ErrGap) {
+				// Reported, and the tail goes on (see RELIABILITY.md).
+				fmt.Fprintf(stderr, "gilmsg tail: %v\n", err)
+				continue
+			}
 			if m == nil {
 				return err
 			}
