@@ -64,6 +64,11 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 	if err != nil {
 		return nil, err
 	}
+	// ACKs are judged against the CA and CRL: if they cannot be loaded,
+	// say which and why now, rather than time out on ACKs that came.
+	if err := b.validator.CheckTrust(ctx); err != nil {
+		return nil, err
+	}
 	// Before the ACK clock starts, as Python gilmsg sleeps before it.
 	if err := b.warmUp(ctx, ""); err != nil {
 		return nil, err

@@ -55,7 +55,7 @@ func TestVersion1CRLErrors(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ file, want string }{
-		{"crl-v1-expired.pem", "CRL expired at 2021-01-01"},
+		{"crl-v1-expired.pem", "crl-v1-expired.pem: expired at 2021-01-01"},
 		{"crl-v1-rogue.pem", "crl-v1-rogue.pem: signature"},
 		{"crl-v1-badsig.pem", "crl-v1-badsig.pem: signature"},
 	} {

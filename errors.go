@@ -29,6 +29,10 @@ var (
 	// ErrNotConnected means an active publisher has no relay to send to.
 	ErrNotConnected = errors.New("gilmsg: not connected")
 
+	// ErrTrust means the CA certificate or the CRL cannot be used; see
+	// [TrustError] for which, where and why.
+	ErrTrust = errors.New("gilmsg: CA or CRL unusable")
+
 	// ErrCannotSign means signing was asked for but no key is usable.
 	ErrCannotSign = errors.New("gilmsg: cannot sign")
 

@@ -287,6 +287,8 @@ func (b *Bus) Close() error {
 	default:
 	}
 	close(b.closed)
+	// Nothing below may wait on a CA or CRL download.
+	b.validator.close()
 	subs := make([]*Subscription, 0, len(b.subs))
 	for s := range b.subs {
 		subs = append(subs, s)

@@ -8,8 +8,14 @@ package gilmsg
 // then fail validation with [ReasonCA]. It is safe to call at any time.
 func (v *Validator) Reload() error {
 	t := v.trust
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.load()
+	select {
+	case t.lock <- struct{}{}:
+	case <-t.ctx.Done():
+		return t.wrapLoadErr(ErrClosed)
+	}
+	defer func() { <-t.lock }()
+	if err := t.load(t.ctx); err != nil {
+		return err
+	}
 	return t.err
 }

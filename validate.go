@@ -1,6 +1,7 @@
 package gilmsg
 
 import (
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -126,6 +127,22 @@ func NewValidator(cfg *Config) *Validator {
 		now:      time.Now,
 	}
 }
+
+// CheckTrust loads the CA certificate and the CRL if they are not loaded
+// (or may have changed since they failed to), within ctx and a bound of
+// its own, and returns why they cannot be used, a *[TrustError], or nil.
+// Every x509 validation fails while they cannot; a reliable publish calls
+// it before sending, since it could not judge the ACKs otherwise.
+func (v *Validator) CheckTrust(ctx context.Context) error {
+	if !slices.Contains(v.backends, "x509") {
+		return nil
+	}
+	_, _, _, err := v.trust.getCtx(ctx, true)
+	return err
+}
+
+// close cancels the validator's downloads for good.
+func (v *Validator) close() { v.trust.close() }
 
 // Validate checks env and returns the signer's CN.
 func (v *Validator) Validate(env *Envelope) (string, error) {

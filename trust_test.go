@@ -1,0 +1,189 @@
+package gilmsg
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// silentServer accepts TCP connections and never answers, not even the TLS
+// handshake: the https:// CA of the failure review. It returns its URL
+// and the number of connections accepted so far.
+func silentServer(t *testing.T) (url string, accepted *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = new(atomic.Int64)
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			accepted.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "https://" + ln.Addr().String() + "/ca.crt", accepted
+}
+
+// awaitResult waits, with a generous deadline, for a call running in a
+// goroutine; hanging is the failure.
+func awaitResult(t *testing.T, what string, ch <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s hangs", what)
+		return nil
+	}
+}
+
+// A download from a server that never answers ends when the caller's
+// context does, and the error names the URL.
+func TestTrustFetchCancelledByCaller(t *testing.T) {
+	url, accepted := silentServer(t)
+	cfg := DefaultConfig()
+	cfg.CACertLocation = url
+	val := NewValidator(cfg)
+	val.trust.fetchTotal = 10 * time.Minute // only the caller may end it
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan error, 1)
+	go func() { res <- val.CheckTrust(ctx) }()
+	waitFor(t, "the download to connect", func() bool { return accepted.Load() > 0 })
+	cancel()
+	err := awaitResult(t, "CheckTrust after its context was cancelled", res)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrTrust) || !strings.Contains(err.Error(), url) {
+		t.Errorf("error %v: want context.Canceled and ErrTrust, naming %s", err, url)
+	}
+	// The interrupted load is not kept: the next caller tries again.
+	if val.trust.loaded {
+		t.Error("a load the caller cancelled was kept")
+	}
+}
+
+// Without a caller's deadline, the store's own bound ends the download.
+func TestTrustFetchBounded(t *testing.T) {
+	url, _ := silentServer(t)
+	cfg := DefaultConfig()
+	cfg.CACertLocation = url
+	val := NewValidator(cfg)
+	val.trust.fetchTotal = 200 * time.Millisecond
+	res := make(chan error, 1)
+	go func() { res <- val.CheckTrust(context.Background()) }()
+	err := awaitResult(t, "CheckTrust with a bounded download", res)
+	if !errors.Is(err, ErrTrust) || !strings.Contains(err.Error(), url) {
+		t.Errorf("error %v: want ErrTrust naming %s", err, url)
+	}
+	// Validation says the same, with reason "ca".
+	if _, err := validateBody(val, []byte(loadVectors(t, "vectors.jsonl")[0].Body)); ReasonOf(err) != ReasonCA || !strings.Contains(err.Error(), url) {
+		t.Errorf("validation: %v, want reason ca naming %s", err, url)
+	}
+}
+
+// Close does not wait on a download: a reliable publish blocked on an
+// unanswering CA is released, and so is Close, long before the download's
+// own bound.
+func TestCloseDoesNotWaitOnFetch(t *testing.T) {
+	url, accepted := silentServer(t)
+	cfg := DefaultConfig()
+	cfg.Name = "pub"
+	cfg.Endpoints = map[string][]string{"pub": {"tcp://127.0.0.1:*"}}
+	cfg.CACertLocation = url
+	bus, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus.validator.trust.fetchTotal = 10 * time.Minute
+	published := make(chan error, 1)
+	go func() {
+		_, err := bus.Publish(context.Background(), "x", nil, Recipients("b"), AckTimeout(10*time.Minute))
+		published <- err
+	}()
+	waitFor(t, "the download to connect", func() bool { return accepted.Load() > 0 })
+	closed := make(chan error, 1)
+	go func() { closed <- bus.Close() }()
+	if err := awaitResult(t, "Close during a download", closed); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := awaitResult(t, "a publish blocked on a download, once closed", published); !errors.Is(err, ErrClosed) {
+		t.Errorf("publish: %v, want ErrClosed", err)
+	}
+}
+
+// Trust problems at a reliable publisher are reported as such, naming the
+// file or URL and what is wrong, not as missing ACKs.
+func TestReliablePublishReportsTrustProblems(t *testing.T) {
+	pki := copyPKI(t)
+	garbage := filepath.Join(pki, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a PEM file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	expiredCRL, err := filepath.Abs("testdata/crl-v1/crl-v1-expired.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, ca, crl string
+		want          []string
+	}{
+		{"missing CA", filepath.Join(pki, "missing.crt"), "", []string{"CA certificate", "missing.crt", "no such file"}},
+		{"garbage CA", garbage, "", []string{"CA certificate", garbage, "no PEM certificate"}},
+		{"missing CRL", filepath.Join(pki, "ca.crt"), filepath.Join(pki, "missing.pem"), []string{"CRL", "missing.pem", "no such file"}},
+		{"garbage CRL", filepath.Join(pki, "ca.crt"), garbage, []string{"CRL", garbage}},
+		{"expired CRL", filepath.Join(pki, "ca.crt"), expiredCRL, []string{"CRL", expiredCRL, "expired at 2021-01-01"}},
+		{"CA URL not found", srv.URL + "/ca.crt", "", []string{"CA certificate", srv.URL + "/ca.crt", "404"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Name = "pub"
+			cfg.Endpoints = map[string][]string{"pub": {"tcp://127.0.0.1:*"}}
+			cfg.CACertLocation, cfg.CRLLocation = tc.ca, tc.crl
+			bus, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bus.Close()
+			bus.validator.trust.client = srv.Client()
+			_, err = bus.Publish(context.Background(), "x", nil, Recipients("b"), AckTimeout(time.Minute))
+			if !errors.Is(err, ErrTrust) || errors.Is(err, ErrAckTimeout) {
+				t.Fatalf("publish: %v, want ErrTrust and no ACK timeout", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
