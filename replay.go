@@ -1,6 +1,7 @@
 package gilmsg
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,7 @@ type ReplayServer struct {
 	sock     *zmq.Socket
 	endpoint string
 	name     string
+	hooks    *Hooks
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -95,6 +97,10 @@ func NewReplayServer(cfg *Config, name string, st Store, log *slog.Logger) (*Rep
 	return s, nil
 }
 
+// SetHooks reports each request to h.ReplayRequest: served, or refused
+// (an "error: ..." answer, no match included). Call it before Serve.
+func (s *ReplayServer) SetHooks(h *Hooks) { s.hooks = h }
+
 // Endpoint is the bound address read back from ZeroMQ (127.0.0.1 standing
 // for every interface).
 func (s *ReplayServer) Endpoint() string { return s.endpoint }
@@ -135,6 +141,7 @@ func (s *ReplayServer) Serve(ctx context.Context) error {
 			return fmt.Errorf("gilmsg: replay server: receive: %w", err)
 		}
 		reply := s.Answer(ctx, frames)
+		s.hooks.ReportReplayRequest(len(reply) != 1 || !bytes.HasPrefix(reply[0], []byte(errPrefix)))
 		parts := make([]any, len(reply))
 		for i, p := range reply {
 			parts[i] = p

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -112,6 +113,29 @@ func TestTailMetrics(t *testing.T) {
 	select {
 	case res := <-done:
 		t.Fatalf("tail ended early: %d %q", res.code, res.stderr)
+	default:
+	}
+}
+
+func TestReplayServerMetrics(t *testing.T) {
+	isolateConfigSources(t)
+	cfg := gilmsg.DefaultConfig()
+	cfg.Name = "pub"
+	cfg.Endpoints = map[string][]string{"pub": {"tcp://127.0.0.1:*"}}
+	cfg.ReplayEndpoints = map[string]string{"pub": freePort(t)}
+	cfg.PersistentStore = "sqlite:///" + filepath.Join(t.TempDir(), "store.db")
+	_, stderr, done := startCLI(t, context.Background(), nil, "--config", writeConfig(t, cfg), "replay-server", "--metrics-addr", "127.0.0.1:0")
+	url := metricsURL(t, stderr)
+	deadline := time.Now().Add(30 * time.Second)
+	for askReplay(t, cfg.ReplayEndpoints["pub"], `{"seq_id": 1}`) == nil { // nothing stored: refused
+		if time.Now().After(deadline) {
+			t.Fatalf("replay-server never answered: %s", stderr.String())
+		}
+	}
+	waitMetric(t, url, `gilmsg_replay_requests_total{result="refused"}`, 1, nil)
+	select {
+	case res := <-done:
+		t.Fatalf("replay-server ended: %d %q", res.code, res.stderr)
 	default:
 	}
 }

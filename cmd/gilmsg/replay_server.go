@@ -14,6 +14,7 @@ func init() { rootCmd.AddCommand(newReplayServerCmd()) }
 
 func newReplayServerCmd() *cobra.Command {
 	var name string
+	var startMetrics metricsStart
 	cmd := &cobra.Command{
 		Use:   "replay-server",
 		Short: "Answer replay requests for one publisher from its persistent_store",
@@ -62,6 +63,12 @@ stderr when refused.`,
 				return err
 			}
 			defer srv.Close()
+			hooks, stopMetrics, err := startMetrics(cfg)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			srv.SetHooks(hooks)
 			fmt.Fprintf(cmd.ErrOrStderr(), "gilmsg replay-server: serving %q from %s on %s\n", name, cfg.StoreURL(), srv.Endpoint())
 			if err := srv.Serve(ctx); err != nil && ctx.Err() == nil {
 				return err
@@ -70,5 +77,6 @@ stderr when refused.`,
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "serve replay_endpoints[`NAME`] (default: the configuration's name)")
+	startMetrics = addMetrics(cmd)
 	return cmd
 }
