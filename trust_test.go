@@ -89,22 +89,52 @@ func TestTrustFetchCancelledByCaller(t *testing.T) {
 	}
 }
 
-// Without a caller's deadline, the store's own bound ends the download.
+// hangingTLSServer is an httptest TLS server that completes the handshake,
+// reads the request and never answers it. It returns the URL and points
+// val's downloads (keeping their bounds) at its certificate.
+func hangingTLSServer(t *testing.T, val *Validator) string {
+	t.Helper()
+	release := make(chan struct{})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: srv.Close waits for handlers
+	tr := val.trust.client.Transport.(*http.Transport)
+	tr.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	return srv.URL + "/ca.crt"
+}
+
+// Without a caller's deadline, the store's own bound ends the download,
+// whether the server never finishes the TLS handshake or never answers the
+// request; the error names the URL.
 func TestTrustFetchBounded(t *testing.T) {
-	url, _ := silentServer(t)
-	cfg := DefaultConfig()
-	cfg.CACertLocation = url
-	val := NewValidator(cfg)
-	val.trust.fetchTotal = 200 * time.Millisecond
-	res := make(chan error, 1)
-	go func() { res <- val.CheckTrust(context.Background()) }()
-	err := awaitResult(t, "CheckTrust with a bounded download", res)
-	if !errors.Is(err, ErrTrust) || !strings.Contains(err.Error(), url) {
-		t.Errorf("error %v: want ErrTrust naming %s", err, url)
-	}
-	// Validation says the same, with reason "ca".
-	if _, err := validateBody(val, []byte(loadVectors(t, "vectors.jsonl")[0].Body)); ReasonOf(err) != ReasonCA || !strings.Contains(err.Error(), url) {
-		t.Errorf("validation: %v, want reason ca naming %s", err, url)
+	for _, server := range []string{"silent TCP", "TLS, no answer"} {
+		t.Run(server, func(t *testing.T) {
+			cfg := DefaultConfig()
+			val := NewValidator(cfg)
+			var url string
+			if server == "silent TCP" {
+				url, _ = silentServer(t)
+			} else {
+				url = hangingTLSServer(t, val)
+			}
+			val.trust.caLoc = url
+			val.trust.fetchTotal = 200 * time.Millisecond
+			res := make(chan error, 1)
+			go func() { res <- val.CheckTrust(context.Background()) }()
+			err := awaitResult(t, "CheckTrust with a bounded download", res)
+			if !errors.Is(err, ErrTrust) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), url) {
+				t.Errorf("error %v: want ErrTrust and a deadline, naming %s", err, url)
+			}
+			// Validation says the same, with reason "ca".
+			if _, err := validateBody(val, []byte(loadVectors(t, "vectors.jsonl")[0].Body)); ReasonOf(err) != ReasonCA || !strings.Contains(err.Error(), url) {
+				t.Errorf("validation: %v, want reason ca naming %s", err, url)
+			}
+		})
 	}
 }
 

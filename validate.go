@@ -52,7 +52,7 @@ func (e *ValidationError) Error() string {
 		s += ": " + e.Detail
 	}
 	if e.Err != nil {
-		s += ": " + e.Err.Error()
+		s += ": " + strings.TrimPrefix(e.Err.Error(), "gilmsg: ")
 	}
 	return s
 }
