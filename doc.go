@@ -50,7 +50,9 @@
 // every zmq_reconnect_ivl (backing off to zmq_reconnect_ivl_max). fedmsg.init
 // sleeps post_init_sleep after binding so that they can. [New] does not
 // sleep: the publishes made before post_init_sleep has passed since the
-// bind wait for what is left of it, and every later publish pays nothing.
+// bind (or zmq_reconnect_ivl_max plus zmq_reconnect_ivl, the longest such
+// a subscriber takes to retry, if that is longer) wait for what is left,
+// and every later publish pays nothing.
 // [WithPostInitWait](false), a successful [Bus.WaitSubscribers] (the
 // caller's own wait) or post_init_sleep 0 turn the wait off. An ACK waits
 // only until the publisher expecting it has subscribed.

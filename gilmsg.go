@@ -116,14 +116,15 @@ func WithModname(m string) Option { return func(o *options) { o.modname = m } }
 // upper bound rarely reached.
 func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.readyTimeout = d } }
 
-// WithPostInitWait sets whether the publishes made before post_init_sleep
-// has passed since the bus bound its endpoint wait for it, as
-// fedmsg.init sleeps it, so that subscribers already running (which
-// reconnect within zmq_reconnect_ivl) do not miss them. Default on: [New]
-// returns at once, the first publishes wait what is left of
-// post_init_sleep, later ones nothing. Turn it off when the caller waits
-// its own way; a successful [Bus.WaitSubscribers] also ends it, and
-// post_init_sleep 0 means no wait, as in fedmsg.
+// WithPostInitWait sets whether the publishes made soon after the bus
+// bound its endpoint wait, as fedmsg.init sleeps post_init_sleep, so that
+// subscribers already running do not miss them: until post_init_sleep has
+// passed since the bind, or, if longer, zmq_reconnect_ivl_max plus
+// zmq_reconnect_ivl (1.1 s with fedmsg's defaults), the longest such a
+// subscriber takes to retry. Default on: [New] returns at once, the first
+// publishes wait what is left, later ones nothing. Turn it off when the
+// caller waits its own way; a successful [Bus.WaitSubscribers] also ends
+// it, and post_init_sleep 0 means no wait, as in fedmsg.
 func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait = on } }
 
 // WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer

@@ -386,3 +386,26 @@ func startRelay(t *testing.T, cfg *Config) *testRelayRun {
 	t.Cleanup(stop)
 	return &testRelayRun{Relay: r, stop: stop}
 }
+
+// The first publishes wait post_init_sleep, or the longest a waiting
+// subscriber takes to retry if that is longer.
+func TestPostInitWaitLength(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		sleep       float64
+		ivl, ivlMax int
+		want        time.Duration
+	}{
+		{"fedmsg's defaults", 0.5, 100, 1000, 1100 * time.Millisecond},
+		{"a longer post_init_sleep", 2, 100, 1000, 2 * time.Second},
+		{"quick reconnects", 0.5, 10, 50, 500 * time.Millisecond},
+		{"no backoff", 0.1, 100, 0, 200 * time.Millisecond},
+		{"never reconnect", 0.5, -1, 0, 500 * time.Millisecond},
+	} {
+		cfg := DefaultConfig()
+		cfg.PostInitSleep, cfg.ZMQReconnectIvl, cfg.ZMQReconnectIvlMax = c.sleep, c.ivl, c.ivlMax
+		if got := postInitWait(cfg); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

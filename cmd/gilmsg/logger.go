@@ -53,8 +53,9 @@ signs as that name (or by --cert-prefix when given).
 
 A subscriber that has not subscribed yet when a plain message leaves
 misses it: ZeroMQ's slow joiner. As fedmsg-logger does, the first message
-waits until post_init_sleep has passed since the logger bound (or
-connected), which gives subscribers already running time to reconnect.
+waits until post_init_sleep (at least zmq_reconnect_ivl_max plus
+zmq_reconnect_ivl) has passed since the logger bound (or connected), which
+gives subscribers already running time to reconnect.
 --wait-subscribers N waits instead until N subscriptions match the topic
 (an active logger's relay counts as one), for at most the config's
 timeout; --wait-subscribers 0 does not wait at all.
