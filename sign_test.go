@@ -39,7 +39,7 @@ func issueNotYetValid(t *testing.T, pki string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := generateKeys(1, 2048)
+	keys, err := generateKeys(1, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
