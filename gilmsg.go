@@ -214,7 +214,7 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 			return nil, err
 		}
 		if o.store != nil {
-			b.storeW = newStoreWriter(o.store, b.log)
+			b.storeW = newStoreWriter(o.store, b.log, o.hooks)
 		}
 	} else if cfg.Name != "" {
 		b.log.Warn("gilmsg: name has no endpoints; this bus cannot publish", "name", cfg.Name)

@@ -35,8 +35,8 @@ type Hooks struct {
 	// ReplayRequest: a replay request was served (ok) or refused (!ok);
 	// fed by the replay server.
 	ReplayRequest func(ok bool)
-	// StoreLag: how far the message store is behind the bus, measured
-	// when it stores a message; fed by the store.
+	// StoreLag: how long the messages of a batch just stored waited for
+	// the store (the oldest one's wait), for a bus with [WithStore].
 	StoreLag func(lag time.Duration)
 }
 

@@ -126,16 +126,18 @@ func (e *StoreError) Unwrap() error { return e.Err }
 // publishes have queued, up to maxStoreBatch, and stores them in one
 // Append while the next ones queue.
 type storeWriter struct {
-	st   Store
-	log  *slog.Logger
+	st    Store
+	log   *slog.Logger
+	hooks *Hooks
 	reqs chan *storeReq
 	stop chan struct{}
 	done chan struct{}
 }
 
 type storeReq struct {
-	entry *StoreEntry
-	err   chan error
+	entry  *StoreEntry
+	err    chan error
+	queued time.Time
 }
 
 const (
@@ -145,8 +147,8 @@ const (
 	storeTimeout = 30 * time.Second
 )
 
-func newStoreWriter(st Store, log *slog.Logger) *storeWriter {
-	w := &storeWriter{st: st, log: log, reqs: make(chan *storeReq, maxStoreBatch),
+func newStoreWriter(st Store, log *slog.Logger, hooks *Hooks) *storeWriter {
+	w := &storeWriter{st: st, log: log, hooks: hooks, reqs: make(chan *storeReq, maxStoreBatch),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
@@ -180,6 +182,9 @@ func (w *storeWriter) run() {
 		cancel()
 		if err != nil {
 			w.log.Error("gilmsg: storing published messages", slog.Int("messages", len(reqs)), slog.Any("error", err))
+		} else {
+			// The store's lag: how long the oldest of the batch waited.
+			w.hooks.ReportStoreLag(time.Since(first.queued))
 		}
 		for _, r := range reqs {
 			r.err <- err
@@ -189,7 +194,7 @@ func (w *storeWriter) run() {
 
 // add stores e and returns once it is stored (or failed).
 func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, e *StoreEntry) error {
-	r := &storeReq{entry: e, err: make(chan error, 1)}
+	r := &storeReq{entry: e, err: make(chan error, 1), queued: time.Now()}
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():
