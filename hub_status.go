@@ -197,6 +197,7 @@ func ReadHubStatus(ctx context.Context, endpoint string) (*HubStatus, json.RawMe
 	defer zctx.Term()
 	o := sockOptsFromConfig(DefaultConfig())
 	o.LingerMS = 0
+	o.MaxMsgSize = DefaultMaxMessageSize // a report is a few kB
 	sock, err := newSocket(zctx, zmq.SUB, o)
 	if err != nil {
 		return nil, nil, err

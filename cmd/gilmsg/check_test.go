@@ -103,6 +103,11 @@ func TestCheckFailures(t *testing.T) {
 	if want := "Error: Failed to receive message from the monitoring endpoint (" + endpoint + ") in 0.2 seconds.\n"; res.code != exitFailure || res.stderr != want {
 		t.Errorf("no hub: exit %d, stderr %q", res.code, res.stderr)
 	}
+	reportEvery(t, endpoint, []byte(`{"consumers": "not a list"`))
+	res = runCLI(t, nil, "check", "--config", writeConfigWith(t, cfg, map[string]any{gilmsg.MonitoringSocketKey: endpoint}))
+	if res.code != exitFailure || !strings.Contains(res.stderr, "hub status") {
+		t.Errorf("junk report: exit %d, stderr %q", res.code, res.stderr)
+	}
 }
 
 type namedConsumer struct{}
