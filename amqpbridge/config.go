@@ -42,8 +42,9 @@ type Config struct {
 	// once; more than 1 does not keep the broker's order. Key
 	// amqp_workers, default 2.
 	Workers int
-	// MaxBody is the largest AMQP body amqp-to-zmq republishes, in bytes;
-	// larger ones are rejected. Key amqp_max_body, default 1 MiB.
+	// MaxBody is the largest AMQP body carried either way, in bytes;
+	// larger ones are dropped (zmq-to-amqp) or rejected (amqp-to-zmq). Key
+	// amqp_max_body, default 1 MiB.
 	MaxBody int
 	// ReconnectMax caps the backoff between attempts to reach the broker
 	// (from 100 ms, doubling). Key amqp_reconnect_max, default 5 (s).

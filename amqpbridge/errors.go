@@ -17,4 +17,9 @@ var (
 	ErrBadBody = errors.New("amqpbridge: body is not a JSON object")
 	// ErrTooLarge means an AMQP body is larger than amqp_max_body.
 	ErrTooLarge = errors.New("amqpbridge: body too large")
+	// ErrBadTopic means a topic cannot cross: an AMQP routing key that is
+	// empty, not UTF-8, or gilmsg's ACK topic (where a message signed by
+	// the bridge would count as its ACK); a bus topic or msg_id longer
+	// than AMQP's 255 bytes.
+	ErrBadTopic = errors.New("amqpbridge: topic cannot cross")
 )

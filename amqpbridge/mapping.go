@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -18,6 +19,9 @@ const BridgeUsername = "amqp-bridge"
 // OriginHeader marks what zmq-to-amqp publishes; amqp-to-zmq drops
 // deliveries that carry it, should an exchange binding route them back.
 const OriginHeader = "x-gilmsg-bridged-from"
+
+// maxShortString is the longest routing key or message_id AMQP carries.
+const maxShortString = 255
 
 // fedora-messaging's headers (WIRE.md §14).
 const (
@@ -62,6 +66,11 @@ func ToAMQP(m *gilmsg.Envelope) (amqp.Publishing, error) {
 	if strings.HasSuffix(m.Topic, ".gilmsg.ack") {
 		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrLoop, Detail: "a gilmsg ACK"}
 	}
+	// AMQP carries both as short strings.
+	if len(m.Topic) > maxShortString || len(m.MsgID) > maxShortString {
+		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrBadTopic,
+			Detail: fmt.Sprintf("topic or msg_id longer than AMQP's %d bytes", maxShortString)}
+	}
 	if _, ok := m.Msg.(map[string]any); !ok {
 		detail := "no msg field"
 		if _, present := m.Field("msg"); present {
@@ -105,7 +114,8 @@ type Incoming struct {
 
 // FromAMQP checks a delivery and maps it to the bus (WIRE.md §14). It
 // returns a [*DropError] for a body larger than maxBody, not JSON or not
-// an object, a delivery without message_id or routing key, and one that
+// an object, a delivery without message_id, a routing key that cannot be
+// a bus topic (empty, not UTF-8, gilmsg's ACK topic), and one that
 // zmq-to-amqp published (a loop).
 func FromAMQP(d *amqp.Delivery, maxBody int, now time.Time) (*Incoming, error) {
 	id := d.MessageId
@@ -118,8 +128,19 @@ func FromAMQP(d *amqp.Delivery, maxBody int, now time.Time) (*Incoming, error) {
 	if id == "" {
 		return nil, &DropError{Reason: ErrNoMessageID, Detail: "routing key " + strconv.Quote(d.RoutingKey)}
 	}
-	if d.RoutingKey == "" {
-		return nil, &DropError{MsgID: id, Reason: ErrBadBody, Detail: "no routing key to use as the topic"}
+	if !utf8.ValidString(id) {
+		return nil, &DropError{MsgID: strconv.Quote(id), Reason: ErrNoMessageID, Detail: "message_id is not UTF-8"}
+	}
+	switch key := d.RoutingKey; {
+	case key == "":
+		return nil, &DropError{MsgID: id, Reason: ErrBadTopic, Detail: "none"}
+	case !utf8.ValidString(key):
+		return nil, &DropError{MsgID: id, Reason: ErrBadTopic, Detail: "not UTF-8"}
+	case strings.HasSuffix(key, ".gilmsg.ack"):
+		// Signed by the bridge, it would count as the bridge's ACK of
+		// whatever msg_id the body names: a false positive for anyone
+		// waiting on zmq-to-amqp under the same certificate.
+		return nil, &DropError{MsgID: id, Reason: ErrBadTopic, Detail: strconv.Quote(key) + " is gilmsg's ACK topic"}
 	}
 	v, err := gilmsg.DecodeJSON(d.Body)
 	if err != nil {

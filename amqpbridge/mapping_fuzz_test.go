@@ -2,6 +2,7 @@ package amqpbridge
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func FuzzFromAMQP(f *testing.F) {
 	} {
 		f.Add(s.id, s.key, []byte(s.body))
 	}
-	reasons := []error{ErrLoop, ErrNoPayload, ErrNoMessageID, ErrBadBody, ErrTooLarge}
+	reasons := []error{ErrLoop, ErrNoPayload, ErrNoMessageID, ErrBadBody, ErrTooLarge, ErrBadTopic}
 	f.Fuzz(func(t *testing.T, id, key string, body []byte) {
 		d := &amqp.Delivery{MessageId: id, RoutingKey: key, Body: body}
 		in, err := FromAMQP(d, 4096, time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC))
@@ -41,8 +42,12 @@ func FuzzFromAMQP(f *testing.F) {
 			}
 			return
 		}
-		if !hasYearPrefix(in.MsgID) || in.Topic != key || in.Msg == nil {
+		if !hasYearPrefix(in.MsgID) || in.Topic != key || in.Msg == nil || strings.HasSuffix(key, ".gilmsg.ack") {
 			t.Fatalf("got %+v from id %q key %q", in, id, key)
+		}
+		// What the bus publish will encode: the topic and the id too.
+		if _, err := gilmsg.MarshalCanonical(map[string]any{"topic": in.Topic, "msg_id": in.MsgID}); err != nil {
+			t.Fatalf("topic or id does not encode: %v", err)
 		}
 		canon, err := gilmsg.MarshalCanonical(in.Msg)
 		if err != nil {

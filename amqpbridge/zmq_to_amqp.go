@@ -156,6 +156,12 @@ func (z *ZmqToAMQP) read(ctx context.Context, sub *gilmsg.Subscription, in chan<
 		}
 		z.stats.received.Add(1)
 		pub, err := ToAMQP(m.Envelope)
+		if err == nil && len(pub.Body) > z.cfg.MaxBody {
+			// A broker refuses a message over its max_message_size by
+			// closing the channel: sent again after each reconnect, it
+			// would stop the bridge for good.
+			err = &DropError{MsgID: m.MsgID, Reason: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, amqp_max_body is %d", len(pub.Body), z.cfg.MaxBody)}
+		}
 		if err != nil {
 			z.stats.drop(err)
 			level := slog.LevelWarn
@@ -217,10 +223,18 @@ func (z *ZmqToAMQP) serve(ctx context.Context, s *session, in <-chan *outMsg, pe
 			z.confirmed(ctx, s, pending, publish)
 			return &stopError{err}
 		case o := <-inCh:
-			*pending = append(*pending, o)
 			if err := publish(o); err != nil {
-				return err
+				if s.ch.IsClosed() {
+					*pending = append(*pending, o) // for the next session
+					return err
+				}
+				// The channel refused this message alone: publishing it
+				// again would fail again.
+				z.stats.drop(err)
+				z.log.Error("amqpbridge: cannot publish", slog.String("topic", o.key), slog.String("msg_id", o.pub.MessageId), slog.Any("error", err))
+				continue
 			}
+			*pending = append(*pending, o)
 		case <-next:
 			if err := z.confirmed(ctx, s, pending, publish); err != nil {
 				return err

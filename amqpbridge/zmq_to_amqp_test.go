@@ -94,6 +94,7 @@ func TestZmqToAMQPCarriesWhatPythonValidates(t *testing.T) {
 	t.Cleanup(func() { bus.Close() })
 
 	bc := testConfig(t, rmq.URL)
+	bc.MaxBody = 4096 // signed/long-text's msg is longer: not carried
 	z, err := NewZmqToAMQP(bus, bc, WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -141,14 +142,26 @@ func TestZmqToAMQPCarriesWhatPythonValidates(t *testing.T) {
 		}
 	}
 	send = append(send, extra...)
+	tooLarge := 0
 	for _, v := range vectors {
 		if !v.Valid {
 			continue
 		}
-		send = append(send, v)
-		if !strings.HasSuffix(v.Topic, ".gilmsg.ack") { // sent, not carried
+		send = append(send, v) // sent; carried unless an ACK or too large
+		env, err := gilmsg.ParseEnvelope([]byte(v.Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := gilmsg.MarshalCanonical(env.Msg)
+		switch {
+		case len(body) > bc.MaxBody:
+			tooLarge++
+		case !strings.HasSuffix(v.Topic, ".gilmsg.ack"):
 			want = append(want, v)
 		}
+	}
+	if tooLarge == 0 {
+		t.Fatal("no vector is over amqp_max_body: the limit goes untested")
 	}
 	for _, v := range send {
 		if _, err := feed.SendMessage(v.Topic, v.Body); err != nil {
@@ -177,8 +190,8 @@ func TestZmqToAMQPCarriesWhatPythonValidates(t *testing.T) {
 	st := z.Stats()
 	// Loops: the guard, the ACK vector, and the bridge's own ACK of the
 	// gilmsg vector when it hears it.
-	if st.Dropped[ErrLoop.Error()] < 2 || st.Dropped[ErrNoPayload.Error()] != 2 {
-		t.Errorf("dropped %v, want at least 2 loops (guard, ACK) and 2 without an object msg", st.Dropped)
+	if st.Dropped[ErrLoop.Error()] < 2 || st.Dropped[ErrNoPayload.Error()] != 2 || st.Dropped[ErrTooLarge.Error()] != uint64(tooLarge) {
+		t.Errorf("dropped %v, want at least 2 loops (guard, ACK), 2 without an object msg and %d too large", st.Dropped, tooLarge)
 	}
 	if st.Forwarded != uint64(len(want)) {
 		t.Errorf("forwarded %d, want %d", st.Forwarded, len(want))
@@ -216,6 +229,8 @@ func TestToAMQPDrops(t *testing.T) {
 		{`{"topic":"a.b","msg_id":"1"}`, ErrNoPayload},
 		{`{"topic":"a.b","msg":null,"msg_id":"1"}`, ErrNoPayload},
 		{`{"topic":"a.b","msg":[1],"msg_id":"1"}`, ErrNoPayload},
+		{`{"topic":"a.` + strings.Repeat("b", 300) + `","msg":{},"msg_id":"1"}`, ErrBadTopic},
+		{`{"topic":"a.b","msg":{},"msg_id":"` + strings.Repeat("1", 300) + `"}`, ErrBadTopic},
 	} {
 		env, err := gilmsg.ParseEnvelope([]byte(tc.body))
 		if err != nil {
