@@ -149,15 +149,16 @@ func (s *sqliteStore) Append(ctx context.Context, b *gilmsg.Batch) (err error) {
 	if err := b.Seal(ids); err != nil {
 		return err
 	}
-	stmt, err := tx.PrepareContext(ctx, "INSERT INTO fedmsg_messages (seq_id, uuid, topic, timestamp, msg) VALUES (?, ?, ?, ?, ?)")
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+	// One statement per batch: a round trip through database/sql and cgo
+	// per row would cost more than SQLite's work.
+	args := make([]any, 0, 5*len(b.Entries))
 	for _, e := range b.Entries {
-		if _, err := stmt.ExecContext(ctx, e.SeqID, e.MsgID, e.Topic, localTime(float64(e.Timestamp)), string(e.Body)); err != nil {
-			return err
-		}
+		args = append(args, e.SeqID, e.MsgID, e.Topic, localTime(float64(e.Timestamp)), string(e.Body))
+	}
+	query := "INSERT INTO fedmsg_messages (seq_id, uuid, topic, timestamp, msg) VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?),", len(b.Entries)), ",")
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		return err
 	}
 	return tx.Commit()
 }

@@ -148,6 +148,7 @@ type benchResults struct {
 	bodyBytes, signedBodyBytes              int
 
 	raw, unsigned, signed float64 // msgs/s
+	stored                float64 // msgs/s, unsigned, with an SQLite persistent_store (bench_store.go)
 	rsaSign, rsaVerify    float64 // per second, one goroutine: the best run
 	signRuns, verifyRuns  []float64
 	floorMS               float64
@@ -175,7 +176,7 @@ type latencies struct {
 }
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error {
-	prog := newBenchProgress(stderr, 12)
+	prog := newBenchProgress(stderr, 13)
 	defer prog.finish()
 	prog.phase("throwaway PKI")
 	dir, err := os.MkdirTemp("", "gilmsg-bench-")
@@ -202,6 +203,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 		{"RSA sign and verify, one goroutine", e.rsaPhase},
 		{"raw ZeroMQ PUB→SUB", e.rawPhase},
 		{"publish→tail, unsigned", e.unsignedPhase},
+		{"publish→tail, unsigned, stored in SQLite", e.storedPhase},
 		{"publish→tail, signed and validated", e.signedPhase},
 		{"reliable publish, 1 recipient", e.reliable1Phase},
 		{fmt.Sprintf("reliable publish, %d recipients", o.recipients), e.reliableNPhase},
@@ -1057,6 +1059,8 @@ func (r *benchResults) numbers() []benchKV {
 	kvs := []benchKV{
 		{"raw_zmq_msgs_per_s", r.raw},
 		{"unsigned_msgs_per_s", r.unsigned},
+		{"stored_msgs_per_s", r.stored},
+		{"stored_vs_unsigned", r.stored / r.unsigned},
 		{"signed_msgs_per_s", r.signed},
 		{"rsa_sign_per_s", r.rsaSign},
 		{"rsa_verify_per_s", r.rsaVerify},
@@ -1162,6 +1166,8 @@ func (r *benchResults) writeTable(w io.Writer) {
 	row("raw ZeroMQ round trip, 2 contexts", fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", r.rawRTT.p50, r.rawRTT.p99), "")
 	row("publish→tail, unsigned", fmt.Sprintf("%.0f msg/s", r.unsigned),
 		check(r.unsignedVsRaw() >= 0.5, "%.2f × raw (≥ 0.5)", r.unsignedVsRaw()))
+	row(fmt.Sprintf("publish→tail, stored, %d goroutines", benchStoreWriters), fmt.Sprintf("%.0f msg/s", r.stored),
+		check(r.stored >= 0.3*r.unsigned, "%.2f × unsigned (≥ 0.3)", r.stored/r.unsigned))
 	row("publish→tail, signed+validated", fmt.Sprintf("%.0f msg/s", r.signed),
 		check(r.signedVsSignBound() >= 0.8, "%.2f × sign rate (≥ 0.8)", r.signedVsSignBound()))
 	row("reliable, 1 recipient", fmt.Sprintf("p50 %.2f ms, p99 %.2f ms, max %.2f ms", r.lat1.p50, r.lat1.p99, r.lat1.max),
