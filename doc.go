@@ -126,6 +126,28 @@
 // A message that failed validation is never ACKed, nor are messages
 // without gilmsg_version, nor ACKs.
 //
+// # Replay and catch-up
+//
+// ACKs tell a publisher who missed a message; replay (WIRE.md §11) gets
+// it to them. A bus given a [Store] with [WithStore] (package sqlstore
+// opens persistent_store: "sqlite:///ABS/PATH" or "postgresql://...", in
+// fedmsg's own table, shared with Python) takes each message's seq_id from
+// the store, signs it with it, and stores it before sending it;
+// concurrent publishes share a transaction. A [ReplayServer] (gilmsg
+// replay-server) answers replay requests for one name from the store.
+//
+// A subscription tracks the last seq_id of each publisher name listed in
+// replay_endpoints: it drops copies at or below it, and on a jump asks
+// that name's server for the missing seq_ids ([ReplayTimeout], default
+// timeout), yielding them in order, validated and ACKed like live
+// messages, then the live one, each once. What cannot be had is yielded
+// as a [*GapError] (matching [ErrGap]) and the subscription goes on.
+// With [StatusFile] (status_directory for gilmsg tail and
+// [Bus.RunConsumers]) the last seq_ids survive a restart, and the
+// subscription first yields what it missed while it was down.
+// [NoReplay] turns it off. RELIABILITY.md says what is recovered and what
+// is not.
+//
 // # Configuration
 //
 // [Config] has one field per fedmsg configuration key, with the same name
