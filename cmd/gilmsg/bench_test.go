@@ -63,12 +63,12 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, res.stdout)
 		}
 	}
-	for _, k := range []string{"endpoints_msgs_per_s_3", "endpoints_cpu_us_per_msg_7", "endpoints_threads_7"} {
+	for _, k := range []string{"endpoints_msgs_per_s_3", "endpoints_cpu_us_per_msg_7", "endpoints_threads_7", "stored_msgs_per_s"} {
 		if v, ok := got[k].(float64); !ok || !(v > 0) {
 			t.Errorf("%s = %#v, want a positive number", k, got[k])
 		}
 	}
-	if !strings.Contains(res.stderr, "bench [12/12] ") {
+	if !strings.Contains(res.stderr, "bench [13/13] ") {
 		t.Errorf("no progress on stderr:\n%s", res.stderr)
 	}
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
