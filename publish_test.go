@@ -106,7 +106,9 @@ func TestHealthyRecipientGetsOneCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the marker", func() bool { return raw.count(marker.MsgID) == 1 })
+	// One stream each, in order: once both have the marker, they have
+	// every copy sent before it.
+	waitFor(t, "the marker", func() bool { return raw.count(marker.MsgID) == 1 && cs.count(c1, marker.MsgID) == 1 })
 	for i, id := range ids {
 		if got := raw.count(id); got != 1 && !(slow[id] && got == 2) {
 			t.Errorf("message %d: %d copies reached a healthy subscriber", i, got)
@@ -236,9 +238,7 @@ func TestReliablePublishUnderRoutingNitpicky(t *testing.T) {
 	if _, err := pub.Publish(ctxT(t), "unlisted", nil, Recipients(c1), AckTimeout(time.Second)); !errors.Is(err, ErrAckTimeout) {
 		t.Fatalf("a topic outside the nitpicky policy was ACKed: %v", err)
 	}
-	if cs.count(c1, r.MsgID) != 1 {
-		t.Fatal("the recipient's application did not see the message")
-	}
+	waitFor(t, "the recipient's application to have the message", func() bool { return cs.count(c1, r.MsgID) == 1 })
 }
 
 // ack_timeout unset gets a default long enough for a healthy bus; set, it
