@@ -196,3 +196,23 @@ func TestNewGatewayErrors(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkGateway(b *testing.B) {
+	pub, sub := benchSockets(b)
+	ep, err := bindFirst(pub, "bench", []string{"tcp://127.0.0.1:*"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := relayTestConfig()
+	cfg.Endpoints = map[string][]string{"publisher": {ep}}
+	// Every message must reach the one client: no drops in a burst.
+	cfg.Extra = map[string]any{GatewayHWMKey: 1 << 30}
+	g, err := NewGateway(cfg, WithGatewayBind("tcp://127.0.0.1:*"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Close() })
+	runUntilEnd(b, g.Run)
+	sub.Connect(g.Endpoint())
+	benchPubSub(b, pub, sub)
+}

@@ -315,36 +315,52 @@ func BenchmarkRawZMQPubSub(b *testing.B) {
 
 // BenchmarkRelay is the same traffic through a Relay: PUB → relay → SUB.
 func BenchmarkRelay(b *testing.B) {
-	cfg := relayTestConfig()
-	r := testRelay(b, cfg)
+	r := testRelay(b, relayTestConfig())
+	runUntilEnd(b, r.Run)
+	pub, sub := benchSockets(b)
+	pub.Connect(r.InboundEndpoint())
+	sub.Connect(r.OutboundEndpoint())
+	benchPubSub(b, pub, sub)
+}
+
+// runUntilEnd runs run in a goroutine until the benchmark or test ends.
+func runUntilEnd(tb testing.TB, run func(context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	defer func() { cancel(); <-errc }()
+	go func() { errc <- run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-errc })
+}
 
+// benchSockets returns a PUB and a SUB subscribed to everything, on a
+// context of their own, all closed when b ends.
+func benchSockets(b *testing.B) (pub, sub *zmq.Socket) {
 	zctx, err := newContext(1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer zctx.Term()
-	o := sockOptsFromConfig(cfg)
-	o.LingerMS = 0
-	pub, _ := newSocket(zctx, zmq.PUB, o)
-	sub, _ := newSocket(zctx, zmq.SUB, o)
-	defer pub.Close()
-	defer sub.Close()
-	pub.Connect(r.InboundEndpoint())
+	o := testSockOpts()
+	pub, _ = newSocket(zctx, zmq.PUB, o)
+	sub, _ = newSocket(zctx, zmq.SUB, o)
 	sub.SetSubscribe("")
-	sub.Connect(r.OutboundEndpoint())
-	benchPubSub(b, pub, sub)
+	b.Cleanup(func() {
+		pub.Close()
+		sub.Close()
+		zctx.Term()
+	})
+	return pub, sub
 }
 
 // benchPubSub probes until the path works, then times b.N messages from a
 // goroutine owning pub to this goroutine owning sub.
 func benchPubSub(b *testing.B, pub, sub *zmq.Socket) {
 	b.Helper()
+	benchPubSubBody(b, pub, sub, bytes.Repeat([]byte("x"), 1024))
+}
+
+// benchPubSubBody is benchPubSub sending body.
+func benchPubSubBody(b *testing.B, pub, sub *zmq.Socket, body []byte) {
+	b.Helper()
 	topic := "org.fedoraproject.prod.bench.message"
-	body := bytes.Repeat([]byte("x"), 1024)
 	poller := zmq.NewPoller()
 	poller.Add(sub, zmq.POLLIN)
 	for deadline := time.Now().Add(10 * time.Second); ; {

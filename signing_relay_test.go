@@ -3,6 +3,8 @@ package gilmsg
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -72,5 +74,28 @@ func TestNewSigningRelayNeedsItsCertname(t *testing.T) {
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Key != "certnames" || !errors.Is(err, ErrCannotSign) {
 		t.Fatalf("NewSigningRelay without certnames[signing_relay] = %v", err)
+	}
+}
+
+// BenchmarkSigningRelay: each unsigned message costs the relay one RSA
+// signature (the shared test PKI's keys).
+func BenchmarkSigningRelay(b *testing.B) {
+	p := testPKI(b).Config()
+	cfg := relayTestConfig()
+	cfg.SSLDir = p.SSLDir
+	cfg.Certnames = map[string]string{SigningRelayName: "relay01.example.org"}
+	r, err := NewSigningRelay(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	runUntilEnd(b, r.Run)
+	pub, sub := benchSockets(b)
+	pub.Connect(r.InboundEndpoint())
+	sub.Connect(r.OutboundEndpoint())
+	body := fmt.Appendf(nil, `{"i": 1, "msg": {"text": %q}, "msg_id": "2026-b", "timestamp": 1700000000, "topic": "org.fedoraproject.prod.bench.message", "username": "u"}`, strings.Repeat("x", 900))
+	benchPubSubBody(b, pub, sub, body)
+	if st := r.Stats(); st.Signed < uint64(b.N) {
+		b.Fatalf("signed %d of %d", st.Signed, b.N)
 	}
 }

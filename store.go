@@ -129,9 +129,9 @@ type storeWriter struct {
 	st    Store
 	log   *slog.Logger
 	hooks *Hooks
-	reqs chan *storeReq
-	stop chan struct{}
-	done chan struct{}
+	reqs  chan *storeReq
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 type storeReq struct {
