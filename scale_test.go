@@ -2,10 +2,13 @@ package gilmsg
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,10 +97,17 @@ func TestSubscribeManyEndpoints(t *testing.T) {
 		}
 		seen[m.MsgID] = true
 	}
-	// Idle now: every goroutine of the bus waits.
+	// Idle now: every goroutine of the bus waits, the reader too.
+	idle, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	cpu0 := processCPU(t)
+	if _, err := sub.Next(idle); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next on an idle bus: %v", err)
+	}
+	idleCPU := processCPU(t) - cpu0
 	threads := procStatus(t, "Threads")
 	fds := countFDs(t)
-	t.Logf("%d endpoints: %d OS threads, %d file descriptors", n, threads, fds)
+	t.Logf("%d endpoints: %d OS threads, %d file descriptors, %v CPU in 300 ms idle", n, threads, fds, idleCPU)
 	if threads > maxThreads {
 		t.Errorf("%d OS threads with %d endpoints, want at most %d", threads, n, maxThreads)
 	}
@@ -123,6 +133,15 @@ func procStatus(t *testing.T, key string) int {
 	}
 	t.Fatalf("no %s in /proc/self/status", key)
 	return 0
+}
+
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func countFDs(t *testing.T) int {
