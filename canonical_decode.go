@@ -22,6 +22,7 @@ type jsonDecoder struct {
 	depth   int
 	members []jsonMember // stack of the members of the objects being read
 	elems   []any        // stack of the elements of the arrays being read
+	headers []string     // where box puts the strings of the document being read
 }
 
 type jsonMember struct {
@@ -51,6 +52,7 @@ func (d *jsonDecoder) release() {
 	}
 	clear(d.members)
 	clear(d.elems)
+	// headers are the decoded values' own: dropped, never cleared.
 	*d = jsonDecoder{members: d.members[:0], elems: d.elems[:0]}
 	jsonDecoderPool.Put(d)
 }
@@ -106,7 +108,11 @@ func (d *jsonDecoder) value() (any, error) {
 	case '[':
 		return d.array()
 	case '"':
-		return d.string()
+		s, err := d.string()
+		if err != nil {
+			return nil, err
+		}
+		return d.box(stringType, s), nil
 	case 't':
 		return d.literal("true", true)
 	case 'f':
@@ -160,8 +166,36 @@ func (d *jsonDecoder) number() (any, error) {
 	if lit == "-0" {
 		lit = "0"
 	}
-	return json.Number(lit), nil
+	return d.box(numberType, lit), nil
 }
+
+// eface is the layout of an interface value with methods-free type: its
+// dynamic type and a pointer to its data.
+type eface struct{ typ, data unsafe.Pointer }
+
+func efaceOf(v any) eface { return *(*eface)(unsafe.Pointer(&v)) }
+
+var (
+	stringType = efaceOf("").typ
+	numberType = efaceOf(json.Number("")).typ
+)
+
+// box returns s as an interface value of the string type typ (string or
+// json.Number), as any(s) would, but with the string's header in a chunk
+// shared with the next values of the same document: one allocation per
+// boxStride strings instead of one per string, which is most of what
+// decoding a payload allocates. Chunks are not shared across documents,
+// so a value kept from one message keeps no other message's body alive.
+func (d *jsonDecoder) box(typ unsafe.Pointer, s string) any {
+	if len(d.headers) == cap(d.headers) {
+		d.headers = make([]string, 0, boxStride)
+	}
+	d.headers = append(d.headers, s)
+	e := eface{typ: typ, data: unsafe.Pointer(&d.headers[len(d.headers)-1])}
+	return *(*any)(unsafe.Pointer(&e))
+}
+
+const boxStride = 16
 
 // scanJSONNumber scans the JSON number starting at s[i]: -?(0|[1-9][0-9]*)
 // (\.[0-9]+)?([eE][-+]?[0-9]+)?. It returns where the number ends and

@@ -615,3 +615,26 @@ func TestPlainCanonical8(t *testing.T) {
 		}
 	}
 }
+
+// Strings and integers decoded from one document share their headers'
+// allocations (jsonDecoder.box): a payload of 16 short strings and numbers
+// costs its maps and arrays plus one chunk, not one allocation per value.
+func TestDecodeJSONBoxesInChunks(t *testing.T) {
+	text := `{"a":"1","b":"2","c":"3","d":"4","e":[5,6,7,8],"f":"9","g":"10","h":11,"i":12,"j":"13","k":"14","l":"15"}`
+	// 8 with box: the text's copy, the 12-key map (4), the array, one
+	// chunk; 21 when each of the 14 values was its own allocation.
+	const limit = 10
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := DecodeJSON([]byte(text)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > limit {
+		t.Errorf("%v allocations, want at most %d", allocs, limit)
+	}
+	v, _ := DecodeJSON([]byte(text))
+	m := v.(map[string]any)
+	if m["a"] != "1" || m["h"] != json.Number("11") || m["e"].([]any)[3] != json.Number("8") {
+		t.Errorf("decoded %#v", m)
+	}
+}
