@@ -441,6 +441,14 @@ func (m *mergedConfig) decode() (*Config, error) {
 			errs = append(errs, m.decodeErrors(key, value, field.Type(), err)...)
 		} else if err := checkLimit(key, field); err != nil {
 			errs = append(errs, sourceError(key, m.from[key], err))
+		} else if slices.Contains(valueCheckedKeys, key) {
+			for _, e := range cfg.valueErrors(key) {
+				src, ok := m.subFrom[key][e.entry]
+				if !ok {
+					src = m.from[key]
+				}
+				errs = append(errs, sourceError(key, src, e.err))
+			}
 		}
 	}
 	if err := joinErrors(errs); err != nil {
@@ -682,16 +690,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, &ConfigError{Key: key, Err: fmt.Errorf(format, args...)})
 	}
 
-	for _, name := range slices.Sorted(maps.Keys(c.Endpoints)) {
-		for _, addr := range c.Endpoints[name] {
-			if err := checkAddress(addr); err != nil {
-				bad("endpoints", "%q: %v", name, err)
-			}
-		}
-	}
-	for _, addr := range c.RelayInbound {
-		if err := checkAddress(addr); err != nil {
-			bad("relay_inbound", "%v", err)
+	for _, key := range valueCheckedKeys {
+		for _, e := range c.valueErrors(key) {
+			errs = append(errs, &ConfigError{Key: key, Err: e.err})
 		}
 	}
 	if c.Active && len(c.RelayInbound) == 0 {
@@ -723,24 +724,60 @@ func (c *Config) Validate() error {
 	case c.CryptoBackend != "x509" && c.CryptoBackend != "gpg":
 		bad("crypto_backend", "%q: only x509 and gpg can sign", c.CryptoBackend)
 	}
-	for _, b := range c.CryptoValidateBackends {
-		if b != "x509" && b != "gpg" {
-			// As fedmsg.crypto.init raises.
-			bad("crypto_validate_backends", "%q is not a crypto backend (x509, gpg)", b)
-		}
-	}
 	if c.ValidateSignatures && c.CACertLocation == "" {
 		bad("ca_cert_location", "validate_signatures is on but no CA certificate is set")
 	}
-	for _, loc := range []struct{ key, val string }{
-		{"ca_cert_location", c.CACertLocation},
-		{"crl_location", c.CRLLocation},
-	} {
-		if strings.Contains(loc.val, "://") && !strings.HasPrefix(loc.val, "https://") {
-			bad(loc.key, "%q: only https:// URLs are supported", loc.val)
+	return joinErrors(errs)
+}
+
+// valueCheckedKeys are the keys whose values [Config.valueErrors] judges
+// alone, without the rest of the configuration: the loader checks them
+// too, so that an error names the file of the bad value.
+var valueCheckedKeys = []string{"endpoints", "relay_inbound", "crypto_validate_backends", "ca_cert_location", "crl_location"}
+
+// entryError is a bad value: entry names the object entry it is in (a
+// name in endpoints), "" for the key's value as a whole.
+type entryError struct {
+	entry string
+	err   error
+}
+
+// valueErrors judges key's value alone: malformed addresses, unknown
+// backends, CA or CRL URLs that are not https://.
+func (c *Config) valueErrors(key string) []entryError {
+	var out []entryError
+	switch key {
+	case "endpoints":
+		for _, name := range slices.Sorted(maps.Keys(c.Endpoints)) {
+			for _, addr := range c.Endpoints[name] {
+				if err := checkAddress(addr); err != nil {
+					out = append(out, entryError{name, fmt.Errorf("%q: %w", name, err)})
+				}
+			}
+		}
+	case "relay_inbound":
+		for _, addr := range c.RelayInbound {
+			if err := checkAddress(addr); err != nil {
+				out = append(out, entryError{"", err})
+			}
+		}
+	case "crypto_validate_backends":
+		for _, b := range c.CryptoValidateBackends {
+			if b != "x509" && b != "gpg" {
+				// As fedmsg.crypto.init raises.
+				out = append(out, entryError{"", fmt.Errorf("%q is not a crypto backend (x509, gpg)", b)})
+			}
+		}
+	case "ca_cert_location", "crl_location":
+		loc := c.CACertLocation
+		if key == "crl_location" {
+			loc = c.CRLLocation
+		}
+		if strings.Contains(loc, "://") && !strings.HasPrefix(loc, "https://") {
+			out = append(out, entryError{"", fmt.Errorf("%q: only https:// URLs are supported", loc)})
 		}
 	}
-	return joinErrors(errs)
+	return out
 }
 
 // checkAddress accepts the ZeroMQ addresses a fedmsg bus can use:

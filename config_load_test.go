@@ -3,6 +3,7 @@ package gilmsg
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"math"
@@ -298,6 +299,33 @@ func TestConfigLoaderMergeRules(t *testing.T) {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s: got %#v, want %#v", c.what, c.got, c.want)
 		}
+	}
+}
+
+// Values that can be judged alone (addresses, backends, CA and CRL URLs)
+// are refused at load, naming the file, and the entry for endpoints.
+func TestConfigLoadBadValuesNameFile(t *testing.T) {
+	dir := writeConfigFiles(t, map[string]string{
+		"a.json": `{"endpoints": {"good": ["tcp://h:1"]}, "crl_location": "http://crl.example.org/crl.pem"}`,
+		"b.yaml": "endpoints:\n  bad: tcp://h\nrelay_inbound: [\"h:2001\"]\ncrypto_validate_backends: [x509, pgp]\n",
+	})
+	_, err := ConfigLoader{Dirs: []string{dir}}.Load()
+	want := map[string]string{
+		"endpoints":                "b.yaml",
+		"relay_inbound":            "b.yaml",
+		"crypto_validate_backends": "b.yaml",
+		"crl_location":             "a.json",
+	}
+	got := map[string]string{}
+	for _, e := range strings.Split(err.Error(), "\n") {
+		for key, file := range want {
+			if strings.Contains(e, fmt.Sprintf("key %q", key)) && strings.Contains(e, filepath.Join(dir, file)) {
+				got[key] = file
+			}
+		}
+	}
+	if len(got) != len(want) || !strings.Contains(err.Error(), `"bad"`) {
+		t.Errorf("error %q: want each of %v named with its file, and the endpoint \"bad\"", err, want)
 	}
 }
 
