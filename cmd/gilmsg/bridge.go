@@ -188,6 +188,7 @@ func runBridge(cmd *cobra.Command, o *bridgeOptions, toAMQP bool) error {
 		direction, bus.Endpoint(), amqpbridge.RedactURL(bc.URL), exchange)
 	ctx, stop := notify(cmd.Context())
 	defer stop()
+	defer onSIGHUP("bridge", stderr, bus.Validator())()
 	runErr := r.Run(ctx)
 	st := r.Stats()
 	fmt.Fprintf(stderr, "gilmsg bridge %s: stopped; received %d, forwarded %d, dropped %s, reconnects %d\n",

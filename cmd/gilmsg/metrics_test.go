@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +134,11 @@ func TestReplayServerMetrics(t *testing.T) {
 		}
 	}
 	waitMetric(t, url, `gilmsg_replay_requests_total{result="refused"}`, 1, nil)
+	// SIGHUP, which would kill a process that does not listen for it:
+	// replay-server listens once it says it is serving.
+	waitOutput(t, stderr, "serving", nil)
+	signalSelf(t, syscall.SIGHUP)
+	waitOutput(t, stderr, "SIGHUP: nothing to reload", nil)
 	select {
 	case res := <-done:
 		t.Fatalf("replay-server ended: %d %q", res.code, res.stderr)

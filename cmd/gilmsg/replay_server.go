@@ -69,6 +69,7 @@ stderr when refused.`,
 			}
 			defer stopMetrics()
 			srv.SetHooks(hooks)
+			defer onSIGHUP("replay-server", cmd.ErrOrStderr(), nil)()
 			fmt.Fprintf(cmd.ErrOrStderr(), "gilmsg replay-server: serving %q from %s on %s\n", name, cfg.StoreURL(), srv.Endpoint())
 			if err := srv.Serve(ctx); err != nil && ctx.Err() == nil {
 				return err
