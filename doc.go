@@ -163,6 +163,21 @@
 // [WithReadyTimeout], [WithPostInitWait], [WithResend], [WithMaxInFlight],
 // [WithMaxMessageSize].
 //
+// # Operations
+//
+// [Bus.Stats] has a bus's totals; [WithHooks] reports each event as it
+// happens ([Hooks]: messages in and out by topic, rejections by reason,
+// ACK outcomes, resends, replay requests, store lag), which is how
+// gilmsg's --metrics-addr feeds Prometheus without this package importing
+// it. [Validator.Reload] reads the CA and CRL again (gilmsg's commands do
+// it on SIGHUP). A hub running [Bus.RunConsumers] with
+// moksha.monitoring.socket set publishes its [HubStatus] there, as
+// moksha's hub does for fedmsg-check; [ReadHubStatus] reads it.
+//
+// fedmsg's other commands have library entry points too: [NewGateway],
+// [NewSigningRelay], [Trigger] with [ShellCommand], [Bus.Announce],
+// [Bus.RepublishDatagrepper].
+//
 // # Concurrency
 //
 // Every method of [Bus] is safe for use by many goroutines: [Bus.Publish],
