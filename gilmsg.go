@@ -122,9 +122,11 @@ func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.read
 // passed since the bind, or, if longer, zmq_reconnect_ivl_max plus
 // zmq_reconnect_ivl (1.1 s with fedmsg's defaults), the longest such a
 // subscriber takes to retry. Default on: [New] returns at once, the first
-// publishes wait what is left, later ones nothing. Turn it off when the
-// caller waits its own way; a successful [Bus.WaitSubscribers] also ends
-// it, and post_init_sleep 0 means no wait, as in fedmsg.
+// publishes wait what is left, later ones nothing; a publish whose ctx
+// deadline comes first waits nine tenths of the time left to it, then
+// sends. Turn it off when the caller waits its own way; a successful
+// [Bus.WaitSubscribers] also ends it, and post_init_sleep 0 means no wait,
+// as in fedmsg.
 func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait = on } }
 
 // WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer

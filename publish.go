@@ -302,6 +302,12 @@ func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
 		p.warm.Store(true)
 		return nil
 	}
+	warmed := true
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline)*9/10 < wait {
+		// The wait is a courtesy to slow joiners: a caller's deadline cuts
+		// it short (leaving time to send) rather than fail the publish.
+		wait, warmed = max(time.Until(deadline)*9/10, 0), false
+	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	var kick <-chan time.Time
@@ -318,7 +324,9 @@ func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
 		}
 		select {
 		case <-t.C:
-			p.warm.Store(true)
+			if warmed {
+				p.warm.Store(true)
+			}
 			return nil
 		case <-changed:
 		case <-kick:

@@ -194,11 +194,23 @@ func TestFirstPublishWaitsPostInitSleep(t *testing.T) {
 		t.Fatal("later publishes would still wait")
 	}
 
+	// A caller's deadline shorter than the wait cuts it short instead of
+	// failing the publish.
+	b := n.start(c1)
+	ctx, cancel := context.WithTimeout(ctxT(t), 200*time.Millisecond)
+	defer cancel()
+	if _, err := b.Publish(ctx, "burst", nil); err != nil {
+		t.Fatalf("a publish with a deadline before the end of the wait: %v", err)
+	}
+	if b.pub.warm.Load() {
+		t.Error("a wait cut short counts as complete")
+	}
+
 	if b := n.start(c2, WithPostInitWait(false)); !b.pub.warm.Load() {
 		t.Error("WithPostInitWait(false): the first publish would still wait")
 	}
 	// WaitSubscribers is the caller's own wait: it ends this one.
-	b := n.start(c3)
+	b = n.start(c3)
 	if err := b.WaitSubscribers(ctxT(t), "", 0); err != nil || !b.pub.warm.Load() {
 		t.Errorf("after WaitSubscribers (err %v) the first publish would still wait", err)
 	}
