@@ -204,8 +204,18 @@ func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, e *Sto
 	}
 	// Once queued, the message is stored whatever ctx does: wait for it,
 	// so that a cancelled publish never leaves a seq_id nobody sent
-	// without saying so.
-	if err := <-r.err; err != nil {
+	// without saying so. A writer stopped by Close answers no more.
+	var err error
+	select {
+	case err = <-r.err:
+	case <-w.done:
+		select {
+		case err = <-r.err:
+		default:
+			err = ErrClosed
+		}
+	}
+	if err != nil {
 		return &StoreError{MsgID: e.MsgID, Err: err}
 	}
 	return nil

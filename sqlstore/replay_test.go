@@ -518,3 +518,15 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return "tcp://" + l.Addr().String()
 }
+
+// TestCorruptStatusFile: a status file that is not ours is an error naming
+// it, not a silent restart from live traffic.
+func TestCorruptStatusFile(t *testing.T) {
+	status := filepath.Join(t.TempDir(), "gilmsg-tail")
+	os.WriteFile(status, []byte("{not json"), 0o644)
+	bus := subscriber(t, map[string][]string{"svc": {freeAddr(t)}}, map[string]string{"svc": freeAddr(t)}, nil)
+	_, err := bus.Subscribe(context.Background(), "", gilmsg.StatusFile(status))
+	if err == nil || !strings.Contains(err.Error(), status) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Subscribe with a corrupt status file: %v", err)
+	}
+}
