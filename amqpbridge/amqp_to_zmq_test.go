@@ -141,6 +141,10 @@ func TestAMQPToZmqWaitsForRecipients(t *testing.T) {
 	cfg := testConfig(t, rmq.URL)
 	cfg.Recipients = []string{consumerCN}
 	cfg.Workers = 1
+	// fedora-messaging's own exchange, which the broker predeclares (and
+	// refuses to declare again), bound for this test's topic only.
+	cfg.ConsumeExchange = DefaultConsumeExchange
+	cfg.Bindings = []string{"org.example.t"}
 	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +152,7 @@ func TestAMQPToZmqWaitsForRecipients(t *testing.T) {
 	b := dialBroker(t, rmq.URL)
 	runBridge(t, a2z.Run)
 	waitFor(t, "the bridge to connect", a2z.Connected)
-	b.publish(cfg.ConsumeExchange, "org.example.t", amqp.Publishing{MessageId: "2026-r1", Body: []byte(`{"k":1}`), DeliveryMode: amqp.Persistent})
+	b.publish(DefaultConsumeExchange, "org.example.t", amqp.Publishing{MessageId: "2026-r1", Body: []byte(`{"k":1}`), DeliveryMode: amqp.Persistent})
 
 	// No recipient yet: published, not ACKed, nacked, delivered again.
 	waitFor(t, "a nack", func() bool { return a2z.Stats().Nacked >= 1 })
