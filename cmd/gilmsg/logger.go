@@ -60,18 +60,25 @@ gives subscribers already running time to reconnect.
 (an active logger's relay counts as one), for at most the config's
 timeout; --wait-subscribers 0 does not wait at all.
 
+With --recipients the publish is reliable: each message waits until every
+named certificate CN has ACKed it, or --ack-timeout passes. A message that
+is not ACKed by all gets one line on stderr naming who is missing, the
+remaining lines are still published, and the exit status is 3. A
+--json-input line that is not JSON gets a stderr line too and is skipped;
+the exit status is then 1. Any other failure stops at once with status 1.
+The ACK timeout is the config's ack_timeout, else 2 s (the larger of
+timeout and twice zmq_reconnect_ivl_max): long enough for a recipient
+that is reconnecting.
+
 A reliable message is sent again only when it may not have arrived: when
 a new subscription reaches the logger after the send (a recipient that
 was not subscribed yet, or reconnected), and once more well after the
 usual ACK time. Python gilmsg consumers process every copy they get;
 --no-resend sends each message once, as Python gilmsg-logger does.
 
-With --recipients the publish is reliable: each message waits until every
-named certificate CN has ACKed it, or --ack-timeout passes. A message that
-is not ACKed by all gets one line on stderr naming who is missing, the
-remaining lines are still published, and the exit status is 3. A
---json-input line that is not JSON gets a stderr line too and is skipped;
-the exit status is then 1. Any other failure stops at once with status 1.`,
+An active logger whose relay is away (restarting) waits for it, up to the
+ACK timeout for a reliable message and the config's timeout for a plain
+one, then exits 1.`,
 		Example: `  echo "deploy done" | gilmsg logger
   gilmsg logger --message '{"build": 42}' --json-input --topic build.done
   gilmsg logger --name publisher01 --recipients consumer01,consumer02 --ack-timeout 2 < jobs.txt`,
@@ -90,7 +97,7 @@ the exit status is then 1. Any other failure stops at once with status 1.`,
 	f.StringSliceVar(&o.recipients, "recipients", nil, "publish reliably: wait for the ACK of each certificate `CN` (repeatable, or comma-separated)")
 	f.IntVar(&o.waitSubs, "wait-subscribers", 0, "before the first publish, wait until `N` subscriptions match the topic instead of post_init_sleep (0: no wait)")
 	f.BoolVar(&o.noResend, "no-resend", false, "with --recipients, send each message once, even when a new subscriber may have missed it")
-	f.Var(&o.ackTimeout, "ack-timeout", "wait this long for ACKs: `SECONDS` such as 0.25, or a duration such as 250ms (default: the config's ack_timeout)")
+	f.Var(&o.ackTimeout, "ack-timeout", "wait this long for ACKs: `SECONDS` such as 0.25, or a duration such as 250ms (default: the config's ack_timeout, else 2s)")
 	return cmd
 }
 
