@@ -187,6 +187,9 @@ func TestZmqToAMQPCarriesWhatPythonValidates(t *testing.T) {
 	if n := b.ready(queue); n != 0 {
 		t.Errorf("%d more messages in the queue than the valid ones", n)
 	}
+	// A message reaches the queue before its confirm reaches the bridge,
+	// which counts it then.
+	waitFor(t, "the broker's confirms", func() bool { return z.Stats().Forwarded >= uint64(len(want)) })
 	st := z.Stats()
 	// Loops: the guard, the ACK vector, and the bridge's own ACK of the
 	// gilmsg vector when it hears it.
