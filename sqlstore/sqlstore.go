@@ -17,11 +17,16 @@
 //     WAL mode, so that replay servers read while publishers write, with
 //     synchronous=NORMAL: a crashed process loses nothing it stored, a
 //     power cut may lose the last transactions. Add ?synchronous=full to
-//     the URL for an fsync per transaction (group commit shares it).
+//     the URL for an fsync per transaction (group commit shares it), and
+//     ?busy_timeout=MS to change how long a write waits for another
+//     process's lock (5000 ms) before failing with "locked".
 //   - postgresql://user:pass@host:port/db (also postgres://, and
 //     postgresql+psycopg2:// as SQLAlchemy spells it): a store shared by
 //     every process of a service, on several hosts. seq_ids come from the
-//     table's sequence.
+//     table's sequence. uuid is VARCHAR(64) there: fedmsg's VARCHAR(36)
+//     cannot hold a msg_id, and PostgreSQL enforces it (an existing
+//     36-character column is refused, naming the ALTER TABLE that fixes
+//     it).
 //
 // The table is created when missing, with the DDL SQLAlchemy would use.
 package sqlstore
