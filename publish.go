@@ -139,7 +139,10 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	if msg == nil {
 		msg = map[string]any{}
 	}
-	raw, err := MarshalCanonical(msg)
+	// Sized like the last payload: a typical one outgrows MarshalCanonical's
+	// first guess and would be copied twice on the way.
+	raw, err := AppendCanonical(make([]byte, 0, max(512, b.pub.payloadCap.Load())), msg)
+	b.pub.payloadCap.Store(int64(len(raw)))
 	if err != nil {
 		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
 	}
@@ -366,6 +369,8 @@ type publisher struct {
 	// set once nobody needs to any more.
 	warmAt time.Time
 	warm   atomic.Bool
+
+	payloadCap atomic.Int64 // the size of the last payload prepare encoded
 
 	mu     sync.Mutex
 	queue  []*outgoing
