@@ -140,9 +140,10 @@ type Subscription struct {
 
 	useMu    sync.Mutex // held by the reader; Close waits for it
 	closed   atomic.Bool
-	pending  []int  // sockets that may have input, in round-robin order
-	queued   []bool // queued[i]: i is in pending
-	readyBuf []int  // the poller's answer, reused
+	pending  []int    // sockets that may have input, in round-robin order
+	queued   []bool   // queued[i]: i is in pending
+	readyBuf []int    // the poller's answer, reused
+	frames   [][]byte // the frames of the message being read, reused
 
 	ackErrSaid bool
 
@@ -333,7 +334,8 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		s.reconnectLost()
 		for len(s.pending) > 0 {
 			i := s.pending[0]
-			frames, err := s.socks[i].RecvMessageBytes(zmq.DONTWAIT)
+			frames, err := recvFrames(s.socks[i], s.frames[:0])
+			s.frames = frames
 			if err != nil {
 				s.pending = s.pending[1:]
 				s.queued[i] = false
@@ -356,6 +358,25 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		}
 		if err := s.poll(ctx); err != nil {
 			return nil, err
+		}
+	}
+}
+
+// recvFrames is RecvMessageBytes(DONTWAIT) appending to frames, so that
+// the reader reuses one slice (handle keeps the frames, never the slice).
+func recvFrames(sock *zmq.Socket, frames [][]byte) ([][]byte, error) {
+	for {
+		f, err := sock.RecvBytes(zmq.DONTWAIT)
+		if err != nil {
+			return frames[:0], err
+		}
+		frames = append(frames, f)
+		more, err := sock.GetRcvmore()
+		if err != nil {
+			return frames[:0], err
+		}
+		if !more {
+			return frames, nil
 		}
 	}
 }
