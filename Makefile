@@ -44,10 +44,13 @@ test: deps vet lint
 # exceeded" (a Go fuzzing quirk). Minimising is capped too: the vectors are
 # kilobytes long, and the default minute of minimising would eat a short run.
 FUZZTIME ?= 20000x
+FUZZPKGS ?= . ./amqpbridge
 fuzz: deps
-	@for t in $$($(GO) test -list '^Fuzz' . | grep '^Fuzz'); do \
-		echo "fuzz $$t for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x . || exit 1; \
+	@for p in $(FUZZPKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+			echo "fuzz $$p $$t for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x $$p || exit 1; \
+		done; \
 	done
 
 test-long: deps
