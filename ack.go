@@ -257,7 +257,7 @@ func (l *ackListener) route(m *Message) string {
 	if m.Topic != l.bus.ackTopic {
 		return ackRejectTopic
 	}
-	payload, _ := m.Msg.(map[string]any)
+	payload, _ := m.Msg().(map[string]any)
 	id, _ := payload["ack_msg_id"].(string)
 	if id == "" {
 		return ackRejectMalformed

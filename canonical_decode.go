@@ -509,3 +509,105 @@ func decodeWTF8(s string) (r rune, size int) {
 	}
 	return r, 3
 }
+
+// skipValue reads the value at d.pos as value does, accepting and
+// rejecting exactly the same texts, but builds nothing: a string with
+// escapes is the only thing it allocates for.
+func (d *jsonDecoder) skipValue() error {
+	d.skipSpace()
+	if d.pos >= len(d.s) {
+		return d.errorf(d.pos, "unexpected end of input, expecting a value")
+	}
+	switch c := d.s[d.pos]; c {
+	case '{', '[':
+		return d.skipContainer(c)
+	case '"':
+		_, err := d.string()
+		return err
+	case 't', 'f', 'n', 'N', 'I':
+		_, err := d.value()
+		return err
+	case '-':
+		if strings.HasPrefix(d.s[d.pos:], "-Infinity") {
+			d.pos += len("-Infinity")
+			return nil
+		}
+		return d.skipNumber()
+	default:
+		if c >= '0' && c <= '9' {
+			return d.skipNumber()
+		}
+		return d.errorf(d.pos, "%s, expecting a value", d.unexpected(d.pos))
+	}
+}
+
+func (d *jsonDecoder) skipNumber() error {
+	start := d.pos
+	end, isFloat, msg := scanJSONNumber(d.s, start)
+	if msg != "" {
+		return d.errorf(end, "%s", msg)
+	}
+	d.pos = end
+	if digits := end - start - btoi(d.s[start] == '-'); !isFloat && digits > maxJSONIntDigits {
+		return d.errorf(start, "integer literal has %d digits, more than %d", digits, maxJSONIntDigits)
+	}
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// skipContainer skips the object or array that open, '{' or '[', starts.
+func (d *jsonDecoder) skipContainer(open byte) error {
+	at := d.pos
+	if d.depth++; d.depth > MaxJSONDepth {
+		return d.errorf(at, "nesting deeper than %d", MaxJSONDepth)
+	}
+	d.pos++
+	end := byte(']')
+	if open == '{' {
+		end = '}'
+	}
+	d.skipSpace()
+	if d.pos < len(d.s) && d.s[d.pos] == end {
+		d.pos++
+		d.depth--
+		return nil
+	}
+	for {
+		if open == '{' {
+			if d.pos >= len(d.s) || d.s[d.pos] != '"' {
+				return d.errorf(d.pos, "%s, expecting a property name in double quotes", d.unexpected(d.pos))
+			}
+			if _, err := d.string(); err != nil {
+				return err
+			}
+			d.skipSpace()
+			if d.pos >= len(d.s) || d.s[d.pos] != ':' {
+				return d.errorf(d.pos, "%s, expecting ':'", d.unexpected(d.pos))
+			}
+			d.pos++
+		}
+		if err := d.skipValue(); err != nil {
+			return err
+		}
+		d.skipSpace()
+		if d.pos < len(d.s) && d.s[d.pos] == ',' {
+			d.pos++
+			if open == '{' {
+				d.skipSpace()
+			}
+			continue
+		}
+		if d.pos < len(d.s) && d.s[d.pos] == end {
+			d.pos++
+			d.depth--
+			return nil
+		}
+		return d.errorf(d.pos, "%s, expecting ',' or '%c'", d.unexpected(d.pos), end)
+	}
+}

@@ -25,17 +25,20 @@ const (
 
 // Envelope is a fedmsg message body: the JSON object carried in frame 2.
 //
-// The typed fields, Msg included, are decoded when the body is parsed.
+// The typed fields are decoded when the body is parsed. The payload, msg,
+// is checked then (a body whose msg is not valid JSON does not parse) but
+// decoded only when first asked for, by [Envelope.Msg] or [Envelope.Fields];
+// [Envelope.Decode] and [Envelope.RawMsg] read its text without decoding it.
 // [Envelope.Fields] keeps the whole object as decoded, unknown keys
 // included (replay's seq_id, ...), because the signature covers all of it;
 // a parsed envelope builds that map on first use (validation is the usual
-// first user), once, safely from any number of goroutines. Decoded strings
+// first user), once, safely from any number of goroutines; so does Msg.
+// Decoded strings
 // share the memory of the body they came from: to keep one long after the
 // message (a msg_id in a set, say), keep strings.Clone of it, or the whole
 // body stays alive.
 type Envelope struct {
 	Topic     string
-	Msg       any // the payload as decoded by DecodeJSON; see [Envelope.Decode]
 	Timestamp int64
 	MsgID     string
 	I         int64
@@ -51,6 +54,15 @@ type Envelope struct {
 
 	hasGilmsg bool // gilmsg_version is present, of any type
 
+	msgOnce sync.Once
+	// msg is the decoded payload, set by msgOnce unless made with it:
+	// read it through Msg, never directly.
+	msg any
+	// rawMsg is the text of msg in the body, for a body that
+	// parseEnvelopeFast read; "" when msg was absent or decoded with the
+	// whole body.
+	rawMsg string
+
 	fieldsOnce sync.Once
 	// fieldMap is built by fieldsOnce unless made with it: read it
 	// through Fields, never directly.
@@ -63,7 +75,6 @@ type Envelope struct {
 type parsedFields struct {
 	seen             uint16 // bits of the known keys present (knownKeyBit)
 	timestamp, i     any    // as decoded
-	msg              any    // as decoded, whatever Msg is set to later
 	extra            []jsonMember
 	gilmsgVersionRaw any // gilmsg_version when it is not a string
 }
@@ -87,8 +98,9 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 }
 
 func envelopeFromFields(obj map[string]any) (*Envelope, error) {
-	e := &Envelope{fieldMap: obj}
+	e := &Envelope{fieldMap: obj, msg: obj[fieldMsg]}
 	e.fieldsOnce.Do(func() {})
+	e.msgOnce.Do(func() {})
 	strs := []struct {
 		key string
 		dst *string
@@ -122,7 +134,6 @@ func envelopeFromFields(obj map[string]any) (*Envelope, error) {
 		}
 		*f.dst = n
 	}
-	e.Msg = obj[fieldMsg]
 	if s, ok := obj[fieldGilmsgVersion].(string); ok {
 		e.GilmsgVersion = s
 	}
@@ -229,14 +240,19 @@ func parseEnvelopeMembers(d *jsonDecoder) *Envelope {
 				if e.GilmsgVersion, err = d.string(); err != nil {
 					return nil
 				}
+			case key == fieldMsg:
+				// Checked, not decoded: Msg decodes it when asked.
+				start := d.pos
+				if d.skipValue() != nil {
+					return nil
+				}
+				e.rawMsg = d.s[start:d.pos]
 			default:
 				v, err := d.value()
 				if err != nil {
 					return nil
 				}
 				switch key {
-				case fieldMsg:
-					e.Msg, p.msg = v, v
 				case fieldTimestamp, fieldI:
 					n, err := toInt64(v)
 					if err != nil {
@@ -292,7 +308,7 @@ func (e *Envelope) buildFields() map[string]any {
 		}
 	}
 	if p.seen&knownKeyBit(fieldMsg) != 0 {
-		m[fieldMsg] = p.msg
+		m[fieldMsg] = e.Msg()
 	}
 	if p.seen&knownKeyBit(fieldTimestamp) != 0 {
 		m[fieldTimestamp] = p.timestamp
@@ -389,11 +405,46 @@ func (e *Envelope) IsGilmsg() bool {
 	return e.hasGilmsg
 }
 
-// Decode unmarshals the payload (the msg field) into v with encoding/json.
-func (e *Envelope) Decode(v any) error {
-	raw, err := MarshalCanonical(e.Msg)
+// Msg returns the payload, the msg field, as [DecodeJSON] decodes it (nil
+// when the field is absent or null). A parsed envelope decodes it on the
+// first call, once, safely from any number of goroutines; later calls
+// return the same value, which is the envelope's own: treat it as
+// read-only. Decoding cannot fail, as ParseEnvelope has checked the text.
+func (e *Envelope) Msg() any {
+	e.msgOnce.Do(func() {
+		if e.rawMsg == "" {
+			return
+		}
+		// ParseEnvelope checked this text, so it decodes.
+		e.msg, _ = decodeJSONString(e.rawMsg)
+	})
+	return e.msg
+}
+
+// RawMsg returns the payload's JSON text, a copy the caller owns: the msg
+// field's text as it stood in the body, or, for a body ParseEnvelope read
+// as a whole (one with a duplicate key, say), the canonical text of Msg.
+// It is nil when msg is absent. It does not decode msg.
+func (e *Envelope) RawMsg() json.RawMessage {
+	if e.rawMsg != "" {
+		return json.RawMessage(e.rawMsg)
+	}
+	if !hasField(e, fieldMsg) {
+		return nil
+	}
+	raw, err := MarshalCanonical(e.Msg())
 	if err != nil {
-		return err
+		return nil
+	}
+	return raw
+}
+
+// Decode unmarshals the payload (the msg field) into v with encoding/json,
+// from its text (see [Envelope.RawMsg]), without decoding it into Msg.
+func (e *Envelope) Decode(v any) error {
+	raw := e.RawMsg()
+	if raw == nil {
+		raw = json.RawMessage("null")
 	}
 	return json.Unmarshal(raw, v)
 }

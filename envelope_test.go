@@ -1,8 +1,11 @@
 package gilmsg
 
 import (
+	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -20,6 +23,15 @@ func FuzzParseEnvelopeFast(f *testing.F) {
 		`{"topic":"a","topic":"b"}`, `{"topic":null}`, `{"i":"1"}`, `{"i":1e400}`,
 		`{"gilmsg_version":1}`, `{"gilmsg_version":"0.1.2","seq_id":4,"seq_id":5}`,
 		`{"t\u006fpic":"x","msg_id":"a\nb"}`, `[1]`, `{"msg":{}} x`, `{"a":1,}`,
+		// msg is checked, not decoded, by the fast path: the shapes it must
+		// accept and reject exactly as DecodeJSON does.
+		`{"msg":[1,{"a\u00e9":"\ud800"},-0,1e5,true,false,null,NaN,-Infinity,Infinity,[],{}]}`,
+		`{"msg":[1,]}`, `{"msg":{"a" 1}}`, `{"msg":{"a":1,}}`, `{"msg":"\x"}`, `{"msg":01}`,
+		`{"msg":-}`, `{"msg":tru}`, `{"msg":"a` + "\x01" + `"}`, `{"msg":[1 2]}`, `{"msg":}`,
+		`{"msg":` + strings.Repeat("[", MaxJSONDepth-1) + strings.Repeat("]", MaxJSONDepth-1) + `}`,
+		`{"msg":` + strings.Repeat("[", MaxJSONDepth) + strings.Repeat("]", MaxJSONDepth) + `}`,
+		`{"msg":` + strings.Repeat("9", maxJSONIntDigits) + `}`,
+		`{"msg":-` + strings.Repeat("9", maxJSONIntDigits+1) + `}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -55,10 +67,94 @@ func FuzzParseEnvelopeFast(f *testing.F) {
 		if strings.Contains(string(body), "NaN") {
 			return // NaN is not DeepEqual to itself
 		}
-		if !reflect.DeepEqual(fast.Msg, slow.Msg) || !reflect.DeepEqual(fast.Fields(), slow.Fields()) {
+		var raw any
+		if r := fast.RawMsg(); r != nil {
+			if raw, err = DecodeJSON(r); err != nil {
+				t.Fatalf("RawMsg %s: %v", r, err)
+			}
+		}
+		if !reflect.DeepEqual(raw, slow.Msg()) {
+			t.Fatalf("RawMsg decodes to %#v, want %#v", raw, slow.Msg())
+		}
+		if !reflect.DeepEqual(fast.Msg(), slow.Msg()) || !reflect.DeepEqual(fast.Fields(), slow.Fields()) {
 			t.Fatalf("decoded values differ:\nfast %#v\nslow %#v", fast.Fields(), slow.Fields())
 		}
 	})
+}
+
+// Msg is decoded on first use, once, from any number of goroutines at
+// once; RawMsg and Decode read the text without decoding it.
+func TestEnvelopeMsgLazy(t *testing.T) {
+	body := `{"i":1,"msg":{"n":7,"s":"\u00e9","l":[true,null]},"msg_id":"2026-x","topic":"a.b"}`
+	e, err := ParseEnvelope([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.msg != nil {
+		t.Fatalf("msg decoded by ParseEnvelope: %#v", e.msg)
+	}
+	if got, want := string(e.RawMsg()), `{"n":7,"s":"\u00e9","l":[true,null]}`; got != want {
+		t.Errorf("RawMsg %s, want %s", got, want)
+	}
+	var v struct {
+		N int
+		S string
+		L []any
+	}
+	if err := e.Decode(&v); err != nil || v.N != 7 || v.S != "é" || len(v.L) != 2 || v.L[0] != true {
+		t.Errorf("Decode: %+v, %v", v, err)
+	}
+	if e.msg != nil {
+		t.Fatal("RawMsg or Decode decoded msg")
+	}
+	want := map[string]any{"n": json.Number("7"), "s": "é", "l": []any{true, nil}}
+	const n = 8
+	got := make([]any, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				got[i] = e.Fields()[fieldMsg]
+			} else {
+				got[i] = e.Msg()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, g := range got {
+		if !reflect.DeepEqual(g, want) {
+			t.Fatalf("goroutine %d got %#v", i, g)
+		}
+		if reflect.ValueOf(g).UnsafePointer() != reflect.ValueOf(got[0]).UnsafePointer() {
+			t.Errorf("goroutine %d got a map of its own: decoded twice", i)
+		}
+	}
+
+	// Without msg: nothing to decode.
+	e, err = ParseEnvelope([]byte(`{"topic":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Msg() != nil || e.RawMsg() != nil || e.Decode(&v) != nil {
+		t.Errorf("absent msg: Msg %v, RawMsg %s", e.Msg(), e.RawMsg())
+	}
+	// A body read by the general path (a duplicate key) has its msg too.
+	e, err = ParseEnvelope([]byte(`{"topic":"a","topic":"a","msg":[1, 2]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(e.RawMsg()) != "[1,2]" || !reflect.DeepEqual(e.Msg(), []any{json.Number("1"), json.Number("2")}) {
+		t.Errorf("general path: RawMsg %s, Msg %#v", e.RawMsg(), e.Msg())
+	}
+	// A msg that is not JSON fails the parse, as before.
+	for _, bad := range []string{`{"msg":[1,]}`, `{"msg":{"a":01}}`, `{"msg":"\q"}`,
+		`{"msg":` + strings.Repeat("[", MaxJSONDepth) + strings.Repeat("]", MaxJSONDepth) + `}`} {
+		if _, err := ParseEnvelope([]byte(bad)); !errors.Is(err, ErrInvalidJSON) {
+			t.Errorf("%s: err %v, want ErrInvalidJSON", bad, err)
+		}
+	}
 }
 
 // appendPlainEnvelope writes what MarshalCanonical writes for the same

@@ -93,7 +93,7 @@ func Example() {
 			log.Print(err)
 			continue
 		}
-		fmt.Println(m.Topic, m.Signer, m.Msg)
+		fmt.Println(m.Topic, m.Signer, m.Msg())
 	}
 }
 
@@ -155,7 +155,7 @@ func ExampleBus_Publish() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("received", m.Msg, "signed by", m.Signer, "same id:", m.MsgID == receipt.MsgID)
+	fmt.Println("received", m.Msg(), "signed by", m.Signer, "same id:", m.MsgID == receipt.MsgID)
 	// Output:
 	// published on org.example.dev.web.user.login
 	// received map[user:alice] signed by web01 same id: true
@@ -228,7 +228,7 @@ func ExampleBus_Publish_reliable() {
 		// Next ACKs each gilmsg message before returning it.
 		m, err := s.Next(ctx)
 		if err == nil {
-			fmt.Println("billing01 got", m.Msg)
+			fmt.Println("billing01 got", m.Msg())
 		}
 	}()
 
@@ -284,7 +284,7 @@ func ExampleBus_RunConsumers() {
 	defer web.Close()
 
 	invoices := gilmsg.ConsumerFunc("org.example.dev.web.order.", func(ctx context.Context, m *gilmsg.Message) error {
-		fmt.Println("invoicing", m.Msg)
+		fmt.Println("invoicing", m.Msg())
 		return nil // an error here withholds the ACK, with AckAfterConsume
 	})
 	runCtx, stop := context.WithCancel(ctx)

@@ -343,7 +343,7 @@ func TestCardTailAcksWhatItYields(t *testing.T) {
 		if err := pub.Validator().ValidateSignedBy(env, c1); err != nil {
 			t.Fatalf("an ACK not signed by %s: %v", c1, err)
 		}
-		id, _ := env.Msg.(map[string]any)["ack_msg_id"].(string)
+		id, _ := env.Msg().(map[string]any)["ack_msg_id"].(string)
 		ackedBy[id] = append(ackedBy[id], env.MsgID)
 	}
 	// The loop body records a message a moment after its ACK may leave.

@@ -228,7 +228,7 @@ func (k *gpgKeyring) verify(env *Envelope, now time.Time) (string, *ValidationEr
 	if err != nil {
 		return "", invalid(ReasonMalformed, "signature", err)
 	}
-	text, err := MarshalCanonical(env.Msg)
+	text, err := MarshalCanonical(env.Msg())
 	if err != nil {
 		return "", invalid(ReasonMalformed, "canonical text of msg", err)
 	}

@@ -203,7 +203,7 @@ func TestReplayedAckNeverCompletesLaterPublish(t *testing.T) {
 	waitFor(t, "the first ACK to be recorded", func() bool {
 		select {
 		case m := <-acks:
-			if p, _ := m.Msg.(map[string]any); p["ack_msg_id"] == first.MsgID {
+			if p, _ := m.Msg().(map[string]any); p["ack_msg_id"] == first.MsgID {
 				recorded = m.Body
 			}
 		default:

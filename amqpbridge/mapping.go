@@ -71,17 +71,17 @@ func ToAMQP(m *gilmsg.Envelope) (amqp.Publishing, error) {
 		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrBadTopic,
 			Detail: fmt.Sprintf("topic or msg_id longer than AMQP's %d bytes", maxShortString)}
 	}
-	if _, ok := m.Msg.(map[string]any); !ok {
+	if _, ok := m.Msg().(map[string]any); !ok {
 		detail := "no msg field"
 		if _, present := m.Field("msg"); present {
-			detail = fmt.Sprintf("msg is %T", m.Msg)
-			if m.Msg == nil {
+			detail = fmt.Sprintf("msg is %T", m.Msg())
+			if m.Msg() == nil {
 				detail = "msg is null"
 			}
 		}
 		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrNoPayload, Detail: detail}
 	}
-	body, err := gilmsg.MarshalCanonical(m.Msg)
+	body, err := gilmsg.MarshalCanonical(m.Msg())
 	if err != nil {
 		return amqp.Publishing{}, &DropError{MsgID: m.MsgID, Reason: ErrNoPayload, Detail: err.Error()}
 	}

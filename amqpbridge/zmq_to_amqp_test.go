@@ -152,7 +152,7 @@ func TestZmqToAMQPCarriesWhatPythonValidates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := gilmsg.MarshalCanonical(env.Msg)
+		body, _ := gilmsg.MarshalCanonical(env.Msg())
 		switch {
 		case len(body) > bc.MaxBody:
 			tooLarge++
@@ -178,7 +178,7 @@ func TestZmqToAMQPCarriesWhatPythonValidates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantBody, _ := gilmsg.MarshalCanonical(env.Msg)
+		wantBody, _ := gilmsg.MarshalCanonical(env.Msg())
 		if d.RoutingKey != v.Topic || d.MessageId != env.MsgID || string(d.Body) != string(wantBody) {
 			t.Errorf("%s: got key %q id %q body %s, want %q %q %s", v.Name, d.RoutingKey, d.MessageId, d.Body, v.Topic, env.MsgID, wantBody)
 		}

@@ -53,6 +53,6 @@ func ExampleOpen() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		log.Println(m.Topic, m.Msg)
+		log.Println(m.Topic, m.Msg())
 	}
 }

@@ -378,7 +378,7 @@ func humanLine(m *gilmsg.Message) ([]byte, error) {
 		b.WriteByte('-')
 	}
 	b.WriteByte(' ')
-	if err := (&prettyPrinter{}).value(&b, m.Msg, 0); err != nil {
+	if err := (&prettyPrinter{}).value(&b, m.Msg(), 0); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

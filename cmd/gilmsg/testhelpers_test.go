@@ -265,7 +265,7 @@ func next(t *testing.T, ch <-chan *gilmsg.Message) *gilmsg.Message {
 // payload returns m's msg re-encoded canonically, for comparisons.
 func payload(t *testing.T, m *gilmsg.Message) string {
 	t.Helper()
-	b, err := gilmsg.MarshalCanonical(m.Msg)
+	b, err := gilmsg.MarshalCanonical(m.Msg())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func run(url string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("2. on the bus: %s, msg_id %s, username %s, signed by %s, msg %v\n", m.Topic, m.MsgID, m.Username, m.Signer, m.Msg)
+	fmt.Printf("2. on the bus: %s, msg_id %s, username %s, signed by %s, msg %v\n", m.Topic, m.MsgID, m.Username, m.Signer, m.Msg())
 
 	// 3. No loop: zmq-to-amqp saw the bridged message and dropped it
 	// (username amqp-bridge); the broker got only app01's message.

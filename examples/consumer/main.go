@@ -68,7 +68,7 @@ func run() error {
 	// A second consumer, from a function: it sees everything shop01 says.
 	audited := make(chan string, 16)
 	auditor := gilmsg.ConsumerFunc("org.example.dev.shop.", func(_ context.Context, m *gilmsg.Message) error {
-		fmt.Printf("  auditor: %s %v\n", m.Topic, m.Msg)
+		fmt.Printf("  auditor: %s %v\n", m.Topic, m.Msg())
 		audited <- m.Topic
 		return nil
 	})

@@ -86,7 +86,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("received  %s  from %s, signed by %s: %v\n", m.Topic, m.Name, m.Signer, m.Msg)
+		fmt.Printf("received  %s  from %s, signed by %s: %v\n", m.Topic, m.Name, m.Signer, m.Msg())
 	}
 	st := builder.Stats()
 	fmt.Printf("builder01 published %d messages; listener received %d\n", st.Published, listener.Stats().Received)

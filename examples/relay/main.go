@@ -117,7 +117,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("watcher got %s %v, signed by %s\n", m.Topic, m.Msg, m.Signer)
+		fmt.Printf("watcher got %s %v, signed by %s\n", m.Topic, m.Msg(), m.Signer)
 		if m.Topic == "org.example.dev.cron.job.start" {
 			break
 		}

@@ -55,7 +55,7 @@ func run() error {
 		go func() {
 			for m, err := range r.Tail(tailCtx, "org.example.dev.shop.", gilmsg.FromEndpoints(shop.Endpoint())) {
 				if err == nil {
-					fmt.Printf("  %s got %v\n", r.Config().Name, m.Msg)
+					fmt.Printf("  %s got %v\n", r.Config().Name, m.Msg())
 				}
 			}
 		}()

@@ -74,7 +74,7 @@ func run() error {
 		if err != nil {
 			fmt.Printf("rejected  from %s: %s (%v)\n", m.Name, gilmsg.ReasonOf(err), err)
 		} else {
-			fmt.Printf("accepted  from %s: %s %v signed by %s\n", m.Name, m.Topic, m.Msg, m.Signer)
+			fmt.Printf("accepted  from %s: %s %v signed by %s\n", m.Name, m.Topic, m.Msg(), m.Signer)
 		}
 		if n == 4 {
 			break // ends the loop and closes the subscription
