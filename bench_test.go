@@ -378,3 +378,23 @@ func BenchmarkParseEnvelope(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseEnvelopeMsg is BenchmarkParseEnvelope/signed=false for an
+// application that reads the payload: the parse and the decode of msg.
+func BenchmarkParseEnvelopeMsg(b *testing.B) {
+	body, err := MarshalCanonical(map[string]any{
+		"topic": "org.example.dev.bench.msg", "msg": e2ePayload(), "timestamp": time.Now().Unix(),
+		"msg_id": "2025-c0ffee00-1234-4abc-9def-0123456789ab", "i": 1, "username": "bench",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		e, err := ParseEnvelope(body)
+		if err != nil || e.Msg() == nil {
+			b.Fatal(err)
+		}
+	}
+}
