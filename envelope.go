@@ -74,7 +74,7 @@ type Envelope struct {
 // typed fields: which keys were there and the values that are not strings.
 type parsedFields struct {
 	seen             uint16 // bits of the known keys present (knownKeyBit)
-	timestamp, i     any    // as decoded
+	timestamp, i     any    // as decoded; nil for an integer literal
 	extra            []jsonMember
 	gilmsgVersionRaw any // gilmsg_version when it is not a string
 }
@@ -247,6 +247,9 @@ func parseEnvelopeMembers(d *jsonDecoder) *Envelope {
 					return nil
 				}
 				e.rawMsg = d.s[start:d.pos]
+			case (key == fieldTimestamp || key == fieldI) && d.plainInt(&e.Timestamp, &e.I, key == fieldI):
+				// An integer literal: its value in Fields is rebuilt from
+				// the typed field (p.timestamp or p.i left nil).
 			default:
 				v, err := d.value()
 				if err != nil {
@@ -311,10 +314,10 @@ func (e *Envelope) buildFields() map[string]any {
 		m[fieldMsg] = e.Msg()
 	}
 	if p.seen&knownKeyBit(fieldTimestamp) != 0 {
-		m[fieldTimestamp] = p.timestamp
+		m[fieldTimestamp] = intField(p.timestamp, e.Timestamp)
 	}
 	if p.seen&knownKeyBit(fieldI) != 0 {
-		m[fieldI] = p.i
+		m[fieldI] = intField(p.i, e.I)
 	}
 	if p.seen&knownKeyBit(fieldGilmsgVersion) != 0 {
 		if p.gilmsgVersionRaw != nil {
@@ -327,6 +330,41 @@ func (e *Envelope) buildFields() map[string]any {
 		m[kv.key] = kv.val // a later duplicate wins, as in DecodeJSON
 	}
 	return m
+}
+
+// intField is the decoded value of timestamp or i: v, or, when the fast
+// path read an integer literal without boxing it (v nil), the json.Number
+// DecodeJSON makes of it, which is n's decimal text (JSON has no leading
+// zeros, and "-0" decodes as "0").
+func intField(v any, n int64) any {
+	if v == nil {
+		return json.Number(strconv.FormatInt(n, 10))
+	}
+	return v
+}
+
+// plainInt reads, at d.pos, an integer literal that fits an int64 into
+// *i when isI, else into *ts. It reports false, reading nothing, for
+// anything else (a float, a bigger integer, not a number).
+func (d *jsonDecoder) plainInt(ts, i *int64, isI bool) bool {
+	if d.pos >= len(d.s) || (d.s[d.pos] != '-' && (d.s[d.pos] < '0' || d.s[d.pos] > '9')) {
+		return false
+	}
+	end, isFloat, msg := scanJSONNumber(d.s, d.pos)
+	if msg != "" || isFloat {
+		return false
+	}
+	n, err := strconv.ParseInt(d.s[d.pos:end], 10, 64)
+	if err != nil {
+		return false
+	}
+	if isI {
+		*i = n
+	} else {
+		*ts = n
+	}
+	d.pos = end
+	return true
 }
 
 // toInt64 accepts integers, and floats with an integral value (Python's

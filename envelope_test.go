@@ -32,6 +32,8 @@ func FuzzParseEnvelopeFast(f *testing.F) {
 		`{"msg":` + strings.Repeat("[", MaxJSONDepth) + strings.Repeat("]", MaxJSONDepth) + `}`,
 		`{"msg":` + strings.Repeat("9", maxJSONIntDigits) + `}`,
 		`{"msg":-` + strings.Repeat("9", maxJSONIntDigits+1) + `}`,
+		`{"i":-0,"timestamp":-9223372036854775808}`, `{"timestamp":9223372036854775808}`,
+		`{"i":00}`, `{"i":-}`, `{"i":-Infinity}`, `{"i":1.0e0,"timestamp":12}`,
 	} {
 		f.Add([]byte(s))
 	}
