@@ -174,3 +174,22 @@ func sendEvery(raw *zmq.Socket, every time.Duration, frames ...string) (stop fun
 	}()
 	return func() { close(quit); <-done }
 }
+
+// awaitRawPeer sends a message signed by pub from the raw socket until
+// msgs yields it: the raw peer's connection to the subscription is up.
+func awaitRawPeer(t *testing.T, raw *zmq.Socket, pub *Bus, msgs <-chan *Message) {
+	t.Helper()
+	marker, err := pub.prepare("x", map[string]any{"marker": true}, &pubOptions{}, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the raw peer to be connected", func() bool {
+		raw.SendMessage(marker.topic, string(marker.body))
+		select {
+		case <-msgs:
+			return true
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	})
+}

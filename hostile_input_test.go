@@ -401,19 +401,7 @@ func TestRejectedInputIsNotKept(t *testing.T) {
 			pub := n.start(pubCN)
 			sub := n.start("")
 			msgs := tail(t, sub, "")
-			marker, err := pub.prepare("x", map[string]any{"marker": true}, &pubOptions{}, false, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "the hostile peer to be connected", func() bool {
-				raw.SendMessage(marker.topic, string(marker.body))
-				select {
-				case <-msgs:
-					return true
-				case <-time.After(20 * time.Millisecond):
-					return false
-				}
-			})
+			awaitRawPeer(t, raw, pub, msgs)
 			heap0, _ := heapAndGoroutines()
 			before := sub.Stats().Invalid[ReasonCertificate]
 			for i := range total {

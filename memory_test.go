@@ -114,19 +114,7 @@ func TestMemoryHandedBackAfterBigMessage(t *testing.T) {
 	pub := n.start(pubCN)
 	sub := n.start("")
 	msgs := tail(t, sub, "")
-	marker, err := pub.prepare("x", map[string]any{"marker": true}, &pubOptions{}, false, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the raw peer to be connected", func() bool {
-		raw.SendMessage(marker.topic, string(marker.body))
-		select {
-		case <-msgs:
-			return true
-		default:
-			return false
-		}
-	})
+	awaitRawPeer(t, raw, pub, msgs)
 	held := func() uint64 {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
