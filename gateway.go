@@ -126,8 +126,7 @@ func (r *Relay) openGateway(cfg *Config, bind string, hwm int) (int, error) {
 	if r.outbound, err = bindFirst(r.pub, "gateway", []string{bind}); err != nil {
 		return 0, err
 	}
-	r.wake, err = newWaker(r.zctx)
-	return n, err
+	return n, nil
 }
 
 // Endpoint returns the address the gateway's PUB socket is bound at, as

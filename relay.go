@@ -12,7 +12,7 @@ import (
 )
 
 // relayBatch bounds how many messages are forwarded between two looks at
-// the wake-up socket, so that Close and ctx are noticed under a flood.
+// Close and ctx, so that they are noticed under a flood.
 const relayBatch = 256
 
 // Relay is fedmsg-relay: active publishers connect to its SUB socket at
@@ -33,12 +33,14 @@ type Relay struct {
 	outbound string
 	signer   *Signer // signing relay only: signs what comes unsigned
 
-	// Holding run owns sub, pub and wake.recv: Run holds it while it
-	// forwards, Close takes it for good.
-	run  chan struct{}
-	sub  *zmq.Socket
-	pub  *zmq.Socket
-	wake *waker
+	// Holding run owns sub and pub: Run holds it while it forwards, Close
+	// takes it for good.
+	run chan struct{}
+	sub *zmq.Socket
+	pub *zmq.Socket
+	// poller waits for sub in Go's netpoller; its Wake makes Run look at
+	// closing and ctx.
+	poller *readyPoller
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -103,12 +105,16 @@ func newRelay(cfg *Config, opts []RelayOption, signer *Signer, open func(*Relay,
 		run:     make(chan struct{}, 1),
 		closing: make(chan struct{}),
 	}
-	if err := open(r, cfg); err != nil {
-		var wakeErr error
-		if r.wake != nil {
-			wakeErr = r.wake.close()
-		}
-		return nil, errors.Join(err, wakeErr, closeAll(zctx, r.sub, r.pub))
+	if r.poller, err = newReadyPoller(); err != nil {
+		return nil, errors.Join(err, closeAll(zctx))
+	}
+	err = open(r, cfg)
+	if err == nil {
+		err = r.poller.add(r.sub, 0)
+	}
+	if err != nil {
+		r.poller.close()
+		return nil, errors.Join(err, closeAll(zctx, r.sub, r.pub))
 	}
 	return r, nil
 }
@@ -129,10 +135,7 @@ func (r *Relay) open(cfg *Config) error {
 	if r.pub, err = newSocket(r.zctx, zmq.PUB, so); err != nil {
 		return err
 	}
-	if r.outbound, err = bindFirst(r.pub, "relay_outbound", cfg.Endpoints["relay_outbound"]); err != nil {
-		return err
-	}
-	r.wake, err = newWaker(r.zctx)
+	r.outbound, err = bindFirst(r.pub, "relay_outbound", cfg.Endpoints["relay_outbound"])
 	return err
 }
 
@@ -168,20 +171,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	default:
 	}
 
-	stop := make(chan struct{})
-	watcherDone := make(chan struct{})
-	go func() {
-		defer close(watcherDone)
-		select {
-		case <-ctx.Done():
-			r.wake.Wake()
-		case <-stop:
-		}
-	}()
-	defer func() {
-		close(stop)
-		<-watcherDone // no Wake may outlive Run: Close closes the waker
-	}()
+	// A Wake that comes after Run returns only cuts the next Run's first
+	// wait short; after Close it does nothing.
+	stop := context.AfterFunc(ctx, r.poller.Wake)
+	defer stop()
 
 	r.log.Info("gilmsg: relay forwarding", slog.String("inbound", r.inbound), slog.String("outbound", r.outbound))
 	err := r.forwardLoop(ctx)
@@ -189,12 +182,15 @@ func (r *Relay) Run(ctx context.Context) error {
 	return err
 }
 
+// forwardLoop keeps the poller's rules (see readyPoller): sub is read
+// until EAGAIN before each wait, and once before the first, since a Run
+// that stopped mid-batch (or a constructor's zmq calls) may have taken the
+// signal for what is queued.
 func (r *Relay) forwardLoop(ctx context.Context) error {
-	poller := zmq.NewPoller()
-	poller.Add(r.sub, zmq.POLLIN)
-	poller.Add(r.wake.recv, zmq.POLLIN)
+	readable := true
+	var ready []int
 	for {
-		// After drain, as the waker requires.
+		// After the wait, as Wake requires.
 		select {
 		case <-r.closing:
 			return ErrClosed
@@ -203,23 +199,22 @@ func (r *Relay) forwardLoop(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		polled, err := poller.Poll(-1)
-		if err != nil {
-			return fmt.Errorf("gilmsg: relay poll: %w", err)
-		}
-		for _, p := range polled {
-			if p.Socket == r.wake.recv {
-				r.wake.drain()
-				continue
+		if !readable {
+			var err error
+			if ready, err = r.poller.wait(ready[:0]); err != nil {
+				return fmt.Errorf("gilmsg: relay wait: %w", err)
 			}
-			for range relayBatch {
-				ok, err := r.forwardOne()
-				if err != nil {
-					return err
-				}
-				if !ok {
-					break
-				}
+			readable = len(ready) > 0 // none: a Wake
+			continue
+		}
+		for range relayBatch {
+			ok, err := r.forwardOne()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				readable = false
+				break
 			}
 		}
 	}
@@ -280,9 +275,10 @@ func (r *Relay) forwardOne() (bool, error) {
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.closing)
-		r.wake.Wake()
+		r.poller.Wake()
 		r.run <- struct{}{} // wait for Run to let go of the sockets; never released
-		r.closeErr = errors.Join(r.wake.close(), closeAll(r.zctx, r.sub, r.pub))
+		r.poller.close()
+		r.closeErr = closeAll(r.zctx, r.sub, r.pub)
 	})
 	return r.closeErr
 }

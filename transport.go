@@ -7,7 +7,6 @@ package gilmsg
 //	sockOptsFromConfig / newSocket         sockets with fedmsg's options
 //	bindFirst / bindAddress                fedmsg's bind rule, *NoEndpointError
 //	closeAll(zctx, socks...)               close, then Term
-//	waker                                  wake a zmq_poll owned by another goroutine
 //	readyPoller (netpoll_linux.go)         wait for many sockets in Go's netpoller
 //	connMonitor, monitorGroup              count handshaken connections, many
 //	  (+ withLostHook)                     sockets' monitors on one goroutine
@@ -19,11 +18,12 @@ package gilmsg
 //   - A *zmq.Socket is not goroutine-safe. Each socket has one owner
 //     goroutine; handing it to another goroutine is fine only across a
 //     happens-before edge (a channel operation, a go statement, a mutex).
-//     The exceptions are documented: [waker.Wake] is callable from anywhere.
+//     Other goroutines reach an owner through Go, never through a shared
+//     socket: [readyPoller.Wake] is callable from anywhere.
 //   - A library makes its own zmq.Context ([newContext]) and terminates it
 //     last ([closeAll]). Context.Term blocks until every socket of the
 //     context is closed and its linger has run out, so: stop the goroutines
-//     that own sockets (connMonitor.Close, waker owners), close the sockets,
+//     that own sockets (connMonitor.Close, a relay's Run), close the sockets,
 //     then Term. A socket left open makes Term hang forever.
 //   - Linger is always bounded ([newSocket]), so Close and Term are too.
 //   - Nothing sleeps to dodge the slow-joiner problem: [connMonitor] reports
@@ -32,10 +32,11 @@ package gilmsg
 //   - Readers wait in Go's netpoller on the sockets' ZMQ_FD
 //     ([readyPoller]), not in a cgo zmq_poll, which would hold an OS
 //     thread and a P per waiting goroutine. They are woken with an eventfd
-//     (zmq_poll owners, the relay's, with an inproc socket: [waker]) rather
-//     than poll timeouts, so stopping costs no latency.
+//     ([readyPoller.Wake]) rather than poll timeouts, so stopping costs no
+//     latency. (The few loops left in zmq_poll, the hub status check, gap
+//     recovery and the replay client, poll in short slices.)
 //   - pebbe/zmq4 retries calls interrupted by signals (EINTR) by default
-//     (SetRetryAfterEINTR true). We keep that: loops are woken by [waker],
+//     (SetRetryAfterEINTR true). We keep that: loops are woken by Wake,
 //     never by EINTR, so a signal handler need not clear it.
 //
 // What a completed handshake does and does not guarantee (libzmq 4.3):
@@ -78,8 +79,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -306,89 +305,4 @@ func bindFirst(s *zmq.Socket, name string, addrs []string) (string, error) {
 		e.Errs = append(e.Errs, err)
 	}
 	return "", e
-}
-
-// waker interrupts a zmq poll owned by another goroutine: the owner polls
-// recv with its other sockets, anyone calls Wake. A poll timeout would do
-// the same at the cost of latency or busy wake-ups.
-//
-// Wake-ups coalesce in Go (pending), not through the pipe's high-water
-// mark: a writer learns that its pipe has room only when it processes
-// commands, which zmq_send throttles, so a pipe that was full a moment ago
-// can refuse the one wake-up that matters.
-type waker struct {
-	recv    *zmq.Socket // owned by the polling goroutine
-	pending atomic.Bool // a wake-up is in the pipe or about to be
-
-	mu   sync.Mutex
-	send *zmq.Socket // guarded by mu: zmq allows a socket to change threads across a full memory barrier
-}
-
-func newWaker(zctx *zmq.Context) (*waker, error) {
-	pair := func() (*zmq.Socket, error) {
-		s, err := zctx.NewSocket(zmq.PAIR)
-		if err != nil {
-			return nil, fmt.Errorf("gilmsg: waker socket: %w", err)
-		}
-		s.SetLinger(0)
-		return s, nil
-	}
-	recv, err := pair()
-	if err != nil {
-		return nil, err
-	}
-	addr := inprocAddr("wake")
-	if err := recv.Bind(addr); err != nil {
-		recv.Close()
-		return nil, fmt.Errorf("gilmsg: waker bind: %w", err)
-	}
-	send, err := pair()
-	if err != nil {
-		recv.Close()
-		return nil, err
-	}
-	if err := send.Connect(addr); err != nil {
-		send.Close()
-		recv.Close()
-		return nil, fmt.Errorf("gilmsg: waker connect: %w", err)
-	}
-	return &waker{recv: recv, send: send}, nil
-}
-
-// Wake makes the owner's poll return with recv readable. Change the state
-// the owner should notice first, then call Wake. It is safe from any
-// goroutine, never blocks, and is a no-op after close.
-func (w *waker) Wake() {
-	if !w.pending.CompareAndSwap(false, true) {
-		return // the owner has yet to drain: it will see our state change
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.send != nil {
-		w.send.SendBytes(nil, zmq.DONTWAIT)
-	}
-}
-
-// drain consumes pending wake-ups; owner goroutine only. The owner must
-// look at its state after drain, not before: a Wake that finds pending
-// still set sends nothing and relies on that look.
-func (w *waker) drain() {
-	for {
-		if _, err := w.recv.RecvBytes(zmq.DONTWAIT); err != nil {
-			break
-		}
-	}
-	w.pending.Store(false)
-}
-
-// close releases both sockets; the owner calls it once its loop is done.
-func (w *waker) close() error {
-	var err error
-	w.mu.Lock()
-	if w.send != nil {
-		err = w.send.Close()
-		w.send = nil
-	}
-	w.mu.Unlock()
-	return errors.Join(err, w.recv.Close())
 }

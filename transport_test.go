@@ -290,47 +290,6 @@ func TestCloseAll(t *testing.T) {
 	}
 }
 
-func TestWaker(t *testing.T) {
-	checkLeaks(t)
-	zctx := testZCtx(t)
-	w, err := newWaker(zctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	woke := make(chan error)
-	go func() { // owns w.recv until it reports
-		poller := zmq.NewPoller()
-		poller.Add(w.recv, zmq.POLLIN)
-		for range 2 {
-			if _, err := poller.Poll(-1); err != nil {
-				woke <- err
-				return
-			}
-			w.drain()
-			woke <- nil
-		}
-	}()
-	for i := range 2 {
-		w.Wake()
-		w.Wake() // coalesced, never blocks
-		select {
-		case err := <-woke:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("wake %d not seen", i)
-		}
-	}
-	if err := w.close(); err != nil {
-		t.Fatal(err)
-	}
-	w.Wake() // after close: a no-op, not a crash
-	if err := w.close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestConnMonitor(t *testing.T) {
 	t.Run("sub and pub see the handshake", func(t *testing.T) {
 		checkLeaks(t)

@@ -27,10 +27,10 @@ func newXPub(zctx *zmq.Context, o sockOpts) (*zmq.Socket, error) {
 }
 
 // readSubscriptions feeds t with everything queued on the XPUB socket s,
-// without blocking. Call it from s's owner whenever s polls readable
-// (POLLIN), so the owner loop polls s together with a [waker] for its send
-// queue. Anything that is not a single-frame (un)subscription (an XSUB
-// peer may send data upstream) is discarded.
+// without blocking. Call it from s's owner whenever s may have input (the
+// publisher's goroutine does after each batch it sends, and on a tick).
+// Anything that is not a single-frame (un)subscription (an XSUB peer may
+// send data upstream) is discarded.
 func readSubscriptions(s *zmq.Socket, t *subscriptionTracker) error {
 	for {
 		msg, err := s.RecvMessageBytes(zmq.DONTWAIT)
