@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,6 +236,122 @@ func TestRelayLifecycle(t *testing.T) {
 			t.Errorf("Run = %v, want ErrClosed", err)
 		}
 	})
+}
+
+// TestRelayStopsUnderFlood: with messages always queued, Run still looks
+// at Close and ctx between batches (relayBatch).
+func TestRelayStopsUnderFlood(t *testing.T) {
+	for _, how := range []string{"close", "cancel"} {
+		t.Run(how, func(t *testing.T) {
+			checkLeaks(t)
+			zctx := testZCtx(t)
+			r := testRelay(t, relayTestConfig())
+			cancel, errc := runRelay(t, r)
+			c := newRelayClients(t, zctx, r)
+
+			stop := make(chan struct{})
+			flooded := make(chan error, 1)
+			go func() { // owns c.pub from here
+				for {
+					select {
+					case <-stop:
+						flooded <- nil
+						return
+					default:
+					}
+					if _, err := c.pub.SendMessage("flood", "x"); err != nil {
+						flooded <- err
+						return
+					}
+				}
+			}()
+			defer func() {
+				close(stop)
+				if err := <-flooded; err != nil {
+					t.Error(err)
+				}
+			}()
+			busy := uint64(c.probes + 8*relayBatch)
+			waitFor(t, "the flood to pass through the relay", func() bool { return r.Stats().Forwarded > busy })
+
+			want := ErrClosed
+			if how == "close" {
+				if err := r.Close(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				cancel()
+				want = context.Canceled
+			}
+			if err := waitErr(t, errc, "Run"); !errors.Is(err, want) {
+				t.Errorf("Run = %v, want %v", err, want)
+			}
+		})
+	}
+}
+
+// TestRelayRunResumesMidBatch: a Run that stops with messages still
+// queued leaves no signal for them (ZMQ_FD is edge-triggered, and was
+// consumed); the next Run must read them anyway.
+func TestRelayRunResumesMidBatch(t *testing.T) {
+	checkLeaks(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var hold sync.Once
+	hooks := &Hooks{MessageIn: func(topic string) {
+		if topic == "held" {
+			hold.Do(func() { close(held); <-release })
+		}
+	}}
+	// Inbound over inproc, from a socket in the relay's own context: an
+	// inproc send queues the message at the relay before it returns.
+	cfg := relayTestConfig()
+	cfg.RelayInbound = []string{inprocAddr("relay-in")}
+	r, err := NewRelay(cfg, WithRelayHooks(hooks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() }) // after the clients' sockets are closed
+	cancel, errc := runRelay(t, r)
+	c := newRelayClients(t, r.zctx, r)
+
+	// Run stops in the hook of the first message while the rest, more
+	// than one batch, queue up behind it.
+	const n = 4 * relayBatch
+	if _, err := c.pub.SendMessage("held", "0"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first message never reached the relay")
+	}
+	for i := 1; i < n; i++ {
+		if _, err := c.pub.SendMessage("queued", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	close(release)
+	if err := waitErr(t, errc, "first Run"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first Run = %v, want context.Canceled", err)
+	}
+	// At most one batch of ours: every probe was queued before "held", so
+	// the first Run forwarded them all.
+	if got := r.Stats().Forwarded - uint64(c.probes); got > relayBatch {
+		t.Fatalf("the first Run forwarded %d of ours, want at most a batch (%d)", got, relayBatch)
+	}
+
+	cancel, errc = runRelay(t, r)
+	for i := range n {
+		got := c.recv(t)
+		if len(got) != 2 || string(got[1]) != strconv.Itoa(i) {
+			t.Fatalf("message %d = %q", i, got)
+		}
+	}
+	cancel()
+	if err := waitErr(t, errc, "second Run"); !errors.Is(err, context.Canceled) {
+		t.Errorf("second Run = %v, want context.Canceled", err)
+	}
 }
 
 func TestNewRelayErrors(t *testing.T) {
