@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -351,6 +352,29 @@ func TestRelayRunResumesMidBatch(t *testing.T) {
 	cancel()
 	if err := waitErr(t, errc, "second Run"); !errors.Is(err, context.Canceled) {
 		t.Errorf("second Run = %v, want context.Canceled", err)
+	}
+}
+
+// TestIdleRelaysHoldNoThread: a Run waiting for messages holds no OS
+// thread (it waits in Go's netpoller; in a cgo zmq_poll it held one). What
+// each relay does hold: its zmq context's I/O thread and reaper.
+func TestIdleRelaysHoldNoThread(t *testing.T) {
+	if !inFreshProcess(t) {
+		return
+	}
+	const n = 64
+	zctx := testZCtx(t)
+	for range n {
+		r := testRelay(t, relayTestConfig())
+		runRelay(t, r)
+		newRelayClients(t, zctx, r) // a probe came through: Run is in its loop
+	}
+	// Go's own threads: GOMAXPROCS, sysmon, the GC's, a few spare.
+	maxThreads := 2*(n+1) + runtime.GOMAXPROCS(0) + 16
+	threads := procStatus(t, "Threads")
+	t.Logf("%d idle relays: %d OS threads", n, threads)
+	if threads > maxThreads {
+		t.Errorf("%d OS threads with %d idle relays, want at most %d", threads, n, maxThreads)
 	}
 }
 

@@ -15,9 +15,28 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// scaleChildEnv marks the fresh process in which TestSubscribeManyEndpoints
-// counts threads: a test binary keeps every OS thread earlier tests made.
+// scaleChildEnv marks the fresh process in which a test counts threads
+// (see inFreshProcess).
 const scaleChildEnv = "GILMSG_SCALE_CHILD"
+
+// inFreshProcess reports whether this is a fresh process of the test
+// binary running only t; if not, it runs one and reports its result and
+// output on t. A test that counts OS threads needs one: a test binary
+// keeps every thread earlier tests made.
+func inFreshProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(scaleChildEnv) != "" {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(os.Environ(), scaleChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("child process:\n%s", out)
+	if err != nil {
+		t.Fatalf("child process: %v", err)
+	}
+	return false
+}
 
 // TestSubscribeManyEndpoints subscribes once to 1,000 endpoints (XPUB
 // sockets of one context in this process: cheap, and they say when each
@@ -27,14 +46,7 @@ const scaleChildEnv = "GILMSG_SCALE_CHILD"
 // thread (its monitor's zmq_poll) and the context ran out of sockets at
 // about 200.
 func TestSubscribeManyEndpoints(t *testing.T) {
-	if os.Getenv(scaleChildEnv) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestSubscribeManyEndpoints$", "-test.v")
-		cmd.Env = append(os.Environ(), scaleChildEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		t.Logf("child process:\n%s", out)
-		if err != nil {
-			t.Fatalf("child process: %v", err)
-		}
+	if !inFreshProcess(t) {
 		return
 	}
 	const n, maxThreads = 1000, 64
