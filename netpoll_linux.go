@@ -46,6 +46,13 @@ type readyPoller struct {
 	wakefd int // an eventfd in the set, under wakeID
 	events []syscall.EpollEvent
 
+	// check is Read's readiness check, made once (a closure made per wait
+	// costs three allocations); it leaves its result in n and werr. Owner
+	// only, like wait.
+	check func(uintptr) bool
+	n     int
+	werr  error
+
 	pending atomic.Bool // a wake-up is written and not yet drained
 
 	mu     sync.Mutex // makes Wake and close exclusive: no write to a closed fd
@@ -66,6 +73,7 @@ func newReadyPoller() (*readyPoller, error) {
 		return nil, fmt.Errorf("gilmsg: eventfd: %w", errno)
 	}
 	p := &readyPoller{epfd: epfd, wakefd: int(r1), events: make([]syscall.EpollEvent, 64)}
+	p.check = p.epollCheck
 	if err := p.addFD(p.wakefd, wakeID); err != nil {
 		syscall.Close(p.wakefd)
 		syscall.Close(epfd)
@@ -117,18 +125,10 @@ func (p *readyPoller) remove(s *zmq.Socket) {
 // nothing appended after a Wake: the caller then looks at whatever state
 // the waker changed.
 func (p *readyPoller) wait(ready []int) ([]int, error) {
-	var n int
-	var werr error
-	err := p.rc.Read(func(uintptr) bool {
-		for {
-			n, werr = syscall.EpollWait(p.epfd, p.events, 0)
-			if werr != syscall.EINTR {
-				return werr != nil || n > 0
-			}
-		}
-	})
+	err := p.rc.Read(p.check)
+	n := p.n
 	if err == nil {
-		err = werr
+		err = p.werr
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrClosed) {
@@ -146,6 +146,17 @@ func (p *readyPoller) wait(ready []int) ([]int, error) {
 		ready = append(ready, int(ev.Fd))
 	}
 	return ready, nil
+}
+
+// epollCheck looks at the set without waiting: true when something in it
+// is ready (or epoll_wait failed), so Read returns.
+func (p *readyPoller) epollCheck(uintptr) bool {
+	for {
+		p.n, p.werr = syscall.EpollWait(p.epfd, p.events, 0)
+		if p.werr != syscall.EINTR {
+			return p.werr != nil || p.n > 0
+		}
+	}
 }
 
 // Wake makes the owner's wait return. Change the state the owner should
