@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -60,7 +59,9 @@ const (
 // subscriber that joined the relay late).
 func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pubOptions) (*Receipt, error) {
 	recipients := uniq(po.recipients)
-	l, err := b.ackListener(ctx)
+	// Listen before sending: the listener must be connected wherever the
+	// recipients can answer from.
+	l, err := b.ackListener(ctx, recipients)
 	if err != nil {
 		return nil, err
 	}
@@ -187,153 +188,6 @@ func uniq(s []string) []string {
 		}
 	}
 	return out
-}
-
-// ackListener is the bus's one subscription to the ACK topic; its
-// goroutine routes each ACK to the publish waiting for it, by msg_id.
-type ackListener struct {
-	bus  *Bus
-	sub  *Subscription
-	done chan struct{}
-
-	mu      sync.Mutex
-	waiting map[string]*pending
-}
-
-// pending is one reliable publish waiting for ACKs. Its fields are
-// guarded by the listener's mutex.
-type pending struct {
-	recipients []string
-	start      time.Time
-	acked      map[string]time.Duration
-	done       chan struct{}
-}
-
-// ackListener starts the listener on first use and waits, bounded by the
-// ready timeout, until it is connected: an ACK sent before it is would be
-// lost.
-func (b *Bus) ackListener(ctx context.Context) (*ackListener, error) {
-	b.acksOnce.Do(func() {
-		sub, err := b.Subscribe(ctx, b.ackTopic, NoValidate(), NoAck(), Dedupe(0))
-		if err != nil {
-			b.acksErr = fmt.Errorf("gilmsg: ACK listener: %w", err)
-			return
-		}
-		l := &ackListener{bus: b, sub: sub, done: make(chan struct{}), waiting: make(map[string]*pending)}
-		b.wg.Add(1)
-		go l.run()
-		b.acks = l
-	})
-	return b.acks, b.acksErr
-}
-
-func (l *ackListener) run() {
-	defer l.bus.wg.Done()
-	defer close(l.done)
-	defer l.sub.Close()
-	for {
-		m, err := l.sub.Next(context.Background())
-		if errors.Is(err, ErrClosed) {
-			return
-		}
-		if err != nil {
-			// Malformed ACK frames are surfaced only with SurfaceInvalid,
-			// which the listener does not set: this is a socket error.
-			l.bus.log.Error("gilmsg: ACK listener", slog.Any("error", err))
-			continue
-		}
-		l.bus.stats.acksReceived.Add(1)
-		if reason := l.route(m); reason != "" {
-			l.bus.stats.acksRejected.add(reason)
-			l.bus.opts.hooks.ackRejected(reason)
-			l.bus.log.Debug("gilmsg: ACK rejected", slog.String("reason", reason), slog.String("msg_id", m.MsgID))
-		}
-	}
-}
-
-// route counts m for the publish it acknowledges, and returns why it did
-// not count otherwise.
-func (l *ackListener) route(m *Message) string {
-	if m.Topic != l.bus.ackTopic {
-		return ackRejectTopic
-	}
-	payload, _ := m.Msg().(map[string]any)
-	id, _ := payload["ack_msg_id"].(string)
-	if id == "" {
-		return ackRejectMalformed
-	}
-	l.mu.Lock()
-	p := l.waiting[id]
-	l.mu.Unlock()
-	if p == nil {
-		return ackRejectUnknownID
-	}
-	// Only ACKs for a waiting publish get the RSA verification: a flood
-	// of junk costs a map lookup each.
-	cn, err := l.bus.validator.identify(m.Envelope)
-	if err != nil {
-		return "invalid: " + string(ReasonOf(err))
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !slices.Contains(p.recipients, cn) {
-		return ackRejectNotRecipient
-	}
-	if _, ok := p.acked[cn]; ok {
-		return ackRejectDuplicate
-	}
-	p.acked[cn] = time.Since(p.start)
-	l.bus.stats.acksMatched.Add(1)
-	l.bus.opts.hooks.ackMatched()
-	if len(p.acked) == len(p.recipients) {
-		close(p.done)
-	}
-	return ""
-}
-
-func (l *ackListener) register(msgID string, recipients []string) *pending {
-	p := &pending{recipients: recipients, start: time.Now(),
-		acked: make(map[string]time.Duration, len(recipients)), done: make(chan struct{})}
-	l.mu.Lock()
-	l.waiting[msgID] = p
-	l.mu.Unlock()
-	return p
-}
-
-func (l *ackListener) unregister(msgID string) {
-	l.mu.Lock()
-	delete(l.waiting, msgID)
-	l.mu.Unlock()
-}
-
-// acks lists the recipients that ACKed, in the order they were given.
-func (l *ackListener) acks(p *pending) []Ack {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []Ack
-	for _, r := range p.recipients {
-		if d, ok := p.acked[r]; ok {
-			out = append(out, Ack{Recipient: r, Delay: d})
-		}
-	}
-	return out
-}
-
-func (l *ackListener) timeoutError(p *pending, out *outgoing, timeout time.Duration, cause error) *AckTimeoutError {
-	e := &AckTimeoutError{Topic: out.topic, MsgID: out.msgID, Timeout: timeout, Acked: l.acks(p), Err: cause}
-	l.mu.Lock()
-	for _, r := range p.recipients {
-		if _, ok := p.acked[r]; !ok {
-			e.Missing = append(e.Missing, r)
-		}
-	}
-	l.mu.Unlock()
-	return e
-}
-
-func (l *ackListener) close() {
-	l.sub.Close()
-	<-l.done
 }
 
 // sendAck publishes, signed, the ACK of a gilmsg message (WIRE.md §6), and

@@ -450,8 +450,10 @@ func TestGPGReliablePublish(t *testing.T) {
 	signers := map[string][2]string{ // bus name → gpg_home, signing key
 		"app01":     {homeFor("app01"), keys["app01"]},
 		"backend01": {homeFor("backend01"), keys["backend01"]},
-		"impostor":  {homeFor("stranger"), gpgFingerprint(stranger[0])},
-		"turncoat":  {homeFor("app01"), keys["app01"]},
+		// Named as services of backend01's host, so that the ACK listener
+		// hears them when it listens for backend01.
+		"impostor.backend01": {homeFor("stranger"), gpgFingerprint(stranger[0])},
+		"turncoat.backend01": {homeFor("app01"), keys["app01"]},
 	}
 	n := newTestNet(t)
 	n.mutate = func(c *Config) {
@@ -461,7 +463,7 @@ func TestGPGReliablePublish(t *testing.T) {
 		c.GPGHome, c.GPGSigningKey = signers[c.Name][0], signers[c.Name][1]
 	}
 	p := n.start("app01")
-	cs, fakes := n.consumers(t, "impostor", "turncoat")
+	cs, fakes := n.consumers(t, "impostor.backend01", "turncoat.backend01")
 	genuine := n.start("backend01")
 
 	_, err = p.Publish(ctxT(t), "job", map[string]any{"n": 1}, Recipients("backend01"), AckTimeout(2*time.Second))
@@ -477,6 +479,10 @@ func TestGPGReliablePublish(t *testing.T) {
 	if s := p.Stats(); s.AcksMatched != 0 {
 		t.Fatalf("a forged ACK counted: %+v", s)
 	}
+	waitFor(t, "the forged ACKs to be rejected", func() bool {
+		r := p.Stats().AcksRejected
+		return r[ackRejectNotRecipient] > 0 && r["invalid: "+string(ReasonUnknownKey)] > 0
+	})
 
 	cs.run(t, "backend01", genuine)
 	r, err := p.Publish(ctxT(t), "job", map[string]any{"n": 2}, Recipients("backend01"), AckTimeout(10*time.Second))

@@ -80,7 +80,9 @@ func TestForgedAcksNeverCount(t *testing.T) {
 	n := newTestNet(t)
 	n.pki = pki
 	raw, ep := rawPub(t)
-	n.endpoints["mallory"] = []string{ep}
+	// Mallory sits where every ACK listener listens, whoever the
+	// recipients: on the relay's outbound side.
+	n.endpoints["relay_outbound"] = []string{ep}
 	pub := n.start(pubCN)
 	consumer := n.start(c1)
 	ackTopic := pub.ackTopic
@@ -187,7 +189,9 @@ func TestForgedAcksNeverCount(t *testing.T) {
 func TestReplayedAckNeverCompletesLaterPublish(t *testing.T) {
 	n := newTestNet(t)
 	raw, ep := rawPub(t)
-	n.endpoints["mallory"] = []string{ep}
+	// Mallory sits where every ACK listener listens, whoever the
+	// recipients: on the relay's outbound side.
+	n.endpoints["relay_outbound"] = []string{ep}
 	pub := n.start(pubCN)
 	consumer := n.start(c1)
 	spy := n.start("")

@@ -102,7 +102,9 @@ func TestOversizedFromRealPeer(t *testing.T) {
 func TestJunkOnAckTopicWhileWaiting(t *testing.T) {
 	n := newTestNet(t)
 	raw, ep := rawPub(t)
-	n.endpoints["mallory"] = []string{ep}
+	// Mallory sits where every ACK listener listens, whoever the
+	// recipients: on the relay's outbound side.
+	n.endpoints["relay_outbound"] = []string{ep}
 	pub := n.start(pubCN)
 	consumer := n.start(c1)
 	ack := pub.ackTopic

@@ -138,6 +138,10 @@ type Subscription struct {
 	lostMu sync.Mutex
 	lost   []int // sockets whose connection must be made again
 
+	addMu sync.Mutex
+	adds  []*endpointAdd // endpoints the reader is asked to open (addEndpoints)
+	neps  atomic.Int64   // len(eps), for Endpoints from any goroutine
+
 	useMu    sync.Mutex // held by the reader; Close waits for it
 	closed   atomic.Bool
 	pending  []int    // sockets that may have input, in round-robin order
@@ -287,7 +291,67 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 	s.socks = append(s.socks, sock)
 	s.mons = append(s.mons, mon)
 	s.eps = append(s.eps, ep)
+	s.neps.Store(int64(len(s.eps)))
 	return nil
+}
+
+// endpointAdd asks the reader to open more endpoints; it answers with the
+// monitors of the sockets it opened.
+type endpointAdd struct {
+	eps  []namedEndpoint
+	mons chan []*connMonitor // buffered: the reader never waits; closed by Close
+}
+
+// addEndpoints has the reader, which owns the sockets, open eps too, and
+// returns the monitors of those it opened (one it cannot use is logged and
+// left out, as in Subscribe) once it has. The reader must be in Next or
+// about to be: call it from another goroutine, never from the reader's.
+func (s *Subscription) addEndpoints(ctx context.Context, eps []namedEndpoint) ([]*connMonitor, error) {
+	a := &endpointAdd{eps: eps, mons: make(chan []*connMonitor, 1)}
+	s.addMu.Lock()
+	if s.closed.Load() {
+		s.addMu.Unlock()
+		return nil, ErrClosed
+	}
+	s.adds = append(s.adds, a)
+	s.addMu.Unlock()
+	s.interrupt()
+	select {
+	case mons, ok := <-a.mons:
+		if !ok {
+			return nil, ErrClosed
+		}
+		return mons, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// openAdded opens, in the reader, the endpoints addEndpoints asked for.
+func (s *Subscription) openAdded() {
+	s.addMu.Lock()
+	adds := s.adds
+	s.adds = nil
+	s.addMu.Unlock()
+	if len(adds) == 0 {
+		return
+	}
+	so := s.bus.sockOpts()
+	for _, a := range adds {
+		var mons []*connMonitor
+		for _, ep := range a.eps {
+			i := len(s.socks)
+			if err := s.open(ep, so); err != nil {
+				s.bus.log.Warn("gilmsg: skipping endpoint", slog.String("name", ep.name), slog.String("endpoint", ep.addr), slog.Any("error", err))
+				continue
+			}
+			// Read it once before the first wait (see readyPoller).
+			s.queued = append(s.queued, false)
+			s.queue(i)
+			mons = append(mons, s.mons[i])
+		}
+		a.mons <- mons
+	}
 }
 
 // waitAll waits, up to timeout in all, for each monitor's socket to be
@@ -309,8 +373,9 @@ func waitAll(ctx context.Context, timeout time.Duration, mons []*connMonitor) in
 func (s *Subscription) Ready() int { return s.ready }
 
 // Endpoints is the number of endpoints the subscription uses (those it
-// could not connect to are left out, and logged).
-func (s *Subscription) Endpoints() int { return len(s.eps) }
+// could not connect to are left out, and logged). It is safe from any
+// goroutine.
+func (s *Subscription) Endpoints() int { return int(s.neps.Load()) }
 
 // Next returns the next message. It blocks until one arrives, ctx ends
 // (ctx.Err()), or the subscription or bus closes ([ErrClosed]). An invalid
@@ -332,6 +397,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			return m, err
 		}
 		s.reconnectLost()
+		s.openAdded()
 		for len(s.pending) > 0 {
 			i := s.pending[0]
 			frames, err := recvFrames(s.socks[i], s.frames[:0])
@@ -560,6 +626,12 @@ func (s *Subscription) Close() error {
 	s.useMu.Lock()
 	s.rec.close()
 	s.closeSockets()
+	s.addMu.Lock()
+	for _, a := range s.adds {
+		close(a.mons) // ErrClosed for addEndpoints
+	}
+	s.adds = nil
+	s.addMu.Unlock()
 	s.useMu.Unlock()
 	s.releaseMu.Lock()
 	if s.release != nil {
