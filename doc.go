@@ -112,6 +112,18 @@
 // restarting. [Bus.PublishAsync] runs reliable publishes concurrently, up
 // to [WithMaxInFlight].
 //
+// ACKs are read by the bus's ACK listener, one subscription to the ACK
+// topic that the first reliable publish starts. It connects only where
+// the recipients can answer from, as the config says when it starts: the
+// endpoints of every name whose signer a recipient is (certnames[<name>];
+// with gpg, the gpg_keys name of the name or of its host, as in
+// "<service>.<host>"), and relay_outbound, through which active
+// recipients answer. A recipient that no name signs as is listened for on
+// every endpoint. The first publish to a recipient the listener does not
+// cover yet connects to its endpoints and waits until they are up,
+// bounded by [WithReadyTimeout], before it sends, so that the ACK finds
+// the listener there.
+//
 // On the receiving side, the ACK point is chosen explicitly:
 //   - by default [Bus.Tail] and [Subscription.Next] ACK each valid gilmsg
 //     message as they yield it, as Python gilmsg does: the ACK says

@@ -110,8 +110,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // modname key, else the executable's name.
 func WithModname(m string) Option { return func(o *options) { o.modname = m } }
 
-// WithReadyTimeout bounds how long a new subscription (and the ACK listener)
-// waits for its connections to complete their handshake before it is used.
+// WithReadyTimeout bounds how long a new subscription (and the ACK listener,
+// at its start and whenever a new recipient adds endpoints to it) waits
+// for its connections to complete their handshake before it is used.
 // Default: post_init_sleep, the time Python fedmsg sleeps blindly, here an
 // upper bound rarely reached.
 func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.readyTimeout = d } }

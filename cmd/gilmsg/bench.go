@@ -817,8 +817,8 @@ func (e *benchEnv) reliable(ctx context.Context) (*reliableRig, error) {
 	}
 	rig := &reliableRig{}
 	e.rel = rig
-	// Consumers bind first: the publisher's ACK listener connects to every
-	// endpoint its config lists.
+	// Consumers bind first: the publisher's ACK listener connects to the
+	// recipients' endpoints, which its config must list.
 	known := map[string][]string{}
 	for i := range e.o.recipients {
 		c, err := e.newBus(e.config(benchConsumer(i), nil))
