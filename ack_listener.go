@@ -359,9 +359,11 @@ func (a *ackSources) forRecipient(r string) []namedEndpoint {
 // from.
 func (a *ackSources) forAll(recipients []string) []namedEndpoint {
 	var out []namedEndpoint
+	seen := make(map[namedEndpoint]bool)
 	for _, r := range recipients {
 		for _, ep := range a.forRecipient(r) {
-			if !slices.Contains(out, ep) {
+			if !seen[ep] {
+				seen[ep] = true
 				out = append(out, ep)
 			}
 		}
