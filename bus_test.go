@@ -151,7 +151,7 @@ func rawPub(t *testing.T) (*zmq.Socket, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetLinger(0)
+	s.SetLinger(minSendLingerMS * time.Millisecond)
 	if err := s.Bind("tcp://127.0.0.1:*"); err != nil {
 		t.Fatal(err)
 	}

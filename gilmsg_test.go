@@ -56,9 +56,8 @@ func newRawRecipient(t *testing.T, n *testNet, name string) *rawRecipient {
 	if r.xpub, err = zctx.NewSocket(zmq.XPUB); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []*zmq.Socket{r.sub, r.xpub} {
-		s.SetLinger(0)
-	}
+	r.sub.SetLinger(0)
+	r.xpub.SetLinger(minSendLingerMS * time.Millisecond)
 	r.xpub.SetXpubVerboser(1)
 	if err := r.xpub.Bind("tcp://127.0.0.1:*"); err != nil {
 		t.Fatal(err)

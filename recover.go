@@ -429,7 +429,7 @@ func replayRequest(ctx context.Context, zctx *zmq.Context, endpoint string, req 
 		return nil, err
 	}
 	defer sock.Close()
-	sock.SetLinger(0)
+	sock.SetLinger(time.Duration(sendLingerMS(zmq.REQ, 0)) * time.Millisecond)
 	if maxMsg != 0 {
 		sock.SetMaxmsgsize(maxMsg)
 	}

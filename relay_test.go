@@ -441,8 +441,9 @@ func BenchmarkRawZMQPubSub(b *testing.B) {
 	sub, _ := zctx.NewSocket(zmq.SUB)
 	defer pub.Close()
 	defer sub.Close()
+	pub.SetLinger(minSendLingerMS * time.Millisecond)
+	sub.SetLinger(0)
 	for _, s := range []*zmq.Socket{pub, sub} {
-		s.SetLinger(0)
 		s.SetSndhwm(0)
 		s.SetRcvhwm(0)
 	}

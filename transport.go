@@ -26,6 +26,8 @@ package gilmsg
 //     that own sockets (connMonitor.Close, a relay's Run), close the sockets,
 //     then Term. A socket left open makes Term hang forever.
 //   - Linger is always bounded ([newSocket]), so Close and Term are too.
+//     It is also never 0 on a socket that sends multipart messages over a
+//     connection ([minSendLingerMS]): libzmq would abort the process.
 //   - Nothing sleeps to dodge the slow-joiner problem: [connMonitor] reports
 //     completed ZMTP handshakes and [subscriptionTracker] reports the
 //     subscriptions an XPUB publisher has actually applied.
@@ -89,12 +91,42 @@ import (
 // stays bounded; it is fedmsg's own default.
 const defaultLingerMS = 1000
 
+// minSendLingerMS is the shortest linger a socket that sends multipart
+// messages gets, whatever zmq_linger says (only SUB and XSUB, which send
+// single-frame subscriptions, keep a linger of 0). libzmq 4.3.4 (and its
+// master as of 2026) aborts the whole process with "Resource temporarily
+// unavailable (src/session_base.cpp:260)" when a connection fails while
+// its session has sent the first frames of a message and the socket's
+// pipe no longer lets it read the rest (zeromq/libzmq#3442). A linger of 0
+// makes the pipe unreadable at once, so a peer that closes at the same
+// moment as this socket, every test teardown and any two processes
+// stopping together, crashed one in a few hundred relay restarts under
+// load. With a linger, the pipe stays readable until the linger runs out,
+// so only a peer that fails in the microseconds after it runs out, while
+// this socket still holds half a message for it, can trigger the abort.
+// Close still returns at once; Term waits at most this long for a peer
+// that stopped reading.
+const minSendLingerMS = 100
+
+// sendLingerMS is the linger newSocket gives a socket of type t asked for
+// linger ms: bounded ([defaultLingerMS] for infinity), and at least
+// [minSendLingerMS] unless t only sends subscriptions.
+func sendLingerMS(t zmq.Type, linger int) int {
+	if linger < 0 {
+		linger = defaultLingerMS
+	}
+	if t != zmq.SUB && t != zmq.XSUB {
+		linger = max(linger, minSendLingerMS)
+	}
+	return linger
+}
+
 // sockOpts are the socket options every bus socket gets, from the fedmsg
 // keys named in each comment ([sockOptsFromConfig]) plus MaxMsgSize, which
 // fedmsg does not have and the bus sets from its options.
 type sockOpts struct {
 	HWM               int // high_water_mark: ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
-	LingerMS          int // zmq_linger; negative is replaced by defaultLingerMS
+	LingerMS          int // zmq_linger, as [sendLingerMS] bounds it
 	TCPKeepalive      int // zmq_tcp_keepalive (-1 OS default, 0 off, 1 on)
 	KeepaliveCnt      int // zmq_tcp_keepalive_cnt
 	KeepaliveIdle     int // zmq_tcp_keepalive_idle (s)
@@ -163,10 +195,7 @@ func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gilmsg: new %v socket: %w", t, err)
 	}
-	linger := o.LingerMS
-	if linger < 0 {
-		linger = defaultLingerMS
-	}
+	linger := sendLingerMS(t, o.LingerMS)
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	sets := []struct {
 		key string

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -263,6 +265,38 @@ func TestNewSocketOptions(t *testing.T) {
 				t.Errorf("maxmsgsize = %d, want %d", m, tc.maxMsg)
 			}
 		})
+	}
+}
+
+// TestNewSocketLingerFloor: a linger of 0 is kept only where the socket
+// sends nothing but subscriptions (see minSendLingerMS).
+func TestNewSocketLingerFloor(t *testing.T) {
+	checkLeaks(t)
+	zctx := testZCtx(t)
+	for _, tc := range []struct {
+		typ    zmq.Type
+		asked  int
+		linger time.Duration
+	}{
+		{zmq.SUB, 0, 0},
+		{zmq.XSUB, 0, 0},
+		{zmq.PUB, 0, minSendLingerMS * time.Millisecond},
+		{zmq.XPUB, 0, minSendLingerMS * time.Millisecond},
+		{zmq.REQ, 0, minSendLingerMS * time.Millisecond},
+		{zmq.PUB, 500, 500 * time.Millisecond},
+		{zmq.PUB, -1, defaultLingerMS * time.Millisecond},
+		{zmq.SUB, -1, defaultLingerMS * time.Millisecond},
+	} {
+		o := testSockOpts()
+		o.LingerMS = tc.asked
+		s, err := newSocket(zctx, tc.typ, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l, _ := s.GetLinger(); l != tc.linger {
+			t.Errorf("%v asked for linger %d ms: %v, want %v", tc.typ, tc.asked, l, tc.linger)
+		}
+		s.Close()
 	}
 }
 
@@ -551,4 +585,75 @@ func TestSubscriptionTracker(t *testing.T) {
 		subs[0].Close()
 		pumpSubscriptions(t, xpub, tr, func() bool { return tr.Matching(topic) == 1 })
 	})
+}
+
+// TestCloseMidMessageNoAbort: a publisher and a subscriber that stopped
+// reading, closed at the same moment while the publisher's connection
+// holds half a message, over and over. With a linger of 0 libzmq aborts
+// the process (see minSendLingerMS); the rounds run in a child process so
+// that an abort fails this test instead of ending the run.
+func TestCloseMidMessageNoAbort(t *testing.T) {
+	rounds := 150
+	if n, err := strconv.Atoi(os.Getenv("GILMSG_CLOSE_ROUNDS")); err == nil {
+		rounds = n
+	}
+	if os.Getenv("GILMSG_CLOSE_MID_MESSAGE_CHILD") == "1" {
+		for i := range rounds {
+			closeMidMessage(t, i)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCloseMidMessageNoAbort$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "GILMSG_CLOSE_MID_MESSAGE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the child closing mid-message %d times failed: %v\n%s", rounds, err, out)
+	}
+}
+
+// closeMidMessage is one round, as a relay's test stopped it: a PUB
+// configured with zmq_linger 0 floods a SUB and closes while its
+// connection is still busy sending the flood; the SUB closes a moment
+// later.
+func closeMidMessage(t *testing.T, round int) {
+	o := testSockOpts()
+	o.HWM = 0
+	var ctxs [2]*zmq.Context
+	var socks [2]*zmq.Socket
+	for i, typ := range []zmq.Type{zmq.PUB, zmq.SUB} {
+		zctx, err := newContext(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctxs[i] = zctx
+		if socks[i], err = newSocket(zctx, typ, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, sub := socks[0], socks[1]
+	ep := bindLoopback(t, sub)
+	sub.SetSubscribe("")
+	if err := pub.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	sub.SetRcvtimeo(10 * time.Millisecond)
+	for { // until the subscription is applied
+		pub.SendMessage("flood", "x")
+		if _, err := sub.RecvMessageBytes(0); err == nil {
+			break
+		}
+	}
+	// Mostly topic: wherever the connection stops, it is likely between
+	// a message's two frames.
+	for range 20000 {
+		pub.SendMessage("flood", "x")
+	}
+	pub.Close()
+	time.Sleep(time.Duration(round%20) * 10 * time.Microsecond) // the gap varies
+	sub.Close()
+	for _, zctx := range ctxs {
+		if err := zctx.Term(); err != nil {
+			t.Error(err)
+		}
+	}
 }

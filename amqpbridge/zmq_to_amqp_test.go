@@ -81,7 +81,7 @@ func TestZmqToAMQPCarriesWhatPythonValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer feed.Close()
-	feed.SetLinger(0)
+	feed.SetLinger(100 * time.Millisecond) // not 0: see minSendLingerMS in the gilmsg package
 	if err := feed.Bind("tcp://127.0.0.1:*"); err != nil {
 		t.Fatal(err)
 	}

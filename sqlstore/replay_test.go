@@ -47,7 +47,7 @@ func ask(t *testing.T, endpoint string, frames ...[]byte) [][]byte {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	sock.SetLinger(0)
+	sock.SetLinger(100 * time.Millisecond) // not 0: see minSendLingerMS in the gilmsg package
 	sock.SetRcvtimeo(20 * time.Second)
 	if err := sock.Connect(endpoint); err != nil {
 		t.Fatal(err)
@@ -195,7 +195,7 @@ func newFakePython(t *testing.T) *fakePython {
 		t.Fatal(err)
 	}
 	sock, _ := zctx.NewSocket(zmq.XPUB)
-	sock.SetLinger(0)
+	sock.SetLinger(100 * time.Millisecond) // not 0: see minSendLingerMS in the gilmsg package
 	if err := sock.Bind("tcp://127.0.0.1:*"); err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func garbageServer(t *testing.T) string {
 	t.Helper()
 	zctx, _ := zmq.NewContext()
 	sock, _ := zctx.NewSocket(zmq.REP)
-	sock.SetLinger(0)
+	sock.SetLinger(100 * time.Millisecond) // not 0: see minSendLingerMS in the gilmsg package
 	if err := sock.Bind("tcp://127.0.0.1:*"); err != nil {
 		t.Fatal(err)
 	}

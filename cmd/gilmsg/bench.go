@@ -520,6 +520,12 @@ func (e *benchEnv) rawRoundTrip(ctx context.Context, topic, body []byte) (latenc
 
 // rawPair makes a PUB bound on loopback and a SUB connected to it, and
 // waits until a probe gets through.
+// sendLinger is the linger of the sockets the bench makes itself that send
+// messages: never 0, which lets libzmq abort the process when a peer closes
+// at the same moment as a socket with half a message queued for it (see
+// minSendLingerMS in the gilmsg package).
+const sendLinger = 100 * time.Millisecond
+
 func rawPair(pubCtx, subCtx *zmq.Context) (pub, sub *zmq.Socket, err error) {
 	if pub, err = pubCtx.NewSocket(zmq.PUB); err != nil {
 		return nil, nil, err
@@ -527,8 +533,11 @@ func rawPair(pubCtx, subCtx *zmq.Context) (pub, sub *zmq.Socket, err error) {
 	if sub, err = subCtx.NewSocket(zmq.SUB); err != nil {
 		return pub, nil, err
 	}
+	if err := errors.Join(pub.SetLinger(sendLinger), sub.SetLinger(0)); err != nil {
+		return pub, sub, err
+	}
 	for _, s := range []*zmq.Socket{pub, sub} {
-		if err := errors.Join(s.SetLinger(0), s.SetSndhwm(0), s.SetRcvhwm(0)); err != nil {
+		if err := errors.Join(s.SetSndhwm(0), s.SetRcvhwm(0)); err != nil {
 			return pub, sub, err
 		}
 	}

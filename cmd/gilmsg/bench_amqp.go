@@ -302,7 +302,7 @@ func benchZmqToAMQP(ctx context.Context, pki *gilmsg.DevPKI, bc amqpbridge.Confi
 		return 0, err
 	}
 	defer sock.Close()
-	sock.SetLinger(0)
+	sock.SetLinger(sendLinger)
 	sock.SetSndhwm(0)
 	if err := sock.Bind("tcp://127.0.0.1:*"); err != nil {
 		return 0, err

@@ -65,7 +65,7 @@ func (e *benchEnv) endpointsRun(ctx context.Context, n int) (res endpointsResult
 			return res, err
 		}
 		pubs = append(pubs, p)
-		p.SetLinger(0)
+		p.SetLinger(sendLinger)
 		p.SetSndhwm(0)
 		p.SetRcvtimeo(benchGrace)
 		if err := p.Bind("tcp://127.0.0.1:*"); err != nil {

@@ -25,7 +25,7 @@ func reportEvery(t *testing.T, endpoint string, report []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub.SetLinger(0)
+	pub.SetLinger(sendLinger)
 	if err := pub.Bind(endpoint); err != nil {
 		t.Fatal(err)
 	}

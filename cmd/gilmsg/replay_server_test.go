@@ -27,7 +27,7 @@ func askReplay(t *testing.T, endpoint, req string) [][]byte {
 	defer zctx.Term()
 	sock, _ := zctx.NewSocket(zmq.REQ)
 	defer sock.Close()
-	sock.SetLinger(0)
+	sock.SetLinger(sendLinger)
 	sock.SetRcvtimeo(500 * time.Millisecond)
 	sock.Connect(endpoint)
 	if _, err := sock.Send(req, 0); err != nil {
