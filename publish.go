@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	zmq "github.com/pebbe/zmq4"
@@ -354,6 +355,7 @@ func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
 // tick; WaitSubscribers kicks the goroutine often while it waits.
 type publisher struct {
 	sock     *zmq.Socket
+	handle   unsafe.Pointer // socketHandle(sock)
 	subs     *subscriptionTracker
 	mon      *connMonitor // active publishers only: is the relay there?
 	endpoint string
@@ -391,7 +393,7 @@ func (b *Bus) startPublisher() (_ *publisher, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &publisher{sock: sock, subs: newSubscriptionTracker(), log: b.log, stats: &b.stats,
+	p := &publisher{sock: sock, handle: socketHandle(sock), subs: newSubscriptionTracker(), log: b.log, stats: &b.stats,
 		slots: make(chan struct{}, b.opts.queueSize), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -432,7 +434,7 @@ func (p *publisher) run() {
 		closed := p.closed
 		p.mu.Unlock()
 		for i, out := range batch {
-			if _, err := p.sock.SendMessage(out.topic, out.body); err != nil {
+			if err := send2(p.sock, p.handle, out.topic, out.body); err != nil {
 				p.stats.sendErrors.Add(1)
 				p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
 			}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -124,7 +125,8 @@ type Subscription struct {
 	opts     subOptions
 	validate bool
 	socks    []*zmq.Socket
-	mons     []*connMonitor // one per socket, all on monGroup
+	handles  []unsafe.Pointer // socketHandle of each socket, for reader
+	mons     []*connMonitor   // one per socket, all on monGroup
 	monGroup *monitorGroup
 	eps      []namedEndpoint
 	ready    int
@@ -148,6 +150,7 @@ type Subscription struct {
 	queued   []bool   // queued[i]: i is in pending
 	readyBuf []int    // the poller's answer, reused
 	frames   [][]byte // the frames of the message being read, reused
+	reader   frameReader
 
 	ackErrSaid bool
 
@@ -289,6 +292,7 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 		return &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: %s: %w", ep.name, ep.addr, err)}
 	}
 	s.socks = append(s.socks, sock)
+	s.handles = append(s.handles, socketHandle(sock))
 	s.mons = append(s.mons, mon)
 	s.eps = append(s.eps, ep)
 	s.neps.Store(int64(len(s.eps)))
@@ -400,7 +404,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		s.openAdded()
 		for len(s.pending) > 0 {
 			i := s.pending[0]
-			frames, err := recvFrames(s.socks[i], s.frames[:0])
+			frames, err := s.reader.recv(s.socks[i], s.handles[i], s.frames[:0])
 			s.frames = frames
 			if err != nil {
 				s.pending = s.pending[1:]
@@ -424,25 +428,6 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		}
 		if err := s.poll(ctx); err != nil {
 			return nil, err
-		}
-	}
-}
-
-// recvFrames is RecvMessageBytes(DONTWAIT) appending to frames, so that
-// the reader reuses one slice (handle keeps the frames, never the slice).
-func recvFrames(sock *zmq.Socket, frames [][]byte) ([][]byte, error) {
-	for {
-		f, err := sock.RecvBytes(zmq.DONTWAIT)
-		if err != nil {
-			return frames[:0], err
-		}
-		frames = append(frames, f)
-		more, err := sock.GetRcvmore()
-		if err != nil {
-			return frames[:0], err
-		}
-		if !more {
-			return frames, nil
 		}
 	}
 }
@@ -660,7 +645,7 @@ func (s *Subscription) closeSockets() {
 		sock.SetLinger(0)
 		sock.Close()
 	}
-	s.socks = nil
+	s.socks, s.handles = nil, nil
 }
 
 // Messages iterates over the subscription until ctx ends or it closes

@@ -1,0 +1,218 @@
+package gilmsg
+
+// Receiving a whole message and sending a two-frame one, each in one or
+// two cgo calls. pebbe/zmq4 makes five cgo calls and two allocations a
+// frame to receive (zmq_msg_init, zmq_msg_recv, zmq_msg_data, a copy,
+// zmq_msg_close) and one more call and two allocations to ask
+// ZMQ_RCVMORE; a fedmsg message is two frames, so twelve calls and eight
+// allocations, on the path every message of a subscription takes.
+//
+// Both need the libzmq socket pointer, which pebbe/zmq4 keeps unexported:
+// socketHandle reads it from the *zmq.Socket's first field (go.mod pins
+// the version whose layout that is) and checks it by asking libzmq the
+// socket's type through it, which libzmq answers only for a live socket
+// (it tags each one). Where the check fails, the pebbe/zmq4 calls are used.
+
+/*
+#cgo pkg-config: libzmq
+#include <zmq.h>
+#include <errno.h>
+#include <string.h>
+
+#define GILMSG_MAX_FRAMES 16
+
+typedef struct {
+	zmq_msg_t msgs[GILMSG_MAX_FRAMES];
+	size_t sizes[GILMSG_MAX_FRAMES];
+	size_t total;
+	int held;
+} gilmsg_rx;
+
+// gilmsg_recv receives every frame of one message, the first with
+// ZMQ_DONTWAIT (the rest are already there: ZeroMQ delivers a message's
+// frames together). It holds up to GILMSG_MAX_FRAMES of them in rx, with
+// their total size; further frames are received, dropped and counted.
+// It returns the number of frames, or -1 with errno and nothing held.
+static int gilmsg_recv(void *sock, gilmsg_rx *rx) {
+	int n = 0;
+	rx->held = 0;
+	rx->total = 0;
+	for (;;) {
+		zmq_msg_t spare;
+		zmq_msg_t *m = n < GILMSG_MAX_FRAMES ? &rx->msgs[n] : &spare;
+		zmq_msg_init(m);
+		int rc;
+		do {
+			rc = zmq_msg_recv(m, sock, n == 0 ? ZMQ_DONTWAIT : 0);
+		} while (rc < 0 && errno == EINTR && n > 0);
+		if (rc < 0) {
+			int e = errno;
+			zmq_msg_close(m);
+			for (int i = 0; i < rx->held; i++)
+				zmq_msg_close(&rx->msgs[i]);
+			rx->held = 0;
+			errno = e;
+			return -1;
+		}
+		int more = zmq_msg_more(m);
+		if (n < GILMSG_MAX_FRAMES) {
+			rx->sizes[n] = zmq_msg_size(m);
+			rx->total += rx->sizes[n];
+			rx->held = n + 1;
+		} else {
+			zmq_msg_close(m);
+		}
+		n++;
+		if (!more)
+			return n;
+	}
+}
+
+// gilmsg_take copies the frames rx holds into buf, back to back, and
+// releases them.
+static void gilmsg_take(gilmsg_rx *rx, char *buf) {
+	for (int i = 0; i < rx->held; i++) {
+		size_t size = rx->sizes[i];
+		if (size > 0)
+			memcpy(buf, zmq_msg_data(&rx->msgs[i]), size);
+		buf += size;
+		zmq_msg_close(&rx->msgs[i]);
+	}
+	rx->held = 0;
+}
+
+// gilmsg_send2 sends a two-frame message; zmq_send copies both.
+static int gilmsg_send2(void *sock, const void *a, size_t alen, const void *b, size_t blen, int flags) {
+	int rc;
+	do {
+		rc = zmq_send(sock, a, alen, flags | ZMQ_SNDMORE);
+	} while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return rc;
+	do {
+		rc = zmq_send(sock, b, blen, flags & ~ZMQ_DONTWAIT);
+	} while (rc < 0 && errno == EINTR);
+	return rc;
+}
+
+static int gilmsg_socket_type(void *sock) {
+	int t = -1;
+	size_t size = sizeof t;
+	if (zmq_getsockopt(sock, ZMQ_TYPE, &t, &size) != 0)
+		return -1;
+	return t;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"unsafe"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// socketHandle returns the libzmq socket under s, or nil where it cannot
+// be had safely (see the top of this file). It is for the owner of s.
+func socketHandle(s *zmq.Socket) unsafe.Pointer {
+	// pebbe/zmq4 v1.4.0: type Socket struct { soc unsafe.Pointer; ... }
+	h := (*struct{ soc unsafe.Pointer })(unsafe.Pointer(s)).soc
+	if h == nil {
+		return nil
+	}
+	t, err := s.GetType()
+	if err != nil || int(C.gilmsg_socket_type(h)) != int(t) {
+		return nil
+	}
+	return h
+}
+
+// frameReader receives whole messages: two cgo calls and one allocation
+// (all the frames share one buffer) a message. It belongs to the owner of
+// the sockets it reads.
+type frameReader struct {
+	rx C.gilmsg_rx // Go memory holding no Go pointer, lent to C for a call
+}
+
+// recv receives one message from sock (h is its socketHandle, or nil)
+// without waiting, appending its frames to frames: EAGAIN when none is
+// queued. Each frame's capacity ends where it does, so that appending to
+// one never writes over the next.
+func (r *frameReader) recv(sock *zmq.Socket, h unsafe.Pointer, frames [][]byte) ([][]byte, error) {
+	if h == nil {
+		return recvFramesPebbe(sock, frames)
+	}
+	var n C.int
+	var err error
+	for {
+		n, err = C.gilmsg_recv(h, &r.rx)
+		if n >= 0 || !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if n < 0 {
+		return frames[:0], zmqErrno(err)
+	}
+	var buf []byte
+	if r.rx.total > 0 {
+		buf = make([]byte, int(r.rx.total))
+		C.gilmsg_take(&r.rx, (*C.char)(unsafe.Pointer(&buf[0])))
+	} else {
+		C.gilmsg_take(&r.rx, nil)
+	}
+	off := 0
+	for i := range int(n) {
+		if i >= int(C.GILMSG_MAX_FRAMES) {
+			frames = append(frames, nil) // counted, not kept
+			continue
+		}
+		end := off + int(r.rx.sizes[i])
+		frames = append(frames, buf[off:end:end])
+		off = end
+	}
+	return frames, nil
+}
+
+// recvFramesPebbe is recv through pebbe/zmq4's calls.
+func recvFramesPebbe(sock *zmq.Socket, frames [][]byte) ([][]byte, error) {
+	for {
+		f, err := sock.RecvBytes(zmq.DONTWAIT)
+		if err != nil {
+			return frames[:0], err
+		}
+		frames = append(frames, f)
+		more, err := sock.GetRcvmore()
+		if err != nil {
+			return frames[:0], err
+		}
+		if !more {
+			return frames, nil
+		}
+	}
+}
+
+// send2 sends the two frames a and b as one message on sock (h is its
+// socketHandle, or nil) with one cgo call.
+func send2(sock *zmq.Socket, h unsafe.Pointer, a string, b []byte) error {
+	if h == nil {
+		_, err := sock.SendMessage(a, b)
+		return err
+	}
+	ap, bp := unsafe.Pointer(unsafe.StringData(a)), unsafe.Pointer(unsafe.SliceData(b))
+	if rc, err := C.gilmsg_send2(h, ap, C.size_t(len(a)), bp, C.size_t(len(b)), 0); rc < 0 {
+		return zmqErrno(err)
+	}
+	return nil
+}
+
+// zmqErrno is the error of a failed libzmq call as pebbe/zmq4 gives it,
+// a zmq.Errno, so that zmq.AsErrno and its messages work alike.
+func zmqErrno(err error) error {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return zmq.Errno(e)
+	}
+	return fmt.Errorf("libzmq call failed without an errno: %v", err)
+}
