@@ -48,8 +48,9 @@ type Bus struct {
 	inflight chan struct{} // PublishAsync's cap
 	asyncWG  sync.WaitGroup
 
-	counter atomic.Int64 // the envelope's i
-	ackRTT  atomic.Int64 // recent ACK delays (ns), averaged, for the first resend
+	counter atomic.Int64                  // the envelope's i
+	topics  [16]atomic.Pointer[topicMemo] // fullTopic's recent answers, by hash
+	ackRTT  atomic.Int64                  // recent ACK delays (ns), averaged, for the first resend
 	stats   stats
 
 	mu     sync.Mutex

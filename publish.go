@@ -2,9 +2,11 @@ package gilmsg
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -13,7 +15,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/google/uuid"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -140,32 +141,47 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	if msg == nil {
 		msg = map[string]any{}
 	}
-	// Sized like the last payload: a typical one outgrows MarshalCanonical's
-	// first guess and would be copied twice on the way.
-	raw, err := AppendCanonical(make([]byte, 0, max(512, b.pub.payloadCap.Load())), msg)
-	b.pub.payloadCap.Store(int64(len(raw)))
-	if err != nil {
-		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
-	}
 	full := topic
 	if !po.exactTopic {
 		full = b.fullTopic(topic, po.modname)
 	}
+	stored := b.storeW != nil && full != b.ackTopic
+	// No map to sign or store: the payload's text is copied into the body
+	// and need not outlive this call.
+	plain := !sign && !stored
+	// Sized like the last payload: a typical one outgrows MarshalCanonical's
+	// first guess and would be copied twice on the way.
+	var scratch *[]byte
+	var dst []byte
+	if plain {
+		scratch = payloadScratch.Get().(*[]byte)
+		dst = (*scratch)[:0]
+	} else {
+		dst = make([]byte, 0, max(512, b.pub.payloadCap.Load()))
+	}
+	raw, err := AppendCanonical(dst, msg)
+	b.pub.payloadCap.Store(int64(len(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
+	}
 	now := time.Now()
 	msgID := po.msgID
 	if msgID == "" {
-		msgID = strconv.Itoa(now.Year()) + "-" + uuid.NewString()
+		msgID = newMsgID(now)
 	}
 	username := po.username
 	if username == "" {
 		username = b.username
 	}
 	i := b.counter.Add(1)
-	stored := b.storeW != nil && full != b.ackTopic
-	if !sign && !stored {
-		// No map to sign or store: the body is appended in key order.
+	if plain {
+		// Appended in key order, with no map.
 		body, err := appendPlainEnvelope(make([]byte, 0, len(raw)+len(full)+len(msgID)+128),
 			full, raw, now.Unix(), msgID, i, username, gilmsg)
+		if cap(raw) <= maxPayloadScratch {
+			*scratch = raw
+			payloadScratch.Put(scratch)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -205,14 +221,55 @@ func (b *Bus) fullTopic(topic, modname string) string {
 	if strings.HasPrefix(topic, b.cfg.TopicPrefix) {
 		return topic
 	}
+	slot := &b.topics[maphash.String(topicSeed, topic)%uint64(len(b.topics))]
+	if m := slot.Load(); m != nil && m.topic == topic && m.modname == modname {
+		return m.full
+	}
+	m := &topicMemo{topic: topic, modname: modname}
 	if modname == "" {
 		modname = b.modname
 	}
 	if topic == "" {
 		topic = "unspecified"
 	}
-	return b.cfg.TopicPrefix + "." + b.cfg.Environment + "." + modname + "." + topic
+	m.full = b.cfg.TopicPrefix + "." + b.cfg.Environment + "." + modname + "." + topic
+	slot.Store(m)
+	return m.full
 }
+
+// topicMemo is one of [Bus.fullTopic]'s answers, kept so that publishing
+// on the same few topics builds no string each time.
+type topicMemo struct{ topic, modname, full string }
+
+var topicSeed = maphash.MakeSeed()
+
+// payloadScratch holds buffers for payloads that are copied into the body
+// at once (unsigned, unstored messages); maxPayloadScratch keeps a rare
+// huge payload from staying in the pool.
+var payloadScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPayloadScratch = 64 << 10
+
+// newMsgID makes a msg_id as fedmsg does: the year, a dash and a random
+// (version 4) UUID, in one allocation.
+func newMsgID(now time.Time) string {
+	var u [16]byte
+	rand.Read(u[:]) // never fails (crypto/rand)
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var buf [48]byte
+	b := strconv.AppendInt(buf[:0], int64(now.Year()), 10)
+	b = append(b, '-')
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return string(b)
+}
+
+const hexDigits = "0123456789abcdef"
 
 // send queues one message on the PUB socket's goroutine. An active
 // publisher first waits, up to the config's timeout, for the relay.
@@ -231,7 +288,9 @@ func (b *Bus) sendWithin(ctx context.Context, out *outgoing, relayWait time.Dura
 	}
 	b.stats.published.Add(1)
 	b.opts.hooks.messageOut(out.topic)
-	b.log.Debug("gilmsg: published", slog.String("topic", out.topic), slog.String("msg_id", out.msgID))
+	if b.log.Enabled(ctx, slog.LevelDebug) { // its attributes would cost two allocations
+		b.log.Debug("gilmsg: published", slog.String("topic", out.topic), slog.String("msg_id", out.msgID))
+	}
 	return nil
 }
 

@@ -3,11 +3,13 @@ package gilmsg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -424,6 +426,62 @@ func TestPostInitWaitLength(t *testing.T) {
 		cfg.PostInitSleep, cfg.ZMQReconnectIvl, cfg.ZMQReconnectIvlMax = c.sleep, c.ivl, c.ivlMax
 		if got := postInitWait(cfg); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestNewMsgID: fedmsg's shape, "<year>-<uuid4>", read back by
+// google/uuid, and no two alike.
+func TestNewMsgID(t *testing.T) {
+	now := time.Date(2031, 5, 1, 0, 0, 0, 0, time.UTC)
+	seen := make(map[string]bool)
+	for range 10000 {
+		id := newMsgID(now)
+		year, rest, ok := strings.Cut(id, "-")
+		if !ok || year != "2031" || len(id) != 41 {
+			t.Fatalf("msg_id %q: want 2031-<uuid>, 41 characters", id)
+		}
+		u, err := uuid.Parse(rest)
+		if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 || u.String() != rest {
+			t.Fatalf("msg_id %q: %q is not a canonical version 4 UUID (%v)", id, rest, err)
+		}
+		if seen[id] {
+			t.Fatalf("msg_id %q made twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+// TestFullTopicMemo: the remembered answers are the right ones, whatever
+// shares a slot, from many goroutines at once.
+func TestFullTopicMemo(t *testing.T) {
+	b := &Bus{cfg: &Config{TopicPrefix: "org.example", Environment: "dev"}, modname: "prog"}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 2000 {
+				topic := fmt.Sprintf("t%d", (n*7+g)%100)
+				mod, wantMod := "", "prog"
+				if n%3 == 0 {
+					mod, wantMod = "bodhi", "bodhi"
+				}
+				want := "org.example.dev." + wantMod + "." + topic
+				if got := b.fullTopic(topic, mod); got != want {
+					t.Errorf("fullTopic(%q, %q) = %q, want %q", topic, mod, got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, tc := range [][3]string{
+		{"", "", "org.example.dev.prog.unspecified"},
+		{"org.example.dev.x.y", "", "org.example.dev.x.y"},
+	} {
+		if got := b.fullTopic(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("fullTopic(%q, %q) = %q, want %q", tc[0], tc[1], got, tc[2])
 		}
 	}
 }

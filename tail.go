@@ -407,7 +407,9 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			frames, err := s.reader.recv(s.socks[i], s.handles[i], s.frames[:0])
 			s.frames = frames
 			if err != nil {
-				s.pending = s.pending[1:]
+				// Shifted in place, here and below: slicing off the front
+				// would shrink the capacity, and appends would reallocate.
+				s.pending = s.pending[:copy(s.pending, s.pending[1:])]
 				s.queued[i] = false
 				if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
 					continue // read to EAGAIN: the poller will say when there is more
@@ -418,7 +420,8 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 				return nil, fmt.Errorf("gilmsg: receive from %s: %w", s.eps[i].addr, err)
 			}
 			// Round robin: one message from each ready socket in turn.
-			s.pending = append(s.pending[1:], i)
+			copy(s.pending, s.pending[1:])
+			s.pending[len(s.pending)-1] = i
 			if m, err, ok := s.handle(ctx, i, frames); ok {
 				return m, err
 			}
