@@ -106,7 +106,9 @@ type Config struct {
 	ZMQEnabled bool `mapstructure:"zmq_enabled" json:"zmq_enabled"`
 	ZMQStrict  bool `mapstructure:"zmq_strict" json:"zmq_strict"`
 	// ZMQLinger (ms) bounds how long Close waits for unsent messages.
-	// Default 1000.
+	// Default 1000; -1 (infinite) gets the default. Sockets that send get at
+	// least 100: libzmq 4.3 can abort the process when a socket with a
+	// linger of 0 closes while its peer does.
 	ZMQLinger int `mapstructure:"zmq_linger" json:"zmq_linger"`
 	// TCP keepalive settings. Defaults 1, 3, 60, 5.
 	ZMQTCPKeepalive      int `mapstructure:"zmq_tcp_keepalive" json:"zmq_tcp_keepalive"`
