@@ -132,6 +132,9 @@ func TestRelayForwardsUnchanged(t *testing.T) {
 	checkLeaks(t)
 	zctx := testZCtx(t)
 	r := testRelay(t, relayTestConfig())
+	if r.subH == nil || r.pubH == nil {
+		t.Fatal("no socket handles: this test would not cover the one-call forward")
+	}
 	cancel, errc := runRelay(t, r)
 	c := newRelayClients(t, zctx, r)
 

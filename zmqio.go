@@ -95,6 +95,59 @@ static int gilmsg_send2(void *sock, const void *a, size_t alen, const void *b, s
 	return rc;
 }
 
+typedef struct {
+	int frames;
+	int stage; // of a failure: 1 receiving, 2 sending
+} gilmsg_fwd;
+
+// gilmsg_forward moves one message from sub to pub, frame by frame,
+// without copying (zmq_msg_send takes the frame over); the first frame
+// is received with ZMQ_DONTWAIT. It returns the number of frames, or -1
+// with errno and f->stage. A frame that cannot be sent is dropped with the
+// rest of its message, so that the next receive starts a message.
+static int gilmsg_forward(void *sub, void *pub, gilmsg_fwd *f) {
+	f->frames = 0;
+	f->stage = 0;
+	for (;;) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		int rc;
+		do {
+			rc = zmq_msg_recv(&m, sub, f->frames == 0 ? ZMQ_DONTWAIT : 0);
+		} while (rc < 0 && errno == EINTR && f->frames > 0);
+		if (rc < 0) {
+			int e = errno;
+			zmq_msg_close(&m);
+			f->stage = 1;
+			errno = e;
+			return -1;
+		}
+		int more = zmq_msg_more(&m);
+		f->frames++;
+		do {
+			rc = zmq_msg_send(&m, pub, more ? ZMQ_SNDMORE : 0);
+		} while (rc < 0 && errno == EINTR);
+		if (rc < 0) {
+			int e = errno;
+			zmq_msg_close(&m);
+			while (more) {
+				zmq_msg_init(&m);
+				if (zmq_msg_recv(&m, sub, 0) < 0 && errno != EINTR) {
+					zmq_msg_close(&m);
+					break;
+				}
+				more = zmq_msg_more(&m);
+				zmq_msg_close(&m);
+			}
+			f->stage = 2;
+			errno = e;
+			return -1;
+		}
+		if (!more)
+			return f->frames;
+	}
+}
+
 static int gilmsg_socket_type(void *sock) {
 	int t = -1;
 	size_t size = sizeof t;
@@ -216,3 +269,41 @@ func zmqErrno(err error) error {
 	}
 	return fmt.Errorf("libzmq call failed without an errno: %v", err)
 }
+
+// forwarder moves whole messages from one socket to another in one cgo
+// call each, without copying them through Go. It belongs to the owner of
+// both sockets.
+type forwarder struct {
+	f C.gilmsg_fwd // Go memory holding no Go pointer, lent to C for a call
+}
+
+// forward moves one message from sub to pub (their socketHandles, both
+// non-nil) without waiting: the number of frames, EAGAIN when none was
+// queued. A *forwardError says which side failed.
+func (w *forwarder) forward(sub, pub unsafe.Pointer) (int, error) {
+	for {
+		n, err := C.gilmsg_forward(sub, pub, &w.f)
+		if n >= 0 {
+			return int(n), nil
+		}
+		if w.f.stage == 1 && w.f.frames == 0 && errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		return int(w.f.frames), &forwardError{send: w.f.stage == 2, err: zmqErrno(err)}
+	}
+}
+
+// forwardError is a failed forward: receiving, or sending.
+type forwardError struct {
+	send bool
+	err  error
+}
+
+func (e *forwardError) Error() string {
+	if e.send {
+		return "send: " + e.err.Error()
+	}
+	return "receive: " + e.err.Error()
+}
+
+func (e *forwardError) Unwrap() error { return e.err }
