@@ -116,6 +116,7 @@ func newRelay(cfg *Config, opts []RelayOption, signer *Signer, open func(*Relay,
 	}
 	err = open(r, cfg)
 	if err == nil {
+		r.subH, r.pubH = socketHandle(r.sub), socketHandle(r.pub)
 		err = r.poller.add(r.sub, 0)
 	}
 	if err != nil {
@@ -141,11 +142,8 @@ func (r *Relay) open(cfg *Config) error {
 	if r.pub, err = newSocket(r.zctx, zmq.PUB, so); err != nil {
 		return err
 	}
-	if r.outbound, err = bindFirst(r.pub, "relay_outbound", cfg.Endpoints["relay_outbound"]); err != nil {
-		return err
-	}
-	r.subH, r.pubH = socketHandle(r.sub), socketHandle(r.pub)
-	return nil
+	r.outbound, err = bindFirst(r.pub, "relay_outbound", cfg.Endpoints["relay_outbound"])
+	return err
 }
 
 // InboundEndpoint returns the address the SUB socket is bound at, as zmq
