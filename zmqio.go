@@ -1,13 +1,14 @@
 package gilmsg
 
-// Receiving a whole message and sending a two-frame one, each in one or
+// Receiving a whole message (frameReader), sending a two-frame one
+// (send2) and moving one from socket to socket (forwarder), each in one or
 // two cgo calls. pebbe/zmq4 makes five cgo calls and two allocations a
 // frame to receive (zmq_msg_init, zmq_msg_recv, zmq_msg_data, a copy,
 // zmq_msg_close) and one more call and two allocations to ask
 // ZMQ_RCVMORE; a fedmsg message is two frames, so twelve calls and eight
 // allocations, on the path every message of a subscription takes.
 //
-// Both need the libzmq socket pointer, which pebbe/zmq4 keeps unexported:
+// All need the libzmq socket pointer, which pebbe/zmq4 keeps unexported:
 // socketHandle reads it from the *zmq.Socket's first field (go.mod pins
 // the version whose layout that is) and checks it by asking libzmq the
 // socket's type through it, which libzmq answers only for a live socket
