@@ -130,6 +130,9 @@ type outgoing struct {
 	msgID string
 	body  []byte
 	seqID int64 // from the bus's store, else 0
+	// bodyBuf, when set, is body's pooled buffer: nothing but the send
+	// reads body, and the publisher's goroutine returns it once sent.
+	bodyBuf *[]byte
 }
 
 // prepare builds, signs and encodes the envelope (WIRE.md §2); gilmsg adds
@@ -154,8 +157,8 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	var scratch *[]byte
 	var dst []byte
 	if plain {
-		scratch = payloadScratch.Get().(*[]byte)
-		dst = (*scratch)[:0]
+		scratch = scratchBufs.Get().(*[]byte)
+		dst = *scratch
 	} else {
 		dst = make([]byte, 0, max(512, b.pub.payloadCap.Load()))
 	}
@@ -175,17 +178,15 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 	}
 	i := b.counter.Add(1)
 	if plain {
-		// Appended in key order, with no map.
-		body, err := appendPlainEnvelope(make([]byte, 0, len(raw)+len(full)+len(msgID)+128),
-			full, raw, now.Unix(), msgID, i, username, gilmsg)
-		if cap(raw) <= maxPayloadScratch {
-			*scratch = raw
-			payloadScratch.Put(scratch)
-		}
+		// Appended in key order, with no map, into a pooled buffer that
+		// the publisher's goroutine hands back once the body is sent.
+		bodyBuf := scratchBufs.Get().(*[]byte)
+		body, err := appendPlainEnvelope(*bodyBuf, full, raw, now.Unix(), msgID, i, username, gilmsg)
+		putScratch(scratch, raw)
 		if err != nil {
 			return nil, err
 		}
-		return &outgoing{topic: full, msgID: msgID, body: body}, nil
+		return &outgoing{topic: full, msgID: msgID, body: body, bodyBuf: bodyBuf}, nil
 	}
 	fields := map[string]any{
 		fieldTopic:     full,
@@ -243,12 +244,21 @@ type topicMemo struct{ topic, modname, full string }
 
 var topicSeed = maphash.MakeSeed()
 
-// payloadScratch holds buffers for payloads that are copied into the body
-// at once (unsigned, unstored messages); maxPayloadScratch keeps a rare
-// huge payload from staying in the pool.
-var payloadScratch = sync.Pool{New: func() any { return new([]byte) }}
+// scratchBufs holds buffers for bytes that are copied before anyone else
+// can see them: the payload of an unsigned, unstored message (copied into
+// its body) and that body (copied by zmq_send). maxScratch keeps a rare
+// huge one from staying in the pool.
+var scratchBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-const maxPayloadScratch = 64 << 10
+const maxScratch = 64 << 10
+
+// putScratch hands b, which grew from the buffer p held, back to the pool.
+func putScratch(p *[]byte, b []byte) {
+	if cap(b) <= maxScratch {
+		*p = b[:0]
+		scratchBufs.Put(p)
+	}
+}
 
 // newMsgID makes a msg_id as fedmsg does: the year, a dash and a random
 // (version 4) UUID, in one allocation.
@@ -496,6 +506,9 @@ func (p *publisher) run() {
 			if err := send2(p.sock, p.handle, out.topic, out.body); err != nil {
 				p.stats.sendErrors.Add(1)
 				p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
+			}
+			if out.bodyBuf != nil { // zmq_send copied it
+				putScratch(out.bodyBuf, out.body)
 			}
 			batch[i] = nil
 			<-p.slots

@@ -25,7 +25,10 @@ type Message struct {
 	Name     string // the endpoints name it arrived from
 	Endpoint string // the address it arrived from
 	Signer   string // the certificate CN, when validated
-	Body     []byte // frame 2 exactly as received
+	// Body is frame 2 exactly as received. The envelope's strings (Topic,
+	// MsgID, the text Msg decodes, ...) share its memory: read it, copy
+	// it, but do not change it.
+	Body []byte
 
 	sub     *Subscription
 	invalid error // why validation failed, for a message SurfaceInvalid yielded
@@ -476,7 +479,7 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 			fmt.Errorf("%w: %d frames, want 2", ErrInvalidMessage, len(frames)))
 	}
 	m := &Message{Name: ep.name, Endpoint: ep.addr, Body: frames[1], sub: s}
-	env, err := ParseEnvelope(frames[1])
+	env, err := parseEnvelopeShared(frames[1]) // frames[1] is m.Body
 	if err != nil {
 		return s.reject(m, err)
 	}
