@@ -38,7 +38,7 @@ func FuzzParseEnvelopeFast(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast := parseEnvelopeFast(string(body))
+		fast := parseEnvelopeFast(string(body), nil)
 		if fast == nil {
 			return // the general path decides alone
 		}
@@ -204,7 +204,7 @@ func TestParseEnvelopeOwnsItsInput(t *testing.T) {
 	n := 0
 	for body := range newPythonOracle(t).verdicts {
 		want, err := ParseEnvelope([]byte(body))
-		shared, serr := parseEnvelopeShared([]byte(body))
+		shared, serr := parseEnvelopeShared([]byte(body), new(Envelope))
 		if (err == nil) != (serr == nil) {
 			t.Fatalf("%.60q: ParseEnvelope err %v, parseEnvelopeShared err %v", body, err, serr)
 		}

@@ -34,6 +34,12 @@ type Message struct {
 	invalid error // why validation failed, for a message SurfaceInvalid yielded
 }
 
+// received is a message and its envelope in one allocation.
+type received struct {
+	m   Message
+	env Envelope
+}
+
 // Ack publishes this message's ACK now. It is only needed with
 // [ManualAck]; otherwise a subscription ACKs each valid gilmsg message
 // just before yielding it. Call it once the message has been handled as
@@ -478,8 +484,10 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		return s.reject(&Message{Name: ep.name, Endpoint: ep.addr},
 			fmt.Errorf("%w: %d frames, want 2", ErrInvalidMessage, len(frames)))
 	}
-	m := &Message{Name: ep.name, Endpoint: ep.addr, Body: frames[1], sub: s}
-	env, err := parseEnvelopeShared(frames[1]) // frames[1] is m.Body
+	r := new(received)
+	m := &r.m
+	*m = Message{Name: ep.name, Endpoint: ep.addr, Body: frames[1], sub: s}
+	env, err := parseEnvelopeShared(frames[1], &r.env) // frames[1] is m.Body
 	if err != nil {
 		return s.reject(m, err)
 	}
