@@ -484,9 +484,8 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		return s.reject(&Message{Name: ep.name, Endpoint: ep.addr},
 			fmt.Errorf("%w: %d frames, want 2", ErrInvalidMessage, len(frames)))
 	}
-	r := new(received)
+	r := &received{m: Message{Name: ep.name, Endpoint: ep.addr, Body: frames[1], sub: s}}
 	m := &r.m
-	*m = Message{Name: ep.name, Endpoint: ep.addr, Body: frames[1], sub: s}
 	env, err := parseEnvelopeShared(frames[1], &r.env) // frames[1] is m.Body
 	if err != nil {
 		return s.reject(m, err)

@@ -40,16 +40,24 @@ func frameCases() [][][]byte {
 	}
 }
 
-func TestFrameReaderRecv(t *testing.T) {
-	checkLeaks(t)
+// connectedPubSub is a PUB bound on loopback and a SUB to everything
+// connected to it (the subscription may not have arrived yet).
+func connectedPubSub(t *testing.T) (pub, sub *zmq.Socket) {
+	t.Helper()
 	zctx := testZCtx(t)
-	pub := testSocket(t, zctx, zmq.PUB, testSockOpts())
+	pub = testSocket(t, zctx, zmq.PUB, testSockOpts())
 	ep := bindLoopback(t, pub)
-	sub := testSocket(t, zctx, zmq.SUB, testSockOpts())
+	sub = testSocket(t, zctx, zmq.SUB, testSockOpts())
 	sub.SetSubscribe("")
 	if err := sub.Connect(ep); err != nil {
 		t.Fatal(err)
 	}
+	return pub, sub
+}
+
+func TestFrameReaderRecv(t *testing.T) {
+	checkLeaks(t)
+	pub, sub := connectedPubSub(t)
 	h := socketHandle(sub)
 	if h == nil {
 		t.Fatal("no socket handle")
@@ -128,15 +136,8 @@ func TestFrameReaderRecv(t *testing.T) {
 
 func TestSend2(t *testing.T) {
 	checkLeaks(t)
-	zctx := testZCtx(t)
-	pub := testSocket(t, zctx, zmq.PUB, testSockOpts())
-	ep := bindLoopback(t, pub)
-	sub := testSocket(t, zctx, zmq.SUB, testSockOpts())
-	sub.SetSubscribe("")
+	pub, sub := connectedPubSub(t)
 	sub.SetRcvtimeo(10 * time.Millisecond)
-	if err := sub.Connect(ep); err != nil {
-		t.Fatal(err)
-	}
 	h := socketHandle(pub)
 	if h == nil {
 		t.Fatal("no socket handle")
