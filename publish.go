@@ -414,8 +414,10 @@ func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
 
 // publisher owns the bus's publishing socket: one goroutine sends what
 // Publish, ACKs and resends queue, and reads the subscriptions the socket
-// reports. The socket is an XPUB, which subscribers cannot tell from a PUB
-// (Python peers included), so that the bus knows who is subscribed
+// reports. A message published while nothing is queued and the goroutine
+// is not using the socket is sent by its caller instead (enqueue). The
+// socket is an XPUB, which subscribers cannot tell from a PUB (Python
+// peers included), so that the bus knows who is subscribed
 // ([Bus.WaitSubscribers]) instead of sleeping for slow joiners.
 //
 // The goroutine waits on a Go channel, not in zmq_poll: a message to send
@@ -442,6 +444,11 @@ type publisher struct {
 	warm   atomic.Bool
 
 	payloadCap atomic.Int64 // the size of the last payload prepare encoded
+
+	// sending is held by whoever uses the socket: the goroutine, from
+	// taking the queue until its batch is sent, or a Publish that found
+	// the queue empty and sends its message itself (see enqueue).
+	sending sync.Mutex
 
 	mu     sync.Mutex
 	queue  []*outgoing
@@ -498,38 +505,53 @@ func (p *publisher) run() {
 	defer tick.Stop()
 	var batch []*outgoing
 	for {
+		p.sending.Lock()
 		p.mu.Lock()
 		batch, p.queue = p.queue, batch[:0]
 		closed := p.closed
 		p.mu.Unlock()
 		for i, out := range batch {
-			if err := send2(p.sock, p.handle, out.topic, out.body); err != nil {
-				p.stats.sendErrors.Add(1)
-				p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
-			}
-			if out.bodyBuf != nil { // zmq_send copied it
-				putScratch(out.bodyBuf, out.body)
-			}
+			p.sendOne(out)
 			batch[i] = nil
 			<-p.slots
 		}
-		if err := readSubscriptions(p.sock, p.subs); err != nil {
-			p.log.Error("gilmsg: reading subscriptions", slog.Any("error", err))
-		}
+		p.readSubscriptions()
 		if closed {
 			break
 		}
+		p.sending.Unlock()
 		select {
 		case <-p.kick:
 		case <-tick.C:
 		}
 	}
+	// Still holding sending: a Publish from now on sees closed.
 	p.subs.close()
 	if p.mon != nil {
 		p.sock.Monitor("", 0)
 		p.mon.Close()
 	}
 	p.sock.Close()
+	p.sending.Unlock()
+}
+
+// sendOne sends out on the socket; the caller holds sending.
+func (p *publisher) sendOne(out *outgoing) {
+	if err := send2(p.sock, p.handle, out.topic, out.body); err != nil {
+		p.stats.sendErrors.Add(1)
+		p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
+	}
+	if out.bodyBuf != nil { // zmq_send copied it
+		putScratch(out.bodyBuf, out.body)
+	}
+}
+
+// readSubscriptions hands what subscribers sent the socket to subs; the
+// caller holds sending.
+func (p *publisher) readSubscriptions() {
+	if err := readSubscriptions(p.sock, p.subs); err != nil {
+		p.log.Error("gilmsg: reading subscriptions", slog.Any("error", err))
+	}
 }
 
 // wake makes the goroutine look at its queue (and subscriptions) soon.
@@ -541,6 +563,26 @@ func (p *publisher) wake() {
 }
 
 func (p *publisher) enqueue(ctx context.Context, busClosed <-chan struct{}, out *outgoing) error {
+	if p.sending.TryLock() {
+		// Nothing queued and the socket free: send from here, which saves
+		// waking the goroutine and waiting for it (a reliable publish
+		// waits for that twice, once for its message and once for the
+		// ACK). Messages queued earlier have all left: the goroutine
+		// holds sending from taking the queue until they are sent.
+		p.mu.Lock()
+		idle, closed := len(p.queue) == 0, p.closed
+		p.mu.Unlock()
+		if idle && !closed {
+			p.sendOne(out)
+		}
+		p.sending.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		if idle {
+			return nil
+		}
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
