@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"math/bits"
+	"slices"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -513,19 +514,38 @@ func (e *Envelope) Decode(v any) error {
 // frame 2.
 func (e *Envelope) Body() ([]byte, error) { return MarshalCanonical(e.Fields()) }
 
-// signedText is the canonical text a signature covers: the envelope without
-// signature and certificate, and without any key in drop.
-func signedText(fields map[string]any, drop ...string) ([]byte, error) {
-	stripped := make(map[string]any, len(fields))
-	for k, v := range fields {
-		stripped[k] = v
+// appendSignedText appends the canonical text a signature covers: the
+// envelope without signature and certificate, and without any key in
+// drop. It writes from fields itself, as MarshalCanonical would write the
+// map without those keys.
+func appendSignedText(dst []byte, fields map[string]any, drop ...string) ([]byte, error) {
+	e := canonEncoderPool.Get().(*canonEncoder)
+	defer e.release()
+	e.buf, e.depth, e.ptrDepth = dst, 0, 0
+	if err := e.open(); err != nil {
+		return dst, err
 	}
-	delete(stripped, fieldSignature)
-	delete(stripped, fieldCertificate)
-	for _, k := range drop {
-		delete(stripped, k)
+	keys := pushSortedKeys(e, fields)
+	e.buf = append(e.buf, '{')
+	first := true
+	for _, k := range keys {
+		if k == fieldSignature || k == fieldCertificate || slices.Contains(drop, k) {
+			continue
+		}
+		if !first {
+			e.buf = append(e.buf, ',')
+		}
+		first = false
+		if err := e.string(k); err != nil {
+			return dst, err
+		}
+		e.buf = append(e.buf, ':')
+		if err := e.value(fields[k]); err != nil {
+			return dst, err
+		}
 	}
-	return MarshalCanonical(stripped)
+	e.popKeys(keys)
+	return append(e.buf, '}'), nil
 }
 
 // appendPlainEnvelope appends the canonical body of an unsigned envelope

@@ -211,10 +211,13 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 			return nil, err
 		}
 	}
-	body, err := MarshalCanonical(fields)
+	// Sized like the last signed body: the certificate alone outgrows
+	// MarshalCanonical's first guess, and each growth copies the text.
+	body, err := AppendCanonical(make([]byte, 0, max(512, b.pub.bodyCap.Load())), fields)
 	if err != nil {
 		return nil, err
 	}
+	b.pub.bodyCap.Store(int64(len(body)))
 	return &outgoing{topic: full, msgID: msgID, body: body}, nil
 }
 
@@ -444,6 +447,7 @@ type publisher struct {
 	warm   atomic.Bool
 
 	payloadCap atomic.Int64 // the size of the last payload prepare encoded
+	bodyCap    atomic.Int64 // and of the last signed body
 
 	// sending is held by whoever uses the socket: the goroutine, from
 	// taking the queue until its batch is sent, or a Publish that found

@@ -131,11 +131,13 @@ func (s *Signer) Sign(fields map[string]any) error {
 		return s.gpg.sign(fields)
 	}
 	fields[fieldCrypto] = "x509"
-	text, err := signedText(fields)
+	buf := scratchBufs.Get().(*[]byte)
+	text, err := appendSignedText(*buf, fields)
 	if err != nil {
 		return err
 	}
-	sig, err := s.signText(text)
+	sig, err := s.signText(text) // hashes text and keeps nothing of it
+	putScratch(buf, text)
 	if err != nil {
 		return err
 	}

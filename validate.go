@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Reason classifies why a message failed validation; counters are kept per
@@ -250,20 +251,24 @@ func hasField(env *Envelope, key string) bool {
 // them: Python gilmsg 0.1.2 adds the first after signing (WIRE.md §7),
 // Python fedmsg's store the second (§11).
 func verifyFields(pub *rsa.PublicKey, env *Envelope, sig []byte) *ValidationError {
-	text, err := signedText(env.Fields())
+	buf := scratchBufs.Get().(*[]byte)
+	text, err := appendSignedText(*buf, env.Fields())
 	if err != nil {
 		return invalid(ReasonMalformed, "canonical text", err)
 	}
-	if verifySHA1(pub, text, sig) == nil {
-		return nil
-	}
+	ok := verifySHA1(pub, text, sig) == nil
 	for _, drop := range addedAfterSigning(env) {
-		text, err = signedText(env.Fields(), drop...)
-		if err == nil && verifySHA1(pub, text, sig) == nil {
-			return nil
+		if ok {
+			break
 		}
+		text, err = appendSignedText(text[:0], env.Fields(), drop...)
+		ok = err == nil && verifySHA1(pub, text, sig) == nil
 	}
-	return invalid(ReasonSignature, "signature does not match the message", nil)
+	putScratch(buf, text) // verifySHA1 keeps nothing of it
+	if !ok {
+		return invalid(ReasonSignature, "signature does not match the message", nil)
+	}
+	return nil
 }
 
 func verifySHA1(pub *rsa.PublicKey, text, sig []byte) error {
@@ -275,6 +280,14 @@ func verifySHA1(pub *rsa.PublicKey, text, sig []byte) error {
 // outside the alphabet (the newlines every 76 columns, among others) are
 // discarded, and the padding must then be right.
 func decodeB64(s string) ([]byte, error) {
+	if b64AndNewlines(s) {
+		// What fedmsg writes: Go's decoder skips the newlines itself.
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("bad base64: %w", err)
+		}
+		return b, nil
+	}
 	clean := strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '+', r == '/', r == '=':
@@ -288,6 +301,24 @@ func decodeB64(s string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// b64AndNewlines reports whether s holds nothing but base64's alphabet,
+// padding and line breaks.
+func b64AndNewlines(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !b64Byte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var b64Byte = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n" {
+		t[c] = true
+	}
+	return t
+}()
 
 // chain returns the (cached) chain result for a certificate field. On a
 // failure that a newer CA or CRL could change, it reloads them once and
@@ -326,7 +357,11 @@ func (v *Validator) cached(certField string) (*chainResult, bool) {
 // 32 bytes an entry, not the fields.
 type certKey [sha256.Size]byte
 
-func keyOf(certField string) certKey { return sha256.Sum256([]byte(certField)) }
+func keyOf(certField string) certKey {
+	// Hashed where it is: the field is a kilobyte or more, and Sum256
+	// only reads it.
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(certField), len(certField)))
+}
 
 // checkValidity applies the validity period at the time of each message, so
 // a cached certificate that expires stops validating.
