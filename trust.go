@@ -59,6 +59,8 @@ type trustStore struct {
 	// checkedAt (Unix nanoseconds) is when the files were last looked at
 	// for a rotation while everything validated.
 	checkedAt atomic.Int64
+	// usable is set while the last load succeeded.
+	usable atomic.Bool
 
 	// lock is a mutex that a caller can stop waiting for: a load may be
 	// downloading while it is held.
@@ -134,6 +136,12 @@ func (t *trustStore) refreshIfDue(now time.Time) {
 		return
 	}
 	t.get(true)
+}
+
+// filesUsable reports whether the CA and CRL come from files (no URL) and
+// their last load succeeded.
+func (t *trustStore) filesUsable() bool {
+	return t.usable.Load() && !isURL(t.caLoc) && !isURL(t.crlLoc)
 }
 
 // get returns the current CA pool and CRL. With reload, it reads them again
@@ -221,6 +229,7 @@ func (t *trustStore) load(ctx context.Context) error {
 	} else {
 		t.roots, t.crl, t.err = roots, crl, nil
 	}
+	t.usable.Store(err == nil)
 	t.gen.Add(1)
 	return nil
 }

@@ -217,3 +217,26 @@ func TestReliablePublishReportsTrustProblems(t *testing.T) {
 		})
 	}
 }
+
+// CheckTrust looks at files that loaded only as often as validation does,
+// and reports one that broke at its next look.
+func TestCheckTrustNoticesBrokenCA(t *testing.T) {
+	dir := copyPKI(t)
+	val := NewValidator(vectorsConfig(t, dir))
+	if err := val.CheckTrust(context.Background()); err != nil {
+		t.Fatalf("CheckTrust: %v", err)
+	}
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, []byte("not a PEM file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(time.Minute) // visible to a stat within one clock tick
+	if err := os.Chtimes(ca, future, future); err != nil {
+		t.Fatal(err)
+	}
+	val.trust.checkedAt.Store(0) // the second has passed
+	err := val.CheckTrust(context.Background())
+	if !errors.Is(err, ErrTrust) || !strings.Contains(err.Error(), ca) {
+		t.Fatalf("CheckTrust after the CA broke: %v, want ErrTrust naming %s", err, ca)
+	}
+}

@@ -133,10 +133,20 @@ func NewValidator(cfg *Config) *Validator {
 // (or may have changed since they failed to), within ctx and a bound of
 // its own, and returns why they cannot be used, a *[TrustError], or nil.
 // Every x509 validation fails while they cannot; a reliable publish calls
-// it before sending, since it could not judge the ACKs otherwise.
+// it before sending, since it could not judge the ACKs otherwise. Files
+// that loaded are looked at again at most once a second, as validation
+// does, so a file that breaks is reported within about a second.
 func (v *Validator) CheckTrust(ctx context.Context) error {
 	if !slices.Contains(v.backends, "x509") {
 		return nil
+	}
+	if v.trust.filesUsable() {
+		// Loaded and good: the files are looked at again once a second
+		// at most, as for validation, not at every reliable publish.
+		v.trust.refreshIfDue(v.now())
+		if v.trust.filesUsable() {
+			return nil
+		}
 	}
 	_, _, _, err := v.trust.getCtx(ctx, true)
 	return err
