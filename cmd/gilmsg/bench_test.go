@@ -16,7 +16,9 @@ var benchKeys = []string{
 	"rsa_sign_per_s", "rsa_verify_per_s", "crypto_floor_ms",
 	"reliable_p50_ms_1", "reliable_p99_ms_1", "reliable_p50_ms_3", "reliable_p99_ms_3",
 	"concurrent_reliable_msgs_per_s", "cores", "peak_rss_mb",
-	"unsigned_vs_raw", "signed_vs_sign_bound", "reliable_p50_vs_floor", "concurrent_vs_sign_bound",
+	"rsa_sign_per_s_parallel", "rsa_verify_per_s_parallel", "crypto_floor_plus_rtt_ms", "concurrent_crypto_bound_msgs_per_s",
+	"unsigned_vs_raw", "signed_vs_sign_bound", "reliable_p50_vs_floor_plus_rtt", "concurrent_vs_crypto_bound",
+	"reliable_p50_vs_floor", "concurrent_vs_sign_bound",
 	"allocs_per_msg", "heap_mb_at_tenth", "heap_mb_at_end",
 	"cpu_us_per_msg_raw", "cpu_us_per_msg_unsigned", "cpu_us_per_msg_signed",
 	"cpu_us_per_msg_reliable_1", "cpu_us_per_msg_concurrent",
@@ -57,6 +59,19 @@ func TestBenchJSON(t *testing.T) {
 	}
 	if floor := got["crypto_floor_ms"].(float64); !closeTo(floor, 2000/got["rsa_sign_per_s"].(float64)+2000/got["rsa_verify_per_s"].(float64)) {
 		t.Errorf("crypto_floor_ms %v is not 2 signs + 2 verifies", floor)
+	}
+	num := func(k string) float64 { f, _ := got[k].(float64); return f }
+	if b := num("crypto_floor_plus_rtt_ms"); !closeTo(b, num("crypto_floor_ms")+num("raw_zmq_rtt_p50_ms")) {
+		t.Errorf("crypto_floor_plus_rtt_ms %v is not the floor + the raw round trip's p50", b)
+	}
+	if b := num("concurrent_crypto_bound_msgs_per_s"); !closeTo(b, 1/(2/num("rsa_sign_per_s_parallel")+2/num("rsa_verify_per_s_parallel"))) {
+		t.Errorf("concurrent_crypto_bound_msgs_per_s %v is not 2 signs + 2 verifies at the parallel rates", b)
+	}
+	if r := num("reliable_p50_vs_floor_plus_rtt"); !closeTo(r, num("reliable_p50_ms_1")/num("crypto_floor_plus_rtt_ms")) {
+		t.Errorf("reliable_p50_vs_floor_plus_rtt %v is not p50 over its bound", r)
+	}
+	if r := num("concurrent_vs_crypto_bound"); !closeTo(r, num("concurrent_reliable_msgs_per_s")/num("concurrent_crypto_bound_msgs_per_s")) {
+		t.Errorf("concurrent_vs_crypto_bound %v is not the rate over its bound", r)
 	}
 	for _, want := range []string{"raw ZeroMQ PUB→SUB", "publish→tail, signed+validated", "reliable, 3 recipients", "peak RSS"} {
 		if !strings.Contains(res.stdout, want) {
