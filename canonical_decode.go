@@ -351,10 +351,8 @@ func (d *jsonDecoder) string() (string, error) {
 	start := d.pos + 1
 	escaped := false
 	for i := start; i < len(s); {
-		// Eight plain ASCII bytes at a time: most of a message is such text.
-		if i+8 <= len(s) && plainASCII8(s[i:i+8]) {
-			i += 8
-			continue
+		if i = jsonPlainRun(s, i); i == len(s) {
+			break
 		}
 		c := s[i]
 		switch {
@@ -389,20 +387,41 @@ func (d *jsonDecoder) string() (string, error) {
 
 // plainASCII8 reports whether all of b's 8 bytes are printable-or-DEL ASCII
 // other than '"' and '\\', i.e. bytes a string copies verbatim.
-func plainASCII8(b string) bool {
-	x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+func plainASCII8(b string) bool { return jsonPlainRun(b, 0) == 8 }
+
+// The word-at-a-time tests of the string scanners: the high bit of each
+// byte of the result flags a byte of x that is searched for. A byte is 0
+// in x^(ones*c) exactly where x has c, and (v-ones)&^v sets the high bit
+// of such a byte; the same trick flags bytes below 0x20, and x's own high
+// bits flag non-ASCII.
+const (
+	swarOnes  = 0x0101010101010101
+	swarHighs = 0x8080808080808080
+)
+
+// load8 reads s[i:i+8] as a little-endian word: one load once compiled.
+func load8(s string, i int) uint64 {
+	b := s[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-	const ones = 0x0101010101010101
-	const highs = 0x8080808080808080
-	// A byte is 0 in v exactly where x has the byte searched for; (v-ones)&^v
-	// sets that byte's high bit. The same trick flags bytes below 0x20, and
-	// x's own high bits flag non-ASCII.
-	quote := x ^ (ones * '"')
-	bslash := x ^ (ones * '\\')
-	special := (x - ones*0x20) & ^x
-	special |= (quote - ones) & ^quote
-	special |= (bslash - ones) & ^bslash
-	return (special|x)&highs == 0
+}
+
+// jsonSpecial flags the bytes of x a JSON string cannot copy verbatim:
+// controls, '"', '\\' and non-ASCII.
+func jsonSpecial(x uint64) uint64 {
+	quote := x ^ (swarOnes * '"')
+	bslash := x ^ (swarOnes * '\\')
+	return ((x - swarOnes*0x20) &^ x) | ((quote - swarOnes) &^ quote) | ((bslash - swarOnes) &^ bslash) | x
+}
+
+// jsonPlainRun returns i advanced over whole words of s that hold only
+// bytes jsonSpecial does not flag: most of a message is such text, and
+// one call scans all of it.
+func jsonPlainRun(s string, i int) int {
+	for i+8 <= len(s) && jsonSpecial(load8(s, i))&swarHighs == 0 {
+		i += 8
+	}
+	return i
 }
 
 // unescape decodes the escapes of a string whose raw text, from d.s[start]

@@ -191,31 +191,34 @@ var plainStringByte = func() (t [256]bool) {
 
 // plainCanonical8 reports whether all of b's 8 bytes are plainStringBytes:
 // plainASCII8 (the decoder's test) with DEL excluded too.
-func plainCanonical8(b string) bool {
-	if !plainASCII8(b) {
-		return false
+func plainCanonical8(b string) bool { return canonPlainRun(b, 0) == 8 }
+
+// canonPlainRun returns the index of the first byte at or after i that is
+// not a plainStringByte, or len(s): whole words first (jsonSpecial, and
+// DEL), then byte by byte.
+func canonPlainRun(s string, i int) int {
+	for i+8 <= len(s) {
+		x := load8(s, i)
+		del := x ^ (swarOnes * 0x7F)
+		if (jsonSpecial(x)|((del-swarOnes)&^del))&swarHighs != 0 {
+			break
+		}
+		i += 8
 	}
-	x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-	const ones = 0x0101010101010101
-	del := x ^ (ones * 0x7F)
-	return (del-ones)&^del&(ones*0x80) == 0
+	for i < len(s) && plainStringByte[s[i]] {
+		i++
+	}
+	return i
 }
 
 func (e *canonEncoder) string(s string) error {
 	b := append(e.buf, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		// Eight bytes at a time while none needs escaping: most text.
-		if i+8 <= len(s) && plainCanonical8(s[i:i+8]) {
-			i += 8
-			continue
+		if i = canonPlainRun(s, i); i == len(s) {
+			break
 		}
 		c := s[i]
-		if plainStringByte[c] {
-			i++
-			continue
-		}
 		b = append(b, s[start:i]...)
 		switch c {
 		case '"', '\\':
