@@ -385,10 +385,6 @@ func (d *jsonDecoder) string() (string, error) {
 	return "", d.errorf(d.pos, "unterminated string")
 }
 
-// plainASCII8 reports whether all of b's 8 bytes are printable-or-DEL ASCII
-// other than '"' and '\\', i.e. bytes a string copies verbatim.
-func plainASCII8(b string) bool { return jsonPlainRun(b, 0) == 8 }
-
 // The word-at-a-time tests of the string scanners: the high bit of each
 // byte of the result flags a byte of x that is searched for. A byte is 0
 // in x^(ones*c) exactly where x has c, and (v-ones)&^v sets the high bit

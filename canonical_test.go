@@ -616,6 +616,25 @@ func TestPlainCanonical8(t *testing.T) {
 	}
 }
 
+// jsonPlainRun skips a word exactly when none of its bytes is one the
+// decoder must look at: a control, '"', '\\' or non-ASCII.
+func TestJSONPlainRun(t *testing.T) {
+	for c := range 256 {
+		plain := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+		for pos := range 8 {
+			b := []byte("abcdefghijklmnop")
+			b[pos] = byte(c)
+			want := 16
+			if !plain {
+				want = 0
+			}
+			if got := jsonPlainRun(string(b), 0); got != want {
+				t.Fatalf("byte 0x%02x at %d: run %d, want %d", c, pos, got, want)
+			}
+		}
+	}
+}
+
 // Strings and integers decoded from one document share their headers'
 // allocations (jsonDecoder.box): a payload of 16 short strings and numbers
 // costs its maps and arrays plus one chunk, not one allocation per value.
