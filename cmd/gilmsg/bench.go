@@ -319,17 +319,13 @@ func (e *benchEnv) rsaPhase(ctx context.Context, r *benchResults) error {
 	key, text := e.rsaKey, e.rsaText
 	var sig []byte
 	sign, err := ratePerSecond(ctx, e.o.duration/2, func() (err error) {
-		sum := sha1.Sum(text)
-		sig, err = rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:])
+		sig, err = rsaSign(key, text)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	verify, err := ratePerSecond(ctx, e.o.duration/2, func() error {
-		sum := sha1.Sum(text)
-		return rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA1, sum[:], sig)
-	})
+	verify, err := ratePerSecond(ctx, e.o.duration/2, func() error { return rsaVerify(key, text, sig) })
 	if err != nil {
 		return err
 	}
@@ -346,23 +342,18 @@ func (e *benchEnv) rsaPhase(ctx context.Context, r *benchResults) error {
 // bound comes from the same minute (the faster run counts).
 func (e *benchEnv) parallelRSA(ctx context.Context, r *benchResults, d time.Duration) error {
 	key, text := e.rsaKey, e.rsaText
-	sum := sha1.Sum(text)
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:])
+	sig, err := rsaSign(key, text)
 	if err != nil {
 		return err
 	}
 	sign, err := parallelRate(ctx, d, r.cores, func() error {
-		sum := sha1.Sum(text)
-		_, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:])
+		_, err := rsaSign(key, text)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	verify, err := parallelRate(ctx, d/2, r.cores, func() error {
-		sum := sha1.Sum(text)
-		return rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA1, sum[:], sig)
-	})
+	verify, err := parallelRate(ctx, d/2, r.cores, func() error { return rsaVerify(key, text, sig) })
 	if err != nil {
 		return err
 	}
@@ -370,6 +361,18 @@ func (e *benchEnv) parallelRSA(ctx context.Context, r *benchResults, d time.Dura
 	r.parVerifyRuns = append(r.parVerifyRuns, verify)
 	r.parSign, r.parVerify = slices.Max(r.parSignRuns), slices.Max(r.parVerifyRuns)
 	return nil
+}
+
+// rsaSign and rsaVerify are the floor's operations: RSA PKCS#1 v1.5 over
+// SHA-1, as the library signs and verifies.
+func rsaSign(key *rsa.PrivateKey, text []byte) ([]byte, error) {
+	sum := sha1.Sum(text)
+	return rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:])
+}
+
+func rsaVerify(key *rsa.PrivateKey, text, sig []byte) error {
+	sum := sha1.Sum(text)
+	return rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA1, sum[:], sig)
 }
 
 func readPKCS8Key(path string) (*rsa.PrivateKey, error) {
@@ -1030,8 +1033,7 @@ func (e *benchEnv) rawReliable(ctx context.Context, r *benchResults) (latencies,
 	overhead := max(r.signedBodyBytes-len(msgText), key.Size())
 	// sign makes a body of text's signed size that starts with the signature.
 	sign := func(text []byte) ([]byte, error) {
-		sum := sha1.Sum(text)
-		sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA1, sum[:])
+		sig, err := rsaSign(key, text)
 		if err != nil {
 			return nil, err
 		}
@@ -1041,8 +1043,7 @@ func (e *benchEnv) rawReliable(ctx context.Context, r *benchResults) (latencies,
 		if len(body) < key.Size() {
 			return errors.New("raw reliable: body too short for a signature")
 		}
-		sum := sha1.Sum(text)
-		return rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA1, sum[:], body[:key.Size()])
+		return rsaVerify(key, text, body[:key.Size()])
 	}
 	return e.rawExchange(ctx, []byte(benchPrefix+"msg"),
 		func() ([]byte, error) { return sign(msgText) },
