@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -290,22 +291,17 @@ func verifySHA1(pub *rsa.PublicKey, text, sig []byte) error {
 // outside the alphabet (the newlines every 76 columns, among others) are
 // discarded, and the padding must then be right.
 func decodeB64(s string) ([]byte, error) {
-	if b64AndNewlines(s) {
-		// What fedmsg writes: Go's decoder skips the newlines itself.
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			return nil, fmt.Errorf("bad base64: %w", err)
-		}
-		return b, nil
+	// Go's decoder skips line breaks itself: what fedmsg writes decodes as
+	// it is, and only other stray characters need a copy without them.
+	if !b64AndNewlines(s) {
+		s = strings.Map(func(r rune) rune {
+			if r < utf8.RuneSelf && b64Alphabet[r] {
+				return r
+			}
+			return -1
+		}, s)
 	}
-	clean := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '+', r == '/', r == '=':
-			return r
-		}
-		return -1
-	}, s)
-	b, err := base64.StdEncoding.DecodeString(clean)
+	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("bad base64: %w", err)
 	}
@@ -316,15 +312,16 @@ func decodeB64(s string) ([]byte, error) {
 // padding and line breaks.
 func b64AndNewlines(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if !b64Byte[s[i]] {
+		if c := s[i]; !b64Alphabet[c] && c != '\n' && c != '\r' {
 			return false
 		}
 	}
 	return true
 }
 
-var b64Byte = func() (t [256]bool) {
-	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n" {
+// b64Alphabet marks base64's alphabet and its padding.
+var b64Alphabet = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" {
 		t[c] = true
 	}
 	return t

@@ -480,3 +480,24 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	})
 }
+
+// decodeB64 decodes as Python's base64.b64decode does by default (its
+// verdicts below): line breaks and other characters outside the alphabet
+// are dropped, and the padding must then be right.
+func TestDecodeB64LikePython(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // "" with ok false: Python raises
+		ok   bool
+	}{
+		{"QUJD\n", "ABC", true},
+		{"QU!JD", "ABC", true},
+		{"Q U\r\nJD", "ABC", true},
+		{"QUJ", "", false},
+	} {
+		got, err := decodeB64(tc.in)
+		if (err == nil) != tc.ok || string(got) != tc.want {
+			t.Errorf("decodeB64(%q) = %q, %v; Python gives %q (ok %v)", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
