@@ -189,9 +189,6 @@ var plainStringByte = func() (t [256]bool) {
 	return t
 }()
 
-// plainCanonical8 reports whether all of b's 8 bytes are plainStringBytes.
-func plainCanonical8(b string) bool { return canonPlainRun(b, 0) == 8 }
-
 // canonPlainRun returns the index of the first byte at or after i that is
 // not a plainStringByte, or len(s): whole words first (jsonSpecial, and
 // DEL), then byte by byte.

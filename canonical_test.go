@@ -602,15 +602,19 @@ func BenchmarkEncodingJSONBaseline(b *testing.B) {
 	}
 }
 
-// plainCanonical8 agrees with plainStringByte on every byte in every
-// position.
-func TestPlainCanonical8(t *testing.T) {
+// canonPlainRun agrees with plainStringByte on every byte in every
+// position of a word: it stops exactly at a byte that needs escaping.
+func TestCanonPlainRun(t *testing.T) {
 	for c := range 256 {
 		for pos := range 8 {
 			b := []byte("abcdefgh")
 			b[pos] = byte(c)
-			if got, want := plainCanonical8(string(b)), plainStringByte[c]; got != want {
-				t.Fatalf("byte 0x%02x at %d: %v, want %v", c, pos, got, want)
+			want := pos
+			if plainStringByte[c] {
+				want = 8
+			}
+			if got := canonPlainRun(string(b), 0); got != want {
+				t.Fatalf("byte 0x%02x at %d: run %d, want %d", c, pos, got, want)
 			}
 		}
 	}
