@@ -79,7 +79,8 @@ type Config struct {
 	// GPGSigningKey is the fingerprint or key id gpg signs with. Default
 	// unset: GPGKeys[<short hostname>].
 	GPGSigningKey string `mapstructure:"gpg_signing_key" json:"gpg_signing_key,omitempty"`
-	// GPGKeys maps a name to a key fingerprint (or key id). It picks the
+	// GPGKeys maps a name to a key fingerprint (or a key id of 16 hex digits
+	// or more: a shorter one could never match, so it is refused). It picks the
 	// signing key by host name, as in fedmsg, and names validated gpg
 	// signers, so routing_policy and ACK recipients use these names; a key
 	// it does not name is known by its fingerprint. Default {}.

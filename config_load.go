@@ -683,7 +683,8 @@ func exportValue(key string, v any) any {
 // every duration at most 1e9 seconds; ZeroMQ options as libzmq takes
 // them), signing with a backend other than x509 or gpg (or gpg without
 // gpg_home), accepting a backend that is neither, validating without a CA,
-// and CA or CRL URLs that are not https://.
+// CA or CRL URLs that are not https://, and gpg_keys entries shorter than
+// a 16-digit key id.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -733,7 +734,7 @@ func (c *Config) Validate() error {
 // valueCheckedKeys are the keys whose values [Config.valueErrors] judges
 // alone, without the rest of the configuration: the loader checks them
 // too, so that an error names the file of the bad value.
-var valueCheckedKeys = []string{"endpoints", "relay_inbound", "crypto_validate_backends", "ca_cert_location", "crl_location"}
+var valueCheckedKeys = []string{"endpoints", "relay_inbound", "crypto_validate_backends", "ca_cert_location", "crl_location", "gpg_keys"}
 
 // entryError is a bad value: entry names the object entry it is in (a
 // name in endpoints), "" for the key's value as a whole.
@@ -743,7 +744,8 @@ type entryError struct {
 }
 
 // valueErrors judges key's value alone: malformed addresses, unknown
-// backends, CA or CRL URLs that are not https://.
+// backends, CA or CRL URLs that are not https://, gpg_keys entries that
+// are not a 16-digit key id or a fingerprint.
 func (c *Config) valueErrors(key string) []entryError {
 	var out []entryError
 	switch key {
@@ -766,6 +768,12 @@ func (c *Config) valueErrors(key string) []entryError {
 			if b != "x509" && b != "gpg" {
 				// As fedmsg.crypto.init raises.
 				out = append(out, entryError{"", fmt.Errorf("%q is not a crypto backend (x509, gpg)", b)})
+			}
+		}
+	case "gpg_keys":
+		for _, name := range slices.Sorted(maps.Keys(c.GPGKeys)) {
+			if err := checkKeySpec(c.GPGKeys[name]); err != nil {
+				out = append(out, entryError{name, fmt.Errorf("%q: %w", name, err)})
 			}
 		}
 	case "ca_cert_location", "crl_location":

@@ -302,12 +302,14 @@ func TestConfigLoaderMergeRules(t *testing.T) {
 	}
 }
 
-// Values that can be judged alone (addresses, backends, CA and CRL URLs)
-// are refused at load, naming the file, and the entry for endpoints.
+// Values that can be judged alone (addresses, backends, CA and CRL URLs,
+// gpg_keys) are refused at load, naming the file, and the entry for
+// endpoints and gpg_keys.
 func TestConfigLoadBadValuesNameFile(t *testing.T) {
 	dir := writeConfigFiles(t, map[string]string{
 		"a.json": `{"endpoints": {"good": ["tcp://h:1"]}, "crl_location": "http://crl.example.org/crl.pem"}`,
 		"b.yaml": "endpoints:\n  bad: tcp://h\nrelay_inbound: [\"h:2001\"]\ncrypto_validate_backends: [x509, pgp]\n",
+		"c.json": `{"gpg_keys": {"good": "0123456789ABCDEF", "short": "89ABCDEF"}}`,
 	})
 	_, err := ConfigLoader{Dirs: []string{dir}}.Load()
 	want := map[string]string{
@@ -315,6 +317,7 @@ func TestConfigLoadBadValuesNameFile(t *testing.T) {
 		"relay_inbound":            "b.yaml",
 		"crypto_validate_backends": "b.yaml",
 		"crl_location":             "a.json",
+		"gpg_keys":                 "c.json",
 	}
 	got := map[string]string{}
 	for _, e := range strings.Split(err.Error(), "\n") {
@@ -324,8 +327,9 @@ func TestConfigLoadBadValuesNameFile(t *testing.T) {
 			}
 		}
 	}
-	if len(got) != len(want) || !strings.Contains(err.Error(), `"bad"`) {
-		t.Errorf("error %q: want each of %v named with its file, and the endpoint \"bad\"", err, want)
+	if len(got) != len(want) || !strings.Contains(err.Error(), `"bad"`) ||
+		!strings.Contains(err.Error(), `"short": "89ABCDEF"`) || strings.Contains(err.Error(), `"good"`) {
+		t.Errorf("error %q: want each of %v named with its file, the endpoint \"bad\" and the gpg_keys entry \"short\"", err, want)
 	}
 }
 
@@ -789,6 +793,11 @@ func TestConfigValidate(t *testing.T) {
 		{"validation without CA", func(c *Config) { c.CACertLocation = "" }, "ca_cert_location"},
 		{"http CA", func(c *Config) { c.CACertLocation = "http://example.org/ca.crt" }, "ca_cert_location"},
 		{"ftp CRL", func(c *Config) { c.CRLLocation = "ftp://example.org/crl.pem" }, "crl_location"},
+		{"gpg_keys short key id", func(c *Config) { c.GPGKeys = map[string]string{"app01": "0xDEADBEEF"} }, "gpg_keys"},
+		{"gpg_keys not hex", func(c *Config) { c.GPGKeys = map[string]string{"app01": "app01@example.org"} }, "gpg_keys"},
+		{"gpg_keys long key id and spaced fingerprint", func(c *Config) {
+			c.GPGKeys = map[string]string{"a": "0x0123456789abcdef", "b": "0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567"}
+		}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -198,6 +198,17 @@ func normalizeKeySpec(s string) string {
 	return strings.ToUpper(strings.ReplaceAll(s, " ", ""))
 }
 
+// checkKeySpec refuses a key spec that names no key for sure: anything but
+// hex, or fewer than 16 digits (a short key id, which gpg would resolve but
+// [keyMatches] never matches, so the signer would lose its name).
+func checkKeySpec(spec string) error {
+	want := normalizeKeySpec(spec)
+	if _, err := hex.DecodeString(want); err != nil || len(want) < 16 {
+		return fmt.Errorf("%q is not a key id of 16 hex digits or a fingerprint", spec)
+	}
+	return nil
+}
+
 // keyMatches reports whether a normalized key spec names the entity: its
 // fingerprint, or the key id at the fingerprint's end (16 digits at least).
 func keyMatches(spec, fpr string) bool {
@@ -380,10 +391,10 @@ func loadGPGSigner(c *Config, hostname string) (*gpgSigner, string, error) {
 }
 
 func newGPGSigner(home, spec string) (*gpgSigner, error) {
-	want := normalizeKeySpec(spec)
-	if _, err := hex.DecodeString(want); err != nil || len(want) < 16 {
-		return nil, &ConfigError{Key: "gpg_signing_key", Err: fmt.Errorf("%w: %q is not a key id or fingerprint", ErrCannotSign, spec)}
+	if err := checkKeySpec(spec); err != nil {
+		return nil, &ConfigError{Key: "gpg_signing_key", Err: fmt.Errorf("%w: %w", ErrCannotSign, err)}
 	}
+	want := normalizeKeySpec(spec)
 	fi, err := os.Stat(home)
 	if err != nil {
 		return nil, fmt.Errorf("%w: gpg_home: %v", ErrCannotSign, err)
