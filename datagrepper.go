@@ -100,11 +100,17 @@ func ReplayTopic(full string) (modname, topic string, err error) {
 // RepublishDatagrepper fetches msgID from the datagrepper at baseURL
 // ([FetchDatagrepper]) and publishes its msg on this bus under a fresh
 // envelope: this bus's topic prefix, environment, msg_id, timestamp and
-// signature, the original's modname and topic ([ReplayTopic]).
+// signature, the original's modname and topic ([ReplayTopic]). It refuses
+// gilmsg ACKs (topics ending in .gilmsg.ack).
 func (b *Bus) RepublishDatagrepper(ctx context.Context, client *http.Client, baseURL, msgID string) (*Receipt, error) {
 	full, msg, err := FetchDatagrepper(ctx, client, baseURL, msgID)
 	if err != nil {
 		return nil, err
+	}
+	if isAckTopic(full) {
+		// Signed by this bus, it would be an ACK from this publisher for a
+		// message it never received.
+		return nil, fmt.Errorf("%w: topic %q is a gilmsg ACK, which only its recipient may send", ErrInvalidMessage, full)
 	}
 	modname, topic, err := ReplayTopic(full)
 	if err != nil {

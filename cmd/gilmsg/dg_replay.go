@@ -25,7 +25,8 @@ bounded to 30 seconds) and publishes its msg on this bus
 through relay_inbound under a fresh envelope: this bus's topic prefix,
 environment, msg_id, timestamp and signature; the original's modname (the
 fourth part of its topic) and topic (the parts after it). The original's
-credentials are not kept.
+credentials are not kept. A gilmsg ACK (a topic ending in .gilmsg.ack)
+is refused: signed by this bus, it would be an ACK from this publisher.
 
 On success it prints the new topic and msg_id.`,
 		Example: `  gilmsg dg-replay --msg-id 2014-8909e1e9-2a46-4e53-9a0e-f5415a9bedcf`,
