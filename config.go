@@ -123,8 +123,10 @@ type Config struct {
 	Timeout float64 `mapstructure:"timeout" json:"timeout"`
 	// PersistentStore is where published messages are kept for replay:
 	// fedmsg's SqlStore URL, "sqlite:///ABS/PATH" or "postgresql://...".
-	// The bus does not open it itself (the drivers live in package
-	// sqlstore): see [WithStore] and [Config.StoreURL]. Default null.
+	// [New] opens it for a bus that publishes, with the store package
+	// registered for its scheme ([RegisterStore]): a program imports
+	// _ "github.com/gilmsg/gilmsg-go/sqlstore", else New fails naming
+	// that import. [WithStore] overrides it. Default null: no store.
 	PersistentStore any `mapstructure:"persistent_store" json:"persistent_store"`
 	// ReplayEndpoints maps a publisher's name to the address of its replay
 	// server (one ZeroMQ REP socket). Subscriptions recover the gaps of the

@@ -141,9 +141,10 @@
 // # Replay and catch-up
 //
 // ACKs tell a publisher who missed a message; replay (WIRE.md §11) gets
-// it to them. A bus given a [Store] with [WithStore] (package sqlstore
-// opens persistent_store: "sqlite:///ABS/PATH" or "postgresql://...", in
-// fedmsg's own table, shared with Python) takes each message's seq_id from
+// it to them. A bus with a [Store] (persistent_store, "sqlite:///ABS/PATH"
+// or "postgresql://...", opened by [New] when the program imports
+// _ "github.com/gilmsg/gilmsg-go/sqlstore", which keeps fedmsg's own table,
+// shared with Python; or one given with [WithStore]) takes each message's seq_id from
 // the store, signs it with it, and stores it before sending it;
 // concurrent publishes share a transaction. A [ReplayServer] (gilmsg
 // replay-server) answers replay requests for one name from the store.

@@ -35,7 +35,10 @@ type Bus struct {
 	ackTopic  string
 
 	pub    *publisher   // nil when the bus has no name and is not active
-	storeW *storeWriter // nil without WithStore
+	storeW *storeWriter // nil without a store
+	// ownStore is the store New opened from persistent_store, which Close
+	// closes; a store given with WithStore is the caller's.
+	ownStore Store
 
 	signerOnce sync.Once
 	signer     *Signer
@@ -213,12 +216,23 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 				return nil, err
 			}
 		}
+		st := o.store
+		if st == nil {
+			if st, err = openConfiguredStore(cfg); err != nil {
+				b.zctx.Term()
+				return nil, err
+			}
+			b.ownStore = st
+		}
 		if b.pub, err = b.startPublisher(); err != nil {
+			if b.ownStore != nil {
+				b.ownStore.Close()
+			}
 			b.zctx.Term()
 			return nil, err
 		}
-		if o.store != nil {
-			b.storeW = newStoreWriter(o.store, b.log, o.hooks)
+		if st != nil {
+			b.storeW = newStoreWriter(st, b.log, o.hooks)
 		}
 	} else if cfg.Name != "" {
 		b.log.Warn("gilmsg: name has no endpoints; this bus cannot publish", "name", cfg.Name)
@@ -311,6 +325,9 @@ func (b *Bus) Close() error {
 	b.asyncWG.Wait()
 	if b.storeW != nil {
 		b.storeW.close()
+	}
+	if b.ownStore != nil {
+		b.ownStore.Close()
 	}
 	if b.pub != nil {
 		b.pub.close()

@@ -29,6 +29,11 @@
 //     it).
 //
 // The table is created when missing, with the DDL SQLAlchemy would use.
+//
+// Importing the package registers these schemes with [gilmsg.RegisterStore],
+// so that [gilmsg.New] opens persistent_store from the configuration alone:
+//
+//	import _ "github.com/gilmsg/gilmsg-go/sqlstore"
 package sqlstore
 
 import (
@@ -55,6 +60,12 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("sqlstore: %s %s: %v", e.Op, e.Store, e.Err) }
 func (e *Error) Unwrap() error { return e.Err }
+
+func init() {
+	for _, scheme := range []string{"sqlite", "postgresql", "postgres"} {
+		gilmsg.RegisterStore(scheme, Open)
+	}
+}
 
 // Open opens (and creates, when missing) the store at rawURL.
 func Open(ctx context.Context, rawURL string) (gilmsg.Store, error) {
