@@ -133,7 +133,8 @@ type Config struct {
 	// names listed here. Default {}.
 	ReplayEndpoints map[string]string `mapstructure:"replay_endpoints" json:"replay_endpoints,omitempty"`
 	// StatusDirectory, when set, holds one file per consumer with the last
-	// seq_id seen from each publisher, for catch-up after a restart.
+	// seq_id seen from each publisher, for catch-up after a restart: a
+	// subscription given [Checkpoint](name) keeps <status_directory>/<name>.
 	// Default unset.
 	StatusDirectory string `mapstructure:"status_directory" json:"status_directory,omitempty"`
 	// SkipLastMessage and Mute are kept for compatibility.

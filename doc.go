@@ -155,8 +155,9 @@
 // timeout), yielding them in order, validated and ACKed like live
 // messages, then the live one, each once. What cannot be had is yielded
 // as a [*GapError] (matching [ErrGap]) and the subscription goes on.
-// With [StatusFile] (status_directory for gilmsg tail and
-// [Bus.RunConsumers]) the last seq_ids survive a restart, and the
+// With [Checkpoint] (a file named after the subscription in
+// status_directory, as gilmsg tail --name and [Bus.RunConsumers] use it)
+// or [StatusFile] the last seq_ids survive a restart, and the
 // subscription first yields what it missed while it was down.
 // [NoReplay] turns it off. RELIABILITY.md says what is recovered and what
 // is not.

@@ -50,6 +50,10 @@ var (
 	// knows it missed and could not recover.
 	ErrGap = errors.New("gilmsg: missed messages")
 
+	// ErrInvalidOption means an option was given a value it cannot take
+	// (a zero size, a path where a name belongs).
+	ErrInvalidOption = errors.New("gilmsg: invalid option")
+
 	// ErrReplayTimeout is a [ReplayError]'s cause when a replay server
 	// did not answer in time.
 	ErrReplayTimeout = errors.New("gilmsg: no answer from the replay server")

@@ -63,6 +63,7 @@ func (e *ReplayError) Unwrap() error { return e.Err }
 type replayOptions struct {
 	off        bool
 	statusFile string
+	checkpoint string // checkpoint.go
 	timeout    time.Duration
 }
 

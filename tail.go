@@ -185,6 +185,9 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if err := b.checkpointFile(&o); err != nil {
+		return nil, err
+	}
 	eps := o.endpoints
 	if eps == nil {
 		eps = b.subscribeEndpoints()

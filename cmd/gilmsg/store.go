@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/sqlstore"
@@ -36,11 +35,11 @@ func storeOptions(ctx context.Context, cfg *gilmsg.Config) ([]gilmsg.Option, fun
 	return []gilmsg.Option{gilmsg.WithStore(st)}, closeStore, nil
 }
 
-// statusPath is where a tail keeps its last seq_ids: one file per
-// consumer name in status_directory.
-func statusPath(dir, name string) string {
+// checkpointName is the name a tail keeps its last seq_ids under in
+// status_directory: its --name, else gilmsg-tail.
+func checkpointName(name string) string {
 	if name == "" {
-		name = "gilmsg-tail"
+		return "gilmsg-tail"
 	}
-	return filepath.Join(dir, name)
+	return name
 }

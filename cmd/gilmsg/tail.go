@@ -166,7 +166,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		opts = append(opts, gilmsg.NoValidate())
 	}
 	if cfg.StatusDirectory != "" {
-		opts = append(opts, gilmsg.StatusFile(statusPath(cfg.StatusDirectory, o.name)))
+		opts = append(opts, gilmsg.Checkpoint(checkpointName(o.name)))
 	}
 	sub, err := bus.Subscribe(ctx, o.topic, opts...)
 	if err != nil {
