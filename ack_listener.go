@@ -62,11 +62,15 @@ func (b *Bus) ackListener(ctx context.Context, recipients []string) (*ackListene
 	b.acksOnce.Do(func() {
 		src := newAckSources(b)
 		first := src.forAll(recipients)
-		sub, err := b.Subscribe(ctx, b.ackTopic, NoValidate(), NoAck(), Dedupe(0), fromNamedEndpoints(first))
+		// An ACK's seq_id means nothing to the listener, and is not under
+		// any signature: tracking it (NoReplay off) let one unsigned
+		// message with seq_id 2^62 stall every reliable publish.
+		opts := []SubscribeOption{NoValidate(), NoAck(), NoReplay(), Dedupe(0)}
+		sub, err := b.Subscribe(ctx, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
 		if errors.Is(err, ErrConfig) && len(first) < len(src.all) {
 			// Not one of them could be used: every endpoint, as before.
 			first = src.all
-			sub, err = b.Subscribe(ctx, b.ackTopic, NoValidate(), NoAck(), Dedupe(0), fromNamedEndpoints(first))
+			sub, err = b.Subscribe(ctx, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
 		}
 		if err != nil {
 			b.acksErr = fmt.Errorf("gilmsg: ACK listener: %w", err)

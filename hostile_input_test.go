@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	zmq "github.com/pebbe/zmq4"
 )
 
 // forgedAck builds an ACK body for msgID signed by s (nil: unsigned),
@@ -422,5 +424,124 @@ func TestRejectedInputIsNotKept(t *testing.T) {
 				t.Fatalf("heap grew by %d MB after rejecting %d messages of %d kB: something keeps what it rejected", grown>>20, total, size>>10)
 			}
 		})
+	}
+}
+
+// An unsigned message on the ACK topic with seq_id 2^62, from a PUB where
+// the ACK listener listens, stalls nothing: the listener tracks no seq_ids
+// (an ACK's seq_id means nothing to it), so the next reliable publish is
+// ACKed, and Close returns.
+func TestAckListenerIgnoresSeqIDs(t *testing.T) {
+	n := newTestNet(t)
+	raw, ep := rawPub(t)
+	n.endpoints["relay_outbound"] = []string{ep}
+	// With a replay server named for the forger's endpoint, a listener
+	// that tracked seq_ids would try to fill 2..2^62-1 from it.
+	n.mutate = func(c *Config) { c.ReplayEndpoints = map[string]string{"relay_outbound": deadAddr(t)} }
+	pub := n.start(pubCN)
+	_, buses := n.consumers(t, c1)
+	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	forged := func(seq int64) string {
+		body := forgedAck(t, pub.ackTopic, "2026-none", nil, func(f map[string]any) {
+			f[fieldSeqID] = json.Number(strconv.FormatInt(seq, 10))
+		})
+		return string(body)
+	}
+	before := pub.Stats().AcksReceived
+	waitFor(t, "the listener to take a forged ACK", func() bool {
+		raw.SendMessage(pub.ackTopic, forged(1))
+		return pub.Stats().AcksReceived > before
+	})
+	raw.SendMessage(pub.ackTopic, forged(1<<62))
+	// Sent after the forged one, on the same path, so it reaches the
+	// listener after it.
+	received := pub.Stats().AcksReceived
+	waitFor(t, "the listener to take the huge seq_id", func() bool {
+		raw.SendMessage(pub.ackTopic, forged(3))
+		return pub.Stats().AcksReceived > received+1
+	})
+	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+		t.Fatalf("reliable publish after seq_id 2^62 on the ACK topic: %v", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- pub.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still waiting after 10s")
+	}
+	buses[0].Close()
+}
+
+// Close of a subscription whose reader waits on a replay server that never
+// answers returns at once, not when the replay timeout runs out.
+func TestCloseDoesNotWaitOnReplayServer(t *testing.T) {
+	n := newTestNet(t)
+	raw, ep := rawPub(t)
+	n.endpoints["hostile"] = []string{ep}
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := zctx.NewSocket(zmq.REP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.SetLinger(0)
+	if err := rep.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	repEP, _ := rep.GetLastEndpoint()
+	t.Cleanup(func() { rep.Close(); zctx.Term() })
+	n.mutate = func(c *Config) { c.ReplayEndpoints = map[string]string{"hostile": repEP} }
+	b := n.start("")
+	sub, err := b.Subscribe(ctxT(t), "", NoValidate(), NoAck(), ReplayTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(seq int64) string {
+		return string(forgedAck(t, "org.example.x", "", nil, func(f map[string]any) {
+			f[fieldSeqID] = json.Number(strconv.FormatInt(seq, 10))
+			f[fieldMsgID] = fmt.Sprintf("2026-%d", seq)
+		}))
+	}
+	got := make(chan error, 16)
+	go func() {
+		defer close(got)
+		for {
+			_, err := sub.Next(context.Background())
+			got <- err
+			if errors.Is(err, ErrClosed) {
+				return
+			}
+		}
+	}()
+	waitFor(t, "the first message", func() bool {
+		raw.SendMessage("org.example.x", msg(1))
+		select {
+		case err := <-got:
+			return err == nil
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	})
+	raw.SendMessage("org.example.x", msg(3)) // 2 is missing: asked for, never answered
+	rep.SetRcvtimeo(10 * time.Second)
+	if _, err := rep.RecvMessageBytes(0); err != nil {
+		t.Fatalf("no replay request: %v", err)
+	}
+	closed := make(chan struct{})
+	go func() { sub.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits on the replay server (a minute's timeout)")
+	}
+	for range got { // Next ends with ErrClosed
 	}
 }

@@ -153,7 +153,11 @@ type Subscription struct {
 	adds  []*endpointAdd // endpoints the reader is asked to open (addEndpoints)
 	neps  atomic.Int64   // len(eps), for Endpoints from any goroutine
 
-	useMu    sync.Mutex // held by the reader; Close waits for it
+	useMu sync.Mutex // held by the reader; Close waits for it
+	// work ends when Close is called: the reader's waits on others (a
+	// replay server, an ACK send) watch it, so Close never waits on them.
+	work     context.Context
+	stopWork context.CancelFunc
 	closed   atomic.Bool
 	pending  []int    // sockets that may have input, in round-robin order
 	queued   []bool   // queued[i]: i is in pending
@@ -201,6 +205,7 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	}
 	s := &Subscription{bus: b, prefix: prefix, opts: o,
 		validate: b.cfg.ValidateSignatures, poller: poller}
+	s.work, s.stopWork = context.WithCancel(context.Background())
 	if o.validate != nil {
 		s.validate = *o.validate
 	}
@@ -400,6 +405,13 @@ func (s *Subscription) Endpoints() int { return int(s.neps.Load()) }
 func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	s.useMu.Lock()
 	defer s.useMu.Unlock()
+	if s.rec != nil {
+		// Recovery waits on replay servers: Close must cut those waits
+		// short whatever ctx the reader passed.
+		var stop func()
+		ctx, stop = joinContexts(ctx, s.work)
+		defer stop()
+	}
 	// The reader is back: it is done with the message it was given last.
 	s.releaseAfterBig()
 	for {
@@ -617,6 +629,14 @@ func (s *Subscription) reconnectLost() {
 
 func (s *Subscription) interrupt() { s.poller.Wake() }
 
+// joinContexts returns a context that ends when either a or b does, and
+// the function that releases it.
+func joinContexts(a, b context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(a)
+	stop := context.AfterFunc(b, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
 // Close closes the subscription's sockets; a blocked Next returns
 // [ErrClosed]. It is safe to call twice and from any goroutine.
 func (s *Subscription) Close() error {
@@ -624,6 +644,9 @@ func (s *Subscription) Close() error {
 		return nil
 	}
 	s.interrupt()
+	if s.stopWork != nil {
+		s.stopWork()
+	}
 	s.useMu.Lock()
 	s.rec.close()
 	s.closeSockets()
