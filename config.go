@@ -102,6 +102,11 @@ type Config struct {
 	PostInitSleep float64 `mapstructure:"post_init_sleep" json:"post_init_sleep"`
 	// HighWaterMark is ZMQ_SNDHWM/ZMQ_RCVHWM; 0 means no limit. Default 0.
 	HighWaterMark int `mapstructure:"high_water_mark" json:"high_water_mark"`
+	// MaxMessageSize (bytes) is the largest message any socket that reads
+	// from peers accepts (not a fedmsg key: Python has no limit); a peer
+	// that sends more is disconnected. 0, unset: [DefaultMaxMessageSize];
+	// -1: no limit. See [Config.MaxMessageBytes].
+	MaxMessageSize int64 `mapstructure:"max_message_size" json:"max_message_size,omitempty"`
 	// ZMQEnabled and ZMQStrict are kept for compatibility. Defaults true,
 	// false.
 	ZMQEnabled bool `mapstructure:"zmq_enabled" json:"zmq_enabled"`
@@ -249,6 +254,7 @@ const maxSeconds = 1e9
 var numericLimits = map[string]limit{
 	"io_threads":              {min: 1, max: 256, why: "ZeroMQ threads; libzmq aborts the process past what the system allows"},
 	"high_water_mark":         {min: 0, max: math.MaxInt32},
+	"max_message_size":        {min: -1, max: math.MaxInt64, why: "-1: no limit, 0: the default"},
 	"zmq_linger":              {min: -1, max: math.MaxInt32, why: "-1: wait forever"},
 	"zmq_tcp_keepalive":       {min: -1, max: 1, why: "-1: the OS default, 0: off, 1: on"},
 	"zmq_tcp_keepalive_cnt":   {min: -1, max: math.MaxInt32},
@@ -310,6 +316,18 @@ func (c *Config) AckTimeoutDuration() time.Duration {
 		return seconds(c.AckTimeout)
 	}
 	return max(seconds(c.Timeout), 2*time.Duration(c.ZMQReconnectIvlMax)*time.Millisecond, minDefaultAckTimeout)
+}
+
+// MaxMessageBytes is MaxMessageSize with its default applied: the limit
+// in bytes, or -1 for none.
+func (c *Config) MaxMessageBytes() int64 {
+	switch {
+	case c.MaxMessageSize == 0:
+		return DefaultMaxMessageSize
+	case c.MaxMessageSize < 0:
+		return -1
+	}
+	return c.MaxMessageSize
 }
 
 // minDefaultAckTimeout is the least ACK timeout used when ack_timeout is

@@ -103,6 +103,9 @@ func (r *Relay) openGateway(cfg *Config, bind string, hwm int) (int, error) {
 	if err := r.sub.SetSubscribe(""); err != nil {
 		return 0, fmt.Errorf("gilmsg: gateway subscribe: %w", err)
 	}
+	if r.mon, err = newConnMonitor(r.zctx, r.sub, withLostHook(r.markLost)); err != nil {
+		return 0, err
+	}
 	n := 0
 	for _, name := range sortedKeys(cfg.Endpoints) {
 		if name == "relay_inbound" {

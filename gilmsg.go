@@ -89,7 +89,7 @@ func defaultOptions(cfg *Config) options {
 		logger:       slog.New(slog.DiscardHandler),
 		readyTimeout: ready,
 		postInitWait: true,
-		maxMsgSize:   DefaultMaxMessageSize,
+		maxMsgSize:   cfg.MaxMessageBytes(),
 		resend:       true,
 		resendMax:    8 * time.Second,
 		maxInFlight:  1024,
@@ -135,8 +135,9 @@ func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.read
 func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait = on } }
 
 // WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer
-// sending a larger message is disconnected. Default [DefaultMaxMessageSize];
-// -1 means no limit.
+// sending a larger message is disconnected. Default: the config's
+// max_message_size ([Config.MaxMessageBytes], [DefaultMaxMessageSize]
+// unset); -1 means no limit.
 func WithMaxMessageSize(n int64) Option { return func(o *options) { o.maxMsgSize = n } }
 
 // WithResend sets whether a reliable publish may send its message again

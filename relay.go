@@ -47,6 +47,12 @@ type Relay struct {
 	// poller waits for sub in Go's netpoller; its Wake makes Run look at
 	// closing and ctx.
 	poller *readyPoller
+	// mon watches a sub that connects (the gateway's; nil for a relay,
+	// whose sub binds): libzmq never restores a connection it dropped for
+	// a message over max_message_size, so Run does, from lost.
+	mon    *connMonitor
+	lostMu sync.Mutex
+	lost   []string
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -120,6 +126,7 @@ func newRelay(cfg *Config, opts []RelayOption, signer *Signer, open func(*Relay,
 		err = r.poller.add(r.sub, 0)
 	}
 	if err != nil {
+		r.stopMonitor()
 		r.poller.close()
 		return nil, errors.Join(err, closeAll(zctx, r.sub, r.pub))
 	}
@@ -205,6 +212,9 @@ func (r *Relay) forwardLoop(ctx context.Context) error {
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if r.reconnectLost() {
+			readable = true // those calls may have taken the poller's signal
 		}
 		if !readable {
 			var err error
@@ -293,6 +303,42 @@ func (r *Relay) counted(n int) {
 	}
 }
 
+// markLost runs on the monitor's goroutine: Run reconnects endpoint.
+func (r *Relay) markLost(endpoint string) {
+	r.lostMu.Lock()
+	r.lost = append(r.lost, endpoint)
+	r.lostMu.Unlock()
+	r.poller.Wake()
+}
+
+// reconnectLost connects sub again to the endpoints whose connection
+// libzmq dropped, and reports whether there were any.
+func (r *Relay) reconnectLost() bool {
+	r.lostMu.Lock()
+	lost := r.lost
+	r.lost = nil
+	r.lostMu.Unlock()
+	for _, ep := range lost {
+		r.sub.Disconnect(ep)
+		if err := r.sub.Connect(ep); err != nil {
+			r.log.Error("gilmsg: reconnect", slog.String("endpoint", ep), slog.Any("error", err))
+			continue
+		}
+		r.log.Warn("gilmsg: reconnected after the peer broke the protocol", slog.String("endpoint", ep),
+			slog.String("usually", "a message over max_message_size"))
+	}
+	return len(lost) > 0
+}
+
+// stopMonitor stops sub's monitor, before sub closes: libzmq's monitor
+// would block its I/O thread on a peerless PAIR.
+func (r *Relay) stopMonitor() {
+	if r.mon != nil {
+		r.sub.Monitor("", 0)
+		r.mon.Close()
+	}
+}
+
 // Close stops a running [Relay.Run] (which returns [ErrClosed]), then
 // closes the sockets, giving unsent messages up to zmq_linger to leave.
 // It is safe to call twice and from any goroutine.
@@ -301,6 +347,7 @@ func (r *Relay) Close() error {
 		close(r.closing)
 		r.poller.Wake()
 		r.run <- struct{}{} // wait for Run to let go of the sockets; never released
+		r.stopMonitor()
 		r.poller.close()
 		r.closeErr = closeAll(r.zctx, r.sub, r.pub)
 	})

@@ -123,7 +123,7 @@ func sendLingerMS(t zmq.Type, linger int) int {
 
 // sockOpts are the socket options every bus socket gets, from the fedmsg
 // keys named in each comment ([sockOptsFromConfig]) plus MaxMsgSize, which
-// fedmsg does not have and the bus sets from its options.
+// fedmsg does not have (max_message_size; a bus's [WithMaxMessageSize]).
 type sockOpts struct {
 	HWM               int // high_water_mark: ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
 	LingerMS          int // zmq_linger, as [sendLingerMS] bounds it
@@ -138,10 +138,10 @@ type sockOpts struct {
 	MaxMsgSize int64
 }
 
-// sockOptsFromConfig reads the fedmsg keys; MaxMsgSize is left 0 (no limit)
-// for the caller to set.
+// sockOptsFromConfig reads the fedmsg keys, and max_message_size.
 func sockOptsFromConfig(c *Config) sockOpts {
 	return sockOpts{
+		MaxMsgSize:        c.MaxMessageBytes(),
 		HWM:               c.HighWaterMark,
 		LingerMS:          c.ZMQLinger,
 		TCPKeepalive:      c.ZMQTCPKeepalive,
