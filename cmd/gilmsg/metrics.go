@@ -26,9 +26,14 @@ const metricsFlag = "metrics-addr"
 // from the network, and every label value is a time series kept forever.
 const maxPrefixLabels = 256
 
-// otherPrefix labels the topics past maxPrefixLabels and those outside
-// topic_prefix.
+// otherPrefix labels the topics past maxPrefixLabels, those outside
+// topic_prefix, and those whose modname is not a short identifier.
 const otherPrefix = "other"
+
+// maxModnameLen bounds a modname that gets a label of its own: real ones
+// ("bodhi", "fedora_elections") are short, and a label's bytes are kept
+// and sent with every scrape.
+const maxModnameLen = 64
 
 // metricsStart starts serving metrics for a command run with cfg.
 type metricsStart func(cfg *gilmsg.Config) (hooks *gilmsg.Hooks, stop func(), err error)
@@ -121,10 +126,11 @@ func (m *metrics) prefix(topic string) string {
 	if !ok || !utf8.ValidString(topic) {
 		return otherPrefix
 	}
-	p := topic
-	if i := strings.IndexByte(rest, '.'); i >= 0 {
-		p = topic[:len(m.scope)+1+i]
+	modname, _, _ := strings.Cut(rest, ".")
+	if !isModname(modname) {
+		return otherPrefix
 	}
+	p := topic[:len(m.scope)+1+len(modname)]
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if label, ok := m.prefixes[p]; ok {
@@ -136,6 +142,19 @@ func (m *metrics) prefix(topic string) string {
 	p = strings.Clone(p) // not the whole message's memory
 	m.prefixes[p] = p
 	return p
+}
+
+// isModname reports a short identifier: letters, digits, '_' and '-'.
+func isModname(s string) bool {
+	if s == "" || len(s) > maxModnameLen {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *metrics) hooks() *gilmsg.Hooks {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
@@ -143,5 +146,44 @@ func TestReplayServerMetrics(t *testing.T) {
 	case res := <-done:
 		t.Fatalf("replay-server ended: %d %q", res.code, res.stderr)
 	default:
+	}
+}
+
+// TestMetricsLabelsBounded: topics from the network cannot grow /metrics.
+// A modname that is not a short identifier is counted as other (300 of
+// 1 MB made every scrape 512 MB, and used up the labels, so that real
+// modnames were counted as other from then on).
+func TestMetricsLabelsBounded(t *testing.T) {
+	m := newMetrics("org.example.prod")
+	h := m.hooks()
+	huge := strings.Repeat("x", 1<<20)
+	for i := range 300 {
+		h.MessageIn("org.example.prod." + huge + strconv.Itoa(i) + ".update")
+		h.MessageIn("org.example.prod.bad modname " + strconv.Itoa(i) + ".update")
+	}
+	h.MessageIn("org.example.prod.bodhi.update.comment")
+	h.MessageIn("org.example.prod.fedora_elections.candidate.new")
+
+	srv := httptest.NewServer(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	for _, series := range []string{
+		`gilmsg_messages_in_total{prefix="org.example.prod.bodhi"}`,
+		`gilmsg_messages_in_total{prefix="org.example.prod.fedora_elections"}`,
+	} {
+		if got := scrape(t, srv.URL, series); got != 1 {
+			t.Errorf("%s = %v, want 1", series, got)
+		}
+	}
+	if got := scrape(t, srv.URL, `gilmsg_messages_in_total{prefix="other"}`); got != 600 {
+		t.Errorf("other = %v, want 600", got)
+	}
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(body) > 64<<10 {
+		t.Errorf("/metrics is %d bytes after hostile topics", len(body))
 	}
 }
