@@ -209,7 +209,7 @@ func (l *ackListener) run() {
 		if reason := l.route(m); reason != "" {
 			l.bus.stats.acksRejected.add(reason)
 			l.bus.opts.hooks.ackRejected(reason)
-			l.bus.log.Debug("gilmsg: ACK rejected", slog.String("reason", reason), slog.String("msg_id", m.MsgID))
+			l.bus.log.Debug("gilmsg: ACK rejected", slog.String("reason", reason), shortAttr("msg_id", m.MsgID))
 		}
 	}
 }

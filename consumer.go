@@ -118,7 +118,7 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 		st.finished(i, time.Since(start), err)
 		if err != nil {
 			failed = true
-			b.log.Error("gilmsg: consumer failed", slog.String("topic", m.Topic), slog.String("msg_id", m.MsgID), slog.Any("error", err))
+			b.log.Error("gilmsg: consumer failed", shortAttr("topic", m.Topic), shortAttr("msg_id", m.MsgID), slog.Any("error", err))
 		}
 	}
 	if matched && ackAfter && !failed {
@@ -128,7 +128,7 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 
 func (b *Bus) ackOrLog(ctx context.Context, m *Message) {
 	if err := m.Ack(ctx); err != nil {
-		b.log.Error("gilmsg: cannot ACK", slog.String("msg_id", m.MsgID), slog.Any("error", err))
+		b.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", m.MsgID), slog.Any("error", err))
 	}
 }
 

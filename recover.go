@@ -198,7 +198,7 @@ func (r *recovery) pop(ctx context.Context) (*Message, error, bool) {
 	if s.opts.ack && !s.opts.manualAck {
 		if err := s.ack(ctx, q.m.Envelope); err != nil && !s.ackErrSaid {
 			s.ackErrSaid = true
-			s.bus.log.Error("gilmsg: cannot ACK", slog.String("msg_id", q.m.MsgID), slog.Any("error", err))
+			s.bus.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", q.m.MsgID), slog.Any("error", err))
 			return q.m, err, true
 		}
 	}

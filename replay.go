@@ -240,7 +240,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 	named := false
 	for _, key := range sortedKeys(obj) {
 		val := obj[key]
-		wrong := func() error { return bad("Something went wrong when processing the field %q", key) }
+		wrong := func() error { return bad("Something went wrong when processing the field %s", quoteShort(key)) }
 		switch key {
 		case "seq_id":
 			n, ok := queryInt(val)
@@ -266,7 +266,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 		case "seq_id_range":
 			pair, ok := val.([]any)
 			if !ok || len(pair) != 2 {
-				return nil, bad("Ill-format %q field", key)
+				return nil, bad("Ill-format %s field", quoteShort(key))
 			}
 			a, ok1 := queryInt(pair[0])
 			b, ok2 := queryInt(pair[1])
@@ -298,7 +298,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 		case "time":
 			pair, ok := val.([]any)
 			if !ok || len(pair) != 2 {
-				return nil, bad("Ill-format %q field", key)
+				return nil, bad("Ill-format %s field", quoteShort(key))
 			}
 			a, ok1 := queryFloat(pair[0])
 			b, ok2 := queryFloat(pair[1])
@@ -314,7 +314,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 			q.AfterSeqID = n
 			continue
 		default:
-			return nil, bad("Unsupported field: %q", key)
+			return nil, bad("Unsupported field: %s", quoteShort(key))
 		}
 		named = true
 	}

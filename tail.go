@@ -546,7 +546,7 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		// Said once, loudly: a consumer that cannot ACK makes every
 		// reliable publish to it time out.
 		s.ackErrSaid = true
-		b.log.Error("gilmsg: cannot ACK", slog.String("msg_id", env.MsgID), slog.Any("error", ackErr))
+		b.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", env.MsgID), slog.Any("error", ackErr))
 		return m, ackErr, true
 	}
 	return m, nil, true

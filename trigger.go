@@ -98,7 +98,7 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 					break
 				}
 				if err := t.Action(ctx, m); err != nil {
-					log.Error("gilmsg: trigger action failed", slog.String("topic", m.Topic), slog.String("msg_id", m.MsgID), slog.Any("error", err))
+					log.Error("gilmsg: trigger action failed", shortAttr("topic", m.Topic), shortAttr("msg_id", m.MsgID), slog.Any("error", err))
 				}
 			}
 			workerIdle <- struct{}{}
