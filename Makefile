@@ -12,12 +12,15 @@ export CGO_ENABLED := 1
 # skip without).
 # As root, PostgreSQL too: the store tests start a throwaway cluster
 # (internal/testenv; they skip without it only when not root).
+# libssl-dev: RSA signs and verifies through OpenSSL's libcrypto (cgo,
+# internal/rsasig); the gilmsg_purego build tag leaves it to crypto/rsa.
 deps:
 	@missing=""; \
 	pkg-config --exists libzmq 2>/dev/null && command -v gcc >/dev/null || missing="libzmq3-dev pkg-config gcc"; \
 	if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null; then missing="$$missing iptables"; fi; \
 	if [ "$$(id -u)" = 0 ] && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then missing="$$missing rabbitmq-server"; fi; \
 	command -v gpg >/dev/null || missing="$$missing gnupg"; \
+	pkg-config --exists libcrypto 2>/dev/null || missing="$$missing libssl-dev"; \
 	if [ "$$(id -u)" = 0 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing="$$missing postgresql"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
@@ -29,13 +32,19 @@ demo: deps
 
 vet: deps
 	$(GO) vet ./...
+	$(GO) vet -tags gilmsg_purego ./...
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: deps
 	$(GO) run $(STATICCHECK) ./...
 
+# The second run is the pure-Go RSA path (crypto/rsa, no libcrypto): the
+# tests that sign or verify, without the race detector, which the first run
+# already applied to the same code.
+PUREGO_TESTS ?= Valid|Sign|Python|Vector|CRL|Trust|Ack|Reliab
 test: deps vet lint
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -tags gilmsg_purego -count=1 -timeout 5m -run '$(PUREGO_TESTS)' . ./internal/rsasig
 	$(MAKE) fuzz FUZZTIME=20000x
 
 # Each fuzz target runs briefly in `make test`; `make test-long` runs them
@@ -44,7 +53,7 @@ test: deps vet lint
 # exceeded" (a Go fuzzing quirk). Minimising is capped too: the vectors are
 # kilobytes long, and the default minute of minimising would eat a short run.
 FUZZTIME ?= 20000x
-FUZZPKGS ?= . ./amqpbridge
+FUZZPKGS ?= . ./amqpbridge ./internal/rsasig
 fuzz: deps
 	@for p in $(FUZZPKGS); do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \

@@ -1,10 +1,7 @@
 package gilmsg
 
 import (
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -12,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/gilmsg/gilmsg-go/internal/rsasig"
 )
 
 // Signer signs envelopes with the x509 backend (WIRE.md §4): RSA PKCS#1 v1.5
@@ -19,8 +18,9 @@ import (
 // gpg backend (§12). The key is parsed and precomputed once; a Signer is
 // safe for use by many goroutines.
 type Signer struct {
-	key *rsa.PrivateKey
-	cn  string
+	key    *rsa.PrivateKey
+	rsaKey *rsasig.PrivateKey // key, with libcrypto's copy where there is one
+	cn     string
 	// certField is the certificate field, ready to put in a message.
 	certField string
 	gpg       *gpgSigner // the gpg backend's key; key and certField unused
@@ -70,7 +70,6 @@ func newSigner(keyPEM, certPEM []byte, keyName, certName string) (*Signer, error
 	} else {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCannotSign, keyName, err)
 	}
-	key.Precompute()
 
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {
@@ -87,6 +86,7 @@ func newSigner(keyPEM, certPEM []byte, keyName, certName string) (*Signer, error
 	normalised := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	return &Signer{
 		key:       key,
+		rsaKey:    rsasig.NewPrivateKey(key),
 		cn:        cert.Subject.CommonName,
 		certField: wrap76(base64.StdEncoding.EncodeToString(normalised)),
 		cert:      cert,
@@ -147,8 +147,7 @@ func (s *Signer) Sign(fields map[string]any) error {
 }
 
 func (s *Signer) signText(text []byte) (string, error) {
-	sum := sha1.Sum(text)
-	sig, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA1, sum[:])
+	sig, err := s.rsaKey.SignSHA1(text)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrCannotSign, err)
 	}

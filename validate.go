@@ -2,9 +2,7 @@ package gilmsg
 
 import (
 	"context"
-	"crypto"
 	"crypto/rsa"
-	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -17,6 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/gilmsg/gilmsg-go/internal/rsasig"
 )
 
 // Reason classifies why a message failed validation; counters are kept per
@@ -107,7 +107,7 @@ type Validator struct {
 // CA and CRL.
 type chainResult struct {
 	cert *x509.Certificate
-	pub  *rsa.PublicKey
+	pub  *rsasig.PublicKey // made ready once per certificate, with libcrypto's copy
 	err  *ValidationError
 }
 
@@ -261,30 +261,25 @@ func hasField(env *Envelope, key string) bool {
 // carries gilmsg_version or seq_id and fails is checked once more without
 // them: Python gilmsg 0.1.2 adds the first after signing (WIRE.md §7),
 // Python fedmsg's store the second (§11).
-func verifyFields(pub *rsa.PublicKey, env *Envelope, sig []byte) *ValidationError {
+func verifyFields(pub *rsasig.PublicKey, env *Envelope, sig []byte) *ValidationError {
 	buf := scratchBufs.Get().(*[]byte)
 	text, err := appendSignedText(*buf, env.Fields())
 	if err != nil {
 		return invalid(ReasonMalformed, "canonical text", err)
 	}
-	ok := verifySHA1(pub, text, sig) == nil
+	ok := pub.VerifySHA1(text, sig) == nil
 	for _, drop := range addedAfterSigning(env) {
 		if ok {
 			break
 		}
 		text, err = appendSignedText(text[:0], env.Fields(), drop...)
-		ok = err == nil && verifySHA1(pub, text, sig) == nil
+		ok = err == nil && pub.VerifySHA1(text, sig) == nil
 	}
-	putScratch(buf, text) // verifySHA1 keeps nothing of it
+	putScratch(buf, text) // VerifySHA1 keeps nothing of it
 	if !ok {
 		return invalid(ReasonSignature, "signature does not match the message", nil)
 	}
 	return nil
-}
-
-func verifySHA1(pub *rsa.PublicKey, text, sig []byte) error {
-	sum := sha1.Sum(text)
-	return rsa.VerifyPKCS1v15(pub, crypto.SHA1, sum[:], sig)
 }
 
 // decodeB64 decodes as Python's base64.b64decode does by default: characters
@@ -397,12 +392,18 @@ func validityError(cert *x509.Certificate, now time.Time) *ValidationError {
 
 func (v *Validator) verifyChain(certField string, gen uint64, roots *x509.CertPool, crl *crlSet, loadErr error, now time.Time) *chainResult {
 	res := &chainResult{}
-	res.cert, res.pub, res.err = parseCertField(certField)
+	var pub *rsa.PublicKey
+	res.cert, pub, res.err = parseCertField(certField)
 	if res.err == nil {
 		if loadErr != nil {
 			return &chainResult{err: invalid(ReasonCA, "", loadErr)}
 		}
 		res.err = checkChain(res.cert, roots, crl, now)
+	}
+	if res.err == nil {
+		// Only certificates the CA vouches for get a libcrypto copy:
+		// a flood of junk ones costs no C memory.
+		res.pub = rsasig.NewPublicKey(pub)
 	}
 	if res.err != nil && res.cert != nil {
 		res.err.Signer = res.cert.Subject.CommonName
