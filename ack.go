@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -47,16 +46,8 @@ const (
 )
 
 // publishReliable is Publish with recipients (WIRE.md §6): listen first,
-// then send, and wait; send again only when the first copy may not have
-// arrived.
-//
-// On a connection that stays up ZeroMQ loses nothing, and Python gilmsg
-// consumers process every copy they get, so a copy is sent again only
-// when the publishing socket sees a subscription matching the topic arrive
-// after the send (a recipient that had not subscribed yet, or has
-// reconnected: either missed it), and as a slow fallback, well after the
-// usual ACK time, for losses the socket cannot see (a relay restarted, a
-// subscriber that joined the relay late).
+// then send, and wait; send again only for a recipient that is late, when
+// the copy may now reach it ([Bus.awaitAcks]).
 func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pubOptions) (*Receipt, error) {
 	recipients := uniq(po.recipients)
 	// Listen before sending: the listener must be connected wherever the
@@ -101,65 +92,25 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 		return nil, err
 	}
 
-	fallback := b.fallbackResend()
-	timer := time.NewTimer(fallback)
-	defer timer.Stop()
-	if !b.opts.resend {
-		timer.Stop()
+	err = b.awaitAcks(wctx, l, p, out, joins)
+	acks := l.acks(p)
+	b.observeAcks(acks)
+	switch {
+	case err == nil:
+		b.stats.acked.Add(1)
+		return &Receipt{Topic: out.topic, MsgID: out.msgID, SeqID: out.seqID, Acks: acks}, nil
+	case errors.Is(err, ErrClosed):
+		return nil, ErrClosed
 	}
-	resend := func(why string) {
-		// The identical signed bytes: consumers that de-duplicate drop
-		// the copy and ACK again. Not while the relay is away: its
-		// return is a new subscription, which triggers a resend.
-		if !b.relayConnected() {
-			return
-		}
-		if err := b.send(wctx, out); err == nil {
-			b.stats.resends.Add(1)
-			b.opts.hooks.resend(out.topic)
-			b.log.Debug("gilmsg: resent", slog.String("msg_id", out.msgID), slog.String("why", why))
-		}
+	b.stats.timedOut.Add(1)
+	b.opts.hooks.ackTimedOut()
+	if b.isClosed() {
+		return nil, ErrClosed
 	}
-	for {
-		var changed <-chan struct{}
-		if b.opts.resend {
-			changed = subs.Changed()
-			if joined, now := subs.JoinedSince(joins, out.topic); joined {
-				joins = now
-				resend("new subscriber")
-				// Whoever just joined needs its own round trip.
-				timer.Reset(fallback)
-			}
-		}
-		select {
-		case <-p.done:
-			b.stats.acked.Add(1)
-			acks := l.acks(p)
-			for _, a := range acks {
-				// An exponential moving average, 1/8 per sample.
-				old := b.ackRTT.Load()
-				b.ackRTT.CompareAndSwap(old, old-old/8+int64(a.Delay)/8)
-			}
-			return &Receipt{Topic: out.topic, MsgID: out.msgID, SeqID: out.seqID, Acks: acks}, nil
-		case <-changed:
-		case <-timer.C:
-			resend("fallback")
-			fallback = min(2*fallback, b.opts.resendMax)
-			timer.Reset(fallback)
-		case <-wctx.Done():
-			b.stats.timedOut.Add(1)
-			b.opts.hooks.ackTimedOut()
-			if b.isClosed() {
-				return nil, ErrClosed
-			}
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, ctx.Err()
-			}
-			return nil, l.timeoutError(p, out, timeout, wctx.Err())
-		case <-b.closed:
-			return nil, ErrClosed
-		}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil, ctx.Err()
 	}
+	return nil, l.timeoutError(p, out, timeout, err)
 }
 
 // fallbackResend is how long a reliable publish waits before its first

@@ -282,16 +282,21 @@ func (l *ackListener) acks(p *pending) []Ack {
 	return out
 }
 
-func (l *ackListener) timeoutError(p *pending, out *outgoing, timeout time.Duration, cause error) *AckTimeoutError {
-	e := &AckTimeoutError{Topic: out.topic, MsgID: out.msgID, Timeout: timeout, Acked: l.acks(p), Err: cause}
+// missing lists the recipients of p that have not ACKed.
+func (l *ackListener) missing(p *pending) []string {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
 	for _, r := range p.recipients {
 		if _, ok := p.acked[r]; !ok {
-			e.Missing = append(e.Missing, r)
+			out = append(out, r)
 		}
 	}
-	l.mu.Unlock()
-	return e
+	return out
+}
+
+func (l *ackListener) timeoutError(p *pending, out *outgoing, timeout time.Duration, cause error) *AckTimeoutError {
+	return &AckTimeoutError{Topic: out.topic, MsgID: out.msgID, Timeout: timeout, Acked: l.acks(p), Missing: l.missing(p), Err: cause}
 }
 
 func (l *ackListener) close() {

@@ -101,11 +101,13 @@
 // An ACK counts only for the message whose msg_id it names and only when
 // signed by a recipient, so a timeout may be a false negative (an ACK lost
 // on its way back) but success is never a false positive. Python gilmsg
-// consumers process every copy they get, so while ACKs are missing the
-// publisher sends the same signed bytes again only when the first copy may
-// not have arrived: when a subscription matching the topic reaches its XPUB
-// after the send (a recipient not subscribed yet, or reconnected), and as a
-// slow fallback well after the usual ACK time ([WithResend]). Go
+// consumers process every copy they get, so the publisher sends the same
+// signed bytes again only for a recipient that is late by its own recent
+// ACK delays, and only when the copy may now reach it: when a subscription
+// matching the topic reaches its XPUB after the send (a recipient not
+// subscribed yet, or reconnected), or as a slow fallback well after the
+// usual ACK time ([WithResend]). The new subscriptions that Python gilmsg
+// publishers open for every publish send nothing to a healthy recipient. Go
 // subscribers drop any duplicate (and ACK it again), so the application
 // sees each message once. An active publisher waits, within the ACK
 // timeout (or timeout, for a plain publish), for a relay that is

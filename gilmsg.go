@@ -51,10 +51,11 @@ type Bus struct {
 	inflight chan struct{} // PublishAsync's cap
 	asyncWG  sync.WaitGroup
 
-	counter atomic.Int64                  // the envelope's i
-	topics  [16]atomic.Pointer[topicMemo] // fullTopic's recent answers, by hash
-	ackRTT  atomic.Int64                  // recent ACK delays (ns), averaged, for the first resend
-	stats   stats
+	counter   atomic.Int64                  // the envelope's i
+	topics    [16]atomic.Pointer[topicMemo] // fullTopic's recent answers, by hash
+	ackRTT    atomic.Int64                  // recent ACK delays (ns), averaged, for the first resend
+	ackDelays ackDelays                     // the same per recipient: when is one late
+	stats     stats
 
 	mu     sync.Mutex
 	closed chan struct{}
@@ -141,14 +142,18 @@ func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait
 func WithMaxMessageSize(n int64) Option { return func(o *options) { o.maxMsgSize = n } }
 
 // WithResend sets whether a reliable publish may send its message again
-// while ACKs are missing. A copy goes out only when the first may not have
-// arrived, because Python gilmsg consumers process every copy they get:
-// when a subscription matching the topic reaches the publishing socket
-// after the send (a recipient that had not subscribed yet, or has
-// reconnected), and as a slow fallback, first after first, then doubling
-// up to most. Defaults: on; first 0 means zmq_reconnect_ivl_max (1 s), and
-// at least ten recent ACK delays; most 8 s. Off gives Python gilmsg's single
-// shot.
+// while ACKs are missing. Python gilmsg consumers process every copy they
+// get, so a copy goes out only for a recipient that is late: one that has
+// not ACKed within four times its recent ACK delay (an average per
+// recipient), or 250 ms, whichever is longer, since the latest copy. Then
+// only when a subscription matching the topic reaches the publishing
+// socket after that copy (a recipient that had not subscribed yet, or has
+// reconnected), or on a slow fallback, first after first, then doubling up
+// to most. A recipient that has ACKed is never the reason for a copy, but a
+// copy reaches every subscriber. Defaults: on; first 0 means
+// zmq_reconnect_ivl_max (1 s), and at least ten recent ACK delays; a first
+// under 250 ms also lowers that floor of lateness; most 8 s. Off gives
+// Python gilmsg's single shot.
 func WithResend(on bool, first, most time.Duration) Option {
 	return func(o *options) {
 		o.resend = on

@@ -70,11 +70,12 @@ The ACK timeout is the config's ack_timeout, else 2 s (the larger of
 timeout and twice zmq_reconnect_ivl_max): long enough for a recipient
 that is reconnecting.
 
-A reliable message is sent again only when it may not have arrived: when
-a new subscription reaches the logger after the send (a recipient that
-was not subscribed yet, or reconnected), and once more well after the
-usual ACK time. Python gilmsg consumers process every copy they get;
---no-resend sends each message once, as Python gilmsg-logger does.
+A reliable message is sent again only for a recipient that is late (no
+ACK within four times its recent ACK delay, or 250 ms, whichever is
+longer), and then only when a new subscription reaches the logger (a
+recipient that was not subscribed yet, or reconnected), or once more well
+after the usual ACK time. Python gilmsg consumers process every copy they
+get; --no-resend sends each message once, as Python gilmsg-logger does.
 
 An active logger whose relay is away (restarting) waits for it, up to the
 ACK timeout for a reliable message and the config's timeout for a plain
