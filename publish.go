@@ -53,7 +53,9 @@ func ExactTopic() PublishOption { return func(o *pubOptions) { o.exactTopic = tr
 
 // Recipients makes the publish reliable: it returns only when every named
 // certificate CN has ACKed, or fails with an [AckTimeoutError]. Names may
-// also be given comma separated.
+// also be given comma separated. They are CNs (billing01.example.org), not
+// endpoint names (billing01): an ACK counts when that CN's certificate
+// signed it.
 func Recipients(cn ...string) PublishOption {
 	return func(o *pubOptions) {
 		o.reliable = true
@@ -68,7 +70,7 @@ func Recipients(cn ...string) PublishOption {
 }
 
 // AckTimeout bounds the wait for ACKs. Default: the config's ack_timeout
-// (0.25 s as in gilmsg). A context deadline that comes first wins.
+// ([Config.AckTimeout]). A context deadline that comes first wins.
 func AckTimeout(d time.Duration) PublishOption { return func(o *pubOptions) { o.ackTimeout = d } }
 
 // Receipt describes a published message.
@@ -90,13 +92,28 @@ type Ack struct {
 }
 
 // Publish sends msg on topic, signed when sign_messages is set. The full
-// topic is <topic_prefix>.<environment>.<modname>.<topic> unless topic
+// topic is <topic_prefix>.<environment>.<modname>.<topic> ([Bus.FullTopic]) unless topic
 // already starts with topic_prefix.
 //
 // Without [Recipients] it is fire-and-forget like fedmsg.publish: it returns
 // once the message is queued on the PUB socket, and blocks only while the
 // queue is full. With Recipients it waits for their ACKs (see the package
 // documentation, "Reliability").
+//
+// A queued message has not left yet: a program that exits without
+// [Bus.Close] loses what is still queued, without a word (Python flushes
+// at interpreter exit; Go has no such hook). Close sends it, waiting up to
+// zmq_linger; defer it in main.
+//
+// msg is encoded as Python's json.dumps would encode the same JSON
+// ([AppendCanonical] has every rule):
+//   - JSON you already have (a request body) goes as a [json.RawMessage],
+//     or as decoded by [DecodeJSON] or a json.Decoder with UseNumber: 50
+//     stays 50. Decoded by plain json.Unmarshal into any, every number is a
+//     float64, and a float64 is a float on the wire, as in Python: 50.0.
+//   - []byte is a base64 string, as encoding/json writes it.
+//   - A struct goes through encoding/json: without json tags its keys are
+//     the Go field names ("ID").
 //
 // Publish is safe for use by many goroutines; messages from one goroutine
 // leave in the order they were published.

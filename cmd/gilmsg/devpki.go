@@ -29,7 +29,10 @@ func newDevPKICmd() *cobra.Command {
 (ca.crt, ca.key), an empty CRL (crl.pem), and <host>.crt/<host>.key for each
 host, whose CN is the host name. It writes a config (fedmsg keys, as JSON)
 that signs and validates with them, giving each host an endpoint on
-127.0.0.1 from --base-port up, and prints that config's path.
+127.0.0.1 from --base-port up, and prints that config's path. Each
+host is an endpoint name and a certificate CN at once (a reliable publish
+names CNs). The config also maps certname shell.<this host> to the first
+host, so a program run without a name signs as that host.
 
 With --gpg it also makes an OpenPGP key per host for the gpg backend:
 DIR/gpg/keys.asc, and the GnuPG home DIR/gpg/gnupg when gpg is installed.
