@@ -223,31 +223,42 @@ func (r *RabbitMQ) LogTail() string {
 }
 
 // ensureRabbitMQ installs Debian's rabbitmq-server when it is absent and
-// we are root (as make deps does); otherwise it says why there is none.
+// we are root (as make deps does).
 func ensureRabbitMQ() error {
-	if _, err := os.Stat(RabbitMQServer); err == nil {
-		return nil
-	}
-	if os.Geteuid() != 0 {
-		return &SkipError{Reason: "rabbitmq-server is not installed and we are not root to install it (apt-get install rabbitmq-server)"}
-	}
-	install := func() error {
-		cmd := exec.Command("apt-get", "install", "-y", "rabbitmq-server")
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%w: %s", err, lastLines(out, 5))
+	return ensureInstalled(RabbitMQServer, os.Geteuid() == 0, func() error {
+		install := func() error {
+			cmd := exec.Command("apt-get", "install", "-y", "rabbitmq-server")
+			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("apt-get install rabbitmq-server: %w: %s", err, lastLines(out, 5))
+			}
+			return nil
+		}
+		if err := install(); err != nil {
+			exec.Command("apt-get", "update").Run()
+			return install()
 		}
 		return nil
+	})
+}
+
+// ensureInstalled makes sure program exists, running install when it does
+// not and we are root. Only where no broker can be had, without root, is
+// the answer a [*SkipError]: root runs make deps, which installs the
+// broker, so there a missing one is a failure, as for PostgreSQL.
+func ensureInstalled(program string, root bool, install func() error) error {
+	if _, err := os.Stat(program); err == nil {
+		return nil
+	}
+	if !root {
+		return &SkipError{Reason: program + " is not installed and we are not root to install it (apt-get install rabbitmq-server)"}
 	}
 	if err := install(); err != nil {
-		exec.Command("apt-get", "update").Run()
-		if err := install(); err != nil {
-			return &SkipError{Reason: "rabbitmq-server could not be installed: " + err.Error()}
-		}
+		return fmt.Errorf("%s is missing and could not be installed: %w", program, err)
 	}
-	if _, err := os.Stat(RabbitMQServer); err != nil {
-		return &SkipError{Reason: "rabbitmq-server installed but " + RabbitMQServer + " is missing"}
+	if _, err := os.Stat(program); err != nil {
+		return fmt.Errorf("rabbitmq-server installed but %w", err)
 	}
 	return nil
 }
@@ -293,7 +304,8 @@ var sharedRabbit struct {
 }
 
 // SharedRabbitMQ returns the test binary's broker, starting it on first
-// use (about 15 s), or skips t when there can be none here. The binary's
+// use (about 15 s), or skips t when there can be none here (not root, no
+// broker installed; as root a missing broker fails t). The binary's
 // TestMain must call [StopSharedRabbitMQ].
 func SharedRabbitMQ(t testing.TB) *RabbitMQ {
 	t.Helper()
