@@ -25,7 +25,8 @@
 //
 // [AMQPToZmq] consumes from a durable queue bound to an exchange (default
 // amq.topic) and publishes each message ([FromAMQP]) as a new envelope
-// signed by its bus's certificate: topic = routing key, msg = body,
+// signed by its bus's certificate: topic = routing key, msg = body (decoded
+// under its content_encoding as fedora-messaging decodes it, [FromAMQP]),
 // msg_id = message_id ("<year>-" prefixed unless it starts with one),
 // username amqp-bridge. It acks a delivery after the bus publish, or,
 // with [Config.Recipients], after they have ACKed; otherwise it nacks and
@@ -38,7 +39,9 @@
 // The two directions use different exchanges ([Config.Validate] refuses
 // one exchange both ways); zmq-to-amqp drops envelopes whose username is
 // amqp-bridge; amqp-to-zmq drops deliveries carrying [OriginHeader], which
-// zmq-to-amqp sets, should an exchange binding route them back.
+// zmq-to-amqp sets, should an exchange binding route them back. A loop the
+// guard stopped is logged at debug level only and counted in
+// [Stats].Dropped under [ErrLoop].
 //
 // # Faults
 //

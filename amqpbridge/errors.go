@@ -13,8 +13,12 @@ var (
 	ErrNoPayload = errors.New("amqpbridge: no JSON object payload")
 	// ErrNoMessageID means an AMQP message has no message_id.
 	ErrNoMessageID = errors.New("amqpbridge: no message_id")
-	// ErrBadBody means an AMQP body is not JSON, or not a JSON object.
+	// ErrBadBody means an AMQP body is not JSON, not a JSON object, or not
+	// valid in its content_encoding.
 	ErrBadBody = errors.New("amqpbridge: body is not a JSON object")
+	// ErrBadEncoding means an AMQP message's content_encoding is not one
+	// the bridge decodes (see [FromAMQP]).
+	ErrBadEncoding = errors.New("amqpbridge: unknown content_encoding")
 	// ErrTooLarge means an AMQP body is larger than amqp_max_body.
 	ErrTooLarge = errors.New("amqpbridge: body too large")
 	// ErrBadTopic means a topic cannot cross: an AMQP routing key that is

@@ -113,10 +113,13 @@ type Incoming struct {
 }
 
 // FromAMQP checks a delivery and maps it to the bus (WIRE.md §14). It
-// returns a [*DropError] for a body larger than maxBody, not JSON or not
-// an object, a delivery without message_id, a routing key that cannot be
-// a bus topic (empty, not UTF-8, gilmsg's ACK topic), and one that
-// zmq-to-amqp published (a loop).
+// decodes the body under its content_encoding as fedora-messaging does
+// (utf-8 when absent; also ascii, latin-1, cp1252 and utf-16, under any
+// name Python knows them by). It returns a [*DropError] for a body larger
+// than maxBody, another content_encoding ([ErrBadEncoding]), a body not
+// valid in its encoding, not JSON or not an object, a delivery without
+// message_id, a routing key that cannot be a bus topic (empty, not UTF-8,
+// gilmsg's ACK topic), and one that zmq-to-amqp published (a loop).
 func FromAMQP(d *amqp.Delivery, maxBody int, now time.Time) (*Incoming, error) {
 	id := d.MessageId
 	if _, ok := d.Headers[OriginHeader]; ok {
@@ -142,7 +145,11 @@ func FromAMQP(d *amqp.Delivery, maxBody int, now time.Time) (*Incoming, error) {
 		// waiting on zmq-to-amqp under the same certificate.
 		return nil, &DropError{MsgID: id, Reason: ErrBadTopic, Detail: strconv.Quote(key) + " is gilmsg's ACK topic"}
 	}
-	v, err := gilmsg.DecodeJSON(d.Body)
+	text, err := decodeBody(d.Body, d.ContentEncoding, id)
+	if err != nil {
+		return nil, err
+	}
+	v, err := gilmsg.DecodeJSON(text)
 	if err != nil {
 		return nil, &DropError{MsgID: id, Reason: ErrBadBody, Detail: err.Error()}
 	}

@@ -84,10 +84,13 @@ starts with one), username amqp-bridge.
 
 A delivery is acked once published, or with --recipients once they have
 all ACKed it; otherwise it is nacked and the broker delivers it again,
-under the same msg_id, so subscribers drop the copy. A body that is not a
-JSON object, larger than amqp_max_body, or without message_id is logged
-with its reason and rejected without requeue (a dead-letter exchange on
-the queue keeps it).
+under the same msg_id, so subscribers drop the copy. The body is decoded
+under its content_encoding as fedora-messaging decodes it (utf-8 when
+absent; ascii, latin-1, cp1252, utf-16). A body that is not a JSON object,
+larger than amqp_max_body, in another encoding, or without message_id is
+logged with its reason and rejected without requeue (a dead-letter
+exchange on the queue keeps it). A message that zmq-to-amqp published and
+an exchange binding routed back is dropped too, logged only with -v.
 
 It runs until SIGINT or SIGTERM, then prints its counters.`
 		cmd.Example = `  gilmsg bridge amqp-to-zmq --name bridge01 --amqp-url amqp://user:pass@rabbit:5672/%2F
