@@ -172,8 +172,15 @@ func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
 	a.stats.received.Add(1)
 	in, err := FromAMQP(d, a.cfg.MaxBody, time.Now())
 	if err != nil {
-		a.stats.drop(err)
-		a.log.Warn("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey), slog.Any("reason", err))
+		n := a.stats.drop(err)
+		if errors.Is(err, ErrLoop) {
+			// The guard doing its job, on every message an exchange
+			// binding routes back: counted, not warned about.
+			a.log.Debug("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey),
+				slog.Any("reason", err), slog.Uint64("loops", n))
+		} else {
+			a.log.Warn("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey), slog.Any("reason", err))
+		}
 		if err := d.Reject(false); err != nil {
 			a.log.Warn("amqpbridge: reject", slog.Any("error", err))
 		}

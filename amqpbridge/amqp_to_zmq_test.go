@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +21,9 @@ import (
 // TestBothWaysNoLoop runs both bridges on one bus and one broker: broker
 // messages reach the bus validated and signed by the bridge, bad ones are
 // dropped with their reason and left off the queue, and nothing comes
-// back round in either direction.
+// back round in either direction. A loop the guard stopped is logged at
+// debug level, not as a warning; a latin-1 body is decoded as
+// fedora-messaging decodes it.
 func TestBothWaysNoLoop(t *testing.T) {
 	rmq := testenv.SharedRabbitMQ(t)
 	lb := newLocalBus(t)
@@ -32,7 +38,8 @@ func TestBothWaysNoLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+	logs := &levelLog{}
+	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(slog.New(logs)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +67,8 @@ func TestBothWaysNoLoop(t *testing.T) {
 		{amqp.Publishing{Body: []byte(`{"no":"id"}`)}, ""},
 		{amqp.Publishing{MessageId: "bad-huge", Body: []byte(`{"x":"` + strings.Repeat("x", 2000) + `"}`)}, ""},
 		{amqp.Publishing{MessageId: "bad-loop", Headers: amqp.Table{OriginHeader: "zmq"}, Body: []byte(`{}`)}, ""},
+		{amqp.Publishing{MessageId: "latin-1", ContentEncoding: "latin-1", Body: []byte("{\"n\":4,\"user\":\"Jos\xe9\"}")}, year + "-latin-1"},
+		{amqp.Publishing{MessageId: "bad-gzip", ContentEncoding: "gzip", Body: []byte(`{}`)}, ""},
 		{good("last", 3), year + "-last"},
 	}
 	for _, s := range send {
@@ -84,29 +93,40 @@ func TestBothWaysNoLoop(t *testing.T) {
 			t.Errorf("%s: payload %s (%v), want n %d", s.want, m.Body, err, want.N)
 		}
 	}
-	if u, _ := seen.count(); u != 3 {
-		t.Errorf("%d messages on the bus, want the 3 good ones", u)
+	if u, _ := seen.count(); u != 4 {
+		t.Errorf("%d messages on the bus, want the 4 good ones", u)
+	}
+	var latin struct{ User string }
+	if m := seen.get(year + "-latin-1"); m != nil && (m.Decode(&latin) != nil || latin.User != "José") {
+		t.Errorf("latin-1 body arrived as %s", m.Body)
 	}
 	// The bus can deliver a message before the bridge's publish returns
 	// and counts it.
-	waitFor(t, "the bridge's count", func() bool { return a2z.Stats().Forwarded >= 3 })
+	waitFor(t, "the bridge's count", func() bool { return a2z.Stats().Forwarded >= 4 })
 	st := a2z.Stats()
-	wantDrops := map[string]uint64{ErrBadBody.Error(): 2, ErrNoMessageID.Error(): 1, ErrTooLarge.Error(): 1, ErrLoop.Error(): 1}
+	wantDrops := map[string]uint64{ErrBadBody.Error(): 2, ErrNoMessageID.Error(): 1, ErrTooLarge.Error(): 1, ErrLoop.Error(): 1,
+		ErrBadEncoding.Error(): 1}
 	for k, v := range wantDrops {
 		if st.Dropped[k] != v {
 			t.Errorf("amqp-to-zmq dropped %v, want %v", st.Dropped, wantDrops)
 			break
 		}
 	}
-	if st.Forwarded != 3 {
-		t.Errorf("amqp-to-zmq forwarded %d, want 3", st.Forwarded)
+	if st.Forwarded != 4 {
+		t.Errorf("amqp-to-zmq forwarded %d, want 4", st.Forwarded)
+	}
+	if lv := logs.levels(ErrLoop.Error()); !slices.Equal(lv, []slog.Level{slog.LevelDebug}) {
+		t.Errorf("the stopped loop was logged at %v, want once at DEBUG", lv)
+	}
+	if lv := logs.levels(`content_encoding "gzip"`); !slices.Equal(lv, []slog.Level{slog.LevelWarn}) {
+		t.Errorf("the unknown encoding was logged at %v, want once at WARN, naming it", lv)
 	}
 	// Rejected, not requeued: the bridge's queue is empty.
 	waitFor(t, "the bridge's queue to be empty", func() bool { return b.ready(cfg.Queue) == 0 })
 
 	// The other way: a bus message goes to the broker once; the three
 	// bridged messages do not go back (username amqp-bridge).
-	waitFor(t, "zmq-to-amqp to drop the bridged messages", func() bool { return z2a.Stats().Dropped[ErrLoop.Error()] >= 3 })
+	waitFor(t, "zmq-to-amqp to drop the bridged messages", func() bool { return z2a.Stats().Dropped[ErrLoop.Error()] >= 4 })
 	if err := pub.WaitSubscribers(ctxT(t), "x", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +168,8 @@ func TestAMQPToZmqWaitsForRecipients(t *testing.T) {
 	// refuses to declare again), bound for this test's topic only.
 	cfg.ConsumeExchange = DefaultConsumeExchange
 	cfg.Bindings = []string{"org.example.t"}
-	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+	logs := &levelLog{}
+	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(slog.New(logs)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,4 +228,42 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// levelLog is a slog handler that keeps each record's level and text
+// (message and attributes).
+type levelLog struct {
+	mu      sync.Mutex
+	records []levelRecord
+}
+
+type levelRecord struct {
+	level slog.Level
+	text  string
+}
+
+func (l *levelLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levelLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *levelLog) WithGroup(string) slog.Handler            { return l }
+
+func (l *levelLog) Handle(_ context.Context, r slog.Record) error {
+	text := r.Message
+	r.Attrs(func(a slog.Attr) bool { text += fmt.Sprintf(" %s=%v", a.Key, a.Value); return true })
+	l.mu.Lock()
+	l.records = append(l.records, levelRecord{r.Level, text})
+	l.mu.Unlock()
+	return nil
+}
+
+// levels are the levels of the records whose text contains s.
+func (l *levelLog) levels(s string) []slog.Level {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []slog.Level
+	for _, r := range l.records {
+		if strings.Contains(r.text, s) {
+			out = append(out, r.level)
+		}
+	}
+	return out
 }

@@ -24,7 +24,8 @@ type counters struct {
 	dropped map[string]uint64
 }
 
-func (c *counters) drop(err error) {
+// drop counts err under its reason and returns the reason's count.
+func (c *counters) drop(err error) uint64 {
 	reason := err.Error()
 	var de *DropError
 	if errors.As(err, &de) {
@@ -35,7 +36,9 @@ func (c *counters) drop(err error) {
 		c.dropped = map[string]uint64{}
 	}
 	c.dropped[reason]++
+	n := c.dropped[reason]
 	c.mu.Unlock()
+	return n
 }
 
 func (c *counters) snapshot() Stats {
