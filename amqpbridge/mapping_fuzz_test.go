@@ -22,11 +22,14 @@ func FuzzFromAMQP(f *testing.F) {
 		{"x", "", `{}`}, {"x", "a.b", `[1]`}, {"x", "a.b", "\xff\xfe"}, {"x", "a.b", `{"a":1e999}`},
 		{"x", "a.b", `{"a":"\ud800"}`}, {"x", "a.b", `{"a":{"a":{"a":{}}}}`}, {"1234-", "k", `{"":null}`},
 	} {
-		f.Add(s.id, s.key, []byte(s.body))
+		f.Add(s.id, s.key, "", []byte(s.body))
 	}
-	reasons := []error{ErrLoop, ErrNoPayload, ErrNoMessageID, ErrBadBody, ErrTooLarge, ErrBadTopic}
-	f.Fuzz(func(t *testing.T, id, key string, body []byte) {
-		d := &amqp.Delivery{MessageId: id, RoutingKey: key, Body: body}
+	f.Add("x", "a.b", "latin-1", []byte("{\"a\":\"\xe9\x80\"}"))
+	f.Add("x", "a.b", "utf-16", []byte("\xfe\xff\x00{\x00}"))
+	f.Add("x", "a.b", "cp1252", []byte("{\"\x81\":1}"))
+	reasons := []error{ErrLoop, ErrNoPayload, ErrNoMessageID, ErrBadBody, ErrTooLarge, ErrBadTopic, ErrBadEncoding}
+	f.Fuzz(func(t *testing.T, id, key, encoding string, body []byte) {
+		d := &amqp.Delivery{MessageId: id, RoutingKey: key, ContentEncoding: encoding, Body: body}
 		in, err := FromAMQP(d, 4096, time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC))
 		if err != nil {
 			var de *DropError
