@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +32,29 @@ const (
 	MaxRequestBytes = 1 << 20
 )
 
+// What the replay server queues for one client (per connection), whatever
+// high_water_mark says: a client that sends requests and never reads its
+// answers (1,000 of "{}" took a server to 2.26 GB) loses the answers that
+// do not fit, and the others are still served. A REQ client, Python's
+// and ours, has one request out at a time, so it never comes near.
+const (
+	// replayReplyQueue is the answers queued for one client (ZMQ_SNDHWM);
+	// past it, an answer is dropped ([ReplayServer.DroppedReplies]). The
+	// kernel's socket buffers and the one answer being written come on
+	// top.
+	replayReplyQueue = 2
+	// replayRequestQueue is the requests queued from one client
+	// (ZMQ_RCVHWM): at most this many times [MaxRequestBytes]. Past it,
+	// the server stops reading that connection.
+	replayRequestQueue = 8
+	// replayStuckPause is how long the requests of a client whose answer
+	// was just dropped are dropped too, unanswered, so that a client that
+	// does not read costs no work either; then it gets another try.
+	replayStuckPause = time.Second
+	// replayStuckClients bounds the clients remembered as stuck.
+	replayStuckClients = 1024
+)
+
 // Reply texts shared with Python's server.
 const (
 	replyNoMatch  = "There was no match for the given query"
@@ -38,9 +63,11 @@ const (
 )
 
 // ReplayServer answers replay requests for one publisher name from a
-// [Store], on a ZeroMQ REP socket, as fedmsg's ReplayContext does but
-// without its faults: seq_id_range works, and every request gets an
-// answer, one "error: ..." frame when it is malformed or matches nothing.
+// [Store], as fedmsg's ReplayContext does but without its faults:
+// seq_id_range works, and every request gets an answer, one "error: ..."
+// frame when it is malformed or matches nothing. Its socket is a ROUTER,
+// which REQ clients cannot tell from fedmsg's REP, so that an answer for
+// a client that does not read can be dropped: see [replayReplyQueue].
 // It owns its ZeroMQ context; one goroutine ([ReplayServer.Serve]) uses
 // its socket.
 type ReplayServer struct {
@@ -56,6 +83,8 @@ type ReplayServer struct {
 	closed    chan struct{}
 	done      chan struct{}
 	serving   sync.Mutex
+
+	dropped atomic.Uint64 // answers for clients that did not read them
 }
 
 // NewReplayServer binds replay_endpoints[name] of cfg as Python does: on
@@ -83,9 +112,21 @@ func NewReplayServer(cfg *Config, name string, st Store, log *slog.Logger) (*Rep
 	s := &ReplayServer{st: st, log: log, zctx: zctx, name: name, closed: make(chan struct{}), done: make(chan struct{})}
 	so := sockOptsFromConfig(cfg)
 	so.MaxMsgSize = MaxRequestBytes
-	if s.sock, err = newSocket(zctx, zmq.REP, so); err != nil {
+	if s.sock, err = newSocket(zctx, zmq.ROUTER, so); err != nil {
 		zctx.Term()
 		return nil, err
+	}
+	// Mandatory: a full queue is an error to count, not a silent drop.
+	for _, set := range []func() error{
+		func() error { return s.sock.SetSndhwm(replayReplyQueue) },
+		func() error { return s.sock.SetRcvhwm(replayRequestQueue) },
+		func() error { return s.sock.SetRouterMandatory(1) },
+	} {
+		if err := set(); err != nil {
+			s.sock.Close()
+			zctx.Term()
+			return nil, fmt.Errorf("gilmsg: replay server socket: %w", err)
+		}
 	}
 	if err := s.sock.Bind("tcp://*:" + addr[i+1:]); err != nil {
 		s.sock.Close()
@@ -115,6 +156,7 @@ func (s *ReplayServer) Serve(ctx context.Context) error {
 	defer s.sock.Close()
 	poller := zmq.NewPoller()
 	poller.Add(s.sock, zmq.POLLIN)
+	stuck := map[string]time.Time{} // by route: when its answer was dropped
 	for {
 		select {
 		case <-s.closed:
@@ -140,17 +182,46 @@ func (s *ReplayServer) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("gilmsg: replay server: receive: %w", err)
 		}
-		reply := s.Answer(ctx, frames)
-		s.hooks.ReportReplayRequest(len(reply) != 1 || !bytes.HasPrefix(reply[0], []byte(errPrefix)))
-		parts := make([]any, len(reply))
-		for i, p := range reply {
-			parts[i] = p
+		// As REP does: the frames up to the first empty one are the route
+		// back, and a request without one is dropped.
+		i := slices.IndexFunc(frames, func(f []byte) bool { return len(f) == 0 })
+		if i < 1 {
+			continue
 		}
-		if _, err := s.sock.SendMessage(parts...); err != nil {
-			s.log.Error("gilmsg: replay server: send", slog.Any("error", err))
+		route := string(frames[0])
+		if at, ok := stuck[route]; ok && time.Since(at) < replayStuckPause {
+			s.dropped.Add(1)
+			continue
+		}
+		reply := s.Answer(ctx, frames[i+1:])
+		s.hooks.ReportReplayRequest(len(reply) != 1 || !bytes.HasPrefix(reply[0], []byte(errPrefix)))
+		parts := make([]any, 0, i+1+len(reply))
+		for _, p := range frames[:i+1] {
+			parts = append(parts, p)
+		}
+		for _, p := range reply {
+			parts = append(parts, p)
+		}
+		_, err = s.sock.SendMessageDontwait(parts...)
+		delete(stuck, route)
+		if err != nil {
+			// EAGAIN: the client has replayReplyQueue answers it has not
+			// read; EHOSTUNREACH: it is gone.
+			s.dropped.Add(1)
+			s.log.Debug("gilmsg: replay server: answer dropped", slog.String("name", s.name), slog.Any("error", err))
+			if isEAGAIN(err) {
+				if len(stuck) >= replayStuckClients {
+					clear(stuck)
+				}
+				stuck[route] = time.Now()
+			}
 		}
 	}
 }
+
+// DroppedReplies is how many requests got no answer because their client
+// was gone or had not read its earlier answers (see [replayReplyQueue]).
+func (s *ReplayServer) DroppedReplies() uint64 { return s.dropped.Load() }
 
 // Close stops Serve (waiting for it, if it runs) and releases the server.
 // It is safe to call twice.

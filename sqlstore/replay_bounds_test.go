@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	zmq "github.com/pebbe/zmq4"
 )
 
 // lockedBuffer is a log sink the server's goroutine writes to.
@@ -63,5 +66,68 @@ func TestReplayRefusalQuotesLittle(t *testing.T) {
 	}
 	if logs.Len() > 2*n*500 {
 		t.Fatalf("%d bytes of logs for %d refused requests", logs.Len(), 2*n)
+	}
+}
+
+// TestReplayClientThatDoesNotRead: a client that sends requests and never
+// reads its answers gets only what fits its small queue; the rest of its
+// answers are dropped, and another client is still served. 1,000 of {}
+// took the server to 2.26 GB when its REP socket queued every answer.
+func TestReplayClientThatDoesNotRead(t *testing.T) {
+	st := openStore(t, "sqlite:///"+filepath.Join(t.TempDir(), "store.db"))
+	b := newPublisher(t, "pub", []string{"tcp://127.0.0.1:*"}, st, nil)
+	big := strings.Repeat("z", 16<<10)
+	for i := range 20 {
+		if _, err := b.Publish(context.Background(), "stored", map[string]any{"i": i, "pad": big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := gilmsg.DefaultConfig()
+	cfg.ReplayEndpoints = map[string]string{"pub": "tcp://127.0.0.1:*"}
+	srv, err := gilmsg.NewReplayServer(cfg, "pub", st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answered atomic.Int64
+	srv.SetHooks(&gilmsg.Hooks{ReplayRequest: func(bool) { answered.Add(1) }})
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(context.Background()) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zctx.Term()
+	stuck, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	stuck.SetLinger(100 * time.Millisecond)
+	stuck.SetRcvhwm(1) // as little as its library can keep for it
+	stuck.SetRcvbuf(64 << 10)
+	if err := stuck.Connect(srv.Endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	for range n {
+		if _, err := stuck.SendMessage("", "{}"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each answer is 330 kB: the kernel's buffers hold a few, the
+	// server's queue two, and the rest is dropped.
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.DroppedReplies() < n-50 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests answered, %d dropped for a client that reads none: the rest are queued",
+				answered.Load(), n, srv.DroppedReplies())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	reply := ask(t, srv.Endpoint(), []byte(`{"seq_id": 3}`))
+	if len(reply) != 1 || bytes.HasPrefix(reply[0], []byte("error")) {
+		t.Fatalf("the other client got %d frames: %.100q", len(reply), reply[0])
 	}
 }
