@@ -79,6 +79,7 @@ type options struct {
 	queueSize    int
 	hooks        *Hooks
 	store        Store
+	storeTimeout time.Duration
 }
 
 func defaultOptions(cfg *Config) options {
@@ -95,6 +96,7 @@ func defaultOptions(cfg *Config) options {
 		resendMax:    8 * time.Second,
 		maxInFlight:  1024,
 		queueSize:    1024,
+		storeTimeout: DefaultStoreTimeout,
 	}
 }
 
@@ -238,7 +240,7 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 			return nil, err
 		}
 		if st != nil {
-			b.storeW = newStoreWriter(st, b.log, o.hooks)
+			b.storeW = newStoreWriter(st, o.storeTimeout, b.log, o.hooks)
 		}
 	} else if cfg.Name != "" {
 		b.log.Warn("gilmsg: name has no endpoints; this bus cannot publish", "name", cfg.Name)

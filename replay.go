@@ -256,7 +256,7 @@ func (s *ReplayServer) Answer(ctx context.Context, frames [][]byte) [][]byte {
 		return errFrame("%s", strings.TrimPrefix(err.Error(), "gilmsg: replay request: "))
 	}
 	q.Limit = MaxReplyMessages
-	qctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	qctx, cancel := context.WithTimeout(ctx, DefaultStoreTimeout)
 	defer cancel()
 	msgs, err := s.st.Query(qctx, q)
 	if err != nil {

@@ -104,6 +104,25 @@ func (b *Batch) Seal(ids []int64) error {
 // no store.
 func WithStore(st Store) Option { return func(o *options) { o.store = st } }
 
+// WithStoreTimeout bounds each write to the store: a publish whose
+// message could not be stored within d fails with a [StoreError], and is
+// not sent. A store may retry within it (sqlstore does, on a fresh
+// connection, when PostgreSQL restarts). Default [DefaultStoreTimeout];
+// d <= 0 keeps it.
+func WithStoreTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.storeTimeout = d
+		}
+	}
+}
+
+// DefaultStoreTimeout is how long a publish waits for the store unless
+// [WithStoreTimeout] says otherwise: long enough for a PostgreSQL restart
+// or failover, short enough that a server gone without a word fails the
+// publishes instead of hanging them.
+const DefaultStoreTimeout = 30 * time.Second
+
 // StoreURL returns persistent_store when it is a URL string, else "".
 func (c *Config) StoreURL() string {
 	s, _ := c.PersistentStore.(string)
@@ -126,12 +145,13 @@ func (e *StoreError) Unwrap() error { return e.Err }
 // publishes have queued, up to maxStoreBatch, and stores them in one
 // Append while the next ones queue.
 type storeWriter struct {
-	st    Store
-	log   *slog.Logger
-	hooks *Hooks
-	reqs  chan *storeReq
-	stop  chan struct{}
-	done  chan struct{}
+	st      Store
+	timeout time.Duration // of one Append
+	log     *slog.Logger
+	hooks   *Hooks
+	reqs    chan *storeReq
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type storeReq struct {
@@ -140,15 +160,10 @@ type storeReq struct {
 	queued time.Time
 }
 
-const (
-	maxStoreBatch = 512
-	// storeTimeout bounds one Append: a store that hangs (a PostgreSQL
-	// server gone without a word) fails the publishes instead.
-	storeTimeout = 30 * time.Second
-)
+const maxStoreBatch = 512
 
-func newStoreWriter(st Store, log *slog.Logger, hooks *Hooks) *storeWriter {
-	w := &storeWriter{st: st, log: log, hooks: hooks, reqs: make(chan *storeReq, maxStoreBatch),
+func newStoreWriter(st Store, timeout time.Duration, log *slog.Logger, hooks *Hooks) *storeWriter {
+	w := &storeWriter{st: st, timeout: timeout, log: log, hooks: hooks, reqs: make(chan *storeReq, maxStoreBatch),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
@@ -177,7 +192,7 @@ func (w *storeWriter) run() {
 		for i, r := range reqs {
 			batch.Entries[i] = r.entry
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 		err := w.st.Append(ctx, batch)
 		cancel()
 		if err != nil {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"strings"
+	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/jackc/pgx/v5"
@@ -116,6 +119,8 @@ func explainPG(err error) error {
 	switch {
 	case errors.As(err, &ce):
 		return fmt.Errorf("cannot connect to PostgreSQL: %w", err)
+	case pgconn.Timeout(err):
+		return fmt.Errorf("PostgreSQL did not answer in time: %w", err)
 	case pgconn.SafeToRetry(err), errors.As(err, &ne), errors.Is(err, net.ErrClosed):
 		return fmt.Errorf("lost the connection to PostgreSQL: %w", err)
 	}
@@ -126,15 +131,87 @@ func explainPG(err error) error {
 	return err
 }
 
-func (s *pgStore) Append(ctx context.Context, b *gilmsg.Batch) (err error) {
-	defer func() {
-		if err != nil {
-			err = &Error{Store: s.name, Op: "append", Err: explainPG(err)}
+// Append retries a transaction that lost its connection (a server
+// restart, a failover, a killed backend) on a fresh one, with backoff,
+// until ctx ends: a restart shorter than the caller's timeout costs no
+// message. Each attempt takes new seq_ids, so none is given twice (the
+// sequence keeps the ids of a lost attempt as a hole). When the
+// connection was lost during COMMIT, whether it committed is unknown:
+// the next attempt first looks for those seq_ids, and is over if they
+// are stored.
+func (s *pgStore) Append(ctx context.Context, b *gilmsg.Batch) error {
+	var unsure []int64 // the seq_ids of an attempt lost during COMMIT
+	wait := retryFirst
+	for attempt := 1; ; attempt++ {
+		var err error
+		if unsure != nil {
+			var stored bool
+			if stored, err = s.stored(ctx, unsure); err == nil && stored {
+				return nil
+			}
+			if err == nil {
+				unsure = nil
+			}
 		}
-	}()
+		if err == nil {
+			var ids []int64
+			ids, err = s.append(ctx, b)
+			if err == nil {
+				return nil
+			}
+			if ids != nil {
+				unsure = ids
+			}
+		}
+		if !connectionLost(err) || ctx.Err() != nil {
+			if attempt > 1 {
+				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
+			return &Error{Store: s.name, Op: "append", Err: explainPG(err)}
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return &Error{Store: s.name, Op: "append", Err: fmt.Errorf("%w (gave up after %d attempts: %v)", explainPG(err), attempt, ctx.Err())}
+		}
+		wait = min(2*wait, retryMost)
+	}
+}
+
+// The backoff between attempts of a transaction that lost its connection.
+const (
+	retryFirst = 50 * time.Millisecond
+	retryMost  = time.Second
+)
+
+// connectionLost reports an error after which the same transaction may
+// succeed on another connection: the connection failed or could not be
+// made, or the server is shutting down or starting up. Other server
+// errors are answers, not retried.
+func connectionLost(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err) || errors.As(err, &ne) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// stored reports whether every one of ids is in the table.
+func (s *pgStore) stored(ctx context.Context, ids []int64) (bool, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM fedmsg_messages WHERE seq_id = ANY($1::bigint[])", ids).Scan(&n)
+	return n == len(ids), err
+}
+
+// append is one attempt of Append. It returns the seq_ids it sealed b
+// with when it failed in COMMIT, where the outcome is unknown.
+func (s *pgStore) append(ctx context.Context, b *gilmsg.Batch) ([]int64, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer tx.Rollback(ctx)
 	// nextval is outside transactions: ids taken here are never given to
@@ -142,14 +219,14 @@ func (s *pgStore) Append(ctx context.Context, b *gilmsg.Batch) (err error) {
 	// in the sequence, as SQLAlchemy's inserts do).
 	rows, err := tx.Query(ctx, "SELECT nextval($1::regclass) FROM generate_series(1, $2)", s.seq, len(b.Entries))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := b.Seal(ids); err != nil {
-		return err
+		return nil, err
 	}
 	n := len(b.Entries)
 	seqs, uuids, topics, times, msgs := make([]int64, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -159,9 +236,12 @@ func (s *pgStore) Append(ctx context.Context, b *gilmsg.Batch) (err error) {
 	if _, err := tx.Exec(ctx, `INSERT INTO fedmsg_messages (seq_id, uuid, topic, timestamp, msg)
 		SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::timestamp[], $5::text[])`,
 		seqs, uuids, topics, times, msgs); err != nil {
-		return err
+		return nil, err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return ids, err
+	}
+	return nil, nil
 }
 
 func (s *pgStore) Query(ctx context.Context, q *gilmsg.Query) ([]gilmsg.StoredMessage, error) {
@@ -183,9 +263,25 @@ func (s *pgStore) Query(ctx context.Context, q *gilmsg.Query) ([]gilmsg.StoredMe
 	return out, nil
 }
 
+// Close waits at most closeWait for the pool's connections to close: pgx
+// gives a server that does not answer (stopped, or its host gone) up to
+// 15 s per connection, which it then spends in the background.
 func (s *pgStore) Close() error {
-	s.pool.Close()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.pool.Close()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(closeWait):
+		return &Error{Store: s.name, Op: "close", Err: fmt.Errorf("the server did not answer within %v; its connections are closing in the background", closeWait)}
+	}
 }
+
+// closeWait bounds Close: nothing is left to write by then, so a server
+// that does not answer is not waited for.
+const closeWait = 5 * time.Second
 
 func (s *pgStore) String() string { return s.name }

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -194,4 +195,62 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// PostgresFreeze stops (SIGSTOP) the cluster's server and every one of
+// its backends, as a host that hangs would, and returns the function that
+// lets them go on (SIGCONT); the test's cleanup calls it too.
+func PostgresFreeze(t testing.TB) (thaw func()) {
+	t.Helper()
+	pids, err := postgresPIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	var once sync.Once
+	thaw = func() {
+		once.Do(func() {
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGCONT)
+			}
+		})
+	}
+	t.Cleanup(thaw)
+	return thaw
+}
+
+// postgresPIDs lists the postmaster (from postmaster.pid) and its
+// children.
+func postgresPIDs() ([]int, error) {
+	data, err := os.ReadFile(filepath.Join(pg.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return nil, fmt.Errorf("testenv: is PostgreSQL running? %w", err)
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	master, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return nil, fmt.Errorf("testenv: postmaster.pid: %w", err)
+	}
+	pids := []int{master}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ")".
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(master) {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids, nil
 }
