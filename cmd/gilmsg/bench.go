@@ -29,6 +29,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/rsasig"
 )
 
 func init() { rootCmd.AddCommand(newBenchCmd()) }
@@ -150,9 +151,11 @@ type benchResults struct {
 	cores, recipients, concurrency, keyBits int
 	bodyBytes, signedBodyBytes              int
 
-	raw, unsigned, signed float64 // msgs/s
-	stored                float64 // msgs/s, unsigned, with an SQLite persistent_store (bench_store.go)
-	rsaSign, rsaVerify    float64 // per second, one goroutine: the best run
+	raw, unsigned, signed float64  // msgs/s
+	stored                float64  // msgs/s, unsigned, with an SQLite persistent_store (bench_store.go)
+	storedSigned          float64  // msgs/s, the same signed and validated
+	ssl                   sslRates // libcrypto's own rates (bench_openssl.go)
+	rsaSign, rsaVerify    float64  // per second, one goroutine: the best run
 	signRuns, verifyRuns  []float64
 	// The same with one goroutine per core at once: what the machine can
 	// sign and verify in parallel (the best run).
@@ -184,7 +187,7 @@ type latencies struct {
 }
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error {
-	prog := newBenchProgress(stderr, 13)
+	prog := newBenchProgress(stderr, 14)
 	defer prog.finish()
 	prog.phase("throwaway PKI")
 	dir, err := os.MkdirTemp("", "gilmsg-bench-")
@@ -213,6 +216,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 		{"publish→tail, unsigned", e.unsignedPhase},
 		{"publish→tail, unsigned, stored in SQLite", e.storedPhase},
 		{"publish→tail, signed and validated", e.signedPhase},
+		{"publish→tail, signed, stored in SQLite", e.storedSignedPhase},
 		{"reliable publish, 1 recipient", e.reliable1Phase},
 		{fmt.Sprintf("reliable publish, %d recipients", o.recipients), e.reliableNPhase},
 		{fmt.Sprintf("concurrent reliable publish, %d goroutines", o.concurrency), e.concurrentPhase},
@@ -247,6 +251,7 @@ type benchEnv struct {
 	payload map[string]any
 	rel     *reliableRig // made by the first reliable phase
 	rsaKey  *rsa.PrivateKey
+	ssl     *rsasig.PrivateKey // rsaKey as the library holds it
 	rsaText []byte
 	// bodyBytes is the size of the last body a bus flow received; only
 	// its receiver writes it.
@@ -333,7 +338,7 @@ func (e *benchEnv) rsaPhase(ctx context.Context, r *benchResults) error {
 	r.verifyRuns = append(r.verifyRuns, verify)
 	r.rsaSign, r.rsaVerify = slices.Max(r.signRuns), slices.Max(r.verifyRuns)
 	r.floorMS = 2*1000/r.rsaSign + 2*1000/r.rsaVerify
-	return nil
+	return e.sslPhase(ctx, r)
 }
 
 // parallelRSA measures the sign and verify rates of one goroutine per core
@@ -360,7 +365,7 @@ func (e *benchEnv) parallelRSA(ctx context.Context, r *benchResults, d time.Dura
 	r.parSignRuns = append(r.parSignRuns, sign)
 	r.parVerifyRuns = append(r.parVerifyRuns, verify)
 	r.parSign, r.parVerify = slices.Max(r.parSignRuns), slices.Max(r.parVerifyRuns)
-	return nil
+	return e.sslParallel(ctx, r)
 }
 
 // rsaSign and rsaVerify are the floor's operations: RSA PKCS#1 v1.5 over
@@ -1286,7 +1291,9 @@ func (r *benchResults) numbers() []benchKV {
 	return kvs
 }
 
-func (r *benchResults) allNumbers() []benchKV { return append(r.numbers(), r.gpgNumbers()...) }
+func (r *benchResults) allNumbers() []benchKV {
+	return slices.Concat(r.numbers(), r.sslNumbers(), r.gpgNumbers())
+}
 
 // jsonLine writes the numbers by hand: their keys depend on --recipients,
 // and a NaN or infinity is a bug to report, not a value to encode.
@@ -1337,7 +1344,8 @@ func (r *benchResults) writeTable(w io.Writer) {
 	row(fmt.Sprintf("RSA sign, %d goroutines", r.cores), fmt.Sprintf("%.0f /s", r.parSign), runs(r.parSignRuns)+" (around the concurrent phase)")
 	row(fmt.Sprintf("RSA verify, %d goroutines", r.cores), fmt.Sprintf("%.0f /s", r.parVerify), runs(r.parVerifyRuns))
 	r.gpgRows(row)
-	row("crypto floor: 2 signs + 2 verifies", fmt.Sprintf("%.2f ms", r.floorMS), "")
+	r.sslRows(row, check)
+	row("crypto floor: 2 signs + 2 verifies", fmt.Sprintf("%.2f ms", r.floorMS), "crypto/rsa")
 	row("floor + raw round trip", fmt.Sprintf("%.2f ms", r.floorPlusRTTMS()), "")
 	row("raw ZeroMQ PUB→SUB", fmt.Sprintf("%.0f msg/s", r.raw), "")
 	row("raw ZeroMQ round trip, 2 contexts", fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", r.rawRTT.p50, r.rawRTT.p99), "")

@@ -127,6 +127,7 @@ func runBenchAMQP(ctx context.Context, stdout, stderr io.Writer, o benchOptions)
 			"amqp_amqp_to_zmq_msgs_per_s":   r.amqpZmq,
 			"amqp_zmq_to_amqp_vs_raw":       r.zmqAMQP / r.raw,
 			"amqp_amqp_to_zmq_vs_raw":       r.amqpZmq / r.raw,
+			"bridge_to_bus_vs_raw":          r.amqpZmq / r.raw, // the name for it
 			"amqp_amqp_to_zmq_vs_sign":      r.amqpZmq / r.signBound(),
 			"rsa_sign_per_s":                r.signRate,
 			"amqp_messages":                 float64(r.messages),

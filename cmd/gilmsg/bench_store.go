@@ -21,35 +21,52 @@ import (
 // transactions (group commit), as a service's concurrent publishers do.
 const benchStoreWriters = 64
 
-func (e *benchEnv) storedPhase(ctx context.Context, r *benchResults) error {
+func (e *benchEnv) storedPhase(ctx context.Context, r *benchResults) (err error) {
+	r.stored, err = e.stored(ctx, false)
+	return err
+}
+
+// storedSignedPhase is storedPhase signed and validated: the store's
+// transaction waits for the batch's signatures (Batch.Seal signs them on
+// every core).
+func (e *benchEnv) storedSignedPhase(ctx context.Context, r *benchResults) (err error) {
+	r.storedSigned, err = e.stored(ctx, true)
+	return err
+}
+
+func (e *benchEnv) stored(ctx context.Context, sign bool) (float64, error) {
 	dir, err := os.MkdirTemp("", "gilmsg-bench-store-")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer os.RemoveAll(dir)
 	st, err := sqlstore.Open(ctx, "sqlite:///"+filepath.Join(dir, "store.db"))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer st.Close()
 	pcfg := e.config(benchPublisher, nil)
-	pcfg.SignMessages = false
+	pcfg.SignMessages = sign
 	pub, err := gilmsg.New(pcfg, gilmsg.WithModname(benchModname), gilmsg.WithStore(st))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer pub.Close()
 	tail, err := e.newBus(e.config("", nil))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer tail.Close()
-	sub, err := tail.Subscribe(ctx, benchPrefix, gilmsg.FromEndpoints(pub.Endpoint()), gilmsg.NoValidate(), gilmsg.NoReplay())
+	subOpts := []gilmsg.SubscribeOption{gilmsg.FromEndpoints(pub.Endpoint()), gilmsg.NoReplay()}
+	if !sign {
+		subOpts = append(subOpts, gilmsg.NoValidate())
+	}
+	sub, err := tail.Subscribe(ctx, benchPrefix, subOpts...)
 	if err == nil {
 		err = pub.WaitSubscribers(ctx, "msg", 1)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.o.duration+benchGrace)
 	defer cancel()
@@ -80,10 +97,9 @@ func (e *benchEnv) storedPhase(ctx context.Context, r *benchResults) error {
 		case <-published:
 			if received >= sent.Load() {
 				if pubErr != nil {
-					return pubErr
+					return 0, pubErr
 				}
-				r.stored = float64(received) / last.Sub(start).Seconds()
-				return nil
+				return float64(received) / last.Sub(start).Seconds(), nil
 			}
 		default:
 		}
@@ -93,14 +109,14 @@ func (e *benchEnv) storedPhase(ctx context.Context, r *benchResults) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				if pubErr != nil {
-					return pubErr
+					return 0, pubErr
 				}
-				return fmt.Errorf("%d of %d stored messages received: %w", received, sent.Load(), ctx.Err())
+				return 0, fmt.Errorf("%d of %d stored messages received: %w", received, sent.Load(), ctx.Err())
 			}
 			continue
 		}
 		if _, ok := m.SeqID(); !ok {
-			return fmt.Errorf("message %s has no seq_id", m.MsgID)
+			return 0, fmt.Errorf("message %s has no seq_id", m.MsgID)
 		}
 		received++
 		last = time.Now()

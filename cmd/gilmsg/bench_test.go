@@ -22,6 +22,9 @@ var benchKeys = []string{
 	"allocs_per_msg", "heap_mb_at_tenth", "heap_mb_at_end",
 	"cpu_us_per_msg_raw", "cpu_us_per_msg_unsigned", "cpu_us_per_msg_signed",
 	"cpu_us_per_msg_reliable_1", "cpu_us_per_msg_concurrent",
+	"openssl_sign_per_s", "openssl_verify_per_s", "openssl_sign_per_s_parallel", "openssl_verify_per_s_parallel",
+	"signed_vs_openssl_sign", "reliable_p50_vs_openssl_floor", "concurrent_vs_openssl_bound",
+	"stored_signed_msgs_per_s", "stored_signed_vs_signed",
 	"gpg_sign_per_s_rsa", "gpg_verify_per_s_rsa", "gpg_sign_per_s_ed25519", "gpg_verify_per_s_ed25519",
 }
 
@@ -67,6 +70,12 @@ func TestBenchJSON(t *testing.T) {
 	if b := num("concurrent_crypto_bound_msgs_per_s"); !closeTo(b, 1/(2/num("rsa_sign_per_s_parallel")+2/num("rsa_verify_per_s_parallel"))) {
 		t.Errorf("concurrent_crypto_bound_msgs_per_s %v is not 2 signs + 2 verifies at the parallel rates", b)
 	}
+	if r := num("reliable_p50_vs_openssl_floor"); !closeTo(r, num("reliable_p50_ms_1")/(2000/num("openssl_sign_per_s")+2000/num("openssl_verify_per_s")+num("raw_zmq_rtt_p50_ms"))) {
+		t.Errorf("reliable_p50_vs_openssl_floor %v is not p50 over 2 signs + 2 verifies at libcrypto's rates + the raw round trip", r)
+	}
+	if r := num("concurrent_vs_openssl_bound"); !closeTo(r, num("concurrent_reliable_msgs_per_s")*(2/num("openssl_sign_per_s_parallel")+2/num("openssl_verify_per_s_parallel"))) {
+		t.Errorf("concurrent_vs_openssl_bound %v is not the rate over 2 signs + 2 verifies at libcrypto's parallel rates", r)
+	}
 	if r := num("reliable_p50_vs_raw_reliable"); !closeTo(r, num("reliable_p50_ms_1")/num("raw_reliable_p50_ms")) {
 		t.Errorf("reliable_p50_vs_raw_reliable %v is not p50 over its bound", r)
 	}
@@ -83,7 +92,7 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("%s = %#v, want a positive number", k, got[k])
 		}
 	}
-	if !strings.Contains(res.stderr, "bench [13/13] ") {
+	if !strings.Contains(res.stderr, "bench [14/14] ") {
 		t.Errorf("no progress on stderr:\n%s", res.stderr)
 	}
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
