@@ -14,8 +14,13 @@ import (
 	"time"
 )
 
-// DefaultTriggerQueueLimit is [Trigger.QueueLimit]'s default.
-const DefaultTriggerQueueLimit = 10000
+// Defaults of [Trigger.QueueLimit] and [Trigger.QueueBytes]. 10,000
+// messages of 8 MiB (max_message_size) would be 80 GB: the bytes bound is
+// what holds for big messages, the count for small ones.
+const (
+	DefaultTriggerQueueLimit = 10000
+	DefaultTriggerQueueBytes = 64 << 20
+)
 
 // Trigger runs an action for each message that matches, as fedmsg-trigger
 // does, optionally after a quiet period:
@@ -30,9 +35,9 @@ const DefaultTriggerQueueLimit = 10000
 //     logged, and the next message goes on. Messages that arrive while
 //     actions run are run right after them, without a new wait.
 //
-// Memory is bounded: past QueueLimit queued messages, Trigger stops
-// reading, and the bus drops what exceeds high_water_mark, as for any slow
-// subscriber.
+// Memory is bounded: past QueueLimit queued messages or QueueBytes of
+// them, Trigger stops reading, and the bus drops what exceeds
+// high_water_mark, as for any slow subscriber.
 type Trigger struct {
 	Include, Exclude *regexp.Regexp // nil: no filter
 	WaitFor          time.Duration
@@ -40,6 +45,10 @@ type Trigger struct {
 	// QueueLimit caps the messages waiting to be run. Default
 	// [DefaultTriggerQueueLimit].
 	QueueLimit int
+	// QueueBytes caps the bytes of the messages waiting to be run (their
+	// bodies as received); one message is always taken. Default
+	// [DefaultTriggerQueueBytes].
+	QueueBytes int64
 	// Action is run for each message; see [ShellCommand].
 	Action func(ctx context.Context, m *Message) error
 	// Logger gets the failures. Default: nothing is logged.
@@ -63,6 +72,10 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 	limit := t.QueueLimit
 	if limit <= 0 {
 		limit = DefaultTriggerQueueLimit
+	}
+	limitBytes := t.QueueBytes
+	if limitBytes <= 0 {
+		limitBytes = DefaultTriggerQueueBytes
 	}
 
 	in := make(chan *Message)
@@ -108,14 +121,15 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var (
-		pending []*Message
-		ready   bool // the wait is over: run pending as soon as the worker is free
-		running bool
-		ended   bool // msgs ended: run what is queued, then return
+		pending      []*Message
+		pendingBytes int64
+		ready        bool // the wait is over: run pending as soon as the worker is free
+		running      bool
+		ended        bool // msgs ended: run what is queued, then return
 	)
 	for ctx.Err() == nil && (!ended || running || len(pending) > 0) {
 		var inCh <-chan *Message
-		if !ended && len(pending) < limit {
+		if !ended && len(pending) < limit && pendingBytes < limitBytes {
 			inCh = in
 		}
 		var out chan<- []*Message
@@ -129,6 +143,7 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 				break
 			}
 			pending = append(pending, m)
+			pendingBytes += messageBytes(m)
 			switch {
 			case running, ready:
 			case t.WaitFor <= 0 || (t.MaxQueueSize > 0 && len(pending) > t.MaxQueueSize):
@@ -140,7 +155,7 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 		case <-timer.C:
 			ready = true
 		case out <- pending:
-			pending, ready, running = nil, false, true
+			pending, pendingBytes, ready, running = nil, 0, false, true
 		case <-workerIdle:
 			running = false
 			ready = len(pending) > 0
@@ -162,6 +177,10 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 	}
 	return ctx.Err()
 }
+
+// messageBytes is what m costs a queue: its body as received, or its
+// topic for a message made without one.
+func messageBytes(m *Message) int64 { return int64(len(m.Body) + len(m.Topic)) }
 
 // ShellCommand is a [Trigger] action that runs command with the shell
 // (bash, as fedmsg-trigger does, or sh where there is no bash), giving it

@@ -174,3 +174,53 @@ func TestTriggerStopsARunningCommand(t *testing.T) {
 		t.Fatal("Run did not stop the command")
 	}
 }
+
+// TestTriggerQueueBoundedInBytes: a slow action makes Trigger stop
+// reading once QueueBytes wait, not only QueueLimit messages (100 of 4 MB
+// behind `sleep 50` took 430-530 MB; the message bound alone allows 80 GB).
+func TestTriggerQueueBoundedInBytes(t *testing.T) {
+	const n, size = 100, 4 << 20
+	body := bytes.Repeat([]byte("x"), size) // shared: what counts is its length
+	msgs := make([]*Message, n)
+	for i := range msgs {
+		m := triggerMsg(t, fmt.Sprintf("org.example.dev.big.%d", i), 1)
+		m.Body = body
+		msgs[i] = m
+	}
+	var mu sync.Mutex
+	read := 0
+	release := make(chan struct{})
+	tr := &Trigger{Action: func(ctx context.Context, _ *Message) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- tr.Run(ctx, seqOf(msgs, func(int) { mu.Lock(); read++; mu.Unlock() }))
+	}()
+	reads := func() int { mu.Lock(); defer mu.Unlock(); return read }
+	// One running, DefaultTriggerQueueBytes/size queued, one in hand.
+	want := 1 + DefaultTriggerQueueBytes/size + 1
+	deadline := time.Now().Add(10 * time.Second)
+	for reads() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("read %d messages, want %d", reads(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Nothing more may be read while the action is stuck; a trigger that
+	// queued by count only had read all 100 by now.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if got := reads(); got > want+1 {
+			t.Fatalf("read %d messages of %d bytes while the action was stuck: the queue holds more than %d bytes",
+				got, size, DefaultTriggerQueueBytes)
+		}
+	}
+	close(release)
+	cancel()
+	<-done
+}
