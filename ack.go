@@ -10,20 +10,64 @@ import (
 )
 
 // AckTimeoutError says which recipients of a reliable publish did not ACK
-// in time, and how long the others took. It matches [ErrAckTimeout] and
-// the context error that ended the wait.
+// in time, how long the others took, and which ACKs for the message came
+// but did not count. It matches [ErrAckTimeout] and the context error that
+// ended the wait: context.DeadlineExceeded (the ACK timeout, or ctx's own
+// deadline when that came first), or context.Canceled when ctx was
+// cancelled, which does not match ErrAckTimeout.
 type AckTimeoutError struct {
 	Topic   string
 	MsgID   string
 	Timeout time.Duration // the ACK timeout that applied
+	Waited  time.Duration // how long the publish waited for ACKs
 	Acked   []Ack         // recipients that ACKed, with their delays
 	Missing []string      // recipients that did not
-	Err     error         // context.DeadlineExceeded, or the cancellation
+	// Rejected lists ACKs for this message that did not count (at most
+	// 16): a signer not among the recipients (often a CN written as an
+	// endpoint name: billing01 for billing01.example.org), or one that
+	// failed validation.
+	Rejected []RejectedAck
+	Err      error // context.DeadlineExceeded or context.Canceled
+	// ctxEnded: Err came from the caller's ctx, not the ACK timeout.
+	ctxEnded bool
 }
+
+// RejectedAck is an ACK that did not count for a publish.
+type RejectedAck struct {
+	Signer string // the CN that signed it; "" when its signature failed
+	Reason string // "not a recipient", or "invalid: <reason>" ([Reason])
+}
+
+func (r RejectedAck) String() string {
+	switch {
+	case r.Reason == ackRejectNotRecipient:
+		return r.Signer + " ACKed but is not a recipient"
+	case r.Signer == "":
+		return "an ACK was refused (" + r.Reason + ")"
+	}
+	return "an ACK from " + r.Signer + " was refused (" + r.Reason + ")"
+}
+
+// maxRejectedKept bounds AckTimeoutError.Rejected: a peer flooding ACKs
+// must not grow a publish's memory.
+const maxRejectedKept = 16
 
 func (e *AckTimeoutError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "gilmsg: no ACK from %s for %s on %s within %v", strings.Join(e.Missing, ", "), e.MsgID, e.Topic, e.Timeout)
+	missing := strings.Join(e.Missing, ", ")
+	waited := e.Waited.Round(time.Millisecond)
+	switch {
+	case e.MsgID == "":
+		// ctx ended before the message was made and sent.
+		fmt.Fprintf(&b, "gilmsg: reliable publish on %s not sent: %v after %v", e.Topic, e.Err, waited)
+	case errors.Is(e.Err, context.Canceled):
+		fmt.Fprintf(&b, "gilmsg: reliable publish of %s on %s cancelled after %v, no ACK from %s", e.MsgID, e.Topic, waited, missing)
+	case e.ctxEnded:
+		fmt.Fprintf(&b, "gilmsg: no ACK from %s for %s on %s: the context's deadline came after %v, before the ACK timeout (%v)",
+			missing, e.MsgID, e.Topic, waited, e.Timeout)
+	default:
+		fmt.Fprintf(&b, "gilmsg: no ACK from %s for %s on %s within %v", missing, e.MsgID, e.Topic, e.Timeout)
+	}
 	if len(e.Acked) > 0 {
 		b.WriteString(" (ACKed:")
 		for _, a := range e.Acked {
@@ -31,10 +75,19 @@ func (e *AckTimeoutError) Error() string {
 		}
 		b.WriteString(")")
 	}
+	for _, r := range e.Rejected {
+		b.WriteString("; ")
+		b.WriteString(r.String())
+	}
 	return b.String()
 }
 
-func (e *AckTimeoutError) Unwrap() []error { return []error{ErrAckTimeout, e.Err} }
+func (e *AckTimeoutError) Unwrap() []error {
+	if errors.Is(e.Err, context.Canceled) {
+		return []error{e.Err}
+	}
+	return []error{ErrAckTimeout, e.Err}
+}
 
 // Reasons an ACK did not count, as kept in [Stats].AcksRejected.
 const (
@@ -50,22 +103,23 @@ const (
 // the copy may now reach it ([Bus.awaitAcks]).
 func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pubOptions) (*Receipt, error) {
 	recipients := uniq(po.recipients)
+	start := time.Now()
 	// Listen before sending: the listener must be connected wherever the
 	// recipients can answer from.
 	l, err := b.ackListener(ctx, recipients)
 	if err != nil {
-		return nil, err
+		return nil, b.beforeAckWait(ctx, topic, po, recipients, start, err)
 	}
 	// ACKs are judged against the CA and CRL: if they cannot be loaded,
 	// say which and why now, rather than time out on ACKs that came.
 	if err := b.validator.CheckTrust(ctx); err != nil {
-		return nil, err
+		return nil, b.beforeAckWait(ctx, topic, po, recipients, start, err)
 	}
 	// Before the ACK clock starts, as Python gilmsg sleeps before it.
 	if err := b.warmUp(ctx, ""); err != nil {
-		return nil, err
+		return nil, b.beforeAckWait(ctx, topic, po, recipients, start, err)
 	}
-	out, err := b.prepare(topic, msg, po, true, true)
+	out, err := b.prepare(ctx, topic, msg, po, prepFlags{gilmsg: true, sign: true})
 	if err != nil {
 		return nil, err
 	}
@@ -86,8 +140,11 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 	if err := b.sendWithin(wctx, out, 0); err != nil {
 		b.stats.timedOut.Add(1)
 		b.opts.hooks.ackTimedOut()
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return nil, l.timeoutError(p, out, timeout, err)
+		if b.isClosed() {
+			return nil, ErrClosed
+		}
+		if wctx.Err() != nil {
+			return nil, l.timeoutError(ctx, p, out, timeout)
 		}
 		return nil, err
 	}
@@ -107,10 +164,19 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 	if b.isClosed() {
 		return nil, ErrClosed
 	}
-	if errors.Is(ctx.Err(), context.Canceled) {
-		return nil, ctx.Err()
+	return nil, l.timeoutError(ctx, p, out, timeout)
+}
+
+// beforeAckWait is err, or, when it is ctx's end before the message was
+// sent, an AckTimeoutError that says so and how long the publish waited.
+func (b *Bus) beforeAckWait(ctx context.Context, topic string, po *pubOptions, recipients []string, start time.Time, err error) error {
+	if ctx.Err() == nil || b.isClosed() || !(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return err
 	}
-	return nil, l.timeoutError(p, out, timeout, err)
+	if !po.exactTopic {
+		topic = b.fullTopic(topic, po.modname)
+	}
+	return &AckTimeoutError{Topic: topic, Waited: time.Since(start), Missing: recipients, Err: ctx.Err(), ctxEnded: true}
 }
 
 // fallbackResend is how long a reliable publish waits before its first
@@ -154,7 +220,7 @@ func (b *Bus) sendAck(ctx context.Context, env *Envelope) (*outgoing, error) {
 	if err := b.warmUp(ctx, b.ackTopic); err != nil {
 		return nil, err
 	}
-	out, err := b.prepare(b.ackTopic, map[string]any{"ack_msg_id": env.MsgID}, &pubOptions{}, false, true)
+	out, err := b.prepare(ctx, b.ackTopic, map[string]any{"ack_msg_id": env.MsgID}, &pubOptions{}, prepFlags{sign: true})
 	if err != nil {
 		return nil, fmt.Errorf("gilmsg: cannot ACK %s: %w", env.MsgID, err)
 	}

@@ -39,6 +39,7 @@ type pending struct {
 	recipients []string
 	start      time.Time
 	acked      map[string]time.Duration
+	rejected   []RejectedAck // at most maxRejectedKept
 	done       chan struct{}
 }
 
@@ -234,12 +235,15 @@ func (l *ackListener) route(m *Message) string {
 	// Only ACKs for a waiting publish get the RSA verification: a flood
 	// of junk costs a map lookup each.
 	cn, err := l.bus.validator.identify(m.Envelope)
-	if err != nil {
-		return "invalid: " + string(ReasonOf(err))
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err != nil {
+		reason := "invalid: " + string(ReasonOf(err))
+		p.reject("", reason)
+		return reason
+	}
 	if !slices.Contains(p.recipients, cn) {
+		p.reject(cn, ackRejectNotRecipient)
 		return ackRejectNotRecipient
 	}
 	if _, ok := p.acked[cn]; ok {
@@ -295,8 +299,27 @@ func (l *ackListener) missing(p *pending) []string {
 	return out
 }
 
-func (l *ackListener) timeoutError(p *pending, out *outgoing, timeout time.Duration, cause error) *AckTimeoutError {
-	return &AckTimeoutError{Topic: out.topic, MsgID: out.msgID, Timeout: timeout, Acked: l.acks(p), Missing: l.missing(p), Err: cause}
+// reject keeps a refused ACK for p's AckTimeoutError, once per signer
+// and reason; the caller holds l.mu.
+func (p *pending) reject(signer, reason string) {
+	r := RejectedAck{Signer: signer, Reason: reason}
+	if len(p.rejected) < maxRejectedKept && !slices.Contains(p.rejected, r) {
+		p.rejected = append(p.rejected, r)
+	}
+}
+
+// timeoutError is the error of a reliable publish whose wait ended before
+// every ACK came: by the ACK timeout, or by ctx, the caller's.
+func (l *ackListener) timeoutError(ctx context.Context, p *pending, out *outgoing, timeout time.Duration) *AckTimeoutError {
+	e := &AckTimeoutError{Topic: out.topic, MsgID: out.msgID, Timeout: timeout, Waited: time.Since(p.start),
+		Acked: l.acks(p), Missing: l.missing(p), Err: context.DeadlineExceeded}
+	if err := ctx.Err(); err != nil {
+		e.Err, e.ctxEnded = err, true
+	}
+	l.mu.Lock()
+	e.Rejected = slices.Clone(p.rejected)
+	l.mu.Unlock()
+	return e
 }
 
 func (l *ackListener) close() {

@@ -179,7 +179,7 @@ func sendEvery(raw *zmq.Socket, every time.Duration, frames ...string) (stop fun
 // msgs yields it: the raw peer's connection to the subscription is up.
 func awaitRawPeer(t *testing.T, raw *zmq.Socket, pub *Bus, msgs <-chan *Message) {
 	t.Helper()
-	marker, err := pub.prepare("x", map[string]any{"marker": true}, &pubOptions{}, false, true)
+	marker, err := pub.prepare(context.Background(), "x", map[string]any{"marker": true}, &pubOptions{}, prepFlags{sign: true})
 	if err != nil {
 		t.Fatal(err)
 	}

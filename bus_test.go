@@ -171,7 +171,7 @@ func TestTailSkipsInvalid(t *testing.T) {
 	msgs := tail(t, sub, "")
 
 	good := func(i int) []byte {
-		r, err := pub.prepare("x", map[string]any{"i": i}, &pubOptions{}, false, true)
+		r, err := pub.prepare(context.Background(), "x", map[string]any{"i": i}, &pubOptions{}, prepFlags{sign: true})
 		if err != nil {
 			t.Fatal(err)
 		}

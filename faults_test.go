@@ -153,7 +153,7 @@ func TestClockSkewIsAccepted(t *testing.T) {
 	sub := n.start("")
 	msgs := tail(t, sub, "")
 	for _, ts := range []int64{0, 1, time.Now().Add(10 * 365 * 24 * time.Hour).Unix()} {
-		out, err := pub.prepare("x", map[string]any{"ts": ts}, &pubOptions{}, false, false)
+		out, err := pub.prepare(context.Background(), "x", map[string]any{"ts": ts}, &pubOptions{}, prepFlags{})
 		if err != nil {
 			t.Fatal(err)
 		}

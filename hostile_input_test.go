@@ -240,7 +240,7 @@ func TestHostileInputClasses(t *testing.T) {
 	sub := n.start("", WithMaxMessageSize(64<<10))
 	msgs := tail(t, sub, "")
 	valid := func(i int) string {
-		out, err := pub.prepare("x", map[string]any{"i": i}, &pubOptions{}, false, true)
+		out, err := pub.prepare(context.Background(), "x", map[string]any{"i": i}, &pubOptions{}, prepFlags{sign: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -349,7 +349,7 @@ func TestTopicFrameMismatch(t *testing.T) {
 	prefix := pub.fullTopic("update", "bodhi")
 	msgs := tail(t, watcher, prefix)
 	sign := func(topic, modname string) string {
-		out, err := pub.prepare(topic, map[string]any{"from": modname}, &pubOptions{modname: modname}, false, true)
+		out, err := pub.prepare(context.Background(), topic, map[string]any{"from": modname}, &pubOptions{modname: modname}, prepFlags{sign: true})
 		if err != nil {
 			t.Fatal(err)
 		}

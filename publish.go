@@ -131,7 +131,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...Publis
 	if err := b.warmUp(ctx, ""); err != nil {
 		return nil, err
 	}
-	out, err := b.prepare(topic, msg, &po, false, b.cfg.SignMessages)
+	out, err := b.prepare(ctx, topic, msg, &po, prepFlags{sign: b.cfg.SignMessages})
 	if err != nil {
 		return nil, err
 	}
@@ -152,9 +152,16 @@ type outgoing struct {
 	bodyBuf *[]byte
 }
 
-// prepare builds, signs and encodes the envelope (WIRE.md §2); gilmsg adds
-// gilmsg_version, before signing.
-func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) (*outgoing, error) {
+// prepFlags says what prepare adds to fedmsg's envelope.
+type prepFlags struct {
+	gilmsg bool // gilmsg_version, before signing: a reliable publish
+	sign   bool
+}
+
+// prepare builds, signs and encodes the envelope (WIRE.md §2), and, with a
+// store, stores it, waiting for the store no longer than ctx allows.
+func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions, flags prepFlags) (*outgoing, error) {
+	gilmsg, sign := flags.gilmsg, flags.sign
 	if b.pub == nil {
 		return nil, fmt.Errorf("%w: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig)
 	}
@@ -217,7 +224,7 @@ func (b *Bus) prepare(topic string, msg any, po *pubOptions, gilmsg, sign bool) 
 		fields[fieldGilmsgVersion] = GilmsgVersion
 	}
 	if stored {
-		return b.prepareStored(context.Background(), fields, sign)
+		return b.prepareStored(ctx, fields, sign)
 	}
 	if sign {
 		s, err := b.getSigner()

@@ -217,12 +217,15 @@ func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, e *Sto
 	case <-busClosed:
 		return ErrClosed
 	}
-	// Once queued, the message is stored whatever ctx does: wait for it,
-	// so that a cancelled publish never leaves a seq_id nobody sent
-	// without saying so. A writer stopped by Close answers no more.
+	// Once queued, the message is stored or not whatever ctx does; a
+	// caller whose ctx ends is told that it may be (a stored message
+	// nobody sent reaches subscribers through replay, as a gap they fill).
+	// A writer stopped by Close answers no more.
 	var err error
 	select {
 	case err = <-r.err:
+	case <-ctx.Done():
+		return &StoreError{MsgID: e.MsgID, Err: fmt.Errorf("%w while the store was writing it (it may be stored, and then replayed, but was not sent)", ctx.Err())}
 	case <-w.done:
 		select {
 		case err = <-r.err:

@@ -2,8 +2,11 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	_ "github.com/gilmsg/gilmsg-go/sqlstore"
@@ -50,5 +53,38 @@ func TestNewOpensPersistentStore(t *testing.T) {
 	}
 	if s := seqsOf(t, got); len(s) != 3 || s[2] != 3 {
 		t.Fatalf("store holds seq_ids %v, want 1 2 3", s)
+	}
+}
+
+// TestStoringPublishHonoursCtx: a publish waiting for a store that is
+// locked by another process ends with its ctx, saying so, instead of
+// waiting for the lock's busy timeout.
+func TestStoringPublishHonoursCtx(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	st := openStore(t, "sqlite:///"+path+"?busy_timeout=20000")
+	b := newPublisher(t, "pub", []string{"tcp://127.0.0.1:*"}, st, func(c *gilmsg.Config) { c.PostInitSleep = 0 })
+	if _, err := b.Publish(ctxT(t), "stored", map[string]any{"i": 0}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctxT(t), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = b.Publish(ctx, "stored", map[string]any{"i": 1})
+	var se *gilmsg.StoreError
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &se) {
+		t.Fatalf("publish to a locked store with a 300 ms ctx: %v, want a StoreError matching context.DeadlineExceeded", err)
 	}
 }
