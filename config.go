@@ -142,6 +142,10 @@ type Config struct {
 	// subscription given [Checkpoint](name) keeps <status_directory>/<name>.
 	// Default unset.
 	StatusDirectory string `mapstructure:"status_directory" json:"status_directory,omitempty"`
+	// ReplayGapMaxAge (seconds) is how long subscriptions keep asking for
+	// seq_ids they missed before giving them up; see [GapMaxAge].
+	// Default 3600.
+	ReplayGapMaxAge float64 `mapstructure:"replay_gap_max_age" json:"replay_gap_max_age,omitempty"`
 	// SkipLastMessage and Mute are kept for compatibility.
 	SkipLastMessage bool `mapstructure:"skip_last_message" json:"skip_last_message"`
 	Mute            bool `mapstructure:"mute" json:"mute,omitempty"`

@@ -109,7 +109,7 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 			continue
 		}
 		if !matched && !ackAfter {
-			b.ackOrLog(ctx, m)
+			b.ackOrLog(ctx, m, false)
 		}
 		matched = true
 		st.started(i)
@@ -122,12 +122,24 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 		}
 	}
 	if matched && ackAfter && !failed {
-		b.ackOrLog(ctx, m)
+		b.ackOrLog(ctx, m, true)
+	}
+	// Handled, for the status file, once the consumers returned: a crash
+	// while they run yields the message again after a restart. With
+	// AckAfterConsume, one that failed is not handled.
+	if !ackAfter || !failed {
+		m.Done()
 	}
 }
 
-func (b *Bus) ackOrLog(ctx context.Context, m *Message) {
-	if err := m.Ack(ctx); err != nil {
+func (b *Bus) ackOrLog(ctx context.Context, m *Message, after bool) {
+	var err error
+	if after {
+		err = m.Ack(ctx)
+	} else if m.invalid == nil && m.sub != nil && m.Envelope != nil {
+		err = m.sub.ack(ctx, m.Envelope) // not Ack: the status file waits for the consumers
+	}
+	if err != nil {
 		b.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", m.MsgID), slog.Any("error", err))
 	}
 }

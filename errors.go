@@ -57,4 +57,9 @@ var (
 	// ErrReplayTimeout is a [ReplayError]'s cause when a replay server
 	// did not answer in time.
 	ErrReplayTimeout = errors.New("gilmsg: no answer from the replay server")
+
+	// ErrReplayTooLarge is a [ReplayError]'s cause when a replay server's
+	// answer had more frames or bytes than a subscription reads (1 000
+	// frames, 64 MiB).
+	ErrReplayTooLarge = errors.New("gilmsg: replay answer too large")
 )

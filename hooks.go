@@ -38,6 +38,9 @@ type Hooks struct {
 	// StoreLag: how long the messages of a batch just stored waited for
 	// the store (the oldest one's wait), for a bus with [WithStore].
 	StoreLag func(lag time.Duration)
+	// GapGivenUp: a subscription stopped asking for a run of seq_ids it
+	// missed (see [GapMaxAge]).
+	GapGivenUp func()
 }
 
 // WithHooks reports the bus's events to h. Default: none.
@@ -110,3 +113,9 @@ func (h *Hooks) ReportStoreLag(lag time.Duration) {
 // Hooks returns the hooks the bus was made with ([WithHooks]), or nil, for
 // code built on a bus (a replay server, a store) to report through.
 func (b *Bus) Hooks() *Hooks { return b.opts.hooks }
+
+func (h *Hooks) gapGivenUp() {
+	if h != nil && h.GapGivenUp != nil {
+		h.GapGivenUp()
+	}
+}

@@ -4,27 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
-
-	zmq "github.com/pebbe/zmq4"
 )
 
 // GapError reports seq_ids of one publisher that a subscription knows it
-// missed and could not get from the publisher's replay server. It is
-// yielded in place of the missing messages, and the subscription goes on.
+// missed and could not get from the publisher's replay server yet. It is
+// yielded in place of the missing messages, and the subscription goes on:
+// it asks again, with backoff, while it runs and after a restart (with a
+// [StatusFile]), and yields what comes, late. When it stops asking (see
+// [GapMaxAge]) it yields a second GapError for them, with GivenUp set.
 // It unwraps to [ErrGap] and to the cause, when there is one (a
 // [ReplayError], or a [ValidationError] for a replayed message that did not
 // validate); without a cause, the store did not have them.
 type GapError struct {
-	Name string // the publisher's name (a key of endpoints)
-	From int64  // the first missing seq_id
-	To   int64  // the last missing seq_id; 0 when unknown (catch-up at start)
-	Err  error
+	Name    string // the publisher's name (a key of endpoints)
+	From    int64  // the first missing seq_id
+	To      int64  // the last missing seq_id; 0 when unknown
+	GivenUp bool   // no longer asked for: they will not be yielded
+	Err     error
 }
 
 func (e *GapError) Error() string {
@@ -33,6 +34,9 @@ func (e *GapError) Error() string {
 		to = "?"
 	}
 	s := fmt.Sprintf("gilmsg: missed messages %d..%s of %q", e.From, to, e.Name)
+	if e.GivenUp {
+		s += " (given up)"
+	}
 	if e.Err != nil {
 		return s + ": " + e.Err.Error()
 	}
@@ -65,6 +69,7 @@ type replayOptions struct {
 	statusFile string
 	checkpoint string // checkpoint.go
 	timeout    time.Duration
+	maxAge     time.Duration
 }
 
 // NoReplay turns off seq_id tracking and gap recovery for this
@@ -77,29 +82,81 @@ func ReplayTimeout(d time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.replay.timeout = d }
 }
 
-// StatusFile keeps, in the file at path, the last seq_id the subscription
-// yielded from each publisher, and catches up from there when it starts:
-// before any live message, it yields what the publishers' replay servers
-// have after those seq_ids. The file is written at most once a second and
-// when the subscription closes. Default: no file.
+// GapMaxAge is how long a subscription keeps asking for seq_ids it missed
+// (counted from when it first noticed them, across restarts with a
+// [StatusFile]) before it gives them up with a [GapError] whose GivenUp
+// is set, a warning in the log and [Stats].GapsGivenUp. Default:
+// replay_gap_max_age ([DefaultGapMaxAge] when unset). Besides, at most
+// 1 024 separate runs of missing seq_ids are kept per publisher name; past
+// that the oldest run is given up the same way.
+func GapMaxAge(d time.Duration) SubscribeOption {
+	return func(o *subOptions) { o.replay.maxAge = d }
+}
+
+// DefaultGapMaxAge is how long missed seq_ids are asked for when neither
+// [GapMaxAge] nor replay_gap_max_age says.
+const DefaultGapMaxAge = time.Hour
+
+// StatusFile keeps, in the file at path, what the subscription has
+// delivered from each publisher (the highest seq_id, and the seq_ids below
+// it still missing), and catches up from there when it starts: before any
+// live message, it yields, page by page, what the publishers' replay
+// servers have after that seq_id, and asks again for the missing ones. A
+// message counts as delivered once [Subscription.Next] returned it and
+// its ACK went, or with [ManualAck] once [Message.Ack] or [Message.Done]
+// was called for it. The file is rewritten (a new file renamed over the
+// old, no fsync) at each delivery, so a killed process yields at most the
+// message it was handling again. Default: no file.
 func StatusFile(path string) SubscribeOption {
 	return func(o *subOptions) { o.replay.statusFile = path }
 }
 
 // recovery is a subscription's replay client (WIRE.md §11): it tracks the
-// last seq_id of each publisher name that has a replay endpoint, drops what
-// it has already yielded, and fills gaps from the replay server. It runs
-// in the subscription's reader, which owns it.
+// seq_ids of each publisher name that has a replay endpoint, drops what
+// it has already taken in, and asks the replay server for what it missed.
+// It runs in the subscription's reader, which owns it; the status file has
+// a lock of its own, for Message.Ack on other goroutines.
 type recovery struct {
 	s       *Subscription
 	eps     map[string]string
 	timeout time.Duration
-	last    map[string]int64          // highest seq_id taken in, per name
-	holes   map[string]map[int64]bool // reported missing; welcome if they come late
-	down    map[string]time.Time      // replay server failed: not asked again before
-	downErr map[string]error
+	maxAge  time.Duration
+	srcs    map[string]*publisherState
 	queue   []queued
 	status  *statusFile
+	seed    maphash.Seed
+	saidOut bool // a seq_id out of range was logged
+}
+
+// publisherState is what recovery knows of one publisher name.
+type publisherState struct {
+	name    string
+	epoch   uint32 // bumped when its seq_ids go back: a new run
+	last    int64  // highest seq_id taken in; 0: none yet
+	open    bool   // catching up: what follows last is still to be asked for
+	holes   []hole // sorted, disjoint, below last
+	tries   int    // rounds in a row without progress
+	next    time.Time
+	lastErr error // why the last round failed; nil once one works
+	noRange bool  // its server refuses seq_id_range (Python's): ask by seq_ids
+	recent  [recentSeqs]seqMsg
+	said    bool // a huge jump or a new run was logged
+}
+
+// seqMsg ties a seq_id taken in to its msg_id (hashed), to tell a copy
+// from a publisher that started its seq_ids again.
+type seqMsg struct {
+	seq int64
+	id  uint64
+}
+
+// hole is a run of seq_ids not taken in.
+type hole struct {
+	from, to int64
+	since    time.Time
+	tries    int  // rounds that asked for it in vain
+	reported bool // its GapError was yielded
+	cause    error
 }
 
 type queued struct {
@@ -108,27 +165,42 @@ type queued struct {
 }
 
 const (
-	maxHoles = 4096
+	// maxSeqID bounds the seq_ids tracked; a message above it is yielded
+	// untracked, and a status file above it is refused.
+	maxSeqID = 1 << 62
+	// maxHoles bounds the runs of missing seq_ids kept per name.
+	maxHoles   = 1024
+	recentSeqs = 1024
 	// retryMissing: a seq_id taken by another process sharing the store
 	// may not be committed yet when its neighbour arrives; ask once more.
 	retryMissing = 100 * time.Millisecond
+	// Rounds that bring nothing are repeated after a doubling delay.
+	backoffFirst = 500 * time.Millisecond
+	backoffMax   = 30 * time.Second
+	// bigJump: a jump past this many seq_ids is logged.
+	bigJump = MaxQueryIDs
 )
 
 // startRecovery sets up gap recovery when some endpoint name has a
-// replay endpoint, and runs the catch-up of a status file.
-func (s *Subscription) startRecovery(ctx context.Context) error {
+// replay endpoint, and the catch-up of a status file, which Next runs.
+func (s *Subscription) startRecovery() error {
 	cfg := s.bus.cfg
 	if s.opts.replay.off || len(cfg.ReplayEndpoints) == 0 {
 		return nil
 	}
 	r := &recovery{s: s, eps: cfg.ReplayEndpoints, timeout: s.opts.replay.timeout,
-		last: map[string]int64{}, holes: map[string]map[int64]bool{},
-		down: map[string]time.Time{}, downErr: map[string]error{}}
+		maxAge: s.opts.replay.maxAge, srcs: map[string]*publisherState{}, seed: maphash.MakeSeed()}
 	if r.timeout <= 0 {
 		r.timeout = cfg.TimeoutDuration()
 	}
 	if r.timeout <= 0 {
 		r.timeout = 2 * time.Second
+	}
+	if r.maxAge <= 0 {
+		r.maxAge = seconds(cfg.ReplayGapMaxAge)
+	}
+	if r.maxAge <= 0 {
+		r.maxAge = DefaultGapMaxAge
 	}
 	if p := s.opts.replay.statusFile; p != "" {
 		st, err := loadStatus(p)
@@ -136,21 +208,33 @@ func (s *Subscription) startRecovery(ctx context.Context) error {
 			return err
 		}
 		r.status = st
-	}
-	s.rec = r
-	if r.status != nil {
-		for _, name := range sortedKeys(r.status.names) {
-			if _, ok := r.eps[name]; ok {
-				r.catchUp(ctx, name, r.status.names[name])
+		for name, e := range st.names {
+			if _, ok := r.eps[name]; !ok {
+				continue
+			}
+			src := r.source(name)
+			src.last, src.open = e.top, true
+			for _, h := range e.holes {
+				src.holes = append(src.holes, hole{from: h.from, to: h.to, since: h.since})
 			}
 		}
 	}
+	s.rec = r
 	return nil
 }
 
+func (r *recovery) source(name string) *publisherState {
+	src := r.srcs[name]
+	if src == nil {
+		src = &publisherState{name: name}
+		r.srcs[name] = src
+	}
+	return src
+}
+
 // admit takes in a valid live message; false leaves it to the caller
-// (nothing to track), true means recovery took it: dropped as already
-// yielded, or queued after what its gap recovered.
+// (nothing to track), true means recovery took it: dropped as a copy, or
+// queued after what its gap recovered.
 func (r *recovery) admit(ctx context.Context, m *Message) bool {
 	if r == nil {
 		return false
@@ -162,24 +246,171 @@ func (r *recovery) admit(ctx context.Context, m *Message) bool {
 	if _, tracked := r.eps[m.Name]; !tracked {
 		return false
 	}
-	last, known := r.last[m.Name]
-	switch {
-	case !known:
-	case seq <= last:
-		if h := r.holes[m.Name]; h[seq] {
-			delete(h, seq)
-			r.queue = append(r.queue, queued{m: m})
-			return true
+	if seq < 1 || seq > maxSeqID {
+		if !r.saidOut {
+			r.saidOut = true
+			r.s.bus.log.Warn("gilmsg: seq_id out of range, message not tracked", slog.String("name", m.Name), slog.Int64("seq_id", seq))
 		}
-		// Recovered already, or a publisher's resend.
-		r.s.bus.stats.duplicates.Add(1)
-		return true
-	case seq > last+1:
-		r.fill(ctx, m.Name, last+1, seq-1)
+		return false
 	}
-	r.last[m.Name] = seq
-	r.queue = append(r.queue, queued{m: m})
+	src := r.source(m.Name)
+	id := maphash.String(r.seed, m.MsgID)
+	switch {
+	case src.last == 0 && !src.open && len(src.holes) == 0:
+		// The first message of this name: tracking starts here.
+		src.last = seq
+		r.status.begin(src.name, src.epoch, seq-1)
+	case seq > src.last:
+		from := src.last + 1
+		src.open = false // the live message says where the catch-up ends
+		src.last = seq
+		src.note(seq, id)
+		if seq > from {
+			if seq-from > bigJump && !src.said {
+				src.said = true
+				r.s.bus.log.Warn("gilmsg: seq_ids jumped", slog.String("name", src.name),
+					slog.Int64("from", from-1), slog.Int64("to", seq))
+			}
+			r.addHole(src, from, seq-1)
+			r.recover(ctx, src)
+		}
+		r.push(src, m)
+		return true
+	case src.take(seq):
+		// Missing, and here at last.
+	default:
+		switch src.judge(seq, id) {
+		case copyOf:
+			// Recovered already, or a publisher's resend.
+			r.s.bus.stats.duplicates.Add(1)
+			return true
+		case newRun:
+			r.newRun(src, seq)
+		}
+	}
+	src.note(seq, id)
+	r.push(src, m)
 	return true
+}
+
+func (src *publisherState) note(seq int64, id uint64) {
+	src.recent[seq%recentSeqs] = seqMsg{seq: seq, id: id}
+}
+
+type verdict int
+
+const (
+	late verdict = iota
+	copyOf
+	newRun
+)
+
+// judge tells a message at or below the last seq_id and not missing: a
+// copy when it has the msg_id its seq_id had, late when its seq_id is
+// recent but was never taken in, else the start of a new run.
+func (src *publisherState) judge(seq int64, id uint64) verdict {
+	if e := src.recent[seq%recentSeqs]; e.seq == seq {
+		if e.id == id {
+			return copyOf
+		}
+		return newRun
+	}
+	if seq > src.last-recentSeqs {
+		return late
+	}
+	return newRun
+}
+
+// newRun starts a new run of seq_ids for src: a publisher restarted over
+// a fresh store, or two processes under one name. Its messages are
+// delivered; what the old run missed is given up.
+func (r *recovery) newRun(src *publisherState, seq int64) {
+	r.s.bus.stats.seqResets.Add(1)
+	if !src.said {
+		src.said = true
+		r.s.bus.log.Warn("gilmsg: seq_ids went back: taken as a new run (publisher restarted over a fresh store, or two processes under one name)",
+			slog.String("name", src.name), slog.Int64("last", src.last), slog.Int64("seq_id", seq))
+	}
+	if src.last-seq < recentSeqs {
+		// The recent ids of the old run would mark the new one's as copies.
+		src.recent = [recentSeqs]seqMsg{}
+	}
+	r.giveUp(src, len(src.holes), errSeqRestarted)
+	src.epoch++
+	src.last, src.open, src.tries, src.next = seq, false, 0, time.Time{}
+	r.status.begin(src.name, src.epoch, seq-1)
+}
+
+var errSeqRestarted = errors.New("the publisher's seq_ids started again")
+
+// push queues m, tagged for the status file.
+func (r *recovery) push(src *publisherState, m *Message) {
+	m.ckEpoch = src.epoch + 1
+	r.queue = append(r.queue, queued{m: m})
+}
+
+// addHole records from..to as missing, giving up the oldest runs past
+// maxHoles.
+func (r *recovery) addHole(src *publisherState, from, to int64) {
+	src.holes = append(src.holes, hole{from: from, to: to, since: time.Now()})
+	if len(src.holes) > maxHoles {
+		r.giveUp(src, len(src.holes)-maxHoles, fmt.Errorf("more than %d runs of seq_ids missing", maxHoles))
+	}
+}
+
+// take removes seq from src's holes and reports whether it was missing.
+func (src *publisherState) take(seq int64) bool {
+	i, found := src.find(seq)
+	if !found {
+		return false
+	}
+	h := &src.holes[i]
+	switch {
+	case h.from == h.to:
+		src.holes = slices.Delete(src.holes, i, i+1)
+	case seq == h.from:
+		h.from++
+	case seq == h.to:
+		h.to--
+	default:
+		tail := *h
+		tail.from = seq + 1
+		h.to = seq - 1
+		src.holes = slices.Insert(src.holes, i+1, tail)
+	}
+	return true
+}
+
+// find returns the index of the hole holding seq.
+func (src *publisherState) find(seq int64) (int, bool) {
+	return slices.BinarySearchFunc(src.holes, seq, func(h hole, seq int64) int {
+		switch {
+		case h.to < seq:
+			return -1
+		case h.from > seq:
+			return 1
+		}
+		return 0
+	})
+}
+
+// giveUp ends the first n holes of src: each is yielded as a GapError
+// with GivenUp, logged, counted, and marked handled in the status file.
+func (r *recovery) giveUp(src *publisherState, n int, why error) {
+	for _, h := range src.holes[:n] {
+		cause := why
+		if h.cause != nil {
+			cause = fmt.Errorf("%w (last failure: %w)", why, h.cause)
+		}
+		err := &GapError{Name: src.name, From: h.from, To: h.to, GivenUp: true, Err: cause}
+		r.queue = append(r.queue, queued{err: err})
+		r.s.bus.stats.gapsGivenUp.Add(1)
+		r.s.bus.opts.hooks.gapGivenUp()
+		r.s.bus.log.Warn("gilmsg: gave up missed messages", slog.String("name", src.name),
+			slog.Int64("from", h.from), slog.Int64("to", h.to), slog.Any("error", cause))
+		r.status.done(src.name, src.epoch, h.from, h.to)
+	}
+	src.holes = slices.Delete(src.holes, 0, n)
 }
 
 // pop returns the next queued message or gap, ACKing the message first
@@ -191,25 +422,38 @@ func (r *recovery) pop(ctx context.Context) (*Message, error, bool) {
 	q := r.queue[0]
 	r.queue[0] = queued{}
 	r.queue = r.queue[1:]
+	if len(r.queue) == 0 {
+		r.queue = nil // let a page's worth of backing array go
+	}
 	if q.m == nil {
 		return nil, q.err, true
 	}
 	s := r.s
 	if s.opts.ack && !s.opts.manualAck {
-		if err := s.ack(ctx, q.m.Envelope); err != nil && !s.ackErrSaid {
-			s.ackErrSaid = true
-			s.bus.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", q.m.MsgID), slog.Any("error", err))
-			return q.m, err, true
+		if err := s.ack(ctx, q.m.Envelope); err != nil {
+			if !s.ackErrSaid {
+				s.ackErrSaid = true
+				s.bus.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", q.m.MsgID), slog.Any("error", err))
+			}
+			return q.m, err, true // not delivered: a restart yields it again
 		}
 	}
-	if r.status != nil {
-		if seq, ok := q.m.SeqID(); ok {
-			if err := r.status.note(q.m.Name, seq, q.m.Timestamp); err != nil {
-				s.bus.log.Error("gilmsg: status file", slog.Any("error", err))
-			}
-		}
+	if !s.opts.manualAck {
+		s.handled(q.m)
 	}
 	return q.m, nil, true
+}
+
+// handled records m as delivered in the status file.
+func (s *Subscription) handled(m *Message) {
+	r := s.rec
+	if r == nil || r.status == nil || m.ckEpoch == 0 {
+		return
+	}
+	seq, _ := m.SeqID()
+	if err := r.status.handled(m.Name, m.ckEpoch-1, seq, m.Timestamp); err != nil {
+		r.status.logOnce(s.bus.log, err)
+	}
 }
 
 // close writes the status file one last time.
@@ -217,250 +461,6 @@ func (r *recovery) close() {
 	if r != nil && r.status != nil {
 		if err := r.status.flush(); err != nil {
 			r.s.bus.log.Error("gilmsg: status file", slog.Any("error", err))
-		}
-	}
-}
-
-// fill asks name's replay server for seq_ids from..to, by seq_ids (which
-// Python's server answers too), and queues what it gets in order, with a
-// GapError for each run it could not get.
-func (r *recovery) fill(ctx context.Context, name string, from, to int64) {
-	got := map[int64]*Message{}
-	skip := map[int64]bool{} // on other topics: not for this subscription
-	var cause error
-	ask := func() {
-		for lo := from; lo <= to; lo += MaxReplyMessages {
-			hi := min(to, lo+MaxReplyMessages-1)
-			var ids []int64
-			for id := lo; id <= hi; id++ {
-				if got[id] == nil && !skip[id] {
-					ids = append(ids, id)
-				}
-			}
-			if len(ids) == 0 {
-				continue
-			}
-			if err := r.request(ctx, name, map[string]any{"seq_ids": ids}, lo, hi, got, skip); err != nil {
-				cause = err
-				return
-			}
-		}
-	}
-	ask()
-	if cause == nil && int64(len(got)+len(skip)) < to-from+1 {
-		select {
-		case <-time.After(retryMissing):
-			ask()
-		case <-ctx.Done():
-		}
-	}
-	var gapFrom int64
-	flush := func(end int64) {
-		if gapFrom != 0 {
-			r.queue = append(r.queue, queued{err: &GapError{Name: name, From: gapFrom, To: end, Err: cause}})
-			gapFrom = 0
-		}
-	}
-	for id := from; id <= to; id++ {
-		switch {
-		case got[id] != nil:
-			flush(id - 1)
-			r.queue = append(r.queue, queued{m: got[id]})
-		case skip[id]:
-			flush(id - 1)
-		default:
-			if gapFrom == 0 {
-				gapFrom = id
-			}
-			r.hole(name, id)
-		}
-	}
-	flush(to)
-}
-
-func (r *recovery) hole(name string, id int64) {
-	h := r.holes[name]
-	if h == nil || len(h) >= maxHoles {
-		h = map[int64]bool{}
-		r.holes[name] = h
-	}
-	h[id] = true
-}
-
-// catchUp queues what name's replay server has after the status file's
-// seq_id: by seq_id_range, paged; a server that cannot do ranges (Python's)
-// is asked by time from the saved timestamp instead.
-func (r *recovery) catchUp(ctx context.Context, name string, saved statusEntry) {
-	r.last[name] = saved.SeqID
-	from := saved.SeqID + 1
-	const maxSeq = 1<<53 - 1
-	for {
-		got := map[int64]*Message{}
-		skip := map[int64]bool{}
-		err := r.request(ctx, name, map[string]any{"seq_id_range": []int64{from, maxSeq}}, from, maxSeq, got, skip)
-		var qe *replayRefusal
-		if errors.As(err, &qe) {
-			// Python's server fails every seq_id_range (WIRE.md §11).
-			got, skip = map[int64]*Message{}, map[int64]bool{}
-			err = r.request(ctx, name, map[string]any{"time": []int64{saved.Timestamp, time.Now().Unix() + 3600}}, from, maxSeq, got, skip)
-			r.queueSorted(name, got)
-			if err != nil {
-				r.queue = append(r.queue, queued{err: &GapError{Name: name, From: from, Err: err}})
-			}
-			return
-		}
-		if err != nil {
-			r.queue = append(r.queue, queued{err: &GapError{Name: name, From: from, Err: err}})
-			return
-		}
-		n := len(got) + len(skip)
-		top := r.queueSorted(name, got)
-		for id := range skip {
-			top = max(top, id)
-		}
-		if n < MaxReplyMessages || top < from {
-			return
-		}
-		from = top + 1
-	}
-}
-
-// queueSorted queues got in seq_id order and returns the highest seq_id.
-func (r *recovery) queueSorted(name string, got map[int64]*Message) int64 {
-	ids := make([]int64, 0, len(got))
-	for id := range got {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	top := int64(0)
-	for _, id := range ids {
-		r.queue = append(r.queue, queued{m: got[id]})
-		top = id
-	}
-	if top > r.last[name] {
-		r.last[name] = top
-	}
-	return top
-}
-
-// replayRefusal is an "error: ..." answer other than "no match".
-type replayRefusal struct{ text string }
-
-func (e *replayRefusal) Error() string { return "the server refused the request: " + e.text }
-
-// request sends one replay request for name and sorts the answer: valid
-// messages with a seq_id in [lo, hi] on this subscription's topics into
-// got, those on other topics into skip. It fails when the server does not
-// answer in time, refuses, or answers garbage.
-func (r *recovery) request(ctx context.Context, name string, req map[string]any, lo, hi int64, got map[int64]*Message, skip map[int64]bool) error {
-	ep := r.eps[name]
-	if until, ok := r.down[name]; ok && time.Now().Before(until) {
-		return r.downErr[name]
-	}
-	body, err := MarshalCanonical(req)
-	if err != nil {
-		return err
-	}
-	frames, err := replayRequest(ctx, r.s.bus.zctx, ep, body, r.timeout, r.s.bus.opts.maxMsgSize)
-	if err != nil {
-		err = &ReplayError{Name: name, Endpoint: ep, Err: err}
-		if ctx.Err() == nil {
-			// Do not stall every message on a server that is down.
-			r.down[name] = time.Now().Add(r.timeout)
-			r.downErr[name] = err
-		}
-		return err
-	}
-	delete(r.down, name)
-	if len(frames) == 1 && strings.HasPrefix(string(frames[0]), errPrefix) {
-		text := string(frames[0])
-		if strings.Contains(text, replyNoMatch) {
-			return nil
-		}
-		return &ReplayError{Name: name, Endpoint: ep, Err: &replayRefusal{text: text}}
-	}
-	s := r.s
-	var garbage error
-	for _, f := range frames {
-		env, err := ParseEnvelope(f)
-		if err != nil {
-			garbage = err
-			continue
-		}
-		seq, ok := env.SeqID()
-		if !ok {
-			garbage = errors.New("a replayed message without seq_id")
-			continue
-		}
-		if seq < lo || seq > hi || got[seq] != nil {
-			continue
-		}
-		if !strings.HasPrefix(env.Topic, s.prefix) {
-			skip[seq] = true
-			continue
-		}
-		m := &Message{Envelope: env, Name: name, Endpoint: ep, Body: f, sub: s}
-		if s.validate {
-			if m.Signer, err = s.bus.validator.Validate(env); err != nil {
-				s.reject(m, err)
-				continue
-			}
-		}
-		if s.seen != nil && env.MsgID != "" && !s.seen.add(env.MsgID) {
-			skip[seq] = true // yielded already, live
-			continue
-		}
-		got[seq] = m
-	}
-	if garbage != nil && len(got) == 0 {
-		return &ReplayError{Name: name, Endpoint: ep, Err: fmt.Errorf("answered garbage: %w", garbage)}
-	}
-	if garbage != nil {
-		s.bus.log.Warn("gilmsg: replay answer had garbage frames", slog.String("name", name), slog.Any("error", garbage))
-	}
-	return nil
-}
-
-// replayRequest does one REQ/REP exchange with a replay server: the REQ
-// socket lives for this request only, so a server that never answers
-// leaves nothing behind.
-func replayRequest(ctx context.Context, zctx *zmq.Context, endpoint string, req []byte, timeout time.Duration, maxMsg int64) ([][]byte, error) {
-	sock, err := zctx.NewSocket(zmq.REQ)
-	if err != nil {
-		return nil, err
-	}
-	defer sock.Close()
-	sock.SetLinger(time.Duration(sendLingerMS(zmq.REQ, 0)) * time.Millisecond)
-	if maxMsg != 0 {
-		sock.SetMaxmsgsize(maxMsg)
-	}
-	if err := sock.Connect(endpoint); err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	// Queued on the pipe connect made, whether the server is there or not.
-	if _, err := sock.SendBytes(req, zmq.DONTWAIT); err != nil {
-		return nil, fmt.Errorf("send: %w", err)
-	}
-	poller := zmq.NewPoller()
-	poller.Add(sock, zmq.POLLIN)
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil, fmt.Errorf("%w within %v", ErrReplayTimeout, timeout)
-		}
-		polled, err := poller.Poll(min(left, 50*time.Millisecond))
-		if err != nil {
-			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
-				continue
-			}
-			return nil, err
-		}
-		if len(polled) > 0 {
-			return sock.RecvMessageBytes(0)
 		}
 	}
 }

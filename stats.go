@@ -12,6 +12,10 @@ type Stats struct {
 	Received   uint64 // messages read by subscriptions
 	Invalid    map[Reason]uint64
 	Duplicates uint64 // messages a subscription had already yielded (resends)
+	// GapsGivenUp counts the runs of missed seq_ids subscriptions stopped
+	// asking for (see GapMaxAge); SeqResets, the times a publisher's
+	// seq_ids went back and were taken as a new run.
+	GapsGivenUp, SeqResets uint64
 
 	AcksSent     uint64            // ACKs published by tails and consumers
 	AcksReceived uint64            // ACK messages read by the ACK listener
@@ -28,6 +32,7 @@ type stats struct {
 	published, sendErrors, received, duplicates atomic.Uint64
 	acksSent, acksReceived, acksMatched         atomic.Uint64
 	reliable, acked, timedOut, resends          atomic.Uint64
+	gapsGivenUp, seqResets                      atomic.Uint64
 	invalid                                     keyedCounter[Reason]
 	acksRejected                                keyedCounter[string]
 }
@@ -64,6 +69,7 @@ func (b *Bus) Stats() Stats {
 	return Stats{
 		Published: s.published.Load(), SendErrors: s.sendErrors.Load(), Received: s.received.Load(),
 		Invalid: s.invalid.snapshot(), Duplicates: s.duplicates.Load(),
+		GapsGivenUp: s.gapsGivenUp.Load(), SeqResets: s.seqResets.Load(),
 		AcksSent: s.acksSent.Load(), AcksReceived: s.acksReceived.Load(), AcksMatched: s.acksMatched.Load(),
 		AcksRejected:      s.acksRejected.snapshot(),
 		ReliablePublishes: s.reliable.Load(), Acked: s.acked.Load(), TimedOut: s.timedOut.Load(), Resends: s.resends.Load(),

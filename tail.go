@@ -31,7 +31,8 @@ type Message struct {
 	Body []byte
 
 	sub     *Subscription
-	invalid error // why validation failed, for a message SurfaceInvalid yielded
+	invalid error  // why validation failed, for a message SurfaceInvalid yielded
+	ckEpoch uint32 // 1 + the recovery run it counts in, for the status file; 0: not tracked
 }
 
 // received is a message and its envelope in one allocation.
@@ -50,6 +51,9 @@ type received struct {
 // for them. A message that failed validation (yielded by
 // [SurfaceInvalid]) is never ACKed either: Ack returns its validation
 // error.
+//
+// With [ManualAck], an Ack that succeeds also records the message as
+// delivered in the subscription's [StatusFile], as [Message.Done] does.
 func (m *Message) Ack(ctx context.Context) error {
 	if m.invalid != nil {
 		return m.invalid
@@ -57,7 +61,23 @@ func (m *Message) Ack(ctx context.Context) error {
 	if m.sub == nil || m.Envelope == nil {
 		return nil
 	}
-	return m.sub.ack(ctx, m.Envelope)
+	if err := m.sub.ack(ctx, m.Envelope); err != nil {
+		return err
+	}
+	m.sub.handled(m)
+	return nil
+}
+
+// Done records, with [ManualAck], that the application is done with the
+// message (handled, or dropped on purpose) without ACKing it: the
+// subscription's [StatusFile] counts it as delivered, so a restart does
+// not yield it again. Without ManualAck a message counts as delivered
+// when it is yielded; Done is then not needed. It is safe from any
+// goroutine, and to call twice.
+func (m *Message) Done() {
+	if m.invalid == nil && m.sub != nil {
+		m.sub.handled(m)
+	}
 }
 
 // ack sends env's ACK and remembers it for resends of env.
@@ -266,7 +286,7 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if s.closed.Load() || b.isClosed() {
 		return nil, ErrClosed
 	}
-	if err := s.startRecovery(ctx); err != nil {
+	if err := s.startRecovery(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -424,6 +444,11 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		if m, err, ok := s.rec.pop(ctx); ok {
 			return m, err
 		}
+		// A catch-up's next page, or a retry of what is missing, before
+		// live traffic.
+		if s.rec.due(ctx) {
+			continue
+		}
 		s.reconnectLost()
 		s.openAdded()
 		for len(s.pending) > 0 {
@@ -466,9 +491,16 @@ func (s *Subscription) poll(ctx context.Context) error {
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, s.interrupt)
 	}
+	var retry *time.Timer
+	if d, ok := s.rec.nextDue(); ok {
+		retry = time.AfterFunc(d, s.interrupt) // a round of recovery is due
+	}
 	ready, err := s.poller.wait(s.readyBuf[:0])
 	if stop != nil {
 		stop()
+	}
+	if retry != nil {
+		retry.Stop()
 	}
 	if err != nil {
 		return err

@@ -78,10 +78,13 @@ Replay: for each name with a replay_endpoints address, tail keeps the
 last seq_id it printed, drops copies of what it printed, and asks that
 address for the seq_ids it missed, printing them in order before the
 message that showed the gap; what it cannot get is a line on stderr
-("missed messages A..B of NAME"), and tail goes on. With status_directory
-set, it keeps those seq_ids in <status_directory>/<--name, or
-"gilmsg-tail"> and, when it starts, first prints what it missed while
-it was not running.
+("missed messages A..B of NAME"), and tail goes on asking, with backoff,
+until they come or replay_gap_max_age (1 hour) has passed ("... (given
+up)"). With status_directory set, it keeps in <status_directory>/<--name,
+or "gilmsg-tail"> what it printed (rewritten after each line is written,
+so a line that could not be written is printed again by the next run)
+and what it still misses and, when it starts, first prints what it
+missed while it was not running.
 
 tail runs until interrupted (SIGINT, SIGTERM; a second one ends it at
 once, even while stdout is blocked), until stdout is closed
@@ -155,11 +158,10 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	}
 	defer bus.Close()
 	defer onSIGHUP("tail", cmd.ErrOrStderr(), bus.Validator())()
-	opts := []gilmsg.SubscribeOption{gilmsg.SurfaceInvalid()}
-	if acking {
-		// The ACK says "handed to the user": it waits for the line.
-		opts = append(opts, gilmsg.ManualAck())
-	} else {
+	// The ACK and the status file say "handed to the user": both wait
+	// for the line (Ack, Done).
+	opts := []gilmsg.SubscribeOption{gilmsg.SurfaceInvalid(), gilmsg.ManualAck()}
+	if !acking {
 		opts = append(opts, gilmsg.NoAck())
 	}
 	if o.noValidate {
@@ -207,12 +209,16 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		}
 		// What this tail publishes is its own ACKs: not news.
 		if acking && cfg.Name != "" && m.Name == cfg.Name {
+			m.Done()
 			continue
 		}
 		if (include != nil && !include.MatchString(m.Topic)) || (exclude != nil && exclude.MatchString(m.Topic)) {
+			m.Done() // dropped on purpose: not to be asked for again
 			continue
 		}
-		// One write per message, unbuffered: a tail is read live.
+		// One write per message, unbuffered: a tail is read live. A line
+		// not written is neither ACKed nor recorded in the status file,
+		// so a restart prints it.
 		if err := p.print(w, m); err != nil {
 			if errors.Is(err, syscall.EPIPE) {
 				// The reader has gone ("| head -1"): a normal end.
@@ -227,6 +233,7 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 				fmt.Fprintf(stderr, "gilmsg tail: %v\n", err)
 			}
 		}
+		m.Done()
 		if printed++; o.count > 0 && printed >= o.count {
 			return nil
 		}
