@@ -124,6 +124,20 @@ type Config struct {
 	// Reconnect interval and its maximum (ms). Defaults 100, 1000.
 	ZMQReconnectIvl    int `mapstructure:"zmq_reconnect_ivl" json:"zmq_reconnect_ivl"`
 	ZMQReconnectIvlMax int `mapstructure:"zmq_reconnect_ivl_max" json:"zmq_reconnect_ivl_max"`
+	// ZMTP heartbeats (ms; not fedmsg keys): every ZMQHeartbeatIvl each
+	// connection sends a PING, and one that hears nothing for
+	// ZMQHeartbeatTimeout is closed, and made again by the side that
+	// connected. A link that stays open but carries nothing (a stuck
+	// proxy or NAT, a host gone without a FIN) is so reconnected within
+	// ZMQHeartbeatIvl + ZMQHeartbeatTimeout + zmq_reconnect_ivl_max, 9 s
+	// by default, where TCP keepalive takes minutes. ZMQHeartbeatTTL asks
+	// the peer to close the connection if it hears nothing from us for
+	// that long (libzmq answers PINGs by itself, so Python peers need
+	// nothing). Defaults 2000, 6000, 6000; ZMQHeartbeatIvl 0 turns them
+	// off.
+	ZMQHeartbeatIvl     int `mapstructure:"zmq_heartbeat_ivl" json:"zmq_heartbeat_ivl"`
+	ZMQHeartbeatTimeout int `mapstructure:"zmq_heartbeat_timeout" json:"zmq_heartbeat_timeout"`
+	ZMQHeartbeatTTL     int `mapstructure:"zmq_heartbeat_ttl" json:"zmq_heartbeat_ttl"`
 	// Timeout (seconds) is fedmsg's generic timeout. Default 2.
 	Timeout float64 `mapstructure:"timeout" json:"timeout"`
 	// PersistentStore is where published messages are kept for replay:
@@ -192,6 +206,9 @@ func DefaultConfig() *Config {
 		ZMQTCPKeepaliveIntvl:   5,
 		ZMQReconnectIvl:        100,
 		ZMQReconnectIvlMax:     1000,
+		ZMQHeartbeatIvl:        2000,
+		ZMQHeartbeatTimeout:    6000,
+		ZMQHeartbeatTTL:        6000,
 		Timeout:                2,
 	}
 }
@@ -266,6 +283,9 @@ var numericLimits = map[string]limit{
 	"zmq_tcp_keepalive_intvl": {min: -1, max: math.MaxInt32},
 	"zmq_reconnect_ivl":       {min: -1, max: math.MaxInt32, why: "-1: never reconnect"},
 	"zmq_reconnect_ivl_max":   {min: 0, max: math.MaxInt32},
+	"zmq_heartbeat_ivl":       {min: 0, max: math.MaxInt32, why: "0: no heartbeats"},
+	"zmq_heartbeat_timeout":   {min: 0, max: math.MaxInt32, why: "0: the interval"},
+	"zmq_heartbeat_ttl":       {min: 0, max: 6553599, why: "libzmq's maximum"},
 	"ack_timeout":             {min: 0, minOpen: true, max: maxSeconds, why: "0 would fail every reliable publish"},
 	"timeout":                 {min: 0, max: maxSeconds},
 	"post_init_sleep":         {min: 0, max: maxSeconds},

@@ -124,7 +124,8 @@ const (
 
 // tcpProxy forwards connections from its own port to a target, and can
 // hold either direction: bytes read while a direction is cut wait, unsent,
-// until it heals.
+// until it heals. It can also stall the connections it has (stall): they
+// stay open and forward nothing, not even a close, while new ones work.
 type tcpProxy struct {
 	ln     net.Listener
 	target string
@@ -132,6 +133,8 @@ type tcpProxy struct {
 
 	mu      sync.Mutex
 	held    [2]bool
+	nconns  int // connections accepted so far
+	stalled int // connections accepted before this one are stalled
 	closed  bool
 	changed chan struct{} // closed and replaced at every change
 	conns   []net.Conn
@@ -174,24 +177,27 @@ func (p *tcpProxy) accept() {
 			return
 		}
 		p.conns = append(p.conns, client, server)
+		conn := p.nconns
+		p.nconns++
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(server, client, toTarget)
-		go p.pipe(client, server, toClient)
+		go p.pipe(server, client, toTarget, conn)
+		go p.pipe(client, server, toClient, conn)
 	}
 }
 
-func (p *tcpProxy) pipe(dst, src net.Conn, dir int) {
+func (p *tcpProxy) pipe(dst, src net.Conn, dir, conn int) {
 	defer p.wg.Done()
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		// A close waits for the direction to heal too, as a FIN would.
+		if !p.open(dir, conn) {
+			return
+		}
 		if n > 0 {
-			if !p.open(dir) {
-				return
-			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -202,11 +208,12 @@ func (p *tcpProxy) pipe(dst, src net.Conn, dir int) {
 	}
 }
 
-// open waits until dir is not cut; false when the proxy closed.
-func (p *tcpProxy) open(dir int) bool {
+// open waits until dir of connection conn is not cut or stalled; false
+// when the proxy closed.
+func (p *tcpProxy) open(dir, conn int) bool {
 	for {
 		p.mu.Lock()
-		closed, held, changed := p.closed, p.held[dir], p.changed
+		closed, held, changed := p.closed, p.held[dir] || conn < p.stalled, p.changed
 		p.mu.Unlock()
 		if closed {
 			return false
@@ -226,6 +233,14 @@ func (p *tcpProxy) cut(dir int, on bool) {
 	p.mu.Unlock()
 }
 
+// stall makes every connection made so far forward nothing more, in
+// either direction, and never close: a stuck proxy or NAT.
+func (p *tcpProxy) stall() {
+	p.mu.Lock()
+	p.stalled = p.nconns
+	p.mu.Unlock()
+}
+
 func (p *tcpProxy) close() {
 	p.mu.Lock()
 	p.closed = true
@@ -238,4 +253,40 @@ func (p *tcpProxy) close() {
 		c.Close()
 	}
 	p.wg.Wait()
+}
+
+// A link that stays open but carries nothing (a stuck proxy) is found dead
+// by ZMTP heartbeats and made again: messages flow again, without any
+// help from TCP (whose keepalive takes a minute and more).
+func TestHeartbeatReconnectsSilentLink(t *testing.T) {
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.ZMQHeartbeatIvl, c.ZMQHeartbeatTimeout, c.ZMQHeartbeatTTL = 100, 300, 300 }
+	pub := n.start(pubCN)
+	watcher := n.start("")
+	proxy := newTCPProxy(t, pub.Endpoint())
+	watcher.cfg.Endpoints[pubCN] = []string{proxy.endpoint()}
+	msgs := tail(t, watcher, "")
+	flows := func(what string) {
+		t.Helper()
+		waitFor(t, what, func() bool {
+			if _, err := pub.Publish(ctxT(t), "beat", nil); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-msgs:
+				return true
+			case <-time.After(20 * time.Millisecond):
+				return false
+			}
+		})
+	}
+	flows("messages through the proxy")
+	proxy.stall()
+	flows("messages again, on a new connection")
+	proxy.mu.Lock()
+	conns := proxy.nconns
+	proxy.mu.Unlock()
+	if conns < 2 {
+		t.Fatalf("%d connection through the proxy: the stalled one was not replaced", conns)
+	}
 }

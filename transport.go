@@ -125,14 +125,17 @@ func sendLingerMS(t zmq.Type, linger int) int {
 // keys named in each comment ([sockOptsFromConfig]) plus MaxMsgSize, which
 // fedmsg does not have (max_message_size; a bus's [WithMaxMessageSize]).
 type sockOpts struct {
-	HWM               int // high_water_mark: ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
-	LingerMS          int // zmq_linger, as [sendLingerMS] bounds it
-	TCPKeepalive      int // zmq_tcp_keepalive (-1 OS default, 0 off, 1 on)
-	KeepaliveCnt      int // zmq_tcp_keepalive_cnt
-	KeepaliveIdle     int // zmq_tcp_keepalive_idle (s)
-	KeepaliveIntvl    int // zmq_tcp_keepalive_intvl (s)
-	ReconnectIvlMS    int // zmq_reconnect_ivl; -1 = never reconnect
-	ReconnectIvlMaxMS int // zmq_reconnect_ivl_max; 0 = no backoff
+	HWM                int // high_water_mark: ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
+	LingerMS           int // zmq_linger, as [sendLingerMS] bounds it
+	TCPKeepalive       int // zmq_tcp_keepalive (-1 OS default, 0 off, 1 on)
+	KeepaliveCnt       int // zmq_tcp_keepalive_cnt
+	KeepaliveIdle      int // zmq_tcp_keepalive_idle (s)
+	KeepaliveIntvl     int // zmq_tcp_keepalive_intvl (s)
+	ReconnectIvlMS     int // zmq_reconnect_ivl; -1 = never reconnect
+	ReconnectIvlMaxMS  int // zmq_reconnect_ivl_max; 0 = no backoff
+	HeartbeatIvlMS     int // zmq_heartbeat_ivl; 0 = no heartbeats
+	HeartbeatTimeoutMS int // zmq_heartbeat_timeout
+	HeartbeatTTLMS     int // zmq_heartbeat_ttl
 	// MaxMsgSize is ZMQ_MAXMSGSIZE, checked on receive; 0 or negative = no
 	// limit. See the package notes above for what exceeding it does.
 	MaxMsgSize int64
@@ -141,15 +144,18 @@ type sockOpts struct {
 // sockOptsFromConfig reads the fedmsg keys, and max_message_size.
 func sockOptsFromConfig(c *Config) sockOpts {
 	return sockOpts{
-		MaxMsgSize:        c.MaxMessageBytes(),
-		HWM:               c.HighWaterMark,
-		LingerMS:          c.ZMQLinger,
-		TCPKeepalive:      c.ZMQTCPKeepalive,
-		KeepaliveCnt:      c.ZMQTCPKeepaliveCnt,
-		KeepaliveIdle:     c.ZMQTCPKeepaliveIdle,
-		KeepaliveIntvl:    c.ZMQTCPKeepaliveIntvl,
-		ReconnectIvlMS:    c.ZMQReconnectIvl,
-		ReconnectIvlMaxMS: c.ZMQReconnectIvlMax,
+		MaxMsgSize:         c.MaxMessageBytes(),
+		HWM:                c.HighWaterMark,
+		LingerMS:           c.ZMQLinger,
+		TCPKeepalive:       c.ZMQTCPKeepalive,
+		KeepaliveCnt:       c.ZMQTCPKeepaliveCnt,
+		KeepaliveIdle:      c.ZMQTCPKeepaliveIdle,
+		KeepaliveIntvl:     c.ZMQTCPKeepaliveIntvl,
+		ReconnectIvlMS:     c.ZMQReconnectIvl,
+		ReconnectIvlMaxMS:  c.ZMQReconnectIvlMax,
+		HeartbeatIvlMS:     c.ZMQHeartbeatIvl,
+		HeartbeatTimeoutMS: c.ZMQHeartbeatTimeout,
+		HeartbeatTTLMS:     c.ZMQHeartbeatTTL,
 	}
 }
 
@@ -211,6 +217,17 @@ func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
 		{"zmq_tcp_keepalive_intvl", int64(o.KeepaliveIntvl), func() error { return s.SetTcpKeepaliveIntvl(o.KeepaliveIntvl) }},
 		{"zmq_reconnect_ivl", int64(o.ReconnectIvlMS), func() error { return s.SetReconnectIvl(ms(o.ReconnectIvlMS)) }},
 		{"zmq_reconnect_ivl_max", int64(o.ReconnectIvlMaxMS), func() error { return s.SetReconnectIvlMax(ms(o.ReconnectIvlMaxMS)) }},
+	}
+	if o.HeartbeatIvlMS > 0 {
+		sets = append(sets, []struct {
+			key string
+			val int64
+			set func() error
+		}{
+			{"zmq_heartbeat_ivl", int64(o.HeartbeatIvlMS), func() error { return s.SetHeartbeatIvl(ms(o.HeartbeatIvlMS)) }},
+			{"zmq_heartbeat_timeout", int64(o.HeartbeatTimeoutMS), func() error { return s.SetHeartbeatTimeout(ms(o.HeartbeatTimeoutMS)) }},
+			{"zmq_heartbeat_ttl", int64(o.HeartbeatTTLMS), func() error { return s.SetHeartbeatTtl(ms(o.HeartbeatTTLMS)) }},
+		}...)
 	}
 	if o.MaxMsgSize > 0 {
 		// zmq reads 0 as "0 bytes allowed", so only a real limit is set.
