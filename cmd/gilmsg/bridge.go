@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
 
+	zmq "github.com/pebbe/zmq4"
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
@@ -24,7 +26,9 @@ func newBridgeCmd() *cobra.Command {
 such as RabbitMQ, in fedora-messaging's form, as Fedora's
 fedmsg-migration-tools did while moving from fedmsg to fedora-messaging.
 Run one process per direction; see "gilmsg bridge zmq-to-amqp --help" and
-"gilmsg bridge amqp-to-zmq --help".
+"gilmsg bridge amqp-to-zmq --help". Both may run under one name (one
+certificate): give that name an address per process in endpoints, since
+each binds the first one free, as fedmsg does.
 
 Beside the flags, the fedmsg configuration may hold the bridge's keys:
 amqp_url, amqp_publish_exchange, amqp_consume_exchange, amqp_queue,
@@ -172,7 +176,7 @@ func runBridge(cmd *cobra.Command, o *bridgeOptions, toAMQP bool) error {
 	defer stopMetrics()
 	bus, err := gilmsg.New(cfg, gilmsg.WithLogger(log), gilmsg.WithHooks(hooks))
 	if err != nil {
-		return err
+		return bindHint(err, cfg.Name)
 	}
 	defer bus.Close()
 
@@ -197,6 +201,21 @@ func runBridge(cmd *cobra.Command, o *bridgeOptions, toAMQP bool) error {
 	fmt.Fprintf(stderr, "gilmsg bridge %s: stopped; received %d, forwarded %d, dropped %s, reconnects %d\n",
 		direction, st.Received, st.Forwarded, formatDrops(st.Dropped), st.Reconnects)
 	return runErr
+}
+
+// bindHint says what to do when every address of the bridge's name is
+// taken: most often by the other direction, run under the same name.
+func bindHint(err error, name string) error {
+	var ne *gilmsg.NoEndpointError
+	if !errors.As(err, &ne) || len(ne.Errs) == 0 {
+		return err
+	}
+	for _, e := range ne.Errs {
+		if !errors.Is(e, zmq.EADDRINUSE) {
+			return err
+		}
+	}
+	return fmt.Errorf("each bridge process binds an address of its own: list one per direction under endpoints[%q]: %w", name, err)
 }
 
 func formatDrops(m map[string]uint64) string {
