@@ -222,7 +222,7 @@ func (b *Bus) sendAck(ctx context.Context, env *Envelope) (*outgoing, error) {
 	}
 	out, err := b.prepare(ctx, b.ackTopic, map[string]any{"ack_msg_id": env.MsgID}, &pubOptions{}, prepFlags{sign: true})
 	if err != nil {
-		return nil, fmt.Errorf("gilmsg: cannot ACK %s: %w", env.MsgID, err)
+		return nil, fmt.Errorf("%w (ACKing %s)", err, env.MsgID)
 	}
 	if err := b.send(ctx, out); err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func (b *Bus) ackListener(ctx context.Context, recipients []string) (*ackListene
 			sub, err = b.Subscribe(ctx, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
 		}
 		if err != nil {
-			b.acksErr = fmt.Errorf("gilmsg: ACK listener: %w", err)
+			b.acksErr = fmt.Errorf("%w (starting the ACK listener)", err)
 			return
 		}
 		l := &ackListener{bus: b, sub: sub, sources: src, done: make(chan struct{}),

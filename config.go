@@ -179,6 +179,9 @@ type Config struct {
 	// Extra keeps every key this struct does not know (irc, stomp_*,
 	// logging, ...), as loaded.
 	Extra map[string]any `mapstructure:",remain" json:"-"`
+	// keyFiles says where each Extra key came from (a file, or FEDMSG_*),
+	// for New's warning about unknown keys.
+	keyFiles map[string]string
 }
 
 // DefaultConfig returns fedmsg 1.1.7's defaults.
@@ -227,7 +230,7 @@ var fedmsgOtherKeys = []string{
 
 var fedmsgKeyPrefixes = []string{"irc_", "stomp_", "fedmsg.", "moksha.", "datanommer."}
 
-var errUnknownKey = errors.New("not a key of fedmsg or gilmsg (a typo?); kept in Extra, otherwise ignored")
+var errUnknownKey = errors.New("not a key of fedmsg or gilmsg, ignored (kept in Extra)")
 
 func isFedmsgKey(key string) bool {
 	if slices.Contains(fedmsgOtherKeys, key) {
@@ -379,5 +382,6 @@ func (c *Config) clone() *Config {
 	d.GPGKeys = maps.Clone(c.GPGKeys)
 	d.ReplayEndpoints = maps.Clone(c.ReplayEndpoints)
 	d.Extra = maps.Clone(c.Extra)
+	d.keyFiles = maps.Clone(c.keyFiles)
 	return &d
 }

@@ -2,6 +2,7 @@ package gilmsg
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,18 +50,24 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string {
 	var b strings.Builder
-	b.WriteString("gilmsg: config")
+	b.WriteString("config")
 	if e.File != "" {
 		fmt.Fprintf(&b, " file %s", e.File)
 	}
 	if e.Key != "" {
 		fmt.Fprintf(&b, " key %q", e.Key)
 	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+	where := b.String()
+	if e.Err == nil {
+		return "gilmsg: " + where
 	}
-	return b.String()
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, "gilmsg: ") {
+		// The cause is one of this package's errors, which leads; the
+		// key says where to fix it. One prefix either way.
+		return msg + " (" + where + ")"
+	}
+	return "gilmsg: " + where + ": " + msg
 }
 
 // Unwrap returns [ErrConfig] and Err, so that both match with [errors.Is].
@@ -431,8 +438,14 @@ func (m *mergedConfig) decode() (*Config, error) {
 				cfg.Extra = map[string]any{}
 			}
 			cfg.Extra[key] = value
+			if src := m.from[key]; (src.file != "" || src.envVar != "") && !isFedmsgKey(key) {
+				if cfg.keyFiles == nil {
+					cfg.keyFiles = map[string]string{}
+				}
+				cfg.keyFiles[key] = cmp.Or(src.file, src.envVar)
+			}
 			if m.warn != nil && !isFedmsgKey(key) {
-				m.warn(sourceError(key, m.from[key], errUnknownKey))
+				m.warn(sourceError(key, m.from[key], unknownKeyError(key)))
 			}
 			continue
 		}

@@ -827,6 +827,9 @@ func TestConfigErrorMessage(t *testing.T) {
 			`gilmsg: config file /etc/fedmsg.d/a.json key "topic_prefix": want a string, got the number 5`},
 		{&ConfigError{Key: "io_threads", Err: cause}, `gilmsg: config key "io_threads": want a string, got the number 5`},
 		{&ConfigError{File: "x.json"}, `gilmsg: config file x.json`},
+		// A cause of ours leads, with one prefix.
+		{&ConfigError{Key: "certnames", Err: fmt.Errorf("%w: no entry %q", ErrCannotSign, "tailer01")},
+			`gilmsg: cannot sign: no entry "tailer01" (config key "certnames")`},
 	}
 	for _, tc := range cases {
 		if got := tc.err.Error(); got != tc.want {
@@ -835,7 +838,7 @@ func TestConfigErrorMessage(t *testing.T) {
 		if !errors.Is(tc.err, ErrConfig) {
 			t.Errorf("%v does not match ErrConfig", tc.err)
 		}
-		if tc.err.Err != nil && !errors.Is(tc.err, cause) {
+		if tc.err.Err != nil && !errors.Is(tc.err, tc.err.Err) {
 			t.Errorf("%v does not match its cause", tc.err)
 		}
 	}

@@ -88,7 +88,7 @@ func defaultOptions(cfg *Config) options {
 		ready = 500 * time.Millisecond
 	}
 	return options{
-		logger:       slog.New(slog.DiscardHandler),
+		logger:       slog.New(defaultWarnings{}),
 		readyTimeout: ready,
 		postInitWait: true,
 		maxMsgSize:   cfg.MaxMessageBytes(),
@@ -110,7 +110,9 @@ func defaultOptions(cfg *Config) options {
 // about a second after the last big message (RELIABILITY.md).
 const DefaultMaxMessageSize = 8 << 20
 
-// WithLogger logs through l. Default: nothing is logged.
+// WithLogger logs through l. Default: warnings and errors (an unknown
+// config key, a failed send) go to [slog.Default], as the standard
+// library's own do; nothing else is logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithModname sets the modname part of full topics. Default: the config's
@@ -202,9 +204,7 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 		closed:    make(chan struct{}),
 		subs:      make(map[*Subscription]struct{}),
 	}
-	for _, key := range cfg.UnknownKeys() {
-		b.log.Warn("gilmsg: unknown config key, ignored (a typo?)", "key", key)
-	}
+	warnUnknownKeys(b.log, cfg)
 	if b.modname == "" {
 		b.modname = cfg.Modname
 	}

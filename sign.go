@@ -187,7 +187,8 @@ func certnameFor(c *Config, name, hostname string) (string, error) {
 	}
 	certname, ok := c.Certnames[index]
 	if !ok {
-		return "", &ConfigError{Key: "certnames", Err: fmt.Errorf("%w: no entry %q", ErrCannotSign, index)}
+		return "", &ConfigError{Key: "certnames", Err: fmt.Errorf(`%w: no entry %q: add "certnames": {%q: "<the certificate's file name in ssldir, without .crt>"}`,
+			ErrCannotSign, index, index)}
 	}
 	return certname, nil
 }

@@ -205,13 +205,13 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		switch {
 		case err == nil:
 			prog.count(true, len(o.recipients) > 0, false)
+		case ctx.Err() != nil:
+			return fmt.Errorf("interrupted at %s", in.where)
 		case errors.As(err, &te):
 			unacked++
 			prog.clear()
 			fmt.Fprintf(stderr, "gilmsg logger: %s: %s\n", in.where, describeTimeout(te))
 			prog.count(true, false, true)
-		case ctx.Err() != nil:
-			return fmt.Errorf("interrupted at %s", in.where)
 		default:
 			return fmt.Errorf("%s: %w", in.where, err)
 		}
@@ -293,6 +293,9 @@ func describeTimeout(te *gilmsg.AckTimeoutError) string {
 			acked[i] = a.Recipient
 		}
 		s += "; ACKed by " + strings.Join(acked, ", ")
+	}
+	for _, r := range te.Rejected {
+		s += "; " + r.String()
 	}
 	return s + ")"
 }
