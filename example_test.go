@@ -2,6 +2,7 @@ package gilmsg_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -57,40 +58,56 @@ func start(pki *gilmsg.DevPKI, name string, peers []*gilmsg.Bus, opts ...gilmsg.
 	return bus
 }
 
-// The quick start of README.md, kept here so that it compiles. It has no
+// The quick start of README.md, kept here so that it compiles (README's
+// also imports _ "github.com/gilmsg/gilmsg-go/sqlstore", which this
+// package's tests must not). It has no
 // Output comment, so go test compiles it without running it: it joins the
 // bus the machine's fedmsg configuration describes, and tails forever.
 func Example() {
 	ctx := context.Background()
-	cfg, err := gilmsg.LoadConfig() // /etc/fedmsg.d, ~/.fedmsg.d, ./fedmsg.d, FEDMSG_*
+	// /etc/fedmsg.d, ~/.fedmsg.d, ./fedmsg.d, FEDMSG_*: name, endpoints,
+	// certnames, persistent_store, status_directory, ...
+	cfg, err := gilmsg.LoadConfig()
 	if err != nil {
 		log.Fatal(err)
 	}
+	// New opens persistent_store itself, with the store package the
+	// program imports (_ "github.com/gilmsg/gilmsg-go/sqlstore" for
+	// sqlite:// and postgresql://); a typo in a key is logged on
+	// slog.Default with the key it probably meant.
 	bus, err := gilmsg.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Close sends what is still queued: a program that exits without it
+	// loses those messages without a word.
 	defer bus.Close()
 
-	// fedmsg.publish: fire and forget.
-	if _, err := bus.Publish(ctx, "user.login", map[string]any{"user": "alice"}); err != nil {
+	// fedmsg.publish: fire and forget. JSON you already have goes as a
+	// json.RawMessage, so 50 stays 50 (a float64 would be sent as 50.0).
+	order := json.RawMessage(`{"order": 42, "amount": 50}`)
+	if _, err := bus.Publish(ctx, "order.created", order); err != nil {
 		log.Fatal(err)
 	}
 
-	// gilmsg.publish: returns once billing01 has ACKed, or says who did not.
-	_, err = bus.Publish(ctx, "order.created", map[string]any{"order": 42},
-		gilmsg.Recipients("billing01"), gilmsg.AckTimeout(2*time.Second))
+	// gilmsg.publish: returns once billing01's certificate (CN
+	// billing01.example.org) has ACKed, or says who did not, and why.
+	_, err = bus.Publish(ctx, "order.paid", order,
+		gilmsg.Recipients("billing01.example.org"), gilmsg.AckTimeout(2*time.Second))
 	var timeout *gilmsg.AckTimeoutError
 	if errors.As(err, &timeout) {
-		log.Printf("not ACKed by %v", timeout.Missing)
+		log.Printf("not ACKed by %v: %v", timeout.Missing, err)
 	} else if err != nil {
 		log.Fatal(err)
 	}
 
 	// fedmsg.tail_messages: validated messages; gilmsg ones are ACKed.
-	for m, err := range bus.Tail(ctx, "org.fedoraproject.prod.") {
+	// FullTopic builds the full prefix Publish used; Checkpoint keeps the
+	// last seq_ids in <status_directory>/orders-tail, so that a restarted
+	// tail first gets what it missed (from the publishers' replay servers).
+	for m, err := range bus.Tail(ctx, bus.FullTopic("", "order."), gilmsg.Checkpoint("orders-tail")) {
 		if err != nil {
-			log.Print(err)
+			log.Print(err) // a *GapError names messages that could not be recovered
 			continue
 		}
 		fmt.Println(m.Topic, m.Signer, m.Msg())
