@@ -268,7 +268,41 @@ func TestBadStores(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "locked.db")
 		st := openStore(t, "sqlite:///"+path+"?busy_timeout=200")
 		b := newPublisher(t, "pub", []string{"tcp://127.0.0.1:*"}, st, nil)
-		publishN(t, b, 1, 1)
+		// A subscriber, to see what is sent: messages of one connection
+		// arrive in order, so the next it sees after the failed publish
+		// tells whether that one went out.
+		wcfg := gilmsg.DefaultConfig()
+		wcfg.Endpoints = map[string][]string{"pub": {b.Endpoint()}}
+		wcfg.ValidateSignatures = false
+		w, err := gilmsg.New(wcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		sub, err := w.Subscribe(ctxT(t), "", gilmsg.NoReplay())
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := func() string {
+			t.Helper()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			m, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("subscriber: %v", err)
+			}
+			return m.MsgID
+		}
+		if err := b.WaitSubscribers(ctxT(t), "", 1); err != nil {
+			t.Fatal(err)
+		}
+		first, err := b.Publish(context.Background(), "stored", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := next(); id != first.MsgID {
+			t.Fatalf("subscriber saw %s first, want %s", id, first.MsgID)
+		}
 		db, err := sql.Open("sqlite3", "file:"+path)
 		if err != nil {
 			t.Fatal(err)
@@ -288,8 +322,12 @@ func TestBadStores(t *testing.T) {
 			t.Fatalf("publishing into a locked store: %v", err)
 		}
 		conn.ExecContext(context.Background(), "ROLLBACK")
-		if _, err := b.Publish(context.Background(), "stored", "x"); err != nil {
+		after, err := b.Publish(context.Background(), "stored", "x")
+		if err != nil {
 			t.Fatalf("after the lock went: %v", err)
+		}
+		if id := next(); id != after.MsgID {
+			t.Fatalf("subscriber saw %s after the failed publish (%s), want %s: the unstored message was sent", id, se.MsgID, after.MsgID)
 		}
 	})
 }
@@ -451,4 +489,42 @@ func TestPostgresFrozen(t *testing.T) {
 	b.Close()
 	err = within("the store's Close", 15*time.Second, st.Close)
 	t.Logf("publish: %v; Close: %v", se, err)
+}
+
+// A bus that signs stores its messages signed, seq_id included: what a
+// replay server sends again validates as the publisher's.
+func TestStoredMessageIsSigned(t *testing.T) {
+	const cn = "publisher01.example.org"
+	pki, err := gilmsg.NewDevPKI(t.TempDir(), gilmsg.DevPKIOptions{KeyBits: 1024, Hosts: []string{cn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := pki.Config()
+	cfg.Name = cn
+	cfg.Endpoints = map[string][]string{cn: {"tcp://127.0.0.1:*"}}
+	st := openStore(t, "sqlite:///"+filepath.Join(t.TempDir(), "store.db"))
+	b, err := gilmsg.New(cfg, gilmsg.WithStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	r, err := b.Publish(ctxT(t), "stored", map[string]any{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := st.Query(ctxT(t), &gilmsg.Query{SeqIDs: []int64{r.SeqID}})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("query: %v, %d rows", err, len(rows))
+	}
+	env, err := gilmsg.ParseEnvelope(rows[0].Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, _ := env.SeqID(); seq != r.SeqID {
+		t.Fatalf("stored seq_id %d, published %d", seq, r.SeqID)
+	}
+	signer, err := b.Validator().Validate(env)
+	if err != nil || signer != cn {
+		t.Fatalf("the stored message: signer %q, %v; want it signed by %s", signer, err, cn)
+	}
 }
