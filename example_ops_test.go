@@ -2,11 +2,12 @@ package gilmsg_test
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"regexp"
 	"sync/atomic"
+	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
@@ -15,46 +16,89 @@ import (
 // as they happen. A hook runs on the bus's own goroutines: it must be
 // quick and safe for concurrent use.
 func ExampleWithHooks() {
+	pki, cleanup := newPKI("web01")
+	defer cleanup()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
 	var in, rejected atomic.Int64
 	hooks := &gilmsg.Hooks{
 		MessageIn: func(topic string) { in.Add(1) },
 		Rejected:  func(r gilmsg.Reason) { rejected.Add(1) },
 	}
-	cfg, err := gilmsg.LoadConfig()
-	if err != nil {
-		log.Fatal(err)
-	}
-	bus, err := gilmsg.New(cfg, gilmsg.WithHooks(hooks))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer bus.Close()
-	for m, err := range bus.Tail(context.Background(), "") {
-		if err == nil {
-			log.Printf("%s (%d in, %d rejected so far)", m.Topic, in.Load(), rejected.Load())
+	pub := start(pki, "web01", nil, gilmsg.WithModname("web"))
+	defer pub.Close()
+	sub := start(pki, "", []*gilmsg.Bus{pub}, gilmsg.WithHooks(hooks))
+	defer sub.Close()
+
+	go func() {
+		if err := pub.WaitSubscribers(ctx, "page.view", 1); err != nil {
+			return
+		}
+		for _, page := range []string{"/", "/about"} {
+			if _, err := pub.Publish(ctx, "page.view", map[string]any{"path": page}); err != nil {
+				return
+			}
+		}
+	}()
+	n := 0
+	for m, err := range sub.Tail(ctx, "org.example.dev.web.") {
+		if err != nil {
+			log.Fatal(err)
+		}
+		// MessageIn runs before the message is yielded.
+		fmt.Printf("%s (%d in, %d rejected so far)\n", m.Topic, in.Load(), rejected.Load())
+		if n++; n == 2 {
+			break
 		}
 	}
+	// Output:
+	// org.example.dev.web.page.view (1 in, 0 rejected so far)
+	// org.example.dev.web.page.view (2 in, 0 rejected so far)
 }
 
 // A Trigger runs a shell command for the messages that match, as
-// fedmsg-trigger does; the command reads the message on its stdin.
+// fedmsg-trigger does; the command reads the message on its stdin. A
+// service runs it until SIGINT (signal.NotifyContext); this example stops
+// after two runs.
 func ExampleTrigger() {
-	cfg, err := gilmsg.LoadConfig()
-	if err != nil {
-		log.Fatal(err)
-	}
-	bus, err := gilmsg.New(cfg)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer bus.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	pki, cleanup := newPKI("web01")
+	defer cleanup()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pub := start(pki, "web01", nil, gilmsg.WithModname("web"))
+	defer pub.Close()
+	sub := start(pki, "", []*gilmsg.Bus{pub})
+	defer sub.Close()
+
+	go func() {
+		if err := pub.WaitSubscribers(ctx, "page.view", 1); err != nil {
+			return
+		}
+		for _, topic := range []string{"page.view", "_heartbeat", "page.edit"} {
+			if _, err := pub.Publish(ctx, topic, map[string]any{"path": "/about"}); err != nil {
+				return
+			}
+		}
+	}()
+
+	runCtx, stop := context.WithCancel(ctx)
+	shell := gilmsg.ShellCommand(`grep -o '"topic":"[^"]*"'`, os.Stdout, os.Stderr)
+	runs := 0
 	t := &gilmsg.Trigger{
 		Exclude: regexp.MustCompile(`_heartbeat`),
-		Action:  gilmsg.ShellCommand(`jq -r .msg_id >> /var/tmp/ids`, os.Stdout, os.Stderr),
+		Action: func(ctx context.Context, m *gilmsg.Message) error {
+			err := shell(ctx, m)
+			if runs++; runs == 2 { // actions run one at a time
+				stop()
+			}
+			return err
+		},
 	}
-	if err := t.Run(ctx, bus.Tail(ctx, "org.fedoraproject.prod.bodhi")); err != nil && ctx.Err() == nil {
-		log.Fatal(err)
-	}
+	err := t.Run(runCtx, sub.Tail(runCtx, "org.example.dev.web."))
+	fmt.Println("Run:", err)
+	// Output:
+	// "topic":"org.example.dev.web.page.view"
+	// "topic":"org.example.dev.web.page.edit"
+	// Run: context canceled
 }

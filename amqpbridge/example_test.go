@@ -14,6 +14,12 @@ import (
 // configuration, the broker from its amqp_* keys. Publishers that list
 // the bridge's CN among their recipients learn that the broker has their
 // message.
+//
+// The bridge examples have no output, so go test compiles them without
+// running them: they need the machine's fedmsg configuration and a
+// broker, and run until a signal. examples/amqp-bridge runs both
+// directions against a broker you name, and the package's tests do so
+// against a throwaway one.
 func ExampleNewZmqToAMQP() {
 	cfg, err := gilmsg.LoadConfig()
 	if err != nil {
@@ -41,7 +47,9 @@ func ExampleNewZmqToAMQP() {
 }
 
 // The other way: broker messages onto the bus, signed by the bridge, each
-// acked on the broker only once billing01 has ACKed it on the bus.
+// acked on the broker only once billing01 has ACKed it on the bus. No
+// output, as above: it needs a broker, and runs until the broker or the
+// bus goes away for good.
 func ExampleNewAMQPToZmq() {
 	cfg, err := gilmsg.LoadConfig()
 	if err != nil {
