@@ -11,6 +11,10 @@ import (
 
 // A publisher that stores what it sends, its replay server, and a
 // consumer that recovers gaps and catches up after restarts.
+//
+// It has no output, so go test compiles it without running it: it uses
+// the machine's fedmsg configuration and store, and tails forever. The
+// package's tests run the same steps on throwaway stores.
 func ExampleOpen() {
 	ctx := context.Background()
 	cfg, err := gilmsg.LoadConfig() // persistent_store, replay_endpoints, status_directory, ...
