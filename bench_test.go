@@ -287,7 +287,7 @@ func rsaFloor(b *testing.B) (*rsa.PrivateKey, []byte) {
 	text, err := MarshalCanonical(map[string]any{
 		"crypto": "x509", "topic": "org.example.dev.bench.reliable", "msg": e2ePayload(),
 		"timestamp": time.Now().Unix(), "msg_id": "2025-c0ffee00-1234-4abc-9def-0123456789ab",
-		"i": 1, "username": "bench", "gilmsg_version": GilmsgVersion,
+		"i": 1, "username": "bench", "gilmsg_version": ProtocolVersion,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -562,7 +562,7 @@ func appendPlainEnvelope(dst []byte, topic string, msg []byte, timestamp int64, 
 	}
 	e.buf = append(e.buf, '{')
 	if gilmsg {
-		if err := str(`"gilmsg_version":`, GilmsgVersion); err != nil {
+		if err := str(`"gilmsg_version":`, ProtocolVersion); err != nil {
 			return dst, err
 		}
 		e.buf = append(e.buf, ',')

@@ -3,6 +3,7 @@ package gilmsg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/user"
@@ -80,6 +81,7 @@ type options struct {
 	hooks        *Hooks
 	store        Store
 	storeTimeout time.Duration
+	errs         []error // options given values they cannot take
 }
 
 func defaultOptions(cfg *Config) options {
@@ -142,8 +144,17 @@ func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait
 // WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer
 // sending a larger message is disconnected. Default: the config's
 // max_message_size ([Config.MaxMessageBytes], [DefaultMaxMessageSize]
-// unset); -1 means no limit.
-func WithMaxMessageSize(n int64) Option { return func(o *options) { o.maxMsgSize = n } }
+// unset); -1 means no limit. Other values below 1 make [New] fail with
+// [ErrInvalidOption].
+func WithMaxMessageSize(n int64) Option {
+	return func(o *options) {
+		if n < 1 && n != -1 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithMaxMessageSize(%d): want a size in bytes, or -1 for no limit", ErrInvalidOption, n))
+			return
+		}
+		o.maxMsgSize = n
+	}
+}
 
 // WithResend sets whether a reliable publish may send its message again
 // while ACKs are missing. Python gilmsg consumers process every copy they
@@ -172,8 +183,17 @@ func WithResend(on bool, first, most time.Duration) Option {
 }
 
 // WithMaxInFlight caps the reliable publishes [Bus.PublishAsync] keeps
-// waiting at once. Default 1024.
-func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
+// waiting at once. Default 1024; below 1, [New] fails with
+// [ErrInvalidOption].
+func WithMaxInFlight(n int) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithMaxInFlight(%d): want at least 1", ErrInvalidOption, n))
+			return
+		}
+		o.maxInFlight = n
+	}
+}
 
 // New joins the bus described by cfg (nil: [DefaultConfig]), after
 // checking it with [Config.Validate]. When cfg.Name has endpoints, it binds
@@ -190,6 +210,9 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 	o := defaultOptions(cfg)
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if len(o.errs) > 0 {
+		return nil, errors.Join(o.errs...)
 	}
 	b := &Bus{
 		cfg:       cfg,

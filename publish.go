@@ -18,9 +18,14 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// GilmsgVersion is the gilmsg_version this package puts on reliable
+// ProtocolVersion is the gilmsg_version this package puts on reliable
 // messages: the Python gilmsg release whose protocol it speaks.
-const GilmsgVersion = "0.1.2"
+const ProtocolVersion = "0.1.2"
+
+// GilmsgVersion is [ProtocolVersion].
+//
+// Deprecated: use ProtocolVersion; gilmsg.GilmsgVersion stutters.
+const GilmsgVersion = ProtocolVersion
 
 // PublishOption configures one [Bus.Publish].
 type PublishOption func(*pubOptions)
@@ -221,7 +226,7 @@ func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions
 		fieldUsername:  username,
 	}
 	if gilmsg {
-		fields[fieldGilmsgVersion] = GilmsgVersion
+		fields[fieldGilmsgVersion] = ProtocolVersion
 	}
 	if stored {
 		return b.prepareStored(ctx, fields, sign)

@@ -519,7 +519,7 @@ func TestReplayedInvalidNeverYieldedOrAcked(t *testing.T) {
 	}
 	signed := func(seq int64, tamper bool) []byte {
 		f := map[string]any{"topic": "org.example.dev.svc.x", "msg": map[string]any{"n": seq}, "msg_id": fmt.Sprint("id-", seq),
-			"seq_id": seq, "timestamp": 1700000000, "i": 1, "username": "u", "gilmsg_version": GilmsgVersion}
+			"seq_id": seq, "timestamp": 1700000000, "i": 1, "username": "u", "gilmsg_version": ProtocolVersion}
 		if err := signer.Sign(f); err != nil {
 			t.Fatal(err)
 		}

@@ -302,7 +302,7 @@ func (e *benchEnv) signedText() ([]byte, error) {
 	return gilmsg.MarshalCanonical(map[string]any{
 		"crypto": "x509", "topic": benchPrefix + "reliable", "msg": e.payload,
 		"timestamp": now.Unix(), "msg_id": strconv.Itoa(now.Year()) + "-" + uuid.NewString(),
-		"i": 1, "username": "bench", "gilmsg_version": gilmsg.GilmsgVersion,
+		"i": 1, "username": "bench", "gilmsg_version": gilmsg.ProtocolVersion,
 	})
 }
 

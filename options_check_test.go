@@ -1,0 +1,36 @@
+package gilmsg
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestOptionsCheckTheirInput: a value an option cannot take fails New,
+// naming the option, instead of changing its meaning silently.
+func TestOptionsCheckTheirInput(t *testing.T) {
+	for _, c := range []struct {
+		opt  Option
+		name string
+	}{
+		{WithMaxInFlight(0), "WithMaxInFlight(0)"},
+		{WithMaxInFlight(-3), "WithMaxInFlight(-3)"},
+		{WithMaxMessageSize(0), "WithMaxMessageSize(0)"},
+		{WithMaxMessageSize(-2), "WithMaxMessageSize(-2)"},
+	} {
+		b, err := New(nil, c.opt)
+		if err == nil {
+			b.Close()
+			t.Errorf("New with %s: no error", c.name)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("New with %s: %v, want ErrInvalidOption naming it", c.name, err)
+		}
+	}
+	b, err := New(nil, WithMaxMessageSize(-1), WithMaxInFlight(1))
+	if err != nil {
+		t.Fatalf("New with -1 (no limit) and 1: %v", err)
+	}
+	b.Close()
+}
