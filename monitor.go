@@ -51,12 +51,13 @@ type peerCount struct {
 // the monitored socket before that socket binds or connects (events that
 // precede it are not seen), and closed before the context is terminated.
 type connMonitor struct {
-	group *monitorGroup
-	own   bool          // the group is this monitor's alone: Close closes it
-	id    int           // its id in the group's poller; the group's goroutine's
-	pair  *zmq.Socket   // owned by the group's goroutine once added
-	done  chan struct{} // closed when the group has closed pair
-	lost  func(endpoint string)
+	group   *monitorGroup
+	own     bool          // the group is this monitor's alone: Close closes it
+	id      int           // its id in the group's poller; the group's goroutine's
+	pair    *zmq.Socket   // owned by the group's goroutine once added
+	done    chan struct{} // closed when the group has closed pair
+	lost    func(endpoint string)
+	dropped func()
 
 	mu      sync.Mutex
 	peers   map[string]*peerCount
@@ -104,6 +105,13 @@ type monitorOption func(*connMonitor)
 // non-ZMTP listener cannot cause a reconnect storm.
 func withLostHook(fn func(endpoint string)) monitorOption {
 	return func(m *connMonitor) { m.lost = fn }
+}
+
+// withDropHook calls fn, on the monitor's goroutine (it must not block),
+// each time a handshaken connection of a connecting socket drops, whether
+// or not libzmq makes it again.
+func withDropHook(fn func()) monitorOption {
+	return func(m *connMonitor) { m.dropped = fn }
 }
 
 // newConnMonitor starts monitoring s, on a group of its own. Call it from
@@ -310,6 +318,9 @@ func (m *connMonitor) apply(ev zmq.Event, addr string) {
 		drop = p.drops
 	}
 	m.mu.Unlock()
+	if lost && m.dropped != nil {
+		m.dropped()
+	}
 	if lost && m.lost != nil {
 		time.AfterFunc(lostGrace, func() {
 			m.mu.Lock()

@@ -621,3 +621,18 @@ func TestCatchUpPagesFlatMemory(t *testing.T) {
 		t.Fatalf("the heap grew by %d MB for a backlog of %d MB", grew>>20, backlog>>20)
 	}
 }
+
+// Case 10: a publisher that stored a message and died before sending it;
+// the running subscription gets it from the store once the publisher's
+// connection drops, with no further message from it.
+func TestStoredButUnsentReachesTail(t *testing.T) {
+	srv := startFakeReplay(t, "")
+	pub := newSeqPub(t)
+	_, sub := replaySub(t, pub, srv.addr)
+	pub.waitSubscribed(t)
+	srv.put(seqBodies(1, 2)...)
+	pub.send(t, seqBody(1, "id-1"))
+	wantSeqs(t, sub, 1)
+	pub.sock.Close() // dies with 2 stored and not sent
+	wantSeqs(t, sub, 2)
+}

@@ -166,8 +166,9 @@ type Subscription struct {
 	// the wait, for Close, context watchers and lost connections.
 	poller *readyPoller
 
-	lostMu sync.Mutex
-	lost   []int // sockets whose connection must be made again
+	lostMu  sync.Mutex
+	lost    []int // sockets whose connection must be made again
+	dropped []int // sockets whose connection dropped: ask what followed (reconnect.go)
 
 	addMu sync.Mutex
 	adds  []*endpointAdd // endpoints the reader is asked to open (addEndpoints)
@@ -309,7 +310,7 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 	// it reports connections libzmq will not restore by itself (a peer
 	// that sent more than ZMQ_MAXMSGSIZE).
 	i := len(s.socks)
-	mon, err := s.monGroup.add(b.zctx, sock, withLostHook(func(string) { s.markLost(i) }))
+	mon, err := s.monGroup.add(b.zctx, sock, withLostHook(func(string) { s.markLost(i) }), withDropHook(func() { s.markDropped(i) }))
 	if err != nil {
 		sock.Close()
 		return err
@@ -646,6 +647,7 @@ func (s *Subscription) reconnectLost() {
 	lost := s.lost
 	s.lost = nil
 	s.lostMu.Unlock()
+	s.catchUpDropped()
 	for _, i := range lost {
 		addr := s.eps[i].addr
 		s.socks[i].Disconnect(addr)
