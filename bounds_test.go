@@ -2,6 +2,7 @@ package gilmsg
 
 import (
 	"bytes"
+	zmq "github.com/pebbe/zmq4"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +83,60 @@ func TestQuoteShort(t *testing.T) {
 			t.Errorf("quoteShort(%.20q...) = %.100q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// TestRelayStuckSubscriberBounded: with high_water_mark 0 (fedmsg's
+// default), the relay queues at most DefaultFanoutBytes of
+// max_message_size messages for a subscriber that does not read, not
+// everything (500 of 4 MB took a relay to 1.97 GB).
+func TestRelayStuckSubscriberBounded(t *testing.T) {
+	checkLeaks(t)
+	if got := fanoutHWM(sockOptsFromConfig(DefaultConfig())); got != DefaultFanoutBytes/DefaultMaxMessageSize {
+		t.Fatalf("fanoutHWM = %d", got)
+	}
+	// max_message_size 1 MiB: a queue of 1,024 messages, of 4 kB here.
+	cfg := relayTestConfig()
+	cfg.MaxMessageSize = 1 << 20
+	const n = 4000
+	r := testRelay(t, cfg)
+	runRelay(t, r)
+	zctx := testZCtx(t)
+	c := newRelayClients(t, zctx, r)
+	o := testSockOpts()
+	o.HWM = 10
+	stuck := testSocket(t, zctx, zmq.SUB, o)
+	stuck.SetRcvbuf(64 << 10)
+	stuck.SetSubscribe("")
+	if err := stuck.Connect(r.OutboundEndpoint()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stuck subscriber to get a probe", func() bool {
+		c.pub.SendMessage("probe", "{}")
+		_, err := stuck.RecvMessageBytes(zmq.DONTWAIT)
+		return err == nil
+	})
+	body := bytes.Repeat([]byte("y"), 4<<10)
+	before := r.Stats().Forwarded
+	for i := range n {
+		if _, err := c.pub.SendMessage("t", body); err != nil {
+			t.Fatal(err)
+		}
+		for r.Stats().Forwarded+1000 < before+uint64(i+1) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(t, "the relay to forward everything", func() bool { return r.Stats().Forwarded >= before+n })
+	got := 0
+	stuck.SetRcvtimeo(500 * time.Millisecond)
+	for {
+		if _, err := stuck.RecvMessageBytes(0); err != nil {
+			break
+		}
+		got++
+	}
+	// The kernel's buffers (a few MB on loopback) come on top of 1,024.
+	if got >= n-500 {
+		t.Fatalf("the stuck subscriber got %d of %d messages: nothing bounded its queue", got, n)
+	}
+	t.Logf("stuck subscriber kept %d of %d (queue %d)", got, n, fanoutHWM(sockOptsFromConfig(cfg)))
 }

@@ -24,9 +24,11 @@ const (
 // validated: clients validate what they need to.
 //
 // Memory stays bounded however slow a client is: the PUB socket keeps at
-// most fedmsg.consumers.gateway.high_water_mark messages per client
-// (default 1000; 0, which would mean no limit, is taken as the default)
-// and drops the newest for a client that is that far behind.
+// most fedmsg.consumers.gateway.high_water_mark messages per client and
+// drops the newest for a client that is that far behind. Unset (or 0,
+// which would mean no limit), it is fedmsg's 1000, or fewer when 1000
+// messages of max_message_size would be past [DefaultFanoutBytes]: 128
+// with the default 8 MiB.
 //
 // Run, Close and Stats are safe from any goroutine.
 type Gateway struct {
@@ -72,10 +74,11 @@ func NewGateway(cfg *Config, opts ...GatewayOption) (*Gateway, error) {
 		}
 		o.bind = "tcp://*:" + strconv.Itoa(port)
 	}
-	hwm, err := cfg.ExtraInt(GatewayHWMKey, DefaultGatewayHWM)
+	hwm, err := cfg.ExtraInt(GatewayHWMKey, -1)
 	if err != nil {
 		return nil, err
 	}
+	set := hwm != -1
 	g := &Gateway{}
 	g.r, err = newRelay(cfg, o.relay, nil, func(r *Relay, cfg *Config) error {
 		n, err := r.openGateway(cfg, o.bind, hwm)
@@ -85,7 +88,7 @@ func NewGateway(cfg *Config, opts ...GatewayOption) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	if hwm <= 0 {
+	if set && hwm <= 0 {
 		g.r.log.Warn("gilmsg: gateway high_water_mark must bound each client's queue; using the default",
 			"key", GatewayHWMKey, "value", hwm, "default", DefaultGatewayHWM)
 	}
@@ -120,7 +123,7 @@ func (r *Relay) openGateway(cfg *Config, bind string, hwm int) (int, error) {
 	}
 	r.inbound = fmt.Sprintf("%d endpoints", n)
 	if hwm <= 0 {
-		hwm = DefaultGatewayHWM
+		hwm = gatewayHWM(so)
 	}
 	so.HWM = hwm
 	if r.pub, err = newSocket(r.zctx, zmq.PUB, so); err != nil {
@@ -130,6 +133,16 @@ func (r *Relay) openGateway(cfg *Config, bind string, hwm int) (int, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+// gatewayHWM is the gateway's queue per client when its key is not set:
+// [DefaultGatewayHWM], fedmsg's, or fewer when that many messages of
+// max_message_size would be past [DefaultFanoutBytes].
+func gatewayHWM(so sockOpts) int {
+	if so.MaxMsgSize <= 0 {
+		return DefaultGatewayHWM
+	}
+	return int(min(DefaultGatewayHWM, max(DefaultFanoutBytes/so.MaxMsgSize, 1)))
 }
 
 // Endpoint returns the address the gateway's PUB socket is bound at, as

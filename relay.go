@@ -23,7 +23,9 @@ const relayBatch = 256
 // that is not fedmsg's two frames (counted in [RelayStats.NotTwoFrames]).
 //
 // Like any PUB socket, the outbound side drops messages for a subscriber
-// that is past high_water_mark (0, the default, means no limit).
+// that is past its queue: high_water_mark, or when that is 0 (fedmsg's
+// "no limit") [DefaultFanoutBytes] of messages of max_message_size, the
+// most one message on the inbound side may be.
 //
 // Run, Close, Stats and the endpoint methods are safe from any goroutine.
 type Relay struct {
@@ -146,6 +148,7 @@ func (r *Relay) open(cfg *Config) error {
 	if r.inbound, err = bindFirst(r.sub, "relay_inbound", cfg.RelayInbound); err != nil {
 		return err
 	}
+	so.SendHWM = fanoutHWM(so)
 	if r.pub, err = newSocket(r.zctx, zmq.PUB, so); err != nil {
 		return err
 	}

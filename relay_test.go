@@ -310,6 +310,7 @@ func TestRelayRunResumesMidBatch(t *testing.T) {
 	// inproc send queues the message at the relay before it returns.
 	cfg := relayTestConfig()
 	cfg.RelayInbound = []string{inprocAddr("relay-in")}
+	cfg.HighWaterMark = 100 * relayBatch // the burst below goes out whole
 	r, err := NewRelay(cfg, WithRelayHooks(hooks))
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,36 @@ type sockOpts struct {
 	// MaxMsgSize is ZMQ_MAXMSGSIZE, checked on receive; 0 or negative = no
 	// limit. See the package notes above for what exceeding it does.
 	MaxMsgSize int64
+	// SendHWM, when above 0, is ZMQ_SNDHWM instead of HWM: see [fanoutHWM].
+	SendHWM int
+}
+
+// DefaultFanoutBytes is what the relay's outbound socket, which queues
+// messages for each subscriber, may hold for one that does not read (a
+// stopped process, a dead network), at most: when high_water_mark is 0,
+// fedmsg's default and "no limit", it queues [DefaultFanoutBytes] /
+// max_message_size messages ([fanoutHWM]): 128 of 8 MiB. A subscriber
+// that is slow but reading takes what it is sent into its own queue, so
+// a burst is dropped for it only where its own queue drops it
+// (RELIABILITY.md measures 100,000 messages of 1 KB). The gateway bounds
+// its clients the same way ([NewGateway]).
+const DefaultFanoutBytes = 1 << 30
+
+// minFanoutHWM is the least per-peer queue [fanoutHWM] chooses, whatever
+// max_message_size says.
+const minFanoutHWM = 128
+
+// fanoutHWM is the send high-water mark of a socket that queues for each
+// peer: high_water_mark when it is set, else enough messages of
+// max_message_size to fill [DefaultFanoutBytes], at least [minFanoutHWM].
+func fanoutHWM(o sockOpts) int {
+	if o.HWM > 0 {
+		return o.HWM
+	}
+	if o.MaxMsgSize <= 0 {
+		return minFanoutHWM
+	}
+	return int(max(DefaultFanoutBytes/o.MaxMsgSize, minFanoutHWM))
 }
 
 // sockOptsFromConfig reads the fedmsg keys, and max_message_size.
@@ -202,13 +232,17 @@ func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
 		return nil, fmt.Errorf("gilmsg: new %v socket: %w", t, err)
 	}
 	linger := sendLingerMS(t, o.LingerMS)
+	sndHWM := o.HWM
+	if o.SendHWM > 0 {
+		sndHWM = o.SendHWM
+	}
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	sets := []struct {
 		key string
 		val int64
 		set func() error
 	}{
-		{"high_water_mark", int64(o.HWM), func() error { return s.SetSndhwm(o.HWM) }},
+		{"high_water_mark", int64(sndHWM), func() error { return s.SetSndhwm(sndHWM) }},
 		{"high_water_mark", int64(o.HWM), func() error { return s.SetRcvhwm(o.HWM) }},
 		{"zmq_linger", int64(linger), func() error { return s.SetLinger(ms(linger)) }},
 		{"zmq_tcp_keepalive", int64(o.TCPKeepalive), func() error { return s.SetTcpKeepalive(o.TCPKeepalive) }},
