@@ -36,7 +36,7 @@ const (
 //     actions run are run right after them, without a new wait.
 //
 // Memory is bounded: past QueueLimit queued messages or QueueBytes of
-// them, Trigger stops reading, and the bus drops what exceeds
+// messages (queued or in the batch being run), Trigger stops reading, and the bus drops what exceeds
 // high_water_mark, as for any slow subscriber.
 type Trigger struct {
 	Include, Exclude *regexp.Regexp // nil: no filter
@@ -123,13 +123,14 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 	var (
 		pending      []*Message
 		pendingBytes int64
-		ready        bool // the wait is over: run pending as soon as the worker is free
+		runningBytes int64 // of the batch the worker has
+		ready        bool  // the wait is over: run pending as soon as the worker is free
 		running      bool
 		ended        bool // msgs ended: run what is queued, then return
 	)
 	for ctx.Err() == nil && (!ended || running || len(pending) > 0) {
 		var inCh <-chan *Message
-		if !ended && len(pending) < limit && pendingBytes < limitBytes {
+		if !ended && len(pending) < limit && pendingBytes+runningBytes < limitBytes {
 			inCh = in
 		}
 		var out chan<- []*Message
@@ -155,9 +156,10 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 		case <-timer.C:
 			ready = true
 		case out <- pending:
-			pending, pendingBytes, ready, running = nil, 0, false, true
+			pending, ready, running = nil, false, true
+			pendingBytes, runningBytes = 0, pendingBytes
 		case <-workerIdle:
-			running = false
+			running, runningBytes = false, 0
 			ready = len(pending) > 0
 		case <-ctx.Done():
 		}
