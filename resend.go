@@ -159,7 +159,11 @@ func (b *Bus) awaitAcks(wctx context.Context, l *ackListener, p *pending, out *o
 		case <-changed:
 		case <-lateTimer.C:
 		case <-fallbackTimer.C:
-			if wait, ok := b.untilLate(l, p, sent); ok && wait > 0 {
+			wait, ok := b.untilLate(l, p, sent)
+			if !ok {
+				continue // all in: done is closed
+			}
+			if wait > 0 {
 				fallbackTimer.Reset(wait)
 				continue
 			}

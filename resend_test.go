@@ -329,6 +329,36 @@ func TestAckedRecipientIsNoReasonToResend(t *testing.T) {
 	}
 }
 
+// The slow fallback, too, sends nothing while no recipient is late: a
+// recipient known to be slow is left to answer in its own time.
+func TestFallbackWaitsUntilLate(t *testing.T) {
+	n := newTestNet(t)
+	slow := newPyTail(t, n, c1)
+	pub := n.start(pubCN, WithResend(true, 20*time.Millisecond, 20*time.Millisecond))
+	slow.run(t, pub.Endpoint(), pub.ackTopic, nil)
+	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
+		t.Fatal(err)
+	}
+	pub.ackDelays.observe(c1, time.Minute) // late only after minutes
+	slow.setHold(true)
+	res := publishInBackground(t, pub, Recipients(c1), AckTimeout(30*time.Second))
+	waitFor(t, "the recipient to get it", func() bool { return len(slow.heldIDs()) == 1 })
+	sent := time.Now()
+	// Ten fallback periods.
+	waitFor(t, "the fallback's time", func() bool { return time.Since(sent) > 200*time.Millisecond })
+	slow.setHold(false)
+	got := <-res
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if s := pub.Stats(); s.Resends != 0 {
+		t.Fatalf("%d fallback resends to a recipient that was not late", s.Resends)
+	}
+	if c := slow.count(got.r.MsgID); c != 1 {
+		t.Fatalf("the slow recipient got %d copies", c)
+	}
+}
+
 func (p *pyTail) heldIDs() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
