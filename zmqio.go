@@ -9,10 +9,13 @@ package gilmsg
 // allocations, on the path every message of a subscription takes.
 //
 // All need the libzmq socket pointer, which pebbe/zmq4 keeps unexported:
-// socketHandle reads it from the *zmq.Socket's first field (go.mod pins
-// the version whose layout that is) and checks it by asking libzmq the
-// socket's type through it, which libzmq answers only for a live socket
-// (it tags each one). Where the check fails, the pebbe/zmq4 calls are used.
+// socketHandle reads it from the *zmq.Socket's first field. go.mod pins
+// the version whose layout that is, but a program importing gilmsg can
+// raise it, so the layout is checked once with reflect (first field
+// "soc", an unsafe.Pointer, at offset 0: socketLayoutOK), and each handle
+// by asking libzmq the socket's type through it, which libzmq answers
+// only for a live socket (it tags each one). Where either check fails, the
+// pebbe/zmq4 calls are used.
 
 /*
 #cgo pkg-config: libzmq
@@ -162,6 +165,8 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -171,6 +176,9 @@ import (
 // socketHandle returns the libzmq socket under s, or nil where it cannot
 // be had safely (see the top of this file). It is for the owner of s.
 func socketHandle(s *zmq.Socket) unsafe.Pointer {
+	if !useSocketHandle || !socketLayoutOK() {
+		return nil
+	}
 	// pebbe/zmq4 v1.4.0: type Socket struct { soc unsafe.Pointer; ... }
 	h := (*struct{ soc unsafe.Pointer })(unsafe.Pointer(s)).soc
 	if h == nil {
@@ -181,6 +189,26 @@ func socketHandle(s *zmq.Socket) unsafe.Pointer {
 		return nil
 	}
 	return h
+}
+
+// useSocketHandle false makes socketHandle return nil, so that every
+// socket uses pebbe/zmq4's calls: tests flip it to run that path.
+var useSocketHandle = true
+
+// socketLayoutOK says whether zmq.Socket's layout is the one socketHandle
+// reads.
+var socketLayoutOK = sync.OnceValue(func() bool {
+	return handleFieldFirst(reflect.TypeFor[zmq.Socket]())
+})
+
+// handleFieldFirst says whether struct type t starts with a field soc of
+// type unsafe.Pointer.
+func handleFieldFirst(t reflect.Type) bool {
+	if t.Kind() != reflect.Struct || t.NumField() == 0 {
+		return false
+	}
+	f := t.Field(0)
+	return f.Name == "soc" && f.Offset == 0 && f.Type == reflect.TypeFor[unsafe.Pointer]()
 }
 
 // frameReader receives whole messages: two cgo calls and one allocation

@@ -3,9 +3,12 @@ package gilmsg
 import (
 	"bytes"
 	"fmt"
+	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -21,6 +24,58 @@ func TestSocketHandle(t *testing.T) {
 		if socketHandle(s) == nil {
 			t.Errorf("%v: no handle: pebbe/zmq4's Socket layout is not the one zmqio.go reads", typ)
 		}
+	}
+}
+
+// TestSocketLayoutCheck: the reflect check accepts pebbe/zmq4's Socket
+// and refuses layouts it must not read through.
+func TestSocketLayoutCheck(t *testing.T) {
+	if !socketLayoutOK() {
+		t.Error("the pinned pebbe/zmq4 Socket fails the layout check")
+	}
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[struct{ soc uintptr }](),
+		reflect.TypeFor[struct{ sock unsafe.Pointer }](),
+		reflect.TypeFor[struct {
+			ctx unsafe.Pointer
+			soc unsafe.Pointer
+		}](),
+		reflect.TypeFor[struct{}](),
+		reflect.TypeFor[unsafe.Pointer](),
+	} {
+		if handleFieldFirst(typ) {
+			t.Errorf("%v passes the layout check", typ)
+		}
+	}
+}
+
+// TestPublicCallsFallback: with no socket handle (a pebbe/zmq4 whose
+// layout changed), publishing and tailing go through pebbe/zmq4's calls
+// and a message still arrives whole.
+func TestPublicCallsFallback(t *testing.T) {
+	useSocketHandle = false
+	t.Cleanup(func() { useSocketHandle = true })
+	n := newTestNet(t)
+	pub := n.start("publisher01.example.org", WithModname("bodhi"))
+	sub := n.start("")
+	msgs := tail(t, sub, "")
+	if pub.pub.handle != nil {
+		t.Fatal("the publisher has a socket handle with useSocketHandle false")
+	}
+	if err := pub.WaitSubscribers(ctxT(t), "update.request", 1); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 1<<20)
+	if _, err := pub.Publish(ctxT(t), "update.request", map[string]any{"n": 1, "big": big}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, msgs)
+	var got struct {
+		N   int
+		Big string
+	}
+	if err := m.Decode(&got); err != nil || got.N != 1 || got.Big != big || m.Signer != "publisher01.example.org" {
+		t.Errorf("got n=%d, %d bytes, signer %q, err %v", got.N, len(got.Big), m.Signer, err)
 	}
 }
 
