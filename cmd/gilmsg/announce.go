@@ -10,8 +10,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newAnnounceCmd()) }
-
 func newAnnounceCmd() *cobra.Command {
 	var link string
 	cmd := &cobra.Command{

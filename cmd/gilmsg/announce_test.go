@@ -64,7 +64,6 @@ func shortHost(t *testing.T) string {
 
 func TestAnnounce(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	rig := newRelayRig(t, "announce01")
 	rig.cfg.Certnames["announce."+shortHost(t)] = "announce01"
 	rig.cfg.RoutingPolicy = map[string][]string{"org.example.dev.announce.announcement": {"announce01"}}
@@ -99,7 +98,6 @@ func TestAnnounce(t *testing.T) {
 }
 
 func TestAnnounceWithoutRelayFails(t *testing.T) {
-	isolateConfigSources(t)
 	pki := devPKI(t, "announce01")
 	cfg := testConfig(pki)
 	cfg.Timeout = 0.2

@@ -32,8 +32,6 @@ import (
 	"github.com/gilmsg/gilmsg-go/internal/rsasig"
 )
 
-func init() { rootCmd.AddCommand(newBenchCmd()) }
-
 type benchOptions struct {
 	quick       bool
 	json        bool

@@ -7,8 +7,6 @@ import (
 	"testing"
 )
 
-func init() { freshCommands["bench"] = newBenchCmd }
-
 // benchKeys are the numbers `gilmsg bench --json` promises, with its
 // default of 3 recipients.
 var benchKeys = []string{

@@ -15,8 +15,6 @@ import (
 	"github.com/gilmsg/gilmsg-go/amqpbridge"
 )
 
-func init() { rootCmd.AddCommand(newBridgeCmd()) }
-
 // newBridgeCmd builds the command afresh so that tests get their own flags.
 func newBridgeCmd() *cobra.Command {
 	cmd := &cobra.Command{

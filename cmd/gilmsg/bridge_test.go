@@ -14,10 +14,15 @@ import (
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
-func init() { freshCommands["bridge"] = newBridgeCmd }
-
-// TestMain stops the broker the bridge tests started, if any.
+// TestMain keeps the machine's FEDMSG_* variables out of the tests, and
+// stops the broker the bridge tests started, if any. (A test that sets
+// one with t.Setenv cannot be parallel, so the others never see it.)
 func TestMain(m *testing.M) {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "FEDMSG_") {
+			os.Unsetenv(name)
+		}
+	}
 	code := m.Run()
 	testenv.StopSharedRabbitMQ()
 	os.Exit(code)

@@ -12,8 +12,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newCanonicalCmd()) }
-
 // errReported ends a command whose failure is already on stderr, so run
 // adds nothing (it skips errors with an empty message).
 var errReported = errors.New("")

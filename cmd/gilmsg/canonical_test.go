@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"strings"
 	"testing"
 )
@@ -10,17 +10,9 @@ import (
 // stdin, stdout and stderr replaced.
 func runCanonical(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	rootCmd.SetIn(strings.NewReader(stdin))
-	rootCmd.SetOut(&out)
-	rootCmd.SetErr(&errOut)
-	t.Cleanup(func() {
-		rootCmd.SetIn(nil)
-		rootCmd.SetOut(nil)
-		rootCmd.SetErr(nil)
-	})
-	code = run(append([]string{"canonical"}, args...))
-	return code, out.String(), errOut.String()
+	var out, errOut syncBuffer
+	r := runCLIWith(t, context.Background(), strings.NewReader(stdin), &out, &errOut, append([]string{"canonical"}, args...)...)
+	return r.code, r.stdout, r.stderr
 }
 
 func TestCanonicalCommand(t *testing.T) {

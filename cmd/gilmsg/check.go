@@ -13,8 +13,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newCheckCmd()) }
-
 func newCheckCmd() *cobra.Command {
 	var consumers, producers []string
 	var timeout float64

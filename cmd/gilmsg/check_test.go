@@ -61,7 +61,6 @@ func TestCheckAsFedmsgCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isolateConfigSources(t)
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")
 	reportEvery(t, endpoint, report)
 	cfg := gilmsg.DefaultConfig()
@@ -92,7 +91,6 @@ func TestCheckAsFedmsgCheck(t *testing.T) {
 
 func TestCheckFailures(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	res := runCLI(t, nil, "check", "--config", writeConfig(t, gilmsg.DefaultConfig()))
 	if want := "Error: No monitoring endpoint has been configured: please set \"moksha.monitoring.socket\"\n"; res.code != exitFailure || res.stderr != want {
 		t.Errorf("no endpoint: exit %d, stderr %q", res.code, res.stderr)
@@ -121,7 +119,6 @@ func (namedConsumer) Consume(context.Context, *gilmsg.Message) error {
 // A Go hub: RunConsumers publishes the status that check reads.
 func TestCheckGoHub(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")
 	hcfg := testConfig(n.pki)

@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { rootCmd.AddCommand(newConfigCmd()) }
-
 // newConfigCmd builds the command afresh so that tests can get their own
 // flags.
 func newConfigCmd() *cobra.Command {

@@ -8,62 +8,26 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/spf13/cobra"
 )
 
-// isolateConfigSources keeps the machine's ~/.fedmsg.d, ./fedmsg.d and
-// FEDMSG_* variables out of a test, and returns the repository's
-// testdata/config as an absolute path.
-func isolateConfigSources(t *testing.T) string {
+// configFixtures returns the repository's testdata/config as an absolute
+// path. (The machine's config directories are kept out of every run by
+// runCLIWith, its FEDMSG_* variables by TestMain.)
+func configFixtures(t *testing.T) string {
 	t.Helper()
 	fixtures, err := filepath.Abs("../../testdata/config")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "FEDMSG_") {
-			t.Setenv(name, "") // so that it is restored afterwards
-			if err := os.Unsetenv(name); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	t.Setenv("HOME", t.TempDir())
-	t.Chdir(t.TempDir())
 	return fixtures
 }
 
-// runConfigCmd runs gilmsg with args through rootCmd, as main does, and
-// returns the exit code and what was printed on stdout. rootCmd is shared
-// by every test of the package, so the output and the flags this command
-// may set are reset afterwards.
+// runConfigCmd runs gilmsg with args, as main does, and returns the exit
+// code and what was printed on stdout.
 func runConfigCmd(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	var out bytes.Buffer
-	rootCmd.SetOut(&out)
-	defer func() {
-		rootCmd.SetOut(nil)
-		resetFlag(t, rootCmd, configFlag)
-		cmd, _, err := rootCmd.Find([]string{"config"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resetFlag(t, cmd, "query")
-	}()
-	return run(args), out.String()
-}
-
-func resetFlag(t *testing.T, cmd *cobra.Command, name string) {
-	t.Helper()
-	f := cmd.Flag(name)
-	if f == nil {
-		t.Fatalf("%s has no --%s flag", cmd.Name(), name)
-	}
-	if err := f.Value.Set(f.DefValue); err != nil {
-		t.Fatal(err)
-	}
-	f.Changed = false
+	r := runCLI(t, nil, args...)
+	return r.code, r.stdout
 }
 
 // topLevelKeys returns the keys of an indented JSON object in the order
@@ -80,7 +44,7 @@ func topLevelKeys(out string) []string {
 }
 
 func TestConfigCommand(t *testing.T) {
-	fixtures := isolateConfigSources(t)
+	fixtures := configFixtures(t)
 	pythonConfig := filepath.Join(fixtures, "fedmsg-config.json")
 
 	t.Run("prints the merged config as sorted JSON", func(t *testing.T) {
@@ -187,19 +151,15 @@ func jsonEqual(a, b any) bool {
 // An unknown top-level key is warned about on stderr, with its file, and
 // does not fail the command; fedmsg's own keys stay silent.
 func TestConfigWarnsUnknownKey(t *testing.T) {
-	isolateConfigSources(t)
 	path := filepath.Join(t.TempDir(), "site.json")
 	if err := os.WriteFile(path, []byte(`{"ack_timout": 2, "irc": [], "stomp_uri": null}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	rootCmd.SetErr(&stderr)
-	defer rootCmd.SetErr(nil)
-	code, _ := runConfigCmd(t, "config", "--config", path, "--query", "topic_prefix")
-	if code != exitOK {
-		t.Errorf("exit %d, want %d", code, exitOK)
+	r := runCLI(t, nil, "config", "--config", path, "--query", "topic_prefix")
+	if r.code != exitOK {
+		t.Errorf("exit %d, want %d", r.code, exitOK)
 	}
-	got := stderr.String()
+	got := r.stderr
 	if !strings.Contains(got, "warning") || !strings.Contains(got, `"ack_timout"`) || !strings.Contains(got, path) ||
 		strings.Contains(got, "irc") || strings.Contains(got, "stomp") {
 		t.Errorf("stderr %q: want one warning, naming ack_timout and %s", got, path)

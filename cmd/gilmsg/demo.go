@@ -17,8 +17,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newDemoCmd()) }
-
 // The demo's cast: certnames, CNs and endpoint names at once.
 const (
 	demoPublisher = "publisher"

@@ -11,8 +11,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newDevPKICmd()) }
-
 // newDevPKICmd builds the command afresh so that tests get their own flags.
 func newDevPKICmd() *cobra.Command {
 	var (

@@ -10,8 +10,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newDGReplayCmd()) }
-
 // contextT keeps the signatures of publishOnce's callers short.
 type contextT = context.Context
 

@@ -17,30 +17,26 @@ const exitCodesHelp = `Exit status, the same for every command:
   2  usage: unknown command, bad flag or argument
   3  a reliable publish was not ACKed by every recipient in time`
 
-func init() {
-	rootCmd.Long = `gilmsg puts a shell on a fedmsg bus: publish (logger), tail, relay,
+const rootLong = `gilmsg puts a shell on a fedmsg bus: publish (logger), tail, relay,
 verify, and the tools around them. It reads fedmsg's configuration
 (see "gilmsg config") and speaks fedmsg 1.1.7's wire format, plus
 gilmsg's reliable ACKs.
 
 ` + exitCodesHelp
-	rootCmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &exitError{code: exitUsage, err: err}
-	})
-	// Without Args, cobra rejects an unknown command with a plain error,
-	// which would exit 1; a runnable root with its own Args check makes it
-	// a usage error. The bare "gilmsg" still prints the help.
-	rootCmd.Args = func(cmd *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return nil
-		}
-		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-			msg += "; did you mean " + strings.Join(s, " or ") + "?"
-		}
-		return &exitError{code: exitUsage, err: errors.New(msg)}
+
+// rootArgs is the root's Args check. Without one, cobra rejects an unknown
+// command with a plain error, which would exit 1; a runnable root with its
+// own Args check makes it a usage error. The bare "gilmsg" still prints
+// the help.
+func rootArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
 	}
-	rootCmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return &exitError{code: exitUsage, err: errors.New(msg)}
 }
 
 // exitCode maps what a command returned to the process's exit status, in

@@ -38,7 +38,6 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	isolateConfigSources(t)
 	for _, tc := range []struct {
 		args []string
 		code int

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -14,8 +15,9 @@ import (
 // configuration from.
 const configFlag = "config"
 
-func init() {
-	rootCmd.PersistentFlags().String(configFlag, "",
+// addConfigFlag adds --config to root, for it and every command under it.
+func addConfigFlag(root *cobra.Command) {
+	root.PersistentFlags().String(configFlag, "",
 		"fedmsg config `FILE` (.json, .yaml, .yml, .toml) or directory of them, read after /etc/fedmsg.d, ~/.fedmsg.d and ./fedmsg.d and before FEDMSG_* variables")
 }
 
@@ -36,17 +38,40 @@ func loadConfig(cmd *cobra.Command) (*gilmsg.Config, error) {
 // a configuration rather than use it.
 func readConfig(cmd *cobra.Command) (*gilmsg.Config, error) {
 	var files []string
-	// cmd.Flag also finds the flag when it is inherited from rootCmd.
+	// cmd.Flag also finds the flag when it is inherited from the root.
 	if f := cmd.Flag(configFlag); f != nil && f.Value.String() != "" {
 		files = append(files, f.Value.String())
 	}
 	stderr := cmd.ErrOrStderr()
+	src := configSourcesOf(cmd.Context())
 	return gilmsg.ConfigLoader{
-		Dirs:    gilmsg.ConfigDirs(),
+		Dirs:    src.dirs,
 		Files:   files,
-		Environ: os.Environ(),
+		Environ: src.environ,
 		Warn: func(w *gilmsg.ConfigError) {
 			fmt.Fprintln(stderr, "gilmsg: warning:", strings.TrimPrefix(w.Error(), "gilmsg: "))
 		},
 	}.Load()
+}
+
+// configSources are where a run reads fedmsg's configuration besides
+// --config. main reads the process's; a test gives its own, through the
+// run's context, so that it need not change the process's HOME, working
+// directory or environment, and may run at the same time as others.
+type configSources struct {
+	dirs    []string
+	environ []string
+}
+
+type configSourcesKey struct{}
+
+func withConfigSources(ctx context.Context, src configSources) context.Context {
+	return context.WithValue(ctx, configSourcesKey{}, src)
+}
+
+func configSourcesOf(ctx context.Context) configSources {
+	if src, ok := ctx.Value(configSourcesKey{}).(configSources); ok {
+		return src
+	}
+	return configSources{dirs: gilmsg.ConfigDirs(), environ: os.Environ()}
 }

@@ -8,8 +8,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newGatewayCmd()) }
-
 func newGatewayCmd() *cobra.Command {
 	var verbose bool
 	var bind string

@@ -20,8 +20,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newLoggerCmd()) }
-
 type loggerOptions struct {
 	message    string
 	jsonInput  bool

@@ -1,6 +1,8 @@
 // Command gilmsg puts a shell on a fedmsg bus: publish, tail, relay, verify,
-// and the tools around them. Each subcommand lives in its own file and
-// registers itself on rootCmd from an init function.
+// and the tools around them. Each subcommand lives in its own file, with a
+// constructor that [newRootCmd] calls: every run builds its own command tree,
+// so that nothing (flags, outputs, context) outlives it or is shared between
+// runs, in tests that run many at once as in the process main starts.
 package main
 
 import (
@@ -34,12 +36,42 @@ func versionString() string {
 	return "dev"
 }
 
-var rootCmd = &cobra.Command{
-	Use:           "gilmsg",
-	Short:         "Publish, tail and relay on a fedmsg bus, with gilmsg's reliable ACKs",
-	Version:       versionString(),
-	SilenceUsage:  true,
-	SilenceErrors: true,
+// newRootCmd builds the whole command tree, its flags unset.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "gilmsg",
+		Short:         "Publish, tail and relay on a fedmsg bus, with gilmsg's reliable ACKs",
+		Long:          rootLong,
+		Version:       versionString(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          rootArgs,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: exitUsage, err: err}
+	})
+	addConfigFlag(root)
+	root.AddCommand(
+		newLoggerCmd(),
+		newTailCmd(),
+		newRelayCmd(),
+		newSigningRelayCmd(),
+		newGatewayCmd(),
+		newVerifyCmd(),
+		newCanonicalCmd(),
+		newCheckCmd(),
+		newConfigCmd(),
+		newDevPKICmd(),
+		newDemoCmd(),
+		newAnnounceCmd(),
+		newTriggerCmd(),
+		newReplayServerCmd(),
+		newDGReplayCmd(),
+		newBridgeCmd(),
+		newBenchCmd(),
+	)
+	return root
 }
 
 // exitError carries a specific exit code out of a command's RunE.
@@ -56,14 +88,20 @@ func main() {
 }
 
 func run(args []string) int {
-	rootCmd.SetArgs(args)
-	err := rootCmd.Execute()
+	return execute(newRootCmd(), args)
+}
+
+// execute runs root with args and returns the exit status; the caller may
+// have set root's input, outputs and context beforehand.
+func execute(root *cobra.Command, args []string) int {
+	root.SetArgs(args)
+	err := root.Execute()
 	if err == nil {
 		return exitOK
 	}
 	// An exitError with an empty message has said what it had to already.
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(rootCmd.ErrOrStderr(), "gilmsg:", strings.TrimPrefix(msg, "gilmsg: "))
+		fmt.Fprintln(root.ErrOrStderr(), "gilmsg:", strings.TrimPrefix(msg, "gilmsg: "))
 	}
 	return exitCode(err)
 }

@@ -82,7 +82,6 @@ func waitMetric(t *testing.T, url, series string, want float64, meanwhile func()
 
 func TestTailMetrics(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	pki := devPKI(t, tailPubCN)
 	cfg := testConfig(pki)
 	cfg.Name, cfg.Modname = tailPubCN, "test"
@@ -122,7 +121,6 @@ func TestTailMetrics(t *testing.T) {
 }
 
 func TestReplayServerMetrics(t *testing.T) {
-	isolateConfigSources(t)
 	cfg := gilmsg.DefaultConfig()
 	cfg.Name = "pub"
 	cfg.Endpoints = map[string][]string{"pub": {"tcp://127.0.0.1:*"}}

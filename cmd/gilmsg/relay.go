@@ -14,8 +14,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newRelayCmd()) }
-
 // newRelayCmd builds the command afresh so that tests can get their own
 // flags.
 func newRelayCmd() *cobra.Command {

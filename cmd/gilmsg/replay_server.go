@@ -10,8 +10,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newReplayServerCmd()) }
-
 func newReplayServerCmd() *cobra.Command {
 	var name string
 	var startMetrics metricsStart

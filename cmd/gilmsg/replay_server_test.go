@@ -14,8 +14,6 @@ import (
 	"github.com/gilmsg/gilmsg-go/sqlstore"
 )
 
-func init() { freshCommands["replay-server"] = newReplayServerCmd }
-
 // askReplay sends one request and returns the reply, or nil when none
 // came within a short wait (the server may not be up yet).
 func askReplay(t *testing.T, endpoint, req string) [][]byte {

@@ -37,7 +37,6 @@ func signalSelf(t *testing.T, sig syscall.Signal) {
 
 func TestTailSIGHUPReloadsTheCRL(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	out, stderr, done := startCLI(t, context.Background(), nil, "tail", "--config", n.config, "--json")
 	publish := func() {
@@ -63,7 +62,6 @@ func TestTailSIGHUPReloadsTheCRL(t *testing.T) {
 // SIGTERM stops each long-running command cleanly: exit 0, its sockets
 // closed (the goroutine check), having said so where it says anything.
 func TestSIGTERMStopsLongRunningCommands(t *testing.T) {
-	isolateConfigSources(t)
 	pki := devPKI(t, tailPubCN)
 	cfg := testConfig(pki)
 	cfg.RelayInbound = []string{freePort(t)}

@@ -8,8 +8,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newSigningRelayCmd()) }
-
 func newSigningRelayCmd() *cobra.Command {
 	var verbose bool
 	var startMetrics metricsStart

@@ -24,8 +24,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newTailCmd()) }
-
 type tailOptions struct {
 	topic        string
 	json         bool

@@ -22,7 +22,6 @@ import (
 // publish times out, while the messages printed around it are ACKed.
 func TestTailFilteredNotAcked(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	for _, filter := range [][]string{{"--exclude", `drop$`}, {"--include", `keep$`}} {
 		t.Run(filter[0], func(t *testing.T) {
@@ -64,7 +63,6 @@ func (*errWriter) Write([]byte) (int, error) { return 0, errors.New("no space le
 // A line that cannot be written is not ACKed, and tail exits 1 naming why.
 func TestTailWriteErrorNotAcked(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	var errOut syncBuffer
 	done := make(chan cliResult, 1)
@@ -108,7 +106,10 @@ func cliProcess(t *testing.T, stdout *os.File, args ...string) (cmd *exec.Cmd, s
 	}
 	stderr = &syncBuffer{}
 	cmd = exec.Command(exe, "-test.run=^TestHelperCLIProcess$")
-	cmd.Env = append(os.Environ(), "GILMSG_CLI_ARGS="+strings.Join(args, "\n"))
+	// Its own HOME and directory keep the machine's config out, as
+	// runCLIWith does for a run in this process.
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "GILMSG_CLI_ARGS="+strings.Join(args, "\n"))
+	cmd.Dir = t.TempDir()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -126,7 +127,6 @@ func cliProcess(t *testing.T, stdout *os.File, args ...string) (cmd *exec.Cmd, s
 // tail exits quietly with 0, as its help says, not 141 from SIGPIPE; and
 // the message it could not write is not ACKed.
 func TestTailClosedPipe(t *testing.T) {
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -172,7 +172,6 @@ func waitCLI(t *testing.T, done <-chan cliResult) cliResult {
 // says so on stderr, naming the limit, and goes on with what follows.
 func TestTailOversizedSaysSo(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -209,7 +208,6 @@ func TestTailOversizedSaysSo(t *testing.T) {
 // write blocks: the message being written is not ACKed, the first SIGTERM
 // cannot end the loop, and a second one ends the process at once.
 func TestTailBlockedStdoutSecondSignal(t *testing.T) {
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -14,27 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"go.uber.org/goleak"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
-
-// freshCommands rebuilds the commands these tests run, so that no flag
-// value leaks from one run into the next.
-var freshCommands = map[string]func() *cobra.Command{
-	"verify":        newVerifyCmd,
-	"logger":        newLoggerCmd,
-	"tail":          newTailCmd,
-	"demo":          newDemoCmd,
-	"relay":         newRelayCmd,
-	"gateway":       newGatewayCmd,
-	"signing-relay": newSigningRelayCmd,
-	"trigger":       newTriggerCmd,
-	"announce":      newAnnounceCmd,
-	"dg-replay":     newDGReplayCmd,
-	"check":         newCheckCmd,
-}
 
 // cliResult is what one run of gilmsg left behind.
 type cliResult struct {
@@ -62,8 +45,8 @@ func (b *syncBuffer) String() string {
 }
 
 // runCLI runs gilmsg with args through run, as main does, with stdin
-// (nil: empty), and returns the exit code and the outputs. rootCmd is
-// shared by the whole package, so tests that use it must not be parallel.
+// (nil: empty), and returns the exit code and the outputs. Each run builds
+// its own command tree, so runs may happen at once.
 func runCLI(t *testing.T, stdin io.Reader, args ...string) cliResult {
 	t.Helper()
 	var out, errOut syncBuffer
@@ -100,37 +83,17 @@ type textSink interface {
 // runCLIWith is runCLI writing to the given buffers under ctx. It may run
 // in another goroutine than the test's, so it reports with t.Errorf only.
 func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut textSink, args ...string) cliResult {
-	for _, c := range rootCmd.Commands() {
-		if mk, ok := freshCommands[c.Name()]; ok {
-			rootCmd.RemoveCommand(c)
-			rootCmd.AddCommand(mk())
-		}
-	}
+	root := newRootCmd()
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	rootCmd.SetIn(stdin)
-	rootCmd.SetOut(out)
-	rootCmd.SetErr(errOut)
-	rootCmd.SetContext(ctx)
-	defer func() {
-		rootCmd.SetIn(nil)
-		rootCmd.SetOut(nil)
-		rootCmd.SetErr(nil)
-		rootCmd.SetContext(context.Background())
-		// rootCmd's own flags keep their values between runs otherwise.
-		for _, name := range []string{configFlag, "help", "version"} {
-			f := rootCmd.Flag(name)
-			if f == nil {
-				continue
-			}
-			if err := f.Value.Set(f.DefValue); err != nil {
-				t.Errorf("resetting --%s: %v", name, err)
-			}
-			f.Changed = false
-		}
-	}()
-	code := run(args)
+	root.SetIn(stdin)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	// No config directory: the machine's /etc/fedmsg.d, ~/.fedmsg.d and
+	// ./fedmsg.d stay out of the tests (TestMain drops FEDMSG_* variables).
+	root.SetContext(withConfigSources(ctx, configSources{environ: os.Environ()}))
+	code := execute(root, args)
 	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
 }
 

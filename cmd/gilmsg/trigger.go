@@ -12,8 +12,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newTriggerCmd()) }
-
 type triggerOptions struct {
 	command      string
 	topic        string

@@ -13,7 +13,6 @@ import (
 
 func TestTriggerCommand(t *testing.T) {
 	checkGoroutines(t)
-	isolateConfigSources(t)
 	n := newTailNet(t, nil)
 	out := filepath.Join(t.TempDir(), "out")
 	// Every command fails: each is logged, and the next message goes on.
@@ -61,7 +60,6 @@ func TestTriggerCommand(t *testing.T) {
 }
 
 func TestTriggerNeedsCommand(t *testing.T) {
-	isolateConfigSources(t)
 	res := runCLI(t, nil, "trigger")
 	if res.code != exitUsage || !strings.Contains(res.stderr, "--command is required") {
 		t.Errorf("exit %d, stderr %q", res.code, res.stderr)

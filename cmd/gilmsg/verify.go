@@ -13,8 +13,6 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
-func init() { rootCmd.AddCommand(newVerifyCmd()) }
-
 // newVerifyCmd builds the command afresh so that tests get their own flags.
 func newVerifyCmd() *cobra.Command {
 	return &cobra.Command{
