@@ -63,6 +63,7 @@ func shortHost(t *testing.T) string {
 }
 
 func TestAnnounce(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	rig := newRelayRig(t, "announce01")
 	rig.cfg.Certnames["announce."+shortHost(t)] = "announce01"
@@ -98,6 +99,7 @@ func TestAnnounce(t *testing.T) {
 }
 
 func TestAnnounceWithoutRelayFails(t *testing.T) {
+	t.Parallel()
 	pki := devPKI(t, "announce01")
 	cfg := testConfig(pki)
 	cfg.Timeout = 0.2

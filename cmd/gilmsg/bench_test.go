@@ -101,6 +101,7 @@ func TestBenchJSON(t *testing.T) {
 func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-3*math.Max(math.Abs(a), math.Abs(b)) }
 
 func TestBenchUsage(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		args []string

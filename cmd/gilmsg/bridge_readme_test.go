@@ -19,6 +19,7 @@ import (
 // signed by bridge01 (step 6); it does not come back to the broker
 // (step 7).
 func TestBridgeBothWaysAsREADME(t *testing.T) {
+	t.Parallel()
 	rmq := testenv.SharedRabbitMQ(t)
 	pki := devPKI(t, "bridge01", "app01")
 	cfg := testConfig(pki)
@@ -105,6 +106,7 @@ func TestBridgeBothWaysAsREADME(t *testing.T) {
 // Two processes under a name with one address: the second cannot bind,
 // and says what to do.
 func TestBridgeNameInUse(t *testing.T) {
+	t.Parallel()
 	pki := devPKI(t, "bridge01")
 	cfg := testConfig(pki)
 	cfg.Endpoints = map[string][]string{"bridge01": {freePort(t)}}

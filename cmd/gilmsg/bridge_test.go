@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 // exits 3 while the broker is down (no ACK without the broker's confirm)
 // and 0 once it is up, and the message is then in the broker.
 func TestLoggerToBridgeExitCodes(t *testing.T) {
+	t.Parallel()
 	const bridgeCN, appCN = "bridge01", "app01"
 	pki := devPKI(t, bridgeCN, appCN)
 	cfg := testConfig(pki)
@@ -111,6 +112,7 @@ func TestLoggerToBridgeExitCodes(t *testing.T) {
 // bridge whose broker is down still starts, says where it is, and stops
 // cleanly on SIGINT.
 func TestBridgeCommand(t *testing.T) {
+	t.Parallel()
 	pki := devPKI(t, "bridge01")
 	cfg := testConfig(pki)
 	cfg.Endpoints = map[string][]string{"bridge01": {"tcp://127.0.0.1:*"}}

@@ -16,6 +16,7 @@ func runCanonical(t *testing.T, stdin string, args ...string) (code int, stdout,
 }
 
 func TestCanonicalCommand(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("é", 100_000) // 200 KB, past any 64 KB line limit
 	tests := []struct {
 		name      string

@@ -52,6 +52,7 @@ func reportEvery(t *testing.T, endpoint string, report []byte) {
 // What fedmsg-check prints for a report: testdata/check/report.out, made
 // by Python's json.dumps (make_fixtures.py), and its tests' messages.
 func TestCheckAsFedmsgCheck(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	report, err := os.ReadFile("../../testdata/check/report.json")
 	if err != nil {
@@ -90,6 +91,7 @@ func TestCheckAsFedmsgCheck(t *testing.T) {
 }
 
 func TestCheckFailures(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	res := runCLI(t, nil, "check", "--config", writeConfig(t, gilmsg.DefaultConfig()))
 	if want := "Error: No monitoring endpoint has been configured: please set \"moksha.monitoring.socket\"\n"; res.code != exitFailure || res.stderr != want {
@@ -118,6 +120,7 @@ func (namedConsumer) Consume(context.Context, *gilmsg.Message) error {
 
 // A Go hub: RunConsumers publishes the status that check reads.
 func TestCheckGoHub(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")

@@ -151,6 +151,7 @@ func jsonEqual(a, b any) bool {
 // An unknown top-level key is warned about on stderr, with its file, and
 // does not fail the command; fedmsg's own keys stay silent.
 func TestConfigWarnsUnknownKey(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "site.json")
 	if err := os.WriteFile(path, []byte(`{"ack_timout": 2, "irc": [], "stomp_uri": null}`), 0o644); err != nil {
 		t.Fatal(err)

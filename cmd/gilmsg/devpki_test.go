@@ -26,6 +26,7 @@ func runDevPKI(t *testing.T, args ...string) (string, error) {
 }
 
 func TestDevPKICommand(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "pki")
 	hosts := []string{"pub01.example.org", "sub01.example.org"}
 	out, err := runDevPKI(t, dir, "--hosts", strings.Join(hosts, ","), "--base-port", "4100", "--key-bits", "1024")
@@ -83,6 +84,7 @@ func TestDevPKICommand(t *testing.T) {
 }
 
 func TestDevPKICommandUsage(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		args []string
@@ -115,6 +117,7 @@ func TestDevPKICommandUsage(t *testing.T) {
 }
 
 func TestDevPKICommandGPG(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "pki")
 	if out, err := runDevPKI(t, dir, "--hosts", "web01,db01", "--key-bits", "1024", "--gpg"); err != nil {
 		t.Fatalf("dev-pki --gpg: %v\n%s", err, out)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestDGReplay(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	rig := newRelayRig(t)
 	// What datagrepper answers, as its /id endpoint does; 1.50 comes out

@@ -11,6 +11,7 @@ import (
 )
 
 func TestExitCode(t *testing.T) {
+	t.Parallel()
 	timeout := &gilmsg.AckTimeoutError{Missing: []string{"b"}, Err: context.DeadlineExceeded}
 	for _, tc := range []struct {
 		name string
@@ -38,6 +39,7 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		code int

@@ -30,6 +30,7 @@ func publishUntilReceived(t *testing.T, pub *gilmsg.Bus, topic string, ch <-chan
 }
 
 func TestGatewayCommand(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	pki := devPKI(t, tailPubCN)
 	cfg := testConfig(pki)

@@ -33,6 +33,7 @@ func loggerConsumer(t *testing.T, pki *gilmsg.DevPKI, addr string) (*gilmsg.Bus,
 // The logger binding its own endpoint (--name): plain and JSON lines, the
 // certificate it signs with, bad input.
 func TestLoggerWithName(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	pki := devPKI(t, shellCN, loggerCN, consumerCN)
 	loggerEP := freePort(t)
@@ -104,6 +105,7 @@ func TestLoggerWithName(t *testing.T) {
 // already waiting for it: the first publish waits until post_init_sleep has
 // passed since the bind, as fedmsg-logger's does (issue 11.1).
 func TestLoggerFirstLinesReachRunningTail(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	pki := devPKI(t, loggerCN, consumerCN)
 	loggerEP := freePort(t)
@@ -125,6 +127,7 @@ func TestLoggerFirstLinesReachRunningTail(t *testing.T) {
 // The logger as fedmsg-logger runs it: active, through a relay, with
 // reliable publishes ACKed (or not) by a consumer behind the relay.
 func TestLoggerThroughRelay(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	pki := devPKI(t, shellCN, consumerCN)
 
@@ -189,6 +192,7 @@ func TestLoggerThroughRelay(t *testing.T) {
 }
 
 func TestLoggerUsage(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"--ack-timeout", "1"},
 		{"--recipients", "x", "--ack-timeout", "soon"},
@@ -208,6 +212,7 @@ func TestLoggerUsage(t *testing.T) {
 }
 
 func TestSecondsValue(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want time.Duration

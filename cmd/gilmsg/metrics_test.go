@@ -81,6 +81,7 @@ func waitMetric(t *testing.T, url, series string, want float64, meanwhile func()
 }
 
 func TestTailMetrics(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	pki := devPKI(t, tailPubCN)
 	cfg := testConfig(pki)
@@ -152,6 +153,7 @@ func TestReplayServerMetrics(t *testing.T) {
 // 1 MB made every scrape 512 MB, and used up the labels, so that real
 // modnames were counted as other from then on).
 func TestMetricsLabelsBounded(t *testing.T) {
+	t.Parallel()
 	m := newMetrics("org.example.prod")
 	h := m.hooks()
 	huge := strings.Repeat("x", 1<<20)

@@ -37,6 +37,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 }
 
 func TestProgressOnATerminalOnly(t *testing.T) {
+	t.Parallel()
 	master, slave := openPTY(t)
 	p := newProgress(slave, true)
 	p.last = time.Time{} // as if the input had been long already

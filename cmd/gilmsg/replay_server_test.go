@@ -43,6 +43,7 @@ func askReplay(t *testing.T, endpoint, req string) [][]byte {
 // replay-server serves them; a tail whose status file says it saw seq_id 1
 // prints seq_id 2 at start, without live traffic, and records it.
 func TestStoreReplayAndCatchUp(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := gilmsg.DefaultConfig()
 	cfg.TopicPrefix = "org.example"

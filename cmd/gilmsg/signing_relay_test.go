@@ -9,6 +9,7 @@ import (
 )
 
 func TestSigningRelayCommand(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	const relayCN = "relay01"
 	pki := devPKI(t, tailPubCN, relayCN)

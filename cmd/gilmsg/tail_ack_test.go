@@ -21,6 +21,7 @@ import (
 // A message that --include or --exclude drops is not ACKed: its reliable
 // publish times out, while the messages printed around it are ACKed.
 func TestTailFilteredNotAcked(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	for _, filter := range [][]string{{"--exclude", `drop$`}, {"--include", `keep$`}} {
@@ -62,6 +63,7 @@ func (*errWriter) Write([]byte) (int, error) { return 0, errors.New("no space le
 
 // A line that cannot be written is not ACKed, and tail exits 1 naming why.
 func TestTailWriteErrorNotAcked(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	var errOut syncBuffer
@@ -127,6 +129,7 @@ func cliProcess(t *testing.T, stdout *os.File, args ...string) (cmd *exec.Cmd, s
 // tail exits quietly with 0, as its help says, not 141 from SIGPIPE; and
 // the message it could not write is not ACKed.
 func TestTailClosedPipe(t *testing.T) {
+	t.Parallel()
 	n := newTailNet(t, nil)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -171,6 +174,7 @@ func waitCLI(t *testing.T, done <-chan cliResult) cliResult {
 // A message over --max-message-size costs its sender the connection; tail
 // says so on stderr, naming the limit, and goes on with what follows.
 func TestTailOversizedSaysSo(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -208,6 +212,7 @@ func TestTailOversizedSaysSo(t *testing.T) {
 // write blocks: the message being written is not ACKed, the first SIGTERM
 // cannot end the loop, and a second one ends the process at once.
 func TestTailBlockedStdoutSecondSignal(t *testing.T) {
+	t.Parallel()
 	n := newTailNet(t, nil)
 	r, w, err := os.Pipe()
 	if err != nil {

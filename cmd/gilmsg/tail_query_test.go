@@ -13,6 +13,7 @@ import (
 // What Python's fedmsg-tail prints for --query and --terse:
 // testdata/tail/query-terse.jsonl, written by query_terse.py there.
 func TestTailQueryAndTerseAsPython(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../testdata/tail/query-terse.jsonl")
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +48,7 @@ func TestTailQueryAndTerseAsPython(t *testing.T) {
 }
 
 func TestTailQueryCommand(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	_, _, done := startCLI(t, context.Background(), nil, "tail", "--config", n.config, "--count", "1", "--query", "topic, msg.text,msg.nope")

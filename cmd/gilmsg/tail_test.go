@@ -70,6 +70,7 @@ func publishUntil(t *testing.T, done <-chan cliResult, publish func(i int)) cliR
 }
 
 func TestTailJSON(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	_, _, done := startCLI(t, context.Background(), nil, "tail", "--config", n.config, "--json", "--count", "2")
@@ -117,6 +118,7 @@ func TestTailJSON(t *testing.T) {
 }
 
 func TestTailFormatsAndFilters(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	human := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d org\.example\.dev\.test\.keep publisher01 \{"n":\d+,"text":"<é>\\n"\}$`)
@@ -168,6 +170,7 @@ func TestTailFormatsAndFilters(t *testing.T) {
 // Messages that fail validation are reported on stderr and not printed,
 // unless --no-validate; a cancelled context (the signal) ends tail with 0.
 func TestTailInvalidAndSignal(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, func(c *gilmsg.Config) { c.SignMessages = false })
 
@@ -212,6 +215,7 @@ wait:
 // tail ACKs reliable messages when it has a name to publish from, and not
 // with --no-ack or without a name; it does not print its own ACKs.
 func TestTailAcks(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 
@@ -272,6 +276,7 @@ func TestTailAcks(t *testing.T) {
 }
 
 func TestTailUsage(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"--count", "-1"},
 		{"--count", "x"},
@@ -290,6 +295,7 @@ func TestTailUsage(t *testing.T) {
 }
 
 func TestPrettyPrinter(t *testing.T) {
+	t.Parallel()
 	v, err := gilmsg.DecodeJSON([]byte(`{"b":[1,2.50,true,null,{}],"a":"caf\u00e9 \"q\" \\ \t\u0001\u2028\ud83d\ude00","c":[],"d":"\ud800\u00e9"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -325,6 +331,7 @@ func TestPrettyPrinter(t *testing.T) {
 // (before pygments colours it), judged by Python itself:
 // testdata/tail/really-pretty.jsonl, written by really_pretty.py there.
 func TestReallyPrettyMatchesPython(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../testdata/tail/really-pretty.jsonl")
 	if err != nil {
 		t.Fatal(err)

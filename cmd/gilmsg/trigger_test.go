@@ -12,6 +12,7 @@ import (
 )
 
 func TestTriggerCommand(t *testing.T) {
+	t.Parallel()
 	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	out := filepath.Join(t.TempDir(), "out")
@@ -60,6 +61,7 @@ func TestTriggerCommand(t *testing.T) {
 }
 
 func TestTriggerNeedsCommand(t *testing.T) {
+	t.Parallel()
 	res := runCLI(t, nil, "trigger")
 	if res.code != exitUsage || !strings.Contains(res.stderr, "--command is required") {
 		t.Errorf("exit %d, stderr %q", res.code, res.stderr)

@@ -14,6 +14,7 @@ import (
 // once with status 1, naming the certificate and what is wrong with it:
 // signing every message (sign_messages) or only reliable ones.
 func TestLoggerRefusesUnusableCertificate(t *testing.T) {
+	t.Parallel()
 	pki := devPKI(t, "pub01")
 	if err := pki.IssueExpired("old01"); err != nil {
 		t.Fatal(err)
@@ -53,6 +54,7 @@ func TestLoggerRefusesUnusableCertificate(t *testing.T) {
 // A reliable logger whose CA or CRL is unusable exits 1 naming the file and
 // what is wrong with it, instead of 3 ("no ACK") for ACKs it could not judge.
 func TestLoggerReportsTrustProblems(t *testing.T) {
+	t.Parallel()
 	pki := devPKI(t, "pub01")
 	for _, tc := range []struct {
 		name string
@@ -85,6 +87,7 @@ func TestLoggerReportsTrustProblems(t *testing.T) {
 // A reliable logger stuck on an https:// CA that never answers stops at
 // its SIGINT (here: its context), naming nothing it did not do.
 func TestLoggerInterruptedDuringFetch(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

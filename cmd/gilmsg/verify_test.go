@@ -42,6 +42,7 @@ type vector struct {
 }
 
 func TestVerifyVectors(t *testing.T) {
+	t.Parallel()
 	testdata, err := filepath.Abs("../../testdata")
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +186,7 @@ func mustLine(t *testing.T, v vector) string {
 // refuses expired and revoked keys) and names the signer from gpg_keys; an
 // unreadable gpg_home leaves them unjudged.
 func TestVerifyGPG(t *testing.T) {
+	t.Parallel()
 	gpgData, err := filepath.Abs("../../testdata/gpg")
 	if err != nil {
 		t.Fatal(err)
