@@ -316,6 +316,10 @@ func TestCheckpointIsDelivery(t *testing.T) {
 			}
 		}
 	}
+	// As a killed process leaves it (file and journal), and once closed.
+	if st, err := loadStatus(status); err != nil || st.names["svc"].top != 2 {
+		t.Fatalf("status after a kill: %v, want seq_id 2 delivered (3 was yielded, never handled)", err)
+	}
 	sub.Close()
 	if e := readStatusDoc(t, status); e.SeqID != 2 {
 		t.Fatalf("status file says seq_id %d was delivered; 3 was yielded, never handled", e.SeqID)
@@ -573,11 +577,11 @@ func TestReplayedInvalidNeverYieldedOrAcked(t *testing.T) {
 // Case 7: a catch-up holds one page at a time, whatever the backlog: the
 // live heap while it runs stays below what the backlog takes.
 func TestCatchUpPagesFlatMemory(t *testing.T) {
-	n := int64(6000)
+	n, size := int64(4000), 4<<10
 	if os.Getenv("GILMSG_LONG") != "" {
-		n = 20000
+		n, size = 20000, 8<<10
 	}
-	pad := strings.Repeat("x", 8<<10)
+	pad := strings.Repeat("x", size)
 	srv := startFakeReplay(t, "")
 	srv.answer = func(q *Query) [][]byte {
 		lo, hi := int64(1), n
@@ -586,7 +590,8 @@ func TestCatchUpPagesFlatMemory(t *testing.T) {
 		}
 		var out [][]byte
 		for seq := lo; seq <= hi && len(out) < MaxReplyMessages; seq++ {
-			out = append(out, fmt.Appendf(nil, `{"msg":{"pad":%q},"msg_id":"id-%d","seq_id":%d,"timestamp":1,"topic":"org.example.dev.svc.x"}`, pad, seq, seq))
+			b := append([]byte(`{"msg":{"pad":"`), pad...)
+			out = append(out, fmt.Appendf(b, `"},"msg_id":"id-%d","seq_id":%d,"timestamp":1,"topic":"org.example.dev.svc.x"}`, seq, seq))
 		}
 		if len(out) == 0 {
 			return [][]byte{[]byte(errPrefix + "'" + replyNoMatch + "'")}

@@ -1,7 +1,9 @@
 package gilmsg
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,18 +16,34 @@ import (
 // statusFile is a consumer's memory across restarts: per publisher name,
 // the highest seq_id it delivered, the runs of seq_ids below it that it
 // did not deliver (missing, or not yet handled), and when each run was
-// first noticed. It is written whole, to a temporary file renamed over the
-// old one, at each change, so that a crash leaves the old or the new
-// content, never half of one, and a killed process repeats at most the
-// message it was handling. The lock is for Message.Ack and Message.Done,
-// which may run on any goroutine.
+// first noticed.
+//
+// Each change is appended to a journal (<path>.journal, one JSON line,
+// one write: microseconds), so that a killed process repeats at most the
+// message it was handling; at most once a second, and on close, the whole
+// state is written to a temporary file renamed over <path> (a crash leaves
+// the old or the new content, never half of one; on ext4 a rename over a
+// file costs about as much as an fsync) and the journal starts again. A
+// journal line names the generation of <path> it follows, so lines left
+// by a crash between the rename and the journal's truncation are not
+// applied twice; a torn last line is ignored.
+//
+// The lock is for Message.Ack and Message.Done, which may run on any
+// goroutine.
 type statusFile struct {
-	mu     sync.Mutex
-	path   string
-	names  map[string]*checkpoint
-	dirty  bool
-	failed bool // the last write failed: said once until one works
+	mu      sync.Mutex
+	path    string
+	names   map[string]*checkpoint
+	gen     int64    // generation of the file, which journal lines name
+	journal *os.File // opened at the first change
+	dirty   bool     // changed since the file was last written
+	written time.Time
+	failed  bool // the last write failed: said once until one works
 }
+
+// rewriteEvery bounds how often the whole file is rewritten while
+// messages flow; the journal holds what came since.
+const rewriteEvery = time.Second
 
 // checkpoint is one name's entry.
 type checkpoint struct {
@@ -43,7 +61,18 @@ type ckHole struct {
 // On disk. Version 1 had no holes; it reads as version 2 without any.
 type statusDoc struct {
 	Version int                    `json:"version"`
+	Journal int64                  `json:"journal,omitempty"` // the generation journal lines follow
 	Names   map[string]statusEntry `json:"names"`
+}
+
+// journalLine is one change: B begins a name's entry at a top, H marks a
+// seq_id handled (with its timestamp), D marks a run handled.
+type journalLine struct {
+	Gen  int64   `json:"g"`
+	Name string  `json:"n"`
+	B    *int64  `json:"b,omitempty"`
+	H    []int64 `json:"h,omitempty"`
+	D    []int64 `json:"d,omitempty"`
 }
 
 type statusEntry struct {
@@ -72,7 +101,72 @@ func loadStatus(path string) (*statusFile, error) {
 		}
 		st.names[name] = c
 	}
+	st.gen = doc.Journal
+	if err := st.replayJournal(); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// replayJournal applies the journal's lines of this generation.
+func (st *statusFile) replayJournal() error {
+	jpath := st.path + ".journal"
+	data, err := os.ReadFile(jpath)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("gilmsg: status file: %w", err)
+	}
+	for n := 1; len(data) > 0; n++ {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break // torn by a crash: that change was not made
+		}
+		line := data[:i]
+		data = data[i+1:]
+		var l journalLine
+		err := json.Unmarshal(line, &l)
+		if err == nil {
+			err = st.apply(l)
+		}
+		if err != nil {
+			return fmt.Errorf("gilmsg: status file journal %s is corrupt (remove it and %s to start from live traffic): line %d: %w", jpath, st.path, n, err)
+		}
+	}
+	st.dirty = true // the next write folds the journal into the file
+	return nil
+}
+
+func (st *statusFile) apply(l journalLine) error {
+	if l.Gen != st.gen {
+		return nil // written before the file it follows was rewritten
+	}
+	inRange := func(v ...int64) bool {
+		for _, x := range v {
+			if x < 0 || x > maxSeqID {
+				return false
+			}
+		}
+		return true
+	}
+	c := st.names[l.Name]
+	switch {
+	case l.B != nil && inRange(*l.B):
+		st.names[l.Name] = &checkpoint{top: *l.B}
+	case len(l.H) == 2 && inRange(l.H[0]) && c != nil:
+		if l.H[0] > c.top {
+			c.ts = l.H[1]
+		}
+		c.mark(l.H[0], l.H[0])
+	case len(l.D) == 2 && inRange(l.D...) && l.D[0] <= l.D[1] && c != nil:
+		c.mark(l.D[0], l.D[1])
+	case c == nil && l.B == nil:
+		return fmt.Errorf("name %q has no entry", l.Name)
+	default:
+		return errors.New("not a change this package writes")
+	}
+	return nil
 }
 
 // checkpoint checks what a file says: a hand-edited or foreign file must
@@ -109,7 +203,7 @@ func (st *statusFile) begin(name string, epoch uint32, top int64) {
 		return
 	}
 	st.names[name] = &checkpoint{top: top, epoch: epoch}
-	st.dirty = true
+	st.log(journalLine{Name: name, B: &top})
 }
 
 // handled records seq as delivered and writes the file.
@@ -118,8 +212,10 @@ func (st *statusFile) handled(name string, epoch uint32, seq, ts int64) error {
 	defer st.mu.Unlock()
 	c := st.names[name]
 	if c == nil || c.epoch < epoch {
-		c = &checkpoint{top: seq - 1, epoch: epoch}
+		top := seq - 1
+		c = &checkpoint{top: top, epoch: epoch}
 		st.names[name] = c
+		st.log(journalLine{Name: name, B: &top})
 	}
 	if c.epoch > epoch {
 		return nil // of a run given up
@@ -128,8 +224,7 @@ func (st *statusFile) handled(name string, epoch uint32, seq, ts int64) error {
 		c.ts = ts
 	}
 	c.mark(seq, seq)
-	st.dirty = true
-	return st.write()
+	return st.log(journalLine{Name: name, H: []int64{seq, ts}})
 }
 
 // done records from..to as handled without a delivery (skipped, given
@@ -142,8 +237,33 @@ func (st *statusFile) done(name string, epoch uint32, from, to int64) {
 	defer st.mu.Unlock()
 	if c := st.names[name]; c != nil && c.epoch == epoch {
 		c.mark(from, to)
-		st.dirty = true
+		st.log(journalLine{Name: name, D: []int64{from, to}})
 	}
+}
+
+// log appends one change to the journal, or rewrites the whole file when
+// the last rewrite is a second old; st.mu is held.
+func (st *statusFile) log(l journalLine) error {
+	st.dirty = true
+	if time.Since(st.written) >= rewriteEvery {
+		return st.write()
+	}
+	if st.journal == nil {
+		f, err := os.OpenFile(st.path+".journal", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("gilmsg: status file: %w", err)
+		}
+		st.journal = f
+	}
+	l.Gen = st.gen
+	line, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	if _, err := st.journal.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("gilmsg: status file journal: %w", err)
+	}
+	return nil
 }
 
 // mark makes from..to handled: cut out of the holes and, above top,
@@ -198,10 +318,16 @@ func cut(holes []ckHole, from, to int64) []ckHole {
 	return out
 }
 
+// flush writes the whole file and closes the journal, for Close.
 func (st *statusFile) flush() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.write()
+	err := st.write()
+	if st.journal != nil {
+		st.journal.Close()
+		st.journal = nil
+	}
+	return err
 }
 
 // write writes the file if it changed; st.mu is held.
@@ -209,7 +335,7 @@ func (st *statusFile) write() error {
 	if !st.dirty {
 		return nil
 	}
-	doc := statusDoc{Version: 2, Names: make(map[string]statusEntry, len(st.names))}
+	doc := statusDoc{Version: 2, Journal: st.gen + 1, Names: make(map[string]statusEntry, len(st.names))}
 	for name, c := range st.names {
 		e := statusEntry{SeqID: c.top, Timestamp: c.ts}
 		for _, h := range c.holes {
@@ -238,8 +364,17 @@ func (st *statusFile) write() error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("gilmsg: status file %s: %w", st.path, err)
 	}
+	// The journal's lines are in the file now, and name the generation
+	// before it: emptied, or ignored if a crash comes first.
+	st.gen++
+	if st.journal != nil {
+		st.journal.Truncate(0)
+	} else {
+		os.Remove(st.path + ".journal")
+	}
 	st.dirty = false
 	st.failed = false
+	st.written = time.Now()
 	return nil
 }
 
