@@ -44,7 +44,7 @@ func (a *answer) top() int64 {
 }
 
 // due runs the rounds that are due, and gives up what is too old; true
-// when it asked a server, which may have queued something.
+// when it asked a server or queued something.
 func (r *recovery) due(ctx context.Context) bool {
 	if r == nil {
 		return false
@@ -64,7 +64,7 @@ func (r *recovery) due(ctx context.Context) bool {
 			break // yield what came before asking for more
 		}
 	}
-	return ran
+	return ran || len(r.queue) > 0
 }
 
 // nextDue is how long until a round is due; false when none is waiting.

@@ -641,3 +641,35 @@ func TestStoredButUnsentReachesTail(t *testing.T) {
 	pub.sock.Close() // dies with 2 stored and not sent
 	wantSeqs(t, sub, 2)
 }
+
+// The give-up policy: past GapMaxAge a hole is no longer asked for; a
+// GapError with GivenUp says so, Stats counts it, and the status file
+// forgets it (a restart does not ask again).
+func TestGapGivenUpAfterMaxAge(t *testing.T) {
+	pub := newSeqPub(t)
+	status := filepath.Join(t.TempDir(), "status")
+	b, sub := replaySub(t, pub, deadAddr(t), StatusFile(status), GapMaxAge(time.Second))
+	pub.waitSubscribed(t)
+	pub.send(t, seqBody(1, "id-1"), seqBody(4, "id-4"))
+	wantSeqs(t, sub, 1)
+	for _, givenUp := range []bool{false, true} {
+		it := nextItem(t, sub)
+		var gap *GapError
+		if !errors.As(it.err, &gap) || gap.From != 2 || gap.To != 3 || gap.GivenUp != givenUp {
+			t.Fatalf("want GapError 2..3 given up %v, got %v", givenUp, it.err)
+		}
+		if givenUp && !strings.Contains(it.err.Error(), "given up") {
+			t.Errorf("the error does not say so: %v", it.err)
+		}
+		if !givenUp {
+			wantSeqs(t, sub, 4)
+		}
+	}
+	if n := b.Stats().GapsGivenUp; n != 1 {
+		t.Errorf("GapsGivenUp %d, want 1", n)
+	}
+	sub.Close()
+	if e := readStatusDoc(t, status); e.SeqID != 4 || len(e.Holes) != 0 {
+		t.Fatalf("status file %+v, want seq_id 4 and nothing missing", e)
+	}
+}
