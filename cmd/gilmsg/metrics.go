@@ -87,6 +87,7 @@ type metrics struct {
 
 	in, out, rejected, ackRejected, replay *prometheus.CounterVec
 	ackMatched, ackTimedOut, resends       prometheus.Counter
+	gapsGivenUp                            prometheus.Counter
 	storeLag                               prometheus.Gauge
 
 	mu       sync.Mutex
@@ -113,6 +114,7 @@ func newMetrics(scope string) *metrics {
 	m.ackTimedOut = counter("ack_timeouts_total", "Reliable publishes that ended without every ACK.")
 	m.resends = counter("resends_total", "Reliable messages sent again while ACKs were missing.")
 	m.replay = counterVec("replay_requests_total", "Replay requests, by result (ok, refused).", "result")
+	m.gapsGivenUp = counter("gaps_given_up_total", "Runs of missed seq_ids a subscription stopped asking its replay server for (replay_gap_max_age).")
 	m.storeLag = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "gilmsg", Name: "store_lag_seconds",
 		Help: "How far the message store was behind the bus at its last stored message."})
 	m.reg.MustRegister(m.storeLag, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -173,7 +175,8 @@ func (m *metrics) hooks() *gilmsg.Hooks {
 			}
 			m.replay.WithLabelValues(result).Inc()
 		},
-		StoreLag: func(d time.Duration) { m.storeLag.Set(d.Seconds()) },
+		StoreLag:   func(d time.Duration) { m.storeLag.Set(d.Seconds()) },
+		GapGivenUp: m.gapsGivenUp.Inc,
 	}
 }
 
