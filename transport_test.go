@@ -214,8 +214,8 @@ func TestNewSocketOptions(t *testing.T) {
 		maxMsg int64
 		badKey string // the ConfigError's key when zmq refuses
 	}{
-		{name: "fedmsg defaults", o: base, linger: time.Second, maxMsg: -1},
-		{name: "infinite linger is bounded", o: with(func(o *sockOpts) { o.LingerMS = -1 }), linger: time.Second, maxMsg: -1},
+		{name: "fedmsg defaults", o: base, linger: time.Second, maxMsg: DefaultMaxMessageSize},
+		{name: "infinite linger is bounded", o: with(func(o *sockOpts) { o.LingerMS = -1 }), linger: time.Second, maxMsg: DefaultMaxMessageSize},
 		{name: "max message size", o: with(func(o *sockOpts) { o.MaxMsgSize = 4096 }), linger: time.Second, maxMsg: 4096},
 		{name: "negative hwm", o: with(func(o *sockOpts) { o.HWM = -5 }), badKey: "high_water_mark"},
 		{name: "bad keepalive", o: with(func(o *sockOpts) { o.TCPKeepalive = 7 }), badKey: "zmq_tcp_keepalive"},
