@@ -64,7 +64,6 @@ func shortHost(t *testing.T) string {
 
 func TestAnnounce(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	rig := newRelayRig(t, "announce01")
 	rig.cfg.Certnames["announce."+shortHost(t)] = "announce01"
 	rig.cfg.RoutingPolicy = map[string][]string{"org.example.dev.announce.announcement": {"announce01"}}

@@ -29,7 +29,6 @@ var benchKeys = []string{
 // TestBenchJSON runs every phase with tiny sizes and checks the shape of
 // the result, not the speed.
 func TestBenchJSON(t *testing.T) {
-	checkGoroutines(t)
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	res := runCLI(t, nil, "bench", "--quick", "--json", "--duration", "20ms",

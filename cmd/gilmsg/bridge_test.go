@@ -9,14 +9,17 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
 
 	"github.com/gilmsg/gilmsg-go/amqpbridge"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
-// TestMain keeps the machine's FEDMSG_* variables out of the tests, and
-// stops the broker the bridge tests started, if any. (A test that sets
-// one with t.Setenv cannot be parallel, so the others never see it.)
+// TestMain keeps the machine's FEDMSG_* variables out of the tests (a test
+// that sets one with t.Setenv cannot be parallel, so the others never see
+// it), stops the broker the bridge tests started, if any, and then fails
+// if any goroutine is left: with the tests running in parallel, only the
+// whole package's end is a moment when none should run.
 func TestMain(m *testing.M) {
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "FEDMSG_") {
@@ -25,6 +28,10 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	testenv.StopSharedRabbitMQ()
+	if err := goleak.Find(); err != nil && code == 0 {
+		fmt.Fprintln(os.Stderr, "goroutines left behind by the tests:", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 

@@ -53,7 +53,6 @@ func reportEvery(t *testing.T, endpoint string, report []byte) {
 // by Python's json.dumps (make_fixtures.py), and its tests' messages.
 func TestCheckAsFedmsgCheck(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	report, err := os.ReadFile("../../testdata/check/report.json")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +91,6 @@ func TestCheckAsFedmsgCheck(t *testing.T) {
 
 func TestCheckFailures(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	res := runCLI(t, nil, "check", "--config", writeConfig(t, gilmsg.DefaultConfig()))
 	if want := "Error: No monitoring endpoint has been configured: please set \"moksha.monitoring.socket\"\n"; res.code != exitFailure || res.stderr != want {
 		t.Errorf("no endpoint: exit %d, stderr %q", res.code, res.stderr)
@@ -121,7 +119,6 @@ func (namedConsumer) Consume(context.Context, *gilmsg.Message) error {
 // A Go hub: RunConsumers publishes the status that check reads.
 func TestCheckGoHub(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")
 	hcfg := testConfig(n.pki)

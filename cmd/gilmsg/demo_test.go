@@ -8,7 +8,6 @@ import (
 )
 
 func TestDemo(t *testing.T) {
-	checkGoroutines(t)
 	t.Setenv("TMPDIR", t.TempDir())
 	res := runCLI(t, nil, "demo", "--key-bits", "1024")
 	if res.code != exitOK {

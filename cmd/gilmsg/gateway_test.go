@@ -31,7 +31,6 @@ func publishUntilReceived(t *testing.T, pub *gilmsg.Bus, topic string, ch <-chan
 
 func TestGatewayCommand(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	pki := devPKI(t, tailPubCN)
 	cfg := testConfig(pki)
 	cfg.Name, cfg.Modname = tailPubCN, "test"

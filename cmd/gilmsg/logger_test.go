@@ -34,7 +34,6 @@ func loggerConsumer(t *testing.T, pki *gilmsg.DevPKI, addr string) (*gilmsg.Bus,
 // certificate it signs with, bad input.
 func TestLoggerWithName(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	pki := devPKI(t, shellCN, loggerCN, consumerCN)
 	loggerEP := freePort(t)
 	consumer, got := loggerConsumer(t, pki, loggerEP)
@@ -106,7 +105,6 @@ func TestLoggerWithName(t *testing.T) {
 // passed since the bind, as fedmsg-logger's does (issue 11.1).
 func TestLoggerFirstLinesReachRunningTail(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	pki := devPKI(t, loggerCN, consumerCN)
 	loggerEP := freePort(t)
 	_, got := loggerConsumer(t, pki, loggerEP)
@@ -128,7 +126,6 @@ func TestLoggerFirstLinesReachRunningTail(t *testing.T) {
 // reliable publishes ACKed (or not) by a consumer behind the relay.
 func TestLoggerThroughRelay(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	pki := devPKI(t, shellCN, consumerCN)
 
 	relay := startRelay(t, pki)

@@ -82,7 +82,6 @@ func waitMetric(t *testing.T, url, series string, want float64, meanwhile func()
 
 func TestTailMetrics(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	pki := devPKI(t, tailPubCN)
 	cfg := testConfig(pki)
 	cfg.Name, cfg.Modname = tailPubCN, "test"

@@ -36,7 +36,6 @@ func signalSelf(t *testing.T, sig syscall.Signal) {
 }
 
 func TestTailSIGHUPReloadsTheCRL(t *testing.T) {
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	out, stderr, done := startCLI(t, context.Background(), nil, "tail", "--config", n.config, "--json")
 	publish := func() {
@@ -80,7 +79,6 @@ func TestSIGTERMStopsLongRunningCommands(t *testing.T) {
 		{[]string{"tail", "--metrics-addr", "127.0.0.1:0"}, "metrics at", ""},
 	} {
 		t.Run(tc.args[0], func(t *testing.T) {
-			checkGoroutines(t)
 			_, stderr, done := startCLI(t, context.Background(), nil, append(tc.args, "--config", config)...)
 			waitOutput(t, stderr, tc.running, nil)
 			signalSelf(t, syscall.SIGTERM)

@@ -10,7 +10,6 @@ import (
 
 func TestSigningRelayCommand(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	const relayCN = "relay01"
 	pki := devPKI(t, tailPubCN, relayCN)
 	in, out := freePort(t), freePort(t)

@@ -22,7 +22,6 @@ import (
 // publish times out, while the messages printed around it are ACKed.
 func TestTailFilteredNotAcked(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	for _, filter := range [][]string{{"--exclude", `drop$`}, {"--include", `keep$`}} {
 		t.Run(filter[0], func(t *testing.T) {
@@ -64,7 +63,6 @@ func (*errWriter) Write([]byte) (int, error) { return 0, errors.New("no space le
 // A line that cannot be written is not ACKed, and tail exits 1 naming why.
 func TestTailWriteErrorNotAcked(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	var errOut syncBuffer
 	done := make(chan cliResult, 1)
@@ -175,7 +173,6 @@ func waitCLI(t *testing.T, done <-chan cliResult) cliResult {
 // says so on stderr, naming the limit, and goes on with what follows.
 func TestTailOversizedSaysSo(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -49,7 +49,6 @@ func TestTailQueryAndTerseAsPython(t *testing.T) {
 
 func TestTailQueryCommand(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	_, _, done := startCLI(t, context.Background(), nil, "tail", "--config", n.config, "--count", "1", "--query", "topic, msg.text,msg.nope")
 	res := publishUntil(t, done, func(i int) {

@@ -71,7 +71,6 @@ func publishUntil(t *testing.T, done <-chan cliResult, publish func(i int)) cliR
 
 func TestTailJSON(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	_, _, done := startCLI(t, context.Background(), nil, "tail", "--config", n.config, "--json", "--count", "2")
 	res := publishUntil(t, done, func(i int) {
@@ -119,7 +118,6 @@ func TestTailJSON(t *testing.T) {
 
 func TestTailFormatsAndFilters(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 	human := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d org\.example\.dev\.test\.keep publisher01 \{"n":\d+,"text":"<é>\\n"\}$`)
 	cases := []struct {
@@ -171,7 +169,6 @@ func TestTailFormatsAndFilters(t *testing.T) {
 // unless --no-validate; a cancelled context (the signal) ends tail with 0.
 func TestTailInvalidAndSignal(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, func(c *gilmsg.Config) { c.SignMessages = false })
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -216,7 +213,6 @@ wait:
 // with --no-ack or without a name; it does not print its own ACKs.
 func TestTailAcks(t *testing.T) {
 	t.Parallel()
-	checkGoroutines(t)
 	n := newTailNet(t, nil)
 
 	t.Run("with --name", func(t *testing.T) {

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
 
@@ -95,13 +93,6 @@ func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut 
 	root.SetContext(withConfigSources(ctx, configSources{environ: os.Environ()}))
 	code := execute(root, args)
 	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
-}
-
-// checkGoroutines fails the test if it leaves goroutines behind. Call it
-// first, so that it runs after every other cleanup.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 }
 
 // devPKI makes a throwaway PKI with small keys, quick to generate.
