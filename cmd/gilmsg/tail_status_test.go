@@ -23,7 +23,7 @@ func (*pipeGone) Write([]byte) (int, error) { return 0, syscall.EPIPE }
 // A line that could not be written (a full disk, a closed pipe) is not
 // recorded in the status file: the next run prints it.
 func TestTailStatusWaitsForTheLine(t *testing.T) {
-	isolateConfigSources(t)
+	t.Parallel()
 	body := []byte(`{"i":1,"msg":{"n":1},"msg_id":"id-1","seq_id":1,"timestamp":1700000000,"topic":"org.example.dev.svc.x","username":"u"}`)
 	for name, tc := range map[string]struct {
 		out  textSink
