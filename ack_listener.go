@@ -60,43 +60,97 @@ const maxCoveredRecipients = 4096
 // the ready timeout has passed, or ctx ends. An ACK sent before the
 // listener is connected to its sender is lost.
 func (b *Bus) ackListener(ctx context.Context, recipients []string) (*ackListener, error) {
-	b.acksOnce.Do(func() {
-		src := newAckSources(b)
-		first := src.forAll(recipients)
-		// An ACK's seq_id means nothing to the listener, and is not under
-		// any signature: tracking it (NoReplay off) let one unsigned
-		// message with seq_id 2^62 stall every reliable publish.
-		opts := []SubscribeOption{NoValidate(), NoAck(), NoReplay(), Dedupe(0)}
-		sub, err := b.Subscribe(ctx, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
-		if errors.Is(err, ErrConfig) && len(first) < len(src.all) {
-			// Not one of them could be used: every endpoint, as before.
-			first = src.all
-			sub, err = b.Subscribe(ctx, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
-		}
-		if err != nil {
-			b.acksErr = fmt.Errorf("%w (starting the ACK listener)", err)
-			return
-		}
-		l := &ackListener{bus: b, sub: sub, sources: src, done: make(chan struct{}),
-			waiting: make(map[string]*pending), added: make(map[string]*growth),
-			covered: make(map[string][]*growth)}
-		// Subscribe waited for these.
-		started := &growth{eps: first, done: make(chan struct{})}
-		close(started.done)
-		for _, ep := range first {
-			l.added[ep.addr] = started
-		}
-		b.wg.Add(1)
-		go l.run()
-		b.acks = l
-	})
-	if b.acksErr != nil {
-		return nil, b.acksErr
+	b.acksMu.Lock()
+	if b.acksClosed {
+		b.acksMu.Unlock()
+		return nil, ErrClosed
 	}
-	if err := b.acks.cover(ctx, recipients); err != nil {
+	l, st := b.acks, b.acksStart
+	if l == nil && st == nil {
+		st = &ackStart{done: make(chan struct{})}
+		b.acksStart = st
+		b.wg.Add(1)
+		go b.startAckListener(st, recipients)
+	}
+	b.acksMu.Unlock()
+	if l == nil {
+		// The start runs on the bus's lifetime: a publish whose ctx ends
+		// stops waiting for it, not the start itself, so the endpoints
+		// are recorded as connected only once they are (or the ready
+		// timeout has passed).
+		select {
+		case <-st.done:
+		case <-ctx.Done():
+			return nil, b.ctxErr(ctx)
+		}
+		if st.err != nil {
+			return nil, st.err
+		}
+		l = st.l
+	}
+	if err := l.cover(ctx, recipients); err != nil {
 		return nil, err
 	}
-	return b.acks, nil
+	return l, nil
+}
+
+// ackStart is a start of the ACK listener under way; l and err are set
+// before done is closed.
+type ackStart struct {
+	done chan struct{}
+	l    *ackListener
+	err  error
+}
+
+// startAckListener subscribes to the ACK topic where recipients can answer
+// from and, once it has, runs the listener on this goroutine (counted in
+// b.wg by the caller). A failure is given to the publishes waiting for
+// st and forgotten, so that the next publish starts the listener again.
+func (b *Bus) startAckListener(st *ackStart, recipients []string) {
+	defer b.wg.Done()
+	l, err := b.subscribeAcks(recipients)
+	b.acksMu.Lock()
+	if err == nil && b.acksClosed {
+		l.sub.Close()
+		l, err = nil, ErrClosed
+	}
+	b.acks, b.acksStart = l, nil
+	st.l, st.err = l, err
+	b.acksMu.Unlock()
+	close(st.done)
+	if l != nil {
+		l.run()
+	}
+}
+
+// subscribeAcks makes the listener, subscribed and connected where
+// recipients can answer from (or the ready timeout has passed).
+func (b *Bus) subscribeAcks(recipients []string) (*ackListener, error) {
+	src := newAckSources(b)
+	first := src.forAll(recipients)
+	// An ACK's seq_id means nothing to the listener, and is not under
+	// any signature: tracking it (NoReplay off) let one unsigned
+	// message with seq_id 2^62 stall every reliable publish.
+	opts := []SubscribeOption{NoValidate(), NoAck(), NoReplay(), Dedupe(0)}
+	sub, err := b.Subscribe(b.life, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
+	if errors.Is(err, ErrConfig) && len(first) < len(src.all) {
+		// Not one of them could be used: every endpoint, as before.
+		first = src.all
+		sub, err = b.Subscribe(b.life, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w (starting the ACK listener)", err)
+	}
+	l := &ackListener{bus: b, sub: sub, sources: src, done: make(chan struct{}),
+		waiting: make(map[string]*pending), added: make(map[string]*growth),
+		covered: make(map[string][]*growth)}
+	// Subscribe waited for these.
+	started := &growth{eps: first, done: make(chan struct{})}
+	close(started.done)
+	for _, ep := range first {
+		l.added[ep.addr] = started
+	}
+	return l, nil
 }
 
 // fromNamedEndpoints is [FromEndpoints] keeping the endpoints' names, which
@@ -192,7 +246,6 @@ func (l *ackListener) grow(g *growth) {
 }
 
 func (l *ackListener) run() {
-	defer l.bus.wg.Done()
 	defer close(l.done)
 	defer l.sub.Close()
 	for {

@@ -1,9 +1,12 @@
 package gilmsg
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -291,5 +294,69 @@ func TestAckSources(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAckListenerStartOutlivesFirstCtx: the first reliable publish's ctx
+// ends while the ACK listener waits to connect to a recipient that is not
+// up yet. The listener keeps starting on the bus's lifetime, and records
+// the recipient's endpoint as connected only once it is, so a publish made
+// when the recipient is up waits for that connection and gets its single
+// ACK (no resend). Before, the first ctx cut the wait short, the endpoint
+// counted as ready, and that ACK went out before the listener had
+// reconnected (zmq_reconnect_ivl 1 s here): lost.
+func TestAckListenerStartOutlivesFirstCtx(t *testing.T) {
+	n := newTestNet(t)
+	const rcpt = "consumer01.example.org"
+	n.endpoints[rcpt] = []string{deadAddr(t)}
+	n.mutate = func(c *Config) {
+		c.ZMQReconnectIvl, c.ZMQReconnectIvlMax = 1000, 1000
+		c.PostInitSleep = 20 // the ready timeout: not reached
+	}
+	pub := n.start("publisher01.example.org", WithResend(false, 0, 0))
+
+	ctx, cancel := context.WithTimeout(ctxT(t), 100*time.Millisecond)
+	defer cancel()
+	_, err := pub.Publish(ctx, "order.created", map[string]any{"n": 1}, Recipients(rcpt))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first publish: %v, want DeadlineExceeded", err)
+	}
+
+	// No post-init wait: the consumer ACKs at once, as a long-running
+	// one would, so only the listener's own wait makes sure it hears it.
+	consumer := n.start(rcpt, WithPostInitWait(false))
+	tail(t, consumer, "", FromEndpoints(pub.Endpoint()))
+	if err := pub.WaitSubscribers(ctxT(t), "order.created", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctxT(t), "order.created", map[string]any{"n": 2},
+		Recipients(rcpt), AckTimeout(5*time.Second)); err != nil {
+		t.Fatalf("publish once the recipient is up: %v", err)
+	}
+}
+
+// TestWithCloseNoGoroutine: a ctx tied to the bus's Close costs no
+// goroutine while it lives (context.AfterFunc), and is still cancelled by
+// Close.
+func TestWithCloseNoGoroutine(t *testing.T) {
+	n := newTestNet(t)
+	b := n.start("")
+	before := runtime.NumGoroutine()
+	var ctxs []context.Context
+	for range 100 {
+		ctx, cancel := b.withClose(context.Background())
+		defer cancel()
+		ctxs = append(ctxs, ctx)
+	}
+	if grown := runtime.NumGoroutine() - before; grown >= 50 {
+		t.Errorf("%d goroutines for 100 live contexts", grown)
+	}
+	b.Close()
+	for _, ctx := range ctxs {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not cancel a withClose context")
+		}
 	}
 }

@@ -45,9 +45,13 @@ type Bus struct {
 	signer     *Signer
 	signerErr  error
 
-	acksOnce sync.Once
-	acks     *ackListener
-	acksErr  error
+	// The ACK listener, started by the first reliable publish and run on
+	// the bus's own lifetime: acksStart is the start under way (nil when
+	// none; a failed one is cleared, so the next publish tries again).
+	acksMu     sync.Mutex
+	acks       *ackListener
+	acksStart  *ackStart
+	acksClosed bool
 
 	inflight chan struct{} // PublishAsync's cap
 	asyncWG  sync.WaitGroup
@@ -60,6 +64,8 @@ type Bus struct {
 
 	mu     sync.Mutex
 	closed chan struct{}
+	life   context.Context // cancelled by Close (with closed), for withClose
+	end    context.CancelFunc
 	subs   map[*Subscription]struct{}
 	wg     sync.WaitGroup // the bus's own goroutines
 }
@@ -227,6 +233,7 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 		closed:    make(chan struct{}),
 		subs:      make(map[*Subscription]struct{}),
 	}
+	b.life, b.end = context.WithCancel(context.Background())
 	warnUnknownKeys(b.log, cfg)
 	if b.modname == "" {
 		b.modname = cfg.Modname
@@ -337,6 +344,7 @@ func (b *Bus) Close() error {
 	default:
 	}
 	close(b.closed)
+	b.end()
 	// Nothing below may wait on a CA or CRL download.
 	b.validator.close()
 	subs := make([]*Subscription, 0, len(b.subs))
@@ -349,9 +357,12 @@ func (b *Bus) Close() error {
 		s.Close()
 	}
 	// Once closed, no ACK listener may start; one that did is stopping.
-	b.acksOnce.Do(func() { b.acksErr = ErrClosed })
-	if b.acks != nil {
-		b.acks.close()
+	b.acksMu.Lock()
+	b.acksClosed = true
+	acks := b.acks
+	b.acksMu.Unlock()
+	if acks != nil {
+		acks.close()
 	}
 	b.asyncWG.Wait()
 	if b.storeW != nil {
@@ -395,14 +406,8 @@ func (b *Bus) removeSub(s *Subscription) {
 // withClose returns ctx, cancelled also when the bus closes.
 func (b *Bus) withClose(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-b.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+	stop := context.AfterFunc(b.life, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // ctxErr maps a context error to ErrClosed when the bus closed.
