@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -22,11 +23,13 @@ func configFixtures(t *testing.T) string {
 	return fixtures
 }
 
-// runConfigCmd runs gilmsg with args, as main does, and returns the exit
-// code and what was printed on stdout.
-func runConfigCmd(t *testing.T, args ...string) (int, string) {
+// runConfigCmd runs gilmsg with args, as main does, with env (KEY=value)
+// added to its environment, and returns the exit code and what was
+// printed on stdout.
+func runConfigCmd(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
-	r := runCLI(t, nil, args...)
+	ctx := withConfigSources(context.Background(), configSources{environ: append(os.Environ(), env...)})
+	r := runCLIWith(t, ctx, nil, &syncBuffer{}, &syncBuffer{}, args...)
 	return r.code, r.stdout
 }
 
@@ -44,11 +47,12 @@ func topLevelKeys(out string) []string {
 }
 
 func TestConfigCommand(t *testing.T) {
+	t.Parallel()
 	fixtures := configFixtures(t)
 	pythonConfig := filepath.Join(fixtures, "fedmsg-config.json")
 
 	t.Run("prints the merged config as sorted JSON", func(t *testing.T) {
-		code, out := runConfigCmd(t, "config", "--config", pythonConfig)
+		code, out := runConfigCmd(t, nil, "config", "--config", pythonConfig)
 		if code != exitOK {
 			t.Fatalf("exit %d, output %q", code, out)
 		}
@@ -124,10 +128,12 @@ func TestConfigCommand(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var env []string
 			for k, v := range tc.env {
-				t.Setenv(k, v)
+				env = append(env, k+"="+v)
 			}
-			code, out := runConfigCmd(t, tc.args...)
+			code, out := runConfigCmd(t, env, tc.args...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; output %q", code, tc.code, out)
 			}

@@ -88,9 +88,13 @@ func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut 
 	root.SetIn(stdin)
 	root.SetOut(out)
 	root.SetErr(errOut)
-	// No config directory: the machine's /etc/fedmsg.d, ~/.fedmsg.d and
-	// ./fedmsg.d stay out of the tests (TestMain drops FEDMSG_* variables).
-	root.SetContext(withConfigSources(ctx, configSources{environ: os.Environ()}))
+	// Unless the test chose them: no config directory, so that the
+	// machine's /etc/fedmsg.d, ~/.fedmsg.d and ./fedmsg.d stay out of the
+	// tests (TestMain drops FEDMSG_* variables).
+	if _, ok := ctx.Value(configSourcesKey{}).(configSources); !ok {
+		ctx = withConfigSources(ctx, configSources{environ: os.Environ()})
+	}
+	root.SetContext(ctx)
 	code := execute(root, args)
 	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
 }
