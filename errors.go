@@ -17,8 +17,17 @@ var (
 	ErrInvalidMessage = errors.New("gilmsg: invalid message")
 
 	// ErrInvalidSignature is the root of every validation failure; see
-	// [ValidationError] for the reason.
+	// [ValidationError] for the reason. Failures that say nothing about
+	// the message's own signature match a narrower sentinel too:
+	// [ErrPolicyRefused] and [ErrTrust]. They still match
+	// ErrInvalidSignature, which code written before them tests for
+	// "drop this message"; test the narrower one to tell a refused signer
+	// or a broken CA from a forged message.
 	ErrInvalidSignature = errors.New("gilmsg: message failed validation")
+
+	// ErrPolicyRefused means a validly signed message came from a signer
+	// that routing_policy does not allow for its topic ([ReasonPolicy]).
+	ErrPolicyRefused = errors.New("gilmsg: signer refused by routing_policy")
 
 	// ErrConfig means the configuration is unusable; [ConfigError] names the key.
 	ErrConfig = errors.New("gilmsg: bad configuration")
@@ -30,7 +39,9 @@ var (
 	ErrNotConnected = errors.New("gilmsg: not connected")
 
 	// ErrTrust means the CA certificate or the CRL cannot be used; see
-	// [TrustError] for which, where and why.
+	// [TrustError] for which, where and why. A message judged while they
+	// cannot be used fails with [ReasonCA], matching ErrTrust as well as
+	// [ErrInvalidSignature].
 	ErrTrust = errors.New("gilmsg: CA or CRL unusable")
 
 	// ErrCannotSign means signing was asked for but no key is usable.

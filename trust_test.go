@@ -131,8 +131,9 @@ func TestTrustFetchBounded(t *testing.T) {
 				t.Errorf("error %v: want ErrTrust and a deadline, naming %s", err, url)
 			}
 			// Validation says the same, with reason "ca".
-			if _, err := validateBody(val, []byte(loadVectors(t, "vectors.jsonl")[0].Body)); ReasonOf(err) != ReasonCA || !strings.Contains(err.Error(), url) {
-				t.Errorf("validation: %v, want reason ca naming %s", err, url)
+			if _, err := validateBody(val, []byte(loadVectors(t, "vectors.jsonl")[0].Body)); ReasonOf(err) != ReasonCA || !strings.Contains(err.Error(), url) ||
+				!errors.Is(err, ErrTrust) || !errors.Is(err, ErrInvalidSignature) {
+				t.Errorf("validation: %v, want reason ca naming %s, matching ErrTrust and ErrInvalidSignature", err, url)
 			}
 		})
 	}

@@ -40,7 +40,8 @@ const (
 )
 
 // ValidationError says why a message is invalid. It unwraps to
-// [ErrInvalidSignature] and to the underlying cause, if any.
+// [ErrInvalidSignature], to [ErrPolicyRefused] for [ReasonPolicy] and
+// [ErrTrust] for [ReasonCA], and to the underlying cause, if any.
 type ValidationError struct {
 	Reason Reason
 	Signer string // the certificate's CN (gpg: the key's name), when known
@@ -60,10 +61,17 @@ func (e *ValidationError) Error() string {
 }
 
 func (e *ValidationError) Unwrap() []error {
-	if e.Err == nil {
-		return []error{ErrInvalidSignature}
+	errs := []error{ErrInvalidSignature}
+	switch e.Reason {
+	case ReasonPolicy:
+		errs = append(errs, ErrPolicyRefused)
+	case ReasonCA:
+		errs = append(errs, ErrTrust)
 	}
-	return []error{ErrInvalidSignature, e.Err}
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
 }
 
 func invalid(r Reason, detail string, err error) *ValidationError {

@@ -133,6 +133,12 @@ func TestValidateReasons(t *testing.T) {
 			if got := ReasonOf(err); got != r {
 				t.Fatalf("reason = %q (%v), want %q", got, err, r)
 			}
+			// Every failure is still ErrInvalidSignature; only a
+			// refused signer is ErrPolicyRefused, none is ErrTrust.
+			if !errors.Is(err, ErrInvalidSignature) || errors.Is(err, ErrPolicyRefused) != (r == ReasonPolicy) || errors.Is(err, ErrTrust) {
+				t.Errorf("%v: ErrInvalidSignature %v, ErrPolicyRefused %v, ErrTrust %v", err,
+					errors.Is(err, ErrInvalidSignature), errors.Is(err, ErrPolicyRefused), errors.Is(err, ErrTrust))
+			}
 		})
 	}
 	if seen != len(want) {
