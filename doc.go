@@ -199,7 +199,12 @@
 // Every method of [Bus] is safe for use by many goroutines: [Bus.Publish],
 // [Bus.PublishAsync], [Bus.Subscribe], [Bus.Tail], [Bus.WaitSubscribers]
 // and [Bus.Stats] may be called at once from anywhere. The bus owns its
-// ZeroMQ sockets, each used by one goroutine, and its own ZeroMQ context.
+// ZeroMQ sockets and its own ZeroMQ context, and uses each socket from one
+// goroutine at a time (a ZeroMQ socket is not goroutine-safe): the
+// publishing socket is taken under a lock, by the bus's publisher
+// goroutine or by a Publish that finds the send queue empty and sends its
+// message from the caller's goroutine; every other socket belongs to one
+// goroutine.
 //
 // A [Subscription] is read ([Subscription.Next], [Subscription.Messages])
 // from one goroutine at a time; use one subscription per reader, or a

@@ -42,7 +42,7 @@ func ExampleWithHooks() {
 		}
 	}()
 	n := 0
-	for m, err := range sub.Tail(ctx, "org.example.dev.web.") {
+	for m, err := range sub.Tail(ctx, sub.FullTopic("web", "")) {
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -202,7 +202,7 @@ func ExampleBus_Tail() {
 	}()
 
 	n := 0
-	for m, err := range sub.Tail(ctx, "org.example.dev.web.page.") {
+	for m, err := range sub.Tail(ctx, sub.FullTopic("web", "page.")) {
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -39,7 +39,7 @@ func FuzzFrameToValidation(f *testing.F) {
 		frames := [][]byte{[]byte(topic), body}
 		ctx := context.Background()
 
-		m, err, ok := s.handle(ctx, 0, frames)
+		m, ok, err := s.handle(ctx, 0, frames)
 		st := b.Stats()
 		if st.Received != 1 {
 			t.Fatalf("received counted %d times", st.Received)
@@ -79,7 +79,7 @@ func FuzzFrameToValidation(f *testing.F) {
 		}
 
 		// The same frames again, as a resend or a replay within the window.
-		if m2, _, again := s.handle(ctx, 0, frames); again && m.MsgID != "" {
+		if m2, again, _ := s.handle(ctx, 0, frames); again && m.MsgID != "" {
 			t.Fatalf("msg_id %q yielded twice (%p, %p)", m.MsgID, m, m2)
 		}
 		if m.MsgID != "" && b.Stats().Duplicates != 1 {

@@ -88,7 +88,7 @@ func TestMessageMemoryBound(t *testing.T) {
 				var m0, m1 runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&m0)
-				m, _, ok := s.handle(context.Background(), 0, frames)
+				m, ok, _ := s.handle(context.Background(), 0, frames)
 				runtime.ReadMemStats(&m1)
 				if ok != signed {
 					t.Fatalf("yielded %v: want valid only when signed", ok)

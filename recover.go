@@ -415,9 +415,9 @@ func (r *recovery) giveUp(src *publisherState, n int, why error) {
 
 // pop returns the next queued message or gap, ACKing the message first
 // as a live one would be.
-func (r *recovery) pop(ctx context.Context) (*Message, error, bool) {
+func (r *recovery) pop(ctx context.Context) (*Message, bool, error) {
 	if r == nil || len(r.queue) == 0 {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	q := r.queue[0]
 	r.queue[0] = queued{}
@@ -426,7 +426,7 @@ func (r *recovery) pop(ctx context.Context) (*Message, error, bool) {
 		r.queue = nil // let a page's worth of backing array go
 	}
 	if q.m == nil {
-		return nil, q.err, true
+		return nil, true, q.err
 	}
 	s := r.s
 	if s.opts.ack && !s.opts.manualAck {
@@ -435,13 +435,13 @@ func (r *recovery) pop(ctx context.Context) (*Message, error, bool) {
 				s.ackErrSaid = true
 				s.bus.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", q.m.MsgID), slog.Any("error", err))
 			}
-			return q.m, err, true // not delivered: a restart yields it again
+			return q.m, true, err // not delivered: a restart yields it again
 		}
 	}
 	if !s.opts.manualAck {
 		s.handled(q.m)
 	}
-	return q.m, nil, true
+	return q.m, true, nil
 }
 
 // handled records m as delivered in the status file.

@@ -442,7 +442,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if m, err, ok := s.rec.pop(ctx); ok {
+		if m, ok, err := s.rec.pop(ctx); ok {
 			return m, err
 		}
 		// A catch-up's next page, or a retry of what is missing, before
@@ -472,10 +472,10 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			// Round robin: one message from each ready socket in turn.
 			copy(s.pending, s.pending[1:])
 			s.pending[len(s.pending)-1] = i
-			if m, err, ok := s.handle(ctx, i, frames); ok {
+			if m, ok, err := s.handle(ctx, i, frames); ok {
 				return m, err
 			}
-			if m, err, ok := s.rec.pop(ctx); ok {
+			if m, ok, err := s.rec.pop(ctx); ok {
 				return m, err
 			}
 		}
@@ -523,7 +523,7 @@ func (s *Subscription) queue(i int) {
 
 // handle turns frames into a message; ok is false when it must not be
 // yielded (invalid and not surfaced, or a duplicate).
-func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Message, error, bool) {
+func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Message, bool, error) {
 	b := s.bus
 	b.stats.received.Add(1)
 	s.big = len(frames[len(frames)-1]) >= bigMessage
@@ -557,7 +557,7 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 				b.stats.acksSent.Add(1)
 			}
 		}
-		return nil, nil, false
+		return nil, false, nil
 	}
 	if s.validate {
 		if m.Signer, err = b.validator.Validate(env); err != nil {
@@ -569,7 +569,7 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 	}
 	b.opts.hooks.messageIn(env.Topic)
 	if s.rec.admit(ctx, m) {
-		return nil, nil, false // dropped, or queued after what its gap recovered
+		return nil, false, nil // dropped, or queued after what its gap recovered
 	}
 	var ackErr error
 	if !s.opts.manualAck && s.opts.ack {
@@ -580,9 +580,9 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		// reliable publish to it time out.
 		s.ackErrSaid = true
 		b.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", env.MsgID), slog.Any("error", ackErr))
-		return m, ackErr, true
+		return m, true, ackErr
 	}
-	return m, nil, true
+	return m, true, nil
 }
 
 // Memory after big messages. Reading a message of n bytes allocates
@@ -613,7 +613,7 @@ func (s *Subscription) releaseAfterBig() {
 	}
 }
 
-func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
+func (s *Subscription) reject(m *Message, err error) (*Message, bool, error) {
 	if !s.opts.surfaceInvalid {
 		s.releaseAfterBig() // nobody will hold it
 	}
@@ -626,9 +626,9 @@ func (s *Subscription) reject(m *Message, err error) (*Message, error, bool) {
 	s.bus.log.Warn("gilmsg: invalid message", slog.String("endpoint", m.Endpoint), slog.String("reason", string(reason)), slog.Any("error", err))
 	if s.opts.surfaceInvalid {
 		m.invalid = err // never ACKed, whoever asks
-		return m, err, true
+		return m, true, err
 	}
-	return nil, nil, false
+	return nil, false, nil
 }
 
 // markLost is the monitors' hook: a connection libzmq dropped for a

@@ -53,7 +53,7 @@ func run() error {
 	defer stopTails()
 	for _, r := range []*gilmsg.Bus{billing, audit} {
 		go func() {
-			for m, err := range r.Tail(tailCtx, "org.example.dev.shop.", gilmsg.FromEndpoints(shop.Endpoint())) {
+			for m, err := range r.Tail(tailCtx, r.FullTopic("shop", ""), gilmsg.FromEndpoints(shop.Endpoint())) {
 				if err == nil {
 					fmt.Printf("  %s got %v\n", r.Config().Name, m.Msg())
 				}
