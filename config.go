@@ -94,11 +94,10 @@ type Config struct {
 	// IOThreads is the ZeroMQ context's I/O thread count, 1 to 256.
 	// Default 1.
 	IOThreads int `mapstructure:"io_threads" json:"io_threads"`
-	// PostInitSleep (seconds) is what fedmsg.init sleeps after binding.
-	// [New] does not sleep it: the publishes made before it has passed
-	// since the bind wait (see [WithPostInitWait]); it also bounds how long
-	// a new subscription waits for its connections. 0: no wait. Default
-	// 0.5.
+	// PostInitSleep (seconds) is what fedmsg.init sleeps after binding;
+	// [New] does not sleep it, the first publishes wait instead ("Slow
+	// joiners" in the package documentation). It also bounds how long a
+	// new subscription waits for its connections. 0: no wait. Default 0.5.
 	PostInitSleep float64 `mapstructure:"post_init_sleep" json:"post_init_sleep"`
 	// HighWaterMark is ZMQ_SNDHWM/ZMQ_RCVHWM; 0 means no limit. Default 0.
 	HighWaterMark int `mapstructure:"high_water_mark" json:"high_water_mark"`

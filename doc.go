@@ -55,7 +55,9 @@
 // and every later publish pays nothing.
 // [WithPostInitWait](false), a successful [Bus.WaitSubscribers] (the
 // caller's own wait) or post_init_sleep 0 turn the wait off. An ACK waits
-// only until the publisher expecting it has subscribed.
+// only until the publisher expecting it has subscribed. (The README's
+// "The first publishes wait for slow joiners" has the measurements behind
+// the floor.)
 //
 // # Signing
 //

@@ -135,16 +135,11 @@ func WithModname(m string) Option { return func(o *options) { o.modname = m } }
 func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.readyTimeout = d } }
 
 // WithPostInitWait sets whether the publishes made soon after the bus
-// bound its endpoint wait, as fedmsg.init sleeps post_init_sleep, so that
-// subscribers already running do not miss them: until post_init_sleep has
-// passed since the bind, or, if longer, zmq_reconnect_ivl_max plus
-// zmq_reconnect_ivl (1.1 s with fedmsg's defaults), the longest such a
-// subscriber takes to retry. Default on: [New] returns at once, the first
-// publishes wait what is left, later ones nothing; a publish whose ctx
+// bound its endpoint wait for subscribers already running to reconnect,
+// as fedmsg.init sleeps post_init_sleep; "Slow joiners" in the package
+// documentation says how long and when it ends. A publish whose ctx
 // deadline comes first waits nine tenths of the time left to it, then
-// sends. Turn it off when the caller waits its own way; a successful
-// [Bus.WaitSubscribers] also ends it, and post_init_sleep 0 means no wait,
-// as in fedmsg.
+// sends. Default on; turn it off when the caller waits its own way.
 func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait = on } }
 
 // WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer

@@ -373,13 +373,11 @@ func (b *Bus) relayConnected() bool {
 	return b.pub.mon == nil || b.pub.mon.Connected() > 0
 }
 
-// postInitWait is how long after the bind the first publishes wait:
-// post_init_sleep, but no less than the longest a subscriber already
-// waiting for this endpoint can take to retry, zmq_reconnect_ivl_max plus
-// its random part of up to zmq_reconnect_ivl. Python's own publishes
-// take that long anyway (measured: a Python tail running for seconds got
-// 48 to 50 of 50 messages from a Python publisher, 0 to 35 from a Go one
-// that waited only post_init_sleep).
+// postInitWait is how long after the bind the first publishes wait (see
+// "Slow joiners" in doc.go). The floor of zmq_reconnect_ivl_max plus
+// zmq_reconnect_ivl was measured: a Python tail running for seconds got 48
+// to 50 of 50 messages from a Python publisher, 0 to 35 from a Go one that
+// waited only post_init_sleep.
 func postInitWait(c *Config) time.Duration {
 	ivl := time.Duration(max(c.ZMQReconnectIvl, 0)) * time.Millisecond
 	retry := ivl
@@ -389,14 +387,10 @@ func postInitWait(c *Config) time.Duration {
 	return max(seconds(c.PostInitSleep), retry+ivl)
 }
 
-// warmUp makes the publishes that come before [postInitWait] has passed
-// since the bind wait for it, as fedmsg.init sleeps post_init_sleep:
-// subscribers that were already running need that long to (re)connect and
-// subscribe, and ZeroMQ drops what is published before (the slow joiner).
-// Later publishes pay nothing; so does every publish after
-// [WithPostInitWait](false) or a successful [Bus.WaitSubscribers]. With
-// ackTopic set (an ACK's own topic), the wait ends as soon as someone
-// subscribes to it: the publisher waiting for this ACK.
+// warmUp makes a publish that comes before [postInitWait] has passed since
+// the bind wait for it ("Slow joiners" in doc.go). With ackTopic set (an
+// ACK's own topic), the wait ends as soon as someone subscribes to it: the
+// publisher waiting for this ACK.
 func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
 	p := b.pub
 	if p == nil || p.warm.Load() {
@@ -650,8 +644,8 @@ func (p *publisher) close() {
 // ends. It is the exact answer to ZeroMQ's slow-joiner problem for this
 // bus's own socket: once it returns nil, those subscribers get every
 // message published after it. It cannot tell who the subscribers are.
-// Once it has returned nil, the first publish no longer waits for
-// post_init_sleep (see [WithPostInitWait]).
+// Once it has returned nil, no publish waits for post_init_sleep any more
+// ("Slow joiners" in the package documentation).
 func (b *Bus) WaitSubscribers(ctx context.Context, topic string, n int) error {
 	if b.pub == nil {
 		return fmt.Errorf("%w: the bus has no endpoint to publish from", ErrConfig)
