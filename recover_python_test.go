@@ -21,7 +21,11 @@ import (
 // Python stored them, which the test sends live. The tail had delivered
 // 1..20 (status file), and Python's publisher had gone on to 201, losing
 // 194 and 195 in transit. Python refuses every seq_id_range (its store
-// reads a column "sed_id"), so the catch-up goes by seq_ids.
+// reads a column "sed_id"), so the catch-up goes by seq_ids, 999 a
+// request: SQLite before 3.32 refuses a statement with more variables,
+// and Python's store binds one per seq_id. (Recorded through a proxy with
+// lists of 1 000; the lists of 999 were asked of the same store's rows
+// as they stood then, with pyreplay.py query.)
 const pythonReplayFixture = "testdata/replay/python-replay.jsonl"
 
 type recordedReplay struct {

@@ -20,6 +20,9 @@ const (
 	narrowHole  = 64 // runs up to this long are asked by seq_ids, longer ones by seq_id_range
 	maxRanges   = 3  // seq_id_range requests a round
 	maxAnswerMB = 64 // an answer's total size, in MiB
+	// idsPerAsk bounds a seq_ids list: Python's SqlStore binds each id as
+	// one SQL variable, and SQLite before 3.32 refuses more than 999.
+	idsPerAsk = 999
 )
 
 // answer gathers what one round's requests brought.
@@ -184,7 +187,7 @@ func (r *recovery) round(ctx context.Context, src *publisherState) {
 				ranges = append(ranges, []int64{h.from, h.to})
 				continue
 			}
-			for id := h.from; id <= h.to && len(ids) < MaxReplyMessages; id++ {
+			for id := h.from; id <= h.to && len(ids) < idsPerAsk; id++ {
 				ids = append(ids, id)
 			}
 		}
@@ -244,11 +247,11 @@ func (r *recovery) round(ctx context.Context, src *publisherState) {
 }
 
 // catchUpPage asks for the page after src.last: by seq_id_range, or by
-// the next MaxReplyMessages seq_ids from a server that refuses ranges.
+// the next idsPerAsk seq_ids from a server that refuses ranges.
 // What it skips below the highest seq_id answered becomes a hole.
 func (r *recovery) catchUpPage(ctx context.Context, src *publisherState, a *answer, full *bool) error {
 	lo := src.last + 1
-	page := map[string]any{"seq_ids": seqRange(lo, MaxReplyMessages)}
+	page := map[string]any{"seq_ids": seqRange(lo, idsPerAsk)}
 	n, err := 0, error(nil)
 	if !src.noRange {
 		n, err = r.ask(ctx, src, map[string]any{"seq_id_range": []int64{lo, maxSeqID}}, a)
