@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
 // ackListener is the bus's one subscription to the ACK topic; its
@@ -263,7 +265,7 @@ func (l *ackListener) run() {
 		if reason := l.route(m); reason != "" {
 			l.bus.stats.acksRejected.add(reason)
 			l.bus.opts.hooks.ackRejected(reason)
-			l.bus.log.Debug("gilmsg: ACK rejected", slog.String("reason", reason), shortAttr("msg_id", m.MsgID))
+			l.bus.log.Debug("gilmsg: ACK rejected", slog.String("reason", reason), untrusted.Attr("msg_id", m.MsgID))
 		}
 	}
 }

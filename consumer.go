@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
 // Consumer is a hub consumer, as Python gilmsg's GilmsgConsumer: it gets
@@ -118,7 +120,7 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 		st.finished(i, time.Since(start), err)
 		if err != nil {
 			failed = true
-			b.log.Error("gilmsg: consumer failed", shortAttr("topic", m.Topic), shortAttr("msg_id", m.MsgID), slog.Any("error", err))
+			b.log.Error("gilmsg: consumer failed", untrusted.Attr("topic", m.Topic), untrusted.Attr("msg_id", m.MsgID), slog.Any("error", err))
 		}
 	}
 	if matched && ackAfter && !failed {
@@ -140,7 +142,7 @@ func (b *Bus) ackOrLog(ctx context.Context, m *Message, after bool) {
 		err = m.sub.ack(ctx, m.Envelope) // not Ack: the status file waits for the consumers
 	}
 	if err != nil {
-		b.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", m.MsgID), slog.Any("error", err))
+		b.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", m.MsgID), slog.Any("error", err))
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
 // GapError reports seq_ids of one publisher that a subscription knows it
@@ -433,7 +435,7 @@ func (r *recovery) pop(ctx context.Context) (*Message, bool, error) {
 		if err := s.ack(ctx, q.m.Envelope); err != nil {
 			if !s.ackErrSaid {
 				s.ackErrSaid = true
-				s.bus.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", q.m.MsgID), slog.Any("error", err))
+				s.bus.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", q.m.MsgID), slog.Any("error", err))
 			}
 			return q.m, true, err // not delivered: a restart yields it again
 		}

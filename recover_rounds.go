@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -387,7 +389,7 @@ func (r *recovery) ask(ctx context.Context, src *publisherState, req map[string]
 				s.bus.stats.invalid.add(reason)
 				s.bus.opts.hooks.rejected(reason)
 				s.bus.log.Warn("gilmsg: replayed message failed validation", slog.String("name", src.name),
-					slog.Int64("seq_id", seq), shortAttr("msg_id", env.MsgID), slog.Any("error", err))
+					slog.Int64("seq_id", seq), untrusted.Attr("msg_id", env.MsgID), slog.Any("error", err))
 				a.bad[seq] = err
 				continue
 			}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -311,7 +313,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 	named := false
 	for _, key := range sortedKeys(obj) {
 		val := obj[key]
-		wrong := func() error { return bad("Something went wrong when processing the field %s", quoteShort(key)) }
+		wrong := func() error { return bad("Something went wrong when processing the field %s", untrusted.Quote(key)) }
 		switch key {
 		case "seq_id":
 			n, ok := queryInt(val)
@@ -337,7 +339,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 		case "seq_id_range":
 			pair, ok := val.([]any)
 			if !ok || len(pair) != 2 {
-				return nil, bad("Ill-format %s field", quoteShort(key))
+				return nil, bad("Ill-format %s field", untrusted.Quote(key))
 			}
 			a, ok1 := queryInt(pair[0])
 			b, ok2 := queryInt(pair[1])
@@ -369,7 +371,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 		case "time":
 			pair, ok := val.([]any)
 			if !ok || len(pair) != 2 {
-				return nil, bad("Ill-format %s field", quoteShort(key))
+				return nil, bad("Ill-format %s field", untrusted.Quote(key))
 			}
 			a, ok1 := queryFloat(pair[0])
 			b, ok2 := queryFloat(pair[1])
@@ -385,7 +387,7 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 			q.AfterSeqID = n
 			continue
 		default:
-			return nil, bad("Unsupported field: %s", quoteShort(key))
+			return nil, bad("Unsupported field: %s", untrusted.Quote(key))
 		}
 		named = true
 	}

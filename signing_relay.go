@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -51,7 +53,7 @@ func (r *Relay) signOne() (bool, error) {
 			r.hooks.messageIn(string(frames[0]))
 		}
 		if body, err := r.signBody(frames[1]); err != nil {
-			r.log.Warn("gilmsg: signing relay forwards a message it cannot sign", shortAttr("topic", string(frames[0])), slog.Any("error", err))
+			r.log.Warn("gilmsg: signing relay forwards a message it cannot sign", untrusted.Attr("topic", string(frames[0])), slog.Any("error", err))
 		} else if body != nil {
 			frames[1] = body
 			r.signed.Add(1)

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -579,7 +581,7 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		// Said once, loudly: a consumer that cannot ACK makes every
 		// reliable publish to it time out.
 		s.ackErrSaid = true
-		b.log.Error("gilmsg: cannot ACK", shortAttr("msg_id", env.MsgID), slog.Any("error", ackErr))
+		b.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", env.MsgID), slog.Any("error", ackErr))
 		return m, true, ackErr
 	}
 	return m, true, nil

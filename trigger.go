@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"syscall"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
 // Defaults of [Trigger.QueueLimit] and [Trigger.QueueBytes]. 10,000
@@ -111,7 +113,7 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 					break
 				}
 				if err := t.Action(ctx, m); err != nil {
-					log.Error("gilmsg: trigger action failed", shortAttr("topic", m.Topic), shortAttr("msg_id", m.MsgID), slog.Any("error", err))
+					log.Error("gilmsg: trigger action failed", untrusted.Attr("topic", m.Topic), untrusted.Attr("msg_id", m.MsgID), slog.Any("error", err))
 				}
 			}
 			workerIdle <- struct{}{}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
 // fedora-messaging decodes a body with Python's bytes.decode under the
@@ -68,7 +70,7 @@ func decodeBody(body []byte, encoding, id string) ([]byte, error) {
 		}
 		if !ok {
 			return nil, &DropError{MsgID: id, Reason: ErrBadEncoding,
-				Detail: fmt.Sprintf("content_encoding %s (known: %s)", quoteShort(encoding), bodyEncodingNames)}
+				Detail: fmt.Sprintf("content_encoding %s (known: %s)", untrusted.Quote(encoding), bodyEncodingNames)}
 		}
 		codec = c
 	}
@@ -164,14 +166,4 @@ func decodeUTF16(body []byte, codec, id string) ([]byte, error) {
 		out = utf8.AppendRune(out, r)
 	}
 	return out, nil
-}
-
-// quoteShort quotes an untrusted value, cut to a length a log line can
-// hold.
-func quoteShort(s string) string {
-	const max = 64
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
 }
