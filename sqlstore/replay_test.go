@@ -130,6 +130,7 @@ func TestReplayServerMatchesPython(t *testing.T) {
 
 	// What Python's server dies of, or answers with nothing useful.
 	many, _ := json.Marshal(map[string]any{"seq_ids": make([]int, gilmsg.MaxQueryIDs+1)})
+	manyMsgIDs, _ := json.Marshal(map[string]any{"msg_ids": make([]string, gilmsg.MaxQueryIDs+1)})
 	for _, c := range []struct {
 		frames [][]byte
 		want   string
@@ -140,6 +141,7 @@ func TestReplayServerMatchesPython(t *testing.T) {
 		{[][]byte{[]byte(`{"time": ["a", "b"]}`)}, `error: 'Something went wrong when processing the field "time"'`},
 		{[][]byte{[]byte(`{"time": [0, 1e300]}`)}, `error: 'Something went wrong when processing the field "time"'`},
 		{[][]byte{many}, "error: 'Too many seq_ids"},
+		{[][]byte{manyMsgIDs}, "error: 'Too many msg_ids"},
 		{[][]byte{[]byte(`{}`), []byte(`{}`)}, "error: 'A request is one frame, got 2'"},
 		{[][]byte{[]byte("\xff\xfe")}, "error: 'Request is not JSON"},
 	} {
