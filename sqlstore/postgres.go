@@ -40,7 +40,6 @@ type pgStore struct {
 }
 
 var pgDialect = dialect{
-	ph: func(n int) string { return "$" + strconv.Itoa(n) },
 	inInts: func(args *[]any, ids []int64) string {
 		*args = append(*args, ids)
 		return "(SELECT unnest($" + strconv.Itoa(len(*args)) + "::bigint[]))"
@@ -48,6 +47,10 @@ var pgDialect = dialect{
 	inStrs: func(args *[]any, ids []string) string {
 		*args = append(*args, ids)
 		return "(SELECT unnest($" + strconv.Itoa(len(*args)) + "::varchar[]))"
+	},
+	intArg: func(args *[]any, v int64) string {
+		*args = append(*args, v)
+		return "$" + strconv.Itoa(len(*args)) + "::bigint"
 	},
 	timeArg: func(args *[]any, s string) string {
 		*args = append(*args, s)

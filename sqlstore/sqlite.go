@@ -34,7 +34,10 @@ type sqliteStore struct {
 }
 
 var sqliteDialect = dialect{
-	ph: func(int) string { return "?" },
+	intArg: func(args *[]any, v int64) string {
+		*args = append(*args, v)
+		return "?"
+	},
 	inInts: func(args *[]any, ids []int64) string {
 		for _, id := range ids {
 			*args = append(*args, id)

@@ -103,24 +103,26 @@ func localTime(sec float64) string {
 	return time.Unix(s, ns).Local().Format("2006-01-02 15:04:05.000000")
 }
 
-// where builds the WHERE clause of q, with ph giving the n-th placeholder
-// and list the placeholder(s) of a list argument.
+// dialect is how one database takes the arguments of [dialect.where]:
+// each function appends its argument(s) and returns the placeholder(s).
 type dialect struct {
-	ph      func(n int) string
 	inInts  func(args *[]any, ids []int64) string
 	inStrs  func(args *[]any, ids []string) string
 	timeArg func(args *[]any, s string) string
+	// intArg is a seq_id bound. PostgreSQL's seq_id is int4 (SERIAL), and
+	// would take a bare placeholder as int4 too: a bound past 2^31-1, such
+	// as the open end of a catch-up, then fails to encode.
+	intArg func(args *[]any, v int64) string
 }
 
 func (d dialect) where(q *gilmsg.Query) (string, []any) {
 	var args []any
 	var or []string
-	add := func(v any) string { args = append(args, v); return d.ph(len(args)) }
 	if len(q.SeqIDs) > 0 {
 		or = append(or, "seq_id IN "+d.inInts(&args, q.SeqIDs))
 	}
 	if r := q.SeqIDRange; r != nil {
-		or = append(or, "seq_id BETWEEN "+add(r[0])+" AND "+add(r[1]))
+		or = append(or, "seq_id BETWEEN "+d.intArg(&args, r[0])+" AND "+d.intArg(&args, r[1]))
 	}
 	if len(q.MsgIDs) > 0 {
 		or = append(or, "uuid IN "+d.inStrs(&args, q.MsgIDs))
@@ -138,7 +140,7 @@ func (d dialect) where(q *gilmsg.Query) (string, []any) {
 	// finished (it inserts, then fills msg in a second commit).
 	w := "(" + strings.Join(or, " OR ") + ") AND msg <> ''"
 	if q.AfterSeqID > 0 {
-		w += " AND seq_id > " + add(q.AfterSeqID)
+		w += " AND seq_id > " + d.intArg(&args, q.AfterSeqID)
 	}
 	w += " ORDER BY seq_id"
 	if q.Limit > 0 {

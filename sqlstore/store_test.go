@@ -162,6 +162,9 @@ func TestStoreConformance(t *testing.T) {
 				{"time", gilmsg.Query{Time: &[2]float64{now - 600, now + 600}, Limit: 3}, []int64{1, 2, 3}},
 				{"time past", gilmsg.Query{Time: &[2]float64{0, 1}}, nil},
 				{"page", gilmsg.Query{All: true, AfterSeqID: 55, Limit: 3}, []int64{56, 57, 58}},
+				// A catch-up's open end, past PostgreSQL's int4 seq_id.
+				{"open range", gilmsg.Query{SeqIDRange: &[2]int64{58, 1 << 62}}, []int64{58, 59, 60}},
+				{"page past int4", gilmsg.Query{All: true, AfterSeqID: 1 << 40}, nil},
 				{"nothing", gilmsg.Query{}, nil},
 			} {
 				got, err := st.Query(ctx, &c.q)
