@@ -28,8 +28,8 @@ func (s *Subscription) catchUpDropped() {
 	s.lostMu.Unlock()
 	for _, i := range dropped {
 		src := s.rec.srcs[s.eps[i].name]
-		if src != nil && src.last > 0 {
-			src.open = true
+		if src != nil && src.last > 0 && !src.open {
+			src.open, src.onDrop = true, true
 		}
 	}
 }

@@ -132,10 +132,16 @@ type recovery struct {
 
 // publisherState is what recovery knows of one publisher name.
 type publisherState struct {
-	name    string
-	epoch   uint32 // bumped when its seq_ids go back: a new run
-	last    int64  // highest seq_id taken in; 0: none yet
-	open    bool   // catching up: what follows last is still to be asked for
+	name  string
+	epoch uint32 // bumped when its seq_ids go back: a new run
+	last  int64  // highest seq_id taken in; 0: none yet
+	open  bool   // catching up: what follows last is still to be asked for
+	// onDrop: the catch-up is only the ask a dropped connection starts
+	// (reconnect.go). A publisher that restarts takes its replay server
+	// down with it, so that ask failing is no evidence of loss: no
+	// GapError for it. What was really missed shows as a hole when the
+	// publisher's next message comes.
+	onDrop  bool
 	holes   []hole // sorted, disjoint, below last
 	tries   int    // rounds in a row without progress
 	next    time.Time
@@ -215,7 +221,7 @@ func (s *Subscription) startRecovery() error {
 				continue
 			}
 			src := r.source(name)
-			src.last, src.open = e.top, true
+			src.last, src.open, src.onDrop = e.top, true, false
 			for _, h := range e.holes {
 				src.holes = append(src.holes, hole{from: h.from, to: h.to, since: h.since})
 			}

@@ -231,7 +231,7 @@ func (r *recovery) round(ctx context.Context, src *publisherState) {
 	}
 	switch {
 	case err != nil:
-		if src.open && src.lastErr == nil {
+		if src.open && !src.onDrop && src.lastErr == nil {
 			// The catch-up could not start or go on: said once, retried.
 			r.queue = append(r.queue, queued{err: &GapError{Name: src.name, From: src.last + 1, Err: err}})
 		}

@@ -673,3 +673,21 @@ func TestGapGivenUpAfterMaxAge(t *testing.T) {
 		t.Fatalf("status file %+v, want seq_id 4 and nothing missing", e)
 	}
 }
+
+// A publisher that restarts takes its replay server down with it: the ask
+// that its dropped connection starts cannot be answered then. That is no
+// evidence of loss, so no GapError: a message really missed shows as a
+// hole when the publisher's next live message comes, and is asked for then.
+func TestDroppedPublisherWithItsReplayServerNoGap(t *testing.T) {
+	pub := newSeqPub(t)
+	_, sub := replaySub(t, pub, deadAddr(t))
+	pub.waitSubscribed(t)
+	pub.send(t, seqBody(1, "id-1"))
+	wantSeqs(t, sub, 1)
+	pub.sock.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // 10 replay timeouts
+	defer cancel()
+	if m, err := sub.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("after the publisher left: %v, %v; want nothing", m, err)
+	}
+}
