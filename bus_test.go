@@ -143,11 +143,17 @@ func TestConcurrentPublishersKeepOrder(t *testing.T) {
 // endpoint, to send what no bus would.
 func rawPub(t *testing.T) (*zmq.Socket, string) {
 	t.Helper()
+	return rawBound(t, zmq.PUB)
+}
+
+// rawBound is [rawPub] for any socket type (an XPUB, to see subscriptions).
+func rawBound(t *testing.T, typ zmq.Type) (*zmq.Socket, string) {
+	t.Helper()
 	zctx, err := zmq.NewContext()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := zctx.NewSocket(zmq.PUB)
+	s, err := zctx.NewSocket(typ)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,19 +150,8 @@ type seqPub struct {
 
 func newSeqPub(t *testing.T) *seqPub {
 	t.Helper()
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock, _ := zctx.NewSocket(zmq.XPUB)
-	sock.SetLinger(100 * time.Millisecond)
-	if err := sock.Bind("tcp://127.0.0.1:*"); err != nil {
-		t.Fatal(err)
-	}
-	p := &seqPub{sock: sock}
-	p.addr, _ = sock.GetLastEndpoint()
-	t.Cleanup(func() { sock.Close(); zctx.Term() })
-	return p
+	sock, addr := rawBound(t, zmq.XPUB)
+	return &seqPub{sock: sock, addr: addr}
 }
 
 // waitSubscribed waits for a subscription to reach the socket.
