@@ -12,21 +12,14 @@ func (s *Subscription) markDropped(i int) {
 	if s.rec == nil {
 		return
 	}
-	s.lostMu.Lock()
-	s.dropped = append(s.dropped, i)
-	s.lostMu.Unlock()
-	s.interrupt()
+	s.noteConn(&s.dropped, i)
 }
 
 // catchUpDropped has recovery ask, in its next round, for what follows
 // the last seq_id of each publisher whose connection dropped. It runs in
 // the reader, which owns recovery.
 func (s *Subscription) catchUpDropped() {
-	s.lostMu.Lock()
-	dropped := s.dropped
-	s.dropped = nil
-	s.lostMu.Unlock()
-	for _, i := range dropped {
+	for _, i := range s.takeConns(&s.dropped) {
 		src := s.rec.srcs[s.eps[i].name]
 		if src != nil && src.last > 0 && !src.open {
 			src.open, src.onDrop = true, true

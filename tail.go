@@ -636,19 +636,29 @@ func (s *Subscription) reject(m *Message, err error) (*Message, bool, error) {
 // markLost is the monitors' hook: a connection libzmq dropped for a
 // protocol error (an oversized message) is not restored by libzmq; the
 // reader makes it again.
-func (s *Subscription) markLost(i int) {
+func (s *Subscription) markLost(i int) { s.noteConn(&s.lost, i) }
+
+// noteConn adds connection i to list (s.lost or s.dropped), for the reader
+// to act on, and wakes the reader. Any goroutine.
+func (s *Subscription) noteConn(list *[]int, i int) {
 	s.lostMu.Lock()
-	s.lost = append(s.lost, i)
+	*list = append(*list, i)
 	s.lostMu.Unlock()
 	s.interrupt()
 }
 
+// takeConns empties list and returns what it held.
+func (s *Subscription) takeConns(list *[]int) []int {
+	s.lostMu.Lock()
+	defer s.lostMu.Unlock()
+	l := *list
+	*list = nil
+	return l
+}
+
 // reconnectLost runs in the reader, which owns the sockets.
 func (s *Subscription) reconnectLost() {
-	s.lostMu.Lock()
-	lost := s.lost
-	s.lost = nil
-	s.lostMu.Unlock()
+	lost := s.takeConns(&s.lost)
 	s.catchUpDropped()
 	for _, i := range lost {
 		addr := s.eps[i].addr
