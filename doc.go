@@ -193,7 +193,7 @@
 // moksha's hub does for fedmsg-check; [ReadHubStatus] reads it.
 //
 // fedmsg's other commands have library entry points too: [NewGateway],
-// [NewSigningRelay], [Trigger] with [ShellCommand], [Bus.Announce],
+// [NewSigningRelay], package trigger (fedmsg-trigger), [Bus.Announce],
 // [Bus.RepublishDatagrepper].
 //
 // # Concurrency

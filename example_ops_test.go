@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
-	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -55,50 +53,4 @@ func ExampleWithHooks() {
 	// Output:
 	// org.example.dev.web.page.view (1 in, 0 rejected so far)
 	// org.example.dev.web.page.view (2 in, 0 rejected so far)
-}
-
-// A Trigger runs a shell command for the messages that match, as
-// fedmsg-trigger does; the command reads the message on its stdin. A
-// service runs it until SIGINT (signal.NotifyContext); this example stops
-// after two runs.
-func ExampleTrigger() {
-	pki, cleanup := newPKI("web01")
-	defer cleanup()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	pub := start(pki, "web01", nil, gilmsg.WithModname("web"))
-	defer pub.Close()
-	sub := start(pki, "", []*gilmsg.Bus{pub})
-	defer sub.Close()
-
-	go func() {
-		if err := pub.WaitSubscribers(ctx, "page.view", 1); err != nil {
-			return
-		}
-		for _, topic := range []string{"page.view", "_heartbeat", "page.edit"} {
-			if _, err := pub.Publish(ctx, topic, map[string]any{"path": "/about"}); err != nil {
-				return
-			}
-		}
-	}()
-
-	runCtx, stop := context.WithCancel(ctx)
-	shell := gilmsg.ShellCommand(`grep -o '"topic":"[^"]*"'`, os.Stdout, os.Stderr)
-	runs := 0
-	t := &gilmsg.Trigger{
-		Exclude: regexp.MustCompile(`_heartbeat`),
-		Action: func(ctx context.Context, m *gilmsg.Message) error {
-			err := shell(ctx, m)
-			if runs++; runs == 2 { // actions run one at a time
-				stop()
-			}
-			return err
-		},
-	}
-	err := t.Run(runCtx, sub.Tail(runCtx, "org.example.dev.web."))
-	fmt.Println("Run:", err)
-	// Output:
-	// "topic":"org.example.dev.web.page.view"
-	// "topic":"org.example.dev.web.page.edit"
-	// Run: context canceled
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/trigger"
 )
 
 type triggerOptions struct {
@@ -100,11 +101,11 @@ func runTrigger(cmd *cobra.Command, o *triggerOptions) error {
 	}
 	defer bus.Close()
 	defer onSIGHUP("trigger", stderr, bus.Validator())()
-	t := &gilmsg.Trigger{
+	t := &trigger.Trigger{
 		Include: include, Exclude: exclude,
 		WaitFor:      time.Duration(o.waitFor * float64(time.Second)),
 		MaxQueueSize: o.maxQueueSize,
-		Action:       gilmsg.ShellCommand(o.command, cmd.OutOrStdout(), stderr),
+		Action:       trigger.ShellCommand(o.command, cmd.OutOrStdout(), stderr),
 		Logger:       log,
 	}
 	sub, err := bus.Subscribe(ctx, o.topic, gilmsg.NoAck())

@@ -1,4 +1,4 @@
-package gilmsg
+package trigger
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
@@ -20,8 +21,8 @@ import (
 // messages of 8 MiB (max_message_size) would be 80 GB: the bytes bound is
 // what holds for big messages, the count for small ones.
 const (
-	DefaultTriggerQueueLimit = 10000
-	DefaultTriggerQueueBytes = 64 << 20
+	DefaultQueueLimit = 10000
+	DefaultQueueBytes = 64 << 20
 )
 
 // Trigger runs an action for each message that matches, as fedmsg-trigger
@@ -45,27 +46,27 @@ type Trigger struct {
 	WaitFor          time.Duration
 	MaxQueueSize     int
 	// QueueLimit caps the messages waiting to be run. Default
-	// [DefaultTriggerQueueLimit].
+	// [DefaultQueueLimit].
 	QueueLimit int
 	// QueueBytes caps the bytes of the messages waiting to be run (their
 	// bodies as received); one message is always taken. Default
-	// [DefaultTriggerQueueBytes].
+	// [DefaultQueueBytes].
 	QueueBytes int64
 	// Action is run for each message; see [ShellCommand].
-	Action func(ctx context.Context, m *Message) error
+	Action func(ctx context.Context, m *gilmsg.Message) error
 	// Logger gets the failures. Default: nothing is logged.
 	Logger *slog.Logger
 }
 
-// Run reads msgs, such as [Bus.Tail] yields them, until ctx ends: msgs
+// Run reads msgs, such as [gilmsg.Bus.Tail] yields them, until ctx ends: msgs
 // must end then too, as a tail on ctx does. The action that is running
 // finishes (ctx is its context, so it is told), the messages still queued
 // are dropped, logged, and Run returns ctx.Err(). If msgs ends first,
 // what is queued runs without waiting and Run returns nil. Errors the
 // iterator yields are logged and skipped.
-func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) error {
+func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*gilmsg.Message, error]) error {
 	if t.Action == nil {
-		return fmt.Errorf("%w: Trigger needs an Action", ErrConfig)
+		return fmt.Errorf("%w: Trigger needs an Action", gilmsg.ErrConfig)
 	}
 	log := t.Logger
 	if log == nil {
@@ -73,14 +74,14 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 	}
 	limit := t.QueueLimit
 	if limit <= 0 {
-		limit = DefaultTriggerQueueLimit
+		limit = DefaultQueueLimit
 	}
 	limitBytes := t.QueueBytes
 	if limitBytes <= 0 {
-		limitBytes = DefaultTriggerQueueBytes
+		limitBytes = DefaultQueueBytes
 	}
 
-	in := make(chan *Message)
+	in := make(chan *gilmsg.Message)
 	readerDone := make(chan struct{})
 	stopReading := make(chan struct{})
 	go func() {
@@ -102,7 +103,7 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 		}
 	}()
 
-	batches := make(chan []*Message)
+	batches := make(chan []*gilmsg.Message)
 	workerIdle := make(chan struct{})
 	workerDone := make(chan struct{})
 	go func() {
@@ -123,7 +124,7 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var (
-		pending      []*Message
+		pending      []*gilmsg.Message
 		pendingBytes int64
 		runningBytes int64 // of the batch the worker has
 		ready        bool  // the wait is over: run pending as soon as the worker is free
@@ -131,11 +132,11 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 		ended        bool // msgs ended: run what is queued, then return
 	)
 	for ctx.Err() == nil && (!ended || running || len(pending) > 0) {
-		var inCh <-chan *Message
+		var inCh <-chan *gilmsg.Message
 		if !ended && len(pending) < limit && pendingBytes+runningBytes < limitBytes {
 			inCh = in
 		}
-		var out chan<- []*Message
+		var out chan<- []*gilmsg.Message
 		if ready && !running && len(pending) > 0 {
 			out = batches
 		}
@@ -184,7 +185,7 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*Message, error]) erro
 
 // messageBytes is what m costs a queue: its body as received, or its
 // topic for a message made without one.
-func messageBytes(m *Message) int64 { return int64(len(m.Body) + len(m.Topic)) }
+func messageBytes(m *gilmsg.Message) int64 { return int64(len(m.Body) + len(m.Topic)) }
 
 // ShellCommand is a [Trigger] action that runs command with the shell
 // (bash, as fedmsg-trigger does, or sh where there is no bash), giving it
@@ -194,12 +195,12 @@ func messageBytes(m *Message) int64 { return int64(len(m.Body) + len(m.Topic)) }
 // The command's stdout and stderr go to the given writers' (nil: none).
 // A command that exits with a non-zero status is an [*exec.ExitError]. When
 // ctx ends, the command gets SIGTERM, then SIGKILL 2s later.
-func ShellCommand(command string, stdout, stderr io.Writer) func(ctx context.Context, m *Message) error {
+func ShellCommand(command string, stdout, stderr io.Writer) func(ctx context.Context, m *gilmsg.Message) error {
 	shell := "/bin/sh"
 	if p, err := exec.LookPath("bash"); err == nil {
 		shell = p
 	}
-	return func(ctx context.Context, m *Message) error {
+	return func(ctx context.Context, m *gilmsg.Message) error {
 		body, err := m.Envelope.Body()
 		if err != nil {
 			return err

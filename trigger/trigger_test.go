@@ -1,4 +1,4 @@
-package gilmsg
+package trigger
 
 import (
 	"bytes"
@@ -14,24 +14,27 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
-func triggerMsg(t *testing.T, topic string, payload any) *Message {
+func triggerMsg(t *testing.T, topic string, payload any) *gilmsg.Message {
 	t.Helper()
-	text, err := MarshalCanonical(map[string]any{"topic": topic, "msg": payload, "msg_id": topic, "timestamp": 1700000000, "i": 1})
+	text, err := gilmsg.MarshalCanonical(map[string]any{"topic": topic, "msg": payload, "msg_id": topic, "timestamp": 1700000000, "i": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := ParseEnvelope(text)
+	env, err := gilmsg.ParseEnvelope(text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Message{Envelope: env, Body: text}
+	return &gilmsg.Message{Envelope: env, Body: text}
 }
 
 // seqOf yields msgs, calling before(i) ahead of each.
-func seqOf(msgs []*Message, before func(i int)) iter.Seq2[*Message, error] {
-	return func(yield func(*Message, error) bool) {
+func seqOf(msgs []*gilmsg.Message, before func(i int)) iter.Seq2[*gilmsg.Message, error] {
+	return func(yield func(*gilmsg.Message, error) bool) {
 		for i, m := range msgs {
 			if before != nil {
 				before(i)
@@ -50,7 +53,7 @@ type triggerRecorder struct {
 	fail   string // a topic whose action fails
 }
 
-func (r *triggerRecorder) action(_ context.Context, m *Message) error {
+func (r *triggerRecorder) action(_ context.Context, m *gilmsg.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.topics = append(r.topics, m.Topic)
@@ -67,8 +70,8 @@ func (r *triggerRecorder) ran() []string {
 }
 
 func TestTriggerFiltersAndGoesOnAfterFailures(t *testing.T) {
-	checkLeaks(t)
-	var msgs []*Message
+	testenv.CheckLeaks(t)
+	var msgs []*gilmsg.Message
 	for _, topic := range []string{"a.one", "a._heartbeat", "b.two", "a.three", "a.four"} {
 		msgs = append(msgs, triggerMsg(t, topic, nil))
 	}
@@ -92,8 +95,8 @@ func TestTriggerFiltersAndGoesOnAfterFailures(t *testing.T) {
 // With a long wait, nothing runs until the queue passes MaxQueueSize; then
 // everything queued runs, in order.
 func TestTriggerMaxQueueSizeEndsTheWait(t *testing.T) {
-	checkLeaks(t)
-	var msgs []*Message
+	testenv.CheckLeaks(t)
+	var msgs []*gilmsg.Message
 	for i := range 4 {
 		msgs = append(msgs, triggerMsg(t, fmt.Sprintf("t.%d", i), nil))
 	}
@@ -101,7 +104,7 @@ func TestTriggerMaxQueueSizeEndsTheWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hold := make(chan struct{})
-	seq := func(yield func(*Message, error) bool) {
+	seq := func(yield func(*gilmsg.Message, error) bool) {
 		seqOf(msgs, func(i int) {
 			// The trigger has taken i messages; with i <= 3 it is still
 			// waiting.
@@ -117,7 +120,7 @@ func TestTriggerMaxQueueSizeEndsTheWait(t *testing.T) {
 	tr := &Trigger{WaitFor: time.Hour, MaxQueueSize: 3, Action: rec.action}
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx, seq) }()
-	waitFor(t, "four actions", func() bool { return len(rec.ran()) == 4 })
+	testenv.WaitFor(t, "four actions", func() bool { return len(rec.ran()) == 4 })
 	if got := strings.Join(rec.ran(), " "); got != "t.0 t.1 t.2 t.3" {
 		t.Errorf("ran %q", got)
 	}
@@ -128,7 +131,7 @@ func TestTriggerMaxQueueSizeEndsTheWait(t *testing.T) {
 }
 
 func TestShellCommandStdinNotQuoted(t *testing.T) {
-	checkLeaks(t)
+	testenv.CheckLeaks(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "stdin")
 	pwned := filepath.Join(dir, "pwned")
@@ -152,18 +155,18 @@ func TestShellCommandStdinNotQuoted(t *testing.T) {
 }
 
 func TestTriggerStopsARunningCommand(t *testing.T) {
-	checkLeaks(t)
+	testenv.CheckLeaks(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := filepath.Join(t.TempDir(), "started")
 	tr := &Trigger{Action: ShellCommand("touch "+started+"; exec sleep 60", nil, nil)}
-	seq := func(yield func(*Message, error) bool) {
+	seq := func(yield func(*gilmsg.Message, error) bool) {
 		if yield(triggerMsg(t, "x", nil), nil) {
 			<-ctx.Done()
 		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx, seq) }()
-	waitFor(t, "the command to start", func() bool { _, err := os.Stat(started); return err == nil })
+	testenv.WaitFor(t, "the command to start", func() bool { _, err := os.Stat(started); return err == nil })
 	cancel()
 	select {
 	case err := <-done:
@@ -181,7 +184,7 @@ func TestTriggerStopsARunningCommand(t *testing.T) {
 func TestTriggerQueueBoundedInBytes(t *testing.T) {
 	const n, size = 100, 4 << 20
 	body := bytes.Repeat([]byte("x"), size) // shared: what counts is its length
-	msgs := make([]*Message, n)
+	msgs := make([]*gilmsg.Message, n)
 	for i := range msgs {
 		m := triggerMsg(t, fmt.Sprintf("org.example.dev.big.%d", i), 1)
 		m.Body = body
@@ -190,7 +193,7 @@ func TestTriggerQueueBoundedInBytes(t *testing.T) {
 	var mu sync.Mutex
 	read := 0
 	release := make(chan struct{})
-	tr := &Trigger{Action: func(ctx context.Context, _ *Message) error {
+	tr := &Trigger{Action: func(ctx context.Context, _ *gilmsg.Message) error {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -203,8 +206,8 @@ func TestTriggerQueueBoundedInBytes(t *testing.T) {
 		done <- tr.Run(ctx, seqOf(msgs, func(int) { mu.Lock(); read++; mu.Unlock() }))
 	}()
 	reads := func() int { mu.Lock(); defer mu.Unlock(); return read }
-	// DefaultTriggerQueueBytes/size running or queued, one in hand.
-	want := DefaultTriggerQueueBytes/size + 1
+	// DefaultQueueBytes/size running or queued, one in hand.
+	want := DefaultQueueBytes/size + 1
 	deadline := time.Now().Add(10 * time.Second)
 	for reads() < want {
 		if time.Now().After(deadline) {
@@ -217,7 +220,7 @@ func TestTriggerQueueBoundedInBytes(t *testing.T) {
 	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if got := reads(); got > want+1 {
 			t.Fatalf("read %d messages of %d bytes while the action was stuck: the queue holds more than %d bytes",
-				got, size, DefaultTriggerQueueBytes)
+				got, size, DefaultQueueBytes)
 		}
 	}
 	close(release)
