@@ -193,8 +193,8 @@
 // moksha's hub does for fedmsg-check; [ReadHubStatus] reads it.
 //
 // fedmsg's other commands have library entry points too: [NewGateway],
-// [NewSigningRelay], package trigger (fedmsg-trigger), [Bus.Announce],
-// [Bus.RepublishDatagrepper].
+// [NewSigningRelay], [Bus.Announce], and packages of their own beside this
+// one: trigger (fedmsg-trigger), datagrepper (fedmsg-dg-replay).
 //
 // # Concurrency
 //

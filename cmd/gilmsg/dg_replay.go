@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/datagrepper"
 )
 
 // contextT keeps the signatures of publishOnce's callers short.
@@ -40,12 +41,12 @@ On success it prints the new topic and msg_id.`,
 			cfg.Name, cfg.Active = "relay_inbound", true
 			fmt.Fprintf(cmd.ErrOrStderr(), "gilmsg dg-replay: retrieving %s from %s\n", msgID, dgURL)
 			return withExitCode(publishOnce(cmd, cfg, "", func(ctx contextT, bus *gilmsg.Bus) (*gilmsg.Receipt, error) {
-				return bus.RepublishDatagrepper(ctx, http.DefaultClient, dgURL, msgID)
+				return datagrepper.Republish(ctx, bus, http.DefaultClient, dgURL, msgID)
 			}))
 		},
 	}
 	cmd.Flags().StringVar(&msgID, "msg-id", "", "the msg_id of the message to publish again (required)")
-	cmd.Flags().StringVar(&dgURL, "datagrepper-url", gilmsg.DefaultDatagrepperURL, "the datagrepper instance to ask")
+	cmd.Flags().StringVar(&dgURL, "datagrepper-url", datagrepper.DefaultURL, "the datagrepper instance to ask")
 	return cmd
 }
 

@@ -1,4 +1,4 @@
-package gilmsg
+package datagrepper
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
 func TestReplayTopic(t *testing.T) {
@@ -25,8 +27,8 @@ func TestReplayTopic(t *testing.T) {
 	}
 }
 
-func TestFetchDatagrepperFailures(t *testing.T) {
-	checkLeaks(t)
+func TestFetchFailures(t *testing.T) {
+	testenv.CheckLeaks(t)
 	hang := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("id") {
@@ -48,16 +50,16 @@ func TestFetchDatagrepperFailures(t *testing.T) {
 	defer srv.CloseClientConnections()
 
 	for id, want := range map[string]string{"junk": "not JSON", "empty": "no topic and msg", "other": "status 500"} {
-		_, _, err := FetchDatagrepper(context.Background(), srv.Client(), srv.URL, id)
-		var de *DatagrepperError
+		_, _, err := Fetch(context.Background(), srv.Client(), srv.URL, id)
+		var de *Error
 		if !errors.As(err, &de) || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want a DatagrepperError saying %q", id, err, want)
+			t.Errorf("%s: %v, want an Error saying %q", id, err, want)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		_, _, err := FetchDatagrepper(ctx, srv.Client(), srv.URL, "hang")
+		_, _, err := Fetch(ctx, srv.Client(), srv.URL, "hang")
 		errc <- err
 	}()
 	cancel()
