@@ -363,9 +363,10 @@ const minDefaultAckTimeout = time.Second
 // TimeoutDuration is Timeout as a [time.Duration].
 func (c *Config) TimeoutDuration() time.Duration { return seconds(c.Timeout) }
 
-// clone copies c deeply enough that the copy's maps and slices can change
-// without touching c's.
-func (c *Config) clone() *Config {
+// Clone copies c deeply enough that the copy's maps and slices can change
+// without touching c's: how a program derives the config of a second bus
+// (announce.Config does) without changing the first one's.
+func (c *Config) Clone() *Config {
 	d := *c
 	d.Endpoints = make(map[string][]string, len(c.Endpoints))
 	for k, v := range c.Endpoints {

@@ -193,8 +193,10 @@
 // moksha's hub does for fedmsg-check; [ReadHubStatus] reads it.
 //
 // fedmsg's other commands have library entry points too: [NewGateway],
-// [NewSigningRelay], [Bus.Announce], and packages of their own beside this
-// one: trigger (fedmsg-trigger), datagrepper (fedmsg-dg-replay).
+// [Relay] with [WithRelaySigner] (the signing step of fedmsg-signing-relay),
+// and packages of their own beside this one: trigger (fedmsg-trigger),
+// datagrepper (fedmsg-dg-replay), announce (fedmsg-announce and
+// fedmsg-signing-relay).
 //
 // # Concurrency
 //

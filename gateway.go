@@ -80,7 +80,7 @@ func NewGateway(cfg *Config, opts ...GatewayOption) (*Gateway, error) {
 	}
 	set := hwm != -1
 	g := &Gateway{}
-	g.r, err = newRelay(cfg, o.relay, nil, func(r *Relay, cfg *Config) error {
+	g.r, err = newRelay(cfg, o.relay, func(r *Relay, cfg *Config) error {
 		n, err := r.openGateway(cfg, o.bind, hwm)
 		g.sources = n
 		return err

@@ -207,7 +207,7 @@ func New(cfg *Config, opts ...Option) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.clone()
+	cfg = cfg.Clone()
 	o := defaultOptions(cfg)
 	for _, opt := range opts {
 		opt(&o)

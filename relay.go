@@ -34,7 +34,7 @@ type Relay struct {
 	zctx     *zmq.Context
 	inbound  string
 	outbound string
-	signer   *Signer // signing relay only: signs what comes unsigned
+	signer   *Signer // signs what comes unsigned: [WithRelaySigner]
 
 	// Holding run owns sub and pub: Run holds it while it forwards, Close
 	// takes it for good.
@@ -71,7 +71,7 @@ type RelayStats struct {
 	Forwarded uint64
 	// NotTwoFrames is how many of those did not have fedmsg's two frames.
 	NotTwoFrames uint64
-	// Signed is how many a signing relay signed ([NewSigningRelay]).
+	// Signed is how many it signed ([WithRelaySigner]).
 	Signed uint64
 }
 
@@ -81,6 +81,7 @@ type RelayOption func(*relayOptions)
 type relayOptions struct {
 	logger *slog.Logger
 	hooks  *Hooks
+	signer *Signer
 }
 
 // WithRelayLogger logs the relay's start, stop and oddities through l.
@@ -98,11 +99,11 @@ func NewRelay(cfg *Config, opts ...RelayOption) (*Relay, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: NewRelay needs a config", ErrConfig)
 	}
-	return newRelay(cfg, opts, nil, (*Relay).open)
+	return newRelay(cfg, opts, (*Relay).open)
 }
 
 // newRelay makes a relay whose sockets open sets up.
-func newRelay(cfg *Config, opts []RelayOption, signer *Signer, open func(*Relay, *Config) error) (*Relay, error) {
+func newRelay(cfg *Config, opts []RelayOption, open func(*Relay, *Config) error) (*Relay, error) {
 	o := relayOptions{logger: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
@@ -115,7 +116,7 @@ func newRelay(cfg *Config, opts []RelayOption, signer *Signer, open func(*Relay,
 		log:     o.logger,
 		hooks:   o.hooks,
 		zctx:    zctx,
-		signer:  signer,
+		signer:  o.signer,
 		run:     make(chan struct{}, 1),
 		closing: make(chan struct{}),
 	}

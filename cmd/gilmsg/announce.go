@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/announce"
 )
 
 func newAnnounceCmd() *cobra.Command {
@@ -48,7 +49,7 @@ func runAnnounce(cmd *cobra.Command, link string) error {
 	if err != nil {
 		return err
 	}
-	return publishOnce(cmd, gilmsg.AnnounceConfig(cfg), "announcement", func(ctx contextT, bus *gilmsg.Bus) (*gilmsg.Receipt, error) {
-		return bus.Announce(ctx, strings.Join(text, "\n"), link)
+	return publishOnce(cmd, announce.Config(cfg), "announcement", func(ctx contextT, bus *gilmsg.Bus) (*gilmsg.Receipt, error) {
+		return announce.Publish(ctx, bus, strings.Join(text, "\n"), link)
 	})
 }

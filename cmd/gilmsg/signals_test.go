@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/announce"
 )
 
 // waitOutput polls buf until it contains want.
@@ -65,7 +65,7 @@ func TestSIGTERMStopsLongRunningCommands(t *testing.T) {
 	cfg := testConfig(pki)
 	cfg.RelayInbound = []string{freePort(t)}
 	cfg.Endpoints = map[string][]string{"relay_outbound": {freePort(t)}}
-	cfg.Certnames[gilmsg.SigningRelayName] = tailPubCN
+	cfg.Certnames[announce.SigningRelayName] = tailPubCN
 	config := writeConfig(t, cfg)
 	for _, tc := range []struct {
 		args      []string

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/announce"
 )
 
 func newSigningRelayCmd() *cobra.Command {
@@ -29,12 +30,12 @@ forwarded and signed.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, opts ...gilmsg.RelayOption) (forwarder, error) {
-				r, err := gilmsg.NewSigningRelay(cfg, opts...)
+				r, err := announce.NewSigningRelay(cfg, opts...)
 				if err != nil {
 					return nil, err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "gilmsg signing-relay: inbound %s, outbound %s, signing as %s\n",
-					r.InboundEndpoint(), r.OutboundEndpoint(), cfg.Certnames[gilmsg.SigningRelayName])
+					r.InboundEndpoint(), r.OutboundEndpoint(), cfg.Certnames[announce.SigningRelayName])
 				return r, nil
 			})
 		},

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/announce"
 )
 
 func TestSigningRelayCommand(t *testing.T) {
@@ -16,7 +16,7 @@ func TestSigningRelayCommand(t *testing.T) {
 	rcfg := testConfig(pki)
 	rcfg.RelayInbound = []string{in}
 	rcfg.Endpoints = map[string][]string{"relay_outbound": {out}}
-	rcfg.Certnames[gilmsg.SigningRelayName] = relayCN
+	rcfg.Certnames[announce.SigningRelayName] = relayCN
 	ctx, cancel := context.WithCancel(context.Background())
 	_, stderr, done := startCLI(t, ctx, nil, "signing-relay", "--config", writeConfig(t, rcfg))
 

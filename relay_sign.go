@@ -9,34 +9,17 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// SigningRelayName is the certnames key a signing relay signs with.
-const SigningRelayName = "signing_relay"
-
-// NewSigningRelay is [NewRelay] for fedmsg-signing-relay: a relay that
-// signs each unsigned message it forwards with certnames["signing_relay"],
-// so that publishers that cannot sign still reach subscribers that
-// validate. A message that already carries a signature or certificate is
-// forwarded byte for byte: Python's signing relay signs over the existing
-// signature and so breaks it. So is anything that is not a two-frame
-// fedmsg message (counted in [RelayStats.NotTwoFrames], and logged): it has
-// nothing to sign, and subscribers judge it as they would from a plain
-// relay.
-//
-// The signing key is loaded here, so a missing certname or key fails now.
-func NewSigningRelay(cfg *Config, opts ...RelayOption) (*Relay, error) {
-	if cfg == nil {
-		return nil, fmt.Errorf("%w: NewSigningRelay needs a config", ErrConfig)
-	}
-	certname, ok := cfg.Certnames[SigningRelayName]
-	if !ok {
-		return nil, &ConfigError{Key: "certnames", Err: fmt.Errorf("%w: no entry %q", ErrCannotSign, SigningRelayName)}
-	}
-	signer, err := LoadSigner(cfg.SSLDir, certname)
-	if err != nil {
-		return nil, err
-	}
-	return newRelay(cfg, opts, signer, (*Relay).open)
-}
+// WithRelaySigner makes the relay sign each unsigned message it forwards
+// with s, so that publishers that cannot sign still reach subscribers that
+// validate (fedmsg-signing-relay; announce.NewSigningRelay loads s from
+// certnames["signing_relay"]). A message that already carries a signature
+// or certificate is forwarded byte for byte: Python's signing relay signs
+// over the existing signature and so breaks it. So is anything that is not
+// a two-frame fedmsg message (counted in [RelayStats.NotTwoFrames], and
+// logged): it has nothing to sign, and subscribers judge it as they would
+// from a plain relay. Each signed message is counted in
+// [RelayStats.Signed]. Default: nothing is signed.
+func WithRelaySigner(s *Signer) RelayOption { return func(o *relayOptions) { o.signer = s } }
 
 // signOne is forwardOne for a signing relay: the message is read whole,
 // since its body may change.

@@ -2,21 +2,23 @@ package gilmsg
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 )
 
-func TestSigningRelay(t *testing.T) {
+func TestRelaySigner(t *testing.T) {
 	checkLeaks(t)
 	zctx := testZCtx(t)
 	pki := testPKI(t)
 	cfg := relayTestConfig()
 	p := pki.Config()
 	cfg.SSLDir, cfg.CACertLocation, cfg.CRLLocation = p.SSLDir, p.CACertLocation, p.CRLLocation
-	cfg.Certnames = map[string]string{SigningRelayName: "relay01.example.org"}
-	r, err := NewSigningRelay(cfg)
+	relaySigner, err := LoadSigner(p.SSLDir, "relay01.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRelay(cfg, WithRelaySigner(relaySigner))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,23 +70,16 @@ func TestSigningRelay(t *testing.T) {
 	}
 }
 
-func TestNewSigningRelayNeedsItsCertname(t *testing.T) {
-	cfg := relayTestConfig()
-	_, err := NewSigningRelay(cfg)
-	var ce *ConfigError
-	if !errors.As(err, &ce) || ce.Key != "certnames" || !errors.Is(err, ErrCannotSign) {
-		t.Fatalf("NewSigningRelay without certnames[signing_relay] = %v", err)
-	}
-}
-
 // BenchmarkSigningRelay: each unsigned message costs the relay one RSA
 // signature (the shared test PKI's keys).
 func BenchmarkSigningRelay(b *testing.B) {
 	p := testPKI(b).Config()
 	cfg := relayTestConfig()
-	cfg.SSLDir = p.SSLDir
-	cfg.Certnames = map[string]string{SigningRelayName: "relay01.example.org"}
-	r, err := NewSigningRelay(cfg)
+	signer, err := LoadSigner(p.SSLDir, "relay01.example.org")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := NewRelay(cfg, WithRelaySigner(signer))
 	if err != nil {
 		b.Fatal(err)
 	}
