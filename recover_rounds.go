@@ -13,6 +13,8 @@ import (
 
 	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 
+	"github.com/gilmsg/gilmsg-go/internal/zsock"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -421,7 +423,7 @@ func replayRequest(ctx context.Context, zctx *zmq.Context, endpoint string, req 
 		return nil, err
 	}
 	defer sock.Close()
-	sock.SetLinger(time.Duration(sendLingerMS(zmq.REQ, 0)) * time.Millisecond)
+	sock.SetLinger(time.Duration(zsock.SendLingerMS(zmq.REQ, 0)) * time.Millisecond)
 	if maxMsg != 0 {
 		sock.SetMaxmsgsize(maxMsg)
 	}

@@ -1,0 +1,179 @@
+// Package zsock makes the ZeroMQ contexts and sockets of the root
+// package and of the operator packages beside it (the replay server, the
+// hub-status reader, the gateway): one place that knows fedmsg's socket
+// options and libzmq's traps (an unbounded linger that hangs Term, a
+// linger of 0 that can abort the process). It takes plain values, never
+// the root's types: the root imports it, so it cannot import the root.
+package zsock
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// OptionError is an option zmq refused, naming the fedmsg config key it
+// came from (empty for ZMQ_MAXMSGSIZE, which has none). The root turns it
+// into its *ConfigError.
+type OptionError struct {
+	Key string
+	Err error
+}
+
+func (e *OptionError) Error() string { return fmt.Sprintf("gilmsg: config key %q: %v", e.Key, e.Err) }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// DefaultLingerMS replaces a negative (infinite) zmq_linger so that Close
+// stays bounded; it is fedmsg's own default.
+const DefaultLingerMS = 1000
+
+// MinSendLingerMS is the shortest linger a socket that sends multipart
+// messages gets, whatever zmq_linger says (only SUB and XSUB, which send
+// single-frame subscriptions, keep a linger of 0). libzmq 4.3.4 (and its
+// master as of 2026) aborts the whole process with "Resource temporarily
+// unavailable (src/session_base.cpp:260)" when a connection fails while
+// its session has sent the first frames of a message and the socket's
+// pipe no longer lets it read the rest (zeromq/libzmq#3442). A linger of 0
+// makes the pipe unreadable at once, so a peer closing at the same moment
+// as this socket (every test teardown, any two processes stopping
+// together) could trigger it: the relay tests aborted about once in
+// fifteen runs, and TestCloseMidMessageNoAbort most times. With a linger,
+// the pipe stays readable until the linger runs out, so only a peer that
+// fails in the microseconds after it runs out, while this socket still
+// holds half a message for it, can trigger the abort. Close still returns
+// at once; Term waits up to the linger for a peer that stopped reading.
+const MinSendLingerMS = 100
+
+// SendLingerMS is the linger [New] gives a socket of type t asked for
+// linger ms: bounded ([DefaultLingerMS] for infinity), and at least
+// [MinSendLingerMS] unless t only sends subscriptions.
+func SendLingerMS(t zmq.Type, linger int) int {
+	if linger < 0 {
+		linger = DefaultLingerMS
+	}
+	if t != zmq.SUB && t != zmq.XSUB {
+		linger = max(linger, MinSendLingerMS)
+	}
+	return linger
+}
+
+// Options are the socket options every bus socket gets, from the fedmsg
+// keys named in each comment ([sockOptsFromConfig]) plus MaxMsgSize, which
+// fedmsg does not have (max_message_size; a bus's [WithMaxMessageSize]).
+type Options struct {
+	HWM                int // high_water_mark: ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
+	LingerMS           int // zmq_linger, as [SendLingerMS] bounds it
+	TCPKeepalive       int // zmq_tcp_keepalive (-1 OS default, 0 off, 1 on)
+	KeepaliveCnt       int // zmq_tcp_keepalive_cnt
+	KeepaliveIdle      int // zmq_tcp_keepalive_idle (s)
+	KeepaliveIntvl     int // zmq_tcp_keepalive_intvl (s)
+	ReconnectIvlMS     int // zmq_reconnect_ivl; -1 = never reconnect
+	ReconnectIvlMaxMS  int // zmq_reconnect_ivl_max; 0 = no backoff
+	HeartbeatIvlMS     int // zmq_heartbeat_ivl; 0 = no heartbeats
+	HeartbeatTimeoutMS int // zmq_heartbeat_timeout
+	HeartbeatTTLMS     int // zmq_heartbeat_ttl
+	// MaxMsgSize is ZMQ_MAXMSGSIZE, checked on receive; 0 or negative = no
+	// limit. See the package notes above for what exceeding it does.
+	MaxMsgSize int64
+	// SendHWM, when above 0, is ZMQ_SNDHWM instead of HWM: see [fanoutHWM].
+	SendHWM int
+}
+
+// MaxSockets is every context's ZMQ_MAX_SOCKETS. libzmq's default, 1023,
+// stopped a subscription at about 200 endpoints; each endpoint now takes
+// three sockets (the SUB and its monitor's two PAIRs), twice when the bus
+// also listens for ACKs, so this allows over 2,500 endpoints. A slot costs
+// libzmq 12 bytes, allocated with the context's first socket. File
+// descriptors run out first unless RLIMIT_NOFILE is raised (Go raises the
+// soft limit to the hard one at start): an endpoint takes four (three
+// mailboxes and its TCP connection).
+const MaxSockets = 16384
+
+// NewContext makes a library-private zmq context with ioThreads I/O threads
+// (at least 1) and room for [MaxSockets] sockets. Blocky is cleared so that a socket created without an
+// explicit linger (none should be) gets 0 instead of infinity, which would
+// hang Term.
+func NewContext(ioThreads int) (*zmq.Context, error) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+	}
+	if err := zctx.SetIoThreads(max(ioThreads, 1)); err != nil {
+		zctx.Term()
+		return nil, &OptionError{Key: "io_threads", Err: fmt.Errorf("%d rejected by zmq: %w", ioThreads, err)}
+	}
+	if err := zctx.SetBlocky(false); err != nil {
+		zctx.Term()
+		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+	}
+	if err := zctx.SetMaxSockets(MaxSockets); err != nil {
+		zctx.Term()
+		return nil, fmt.Errorf("gilmsg: ZMQ_MAX_SOCKETS %d: %w", MaxSockets, err)
+	}
+	return zctx, nil
+}
+
+// New makes a socket of type t with o applied; options must be set
+// before bind/connect because pipes copy them when they are created. An
+// option zmq rejects is a *[ConfigError] naming the fedmsg key.
+func New(zctx *zmq.Context, t zmq.Type, o Options) (*zmq.Socket, error) {
+	s, err := zctx.NewSocket(t)
+	if err != nil {
+		return nil, fmt.Errorf("gilmsg: new %v socket: %w", t, err)
+	}
+	linger := SendLingerMS(t, o.LingerMS)
+	sndHWM := o.HWM
+	if o.SendHWM > 0 {
+		sndHWM = o.SendHWM
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	sets := []struct {
+		key string
+		val int64
+		set func() error
+	}{
+		{"high_water_mark", int64(sndHWM), func() error { return s.SetSndhwm(sndHWM) }},
+		{"high_water_mark", int64(o.HWM), func() error { return s.SetRcvhwm(o.HWM) }},
+		{"zmq_linger", int64(linger), func() error { return s.SetLinger(ms(linger)) }},
+		{"zmq_tcp_keepalive", int64(o.TCPKeepalive), func() error { return s.SetTcpKeepalive(o.TCPKeepalive) }},
+		{"zmq_tcp_keepalive_cnt", int64(o.KeepaliveCnt), func() error { return s.SetTcpKeepaliveCnt(o.KeepaliveCnt) }},
+		{"zmq_tcp_keepalive_idle", int64(o.KeepaliveIdle), func() error { return s.SetTcpKeepaliveIdle(o.KeepaliveIdle) }},
+		{"zmq_tcp_keepalive_intvl", int64(o.KeepaliveIntvl), func() error { return s.SetTcpKeepaliveIntvl(o.KeepaliveIntvl) }},
+		{"zmq_reconnect_ivl", int64(o.ReconnectIvlMS), func() error { return s.SetReconnectIvl(ms(o.ReconnectIvlMS)) }},
+		{"zmq_reconnect_ivl_max", int64(o.ReconnectIvlMaxMS), func() error { return s.SetReconnectIvlMax(ms(o.ReconnectIvlMaxMS)) }},
+	}
+	if o.HeartbeatIvlMS > 0 {
+		sets = append(sets, []struct {
+			key string
+			val int64
+			set func() error
+		}{
+			{"zmq_heartbeat_ivl", int64(o.HeartbeatIvlMS), func() error { return s.SetHeartbeatIvl(ms(o.HeartbeatIvlMS)) }},
+			{"zmq_heartbeat_timeout", int64(o.HeartbeatTimeoutMS), func() error { return s.SetHeartbeatTimeout(ms(o.HeartbeatTimeoutMS)) }},
+			{"zmq_heartbeat_ttl", int64(o.HeartbeatTTLMS), func() error { return s.SetHeartbeatTtl(ms(o.HeartbeatTTLMS)) }},
+		}...)
+	}
+	if o.MaxMsgSize > 0 {
+		// zmq reads 0 as "0 bytes allowed", so only a real limit is set.
+		sets = append(sets, struct {
+			key string
+			val int64
+			set func() error
+		}{"", o.MaxMsgSize, func() error { return s.SetMaxmsgsize(o.MaxMsgSize) }})
+	}
+	for _, opt := range sets {
+		if err := opt.set(); err != nil {
+			s.Close()
+			if opt.key == "" { // not a fedmsg key
+				return nil, &OptionError{Err: fmt.Errorf("ZMQ_MAXMSGSIZE %d rejected by zmq: %w", opt.val, err)}
+			}
+			return nil, &OptionError{Key: opt.key, Err: fmt.Errorf("%d rejected by zmq: %w", opt.val, err)}
+		}
+	}
+	return s, nil
+}
+
+// IsEAGAIN reports a DONTWAIT call that found nothing to do.
+func IsEAGAIN(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) }
