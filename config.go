@@ -1,6 +1,7 @@
 package gilmsg
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -344,6 +345,16 @@ func (c *Config) AckTimeoutDuration() time.Duration {
 	return max(seconds(c.Timeout), 2*time.Duration(c.ZMQReconnectIvlMax)*time.Millisecond, minDefaultAckTimeout)
 }
 
+// DefaultMaxMessageSize is the largest message a subscriber accepts unless
+// [WithMaxMessageSize] says otherwise: ZeroMQ drops the connection of a
+// peer that sends more (and the subscription makes it again). fedmsg
+// messages are JSON records of a few kB, rarely past a few hundred; 8 MiB
+// leaves room for the largest while bounding what one message costs: its
+// reading allocates from about 2 (long text) to at most about 70 (nothing
+// but tiny values) times its size, and that memory goes back to the OS
+// about a second after the last big message (RELIABILITY.md).
+const DefaultMaxMessageSize = 8 << 20
+
 // MaxMessageBytes is MaxMessageSize with its default applied: the limit
 // in bytes, or -1 for none.
 func (c *Config) MaxMessageBytes() int64 {
@@ -384,4 +395,24 @@ func (c *Config) Clone() *Config {
 	d.Extra = maps.Clone(c.Extra)
 	d.keyFiles = maps.Clone(c.keyFiles)
 	return &d
+}
+
+// normalizeKeySpec turns a gpg_keys or gpg_signing_key value ("0x…",
+// spaced, lower-case, a 16-digit key id or a fingerprint) into upper-case
+// hex.
+func normalizeKeySpec(s string) string {
+	s = strings.TrimSuffix(strings.TrimSpace(s), "!")
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	return strings.ToUpper(strings.ReplaceAll(s, " ", ""))
+}
+
+// checkKeySpec refuses a key spec that names no key for sure: anything but
+// hex, or fewer than 16 digits (a short key id, which gpg would resolve but
+// [keyMatches] never matches, so the signer would lose its name).
+func checkKeySpec(spec string) error {
+	want := normalizeKeySpec(spec)
+	if _, err := hex.DecodeString(want); err != nil || len(want) < 16 {
+		return fmt.Errorf("%q is not a key id of 16 hex digits or a fingerprint", spec)
+	}
+	return nil
 }

@@ -23,7 +23,17 @@ const (
 	fieldSignature     = "signature"
 	fieldCertificate   = "certificate"
 	fieldGilmsgVersion = "gilmsg_version"
+	fieldSeqID         = "seq_id" // the store's sequence number (§11)
 )
+
+// ProtocolVersion is the gilmsg_version this package puts on reliable
+// messages: the Python gilmsg release whose protocol it speaks.
+const ProtocolVersion = "0.1.2"
+
+// GilmsgVersion is [ProtocolVersion].
+//
+// Deprecated: use ProtocolVersion; gilmsg.GilmsgVersion stutters.
+const GilmsgVersion = ProtocolVersion
 
 // Envelope is a fedmsg message body: the JSON object carried in frame 2.
 //
@@ -586,4 +596,53 @@ func appendPlainEnvelope(dst []byte, topic string, msg []byte, timestamp int64, 
 	out := e.buf
 	e.buf = nil
 	return out, nil
+}
+
+func hasField(env *Envelope, key string) bool {
+	_, ok := env.Fields()[key]
+	return ok
+}
+
+// SeqID returns the message's seq_id (WIRE.md §11) and whether it has one
+// that is an integer.
+func (e *Envelope) SeqID() (int64, bool) {
+	v, ok := e.Fields()[fieldSeqID]
+	if !ok {
+		return 0, false
+	}
+	n, err := toInt64(v)
+	return n, err == nil
+}
+
+// addedAfterSigning lists the sets of fields Python peers add to a message
+// after signing it, which a signature check may leave out: gilmsg_version
+// (gilmsg 0.1.2), seq_id (fedmsg's store), or both.
+func addedAfterSigning(env *Envelope) [][]string {
+	_, seq := env.Fields()[fieldSeqID]
+	switch gil := env.IsGilmsg(); {
+	case gil && seq:
+		return [][]string{{fieldGilmsgVersion}, {fieldSeqID}, {fieldGilmsgVersion, fieldSeqID}}
+	case gil:
+		return [][]string{{fieldGilmsgVersion}}
+	case seq:
+		return [][]string{{fieldSeqID}}
+	}
+	return nil
+}
+
+// scratchBufs holds buffers for bytes that are copied before anyone else
+// can see them: the text a signature covers, while it is signed or
+// verified; the payload of an unsigned, unstored message (copied into
+// its body) and that body (copied by zmq_send). maxScratch keeps a rare
+// huge one from staying in the pool.
+var scratchBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 64 << 10
+
+// putScratch hands b, which grew from the buffer p held, back to the pool.
+func putScratch(p *[]byte, b []byte) {
+	if cap(b) <= maxScratch {
+		*p = b[:0]
+		scratchBufs.Put(p)
+	}
 }

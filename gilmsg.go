@@ -108,16 +108,6 @@ func defaultOptions(cfg *Config) options {
 	}
 }
 
-// DefaultMaxMessageSize is the largest message a subscriber accepts unless
-// [WithMaxMessageSize] says otherwise: ZeroMQ drops the connection of a
-// peer that sends more (and the subscription makes it again). fedmsg
-// messages are JSON records of a few kB, rarely past a few hundred; 8 MiB
-// leaves room for the largest while bounding what one message costs: its
-// reading allocates from about 2 (long text) to at most about 70 (nothing
-// but tiny values) times its size, and that memory goes back to the OS
-// about a second after the last big message (RELIABILITY.md).
-const DefaultMaxMessageSize = 8 << 20
-
 // WithLogger logs through l. Default: warnings and errors (an unknown
 // config key, a failed send) go to [slog.Default], as the standard
 // library's own do; nothing else is logged.

@@ -189,26 +189,6 @@ func gpgFingerprint(e *openpgp.Entity) string {
 	return strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
 }
 
-// normalizeKeySpec turns a gpg_keys or gpg_signing_key value ("0x…",
-// spaced, lower-case, a 16-digit key id or a fingerprint) into upper-case
-// hex.
-func normalizeKeySpec(s string) string {
-	s = strings.TrimSuffix(strings.TrimSpace(s), "!")
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
-	return strings.ToUpper(strings.ReplaceAll(s, " ", ""))
-}
-
-// checkKeySpec refuses a key spec that names no key for sure: anything but
-// hex, or fewer than 16 digits (a short key id, which gpg would resolve but
-// [keyMatches] never matches, so the signer would lose its name).
-func checkKeySpec(spec string) error {
-	want := normalizeKeySpec(spec)
-	if _, err := hex.DecodeString(want); err != nil || len(want) < 16 {
-		return fmt.Errorf("%q is not a key id of 16 hex digits or a fingerprint", spec)
-	}
-	return nil
-}
-
 // keyMatches reports whether a normalized key spec names the entity: its
 // fingerprint, or the key id at the fingerprint's end (16 digits at least).
 func keyMatches(spec, fpr string) bool {

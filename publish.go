@@ -18,15 +18,6 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// ProtocolVersion is the gilmsg_version this package puts on reliable
-// messages: the Python gilmsg release whose protocol it speaks.
-const ProtocolVersion = "0.1.2"
-
-// GilmsgVersion is [ProtocolVersion].
-//
-// Deprecated: use ProtocolVersion; gilmsg.GilmsgVersion stutters.
-const GilmsgVersion = ProtocolVersion
-
 // PublishOption configures one [Bus.Publish].
 type PublishOption func(*pubOptions)
 
@@ -275,22 +266,6 @@ func (b *Bus) fullTopic(topic, modname string) string {
 type topicMemo struct{ topic, modname, full string }
 
 var topicSeed = maphash.MakeSeed()
-
-// scratchBufs holds buffers for bytes that are copied before anyone else
-// can see them: the payload of an unsigned, unstored message (copied into
-// its body) and that body (copied by zmq_send). maxScratch keeps a rare
-// huge one from staying in the pool.
-var scratchBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-const maxScratch = 64 << 10
-
-// putScratch hands b, which grew from the buffer p held, back to the pool.
-func putScratch(p *[]byte, b []byte) {
-	if cap(b) <= maxScratch {
-		*p = b[:0]
-		scratchBufs.Put(p)
-	}
-}
 
 // newMsgID makes a msg_id as fedmsg does: the year, a dash and a random
 // (version 4) UUID, in one allocation.

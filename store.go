@@ -285,33 +285,3 @@ func (b *Bus) prepareStored(ctx context.Context, fields map[string]any, sign boo
 	}
 	return &outgoing{topic: topic, msgID: msgID, body: e.Body, seqID: e.SeqID}, nil
 }
-
-// fieldSeqID is the envelope key of the store's sequence number.
-const fieldSeqID = "seq_id"
-
-// addedAfterSigning lists the sets of fields Python peers add to a message
-// after signing it, which a signature check may leave out: gilmsg_version
-// (gilmsg 0.1.2), seq_id (fedmsg's store), or both.
-func addedAfterSigning(env *Envelope) [][]string {
-	_, seq := env.Fields()[fieldSeqID]
-	switch gil := env.IsGilmsg(); {
-	case gil && seq:
-		return [][]string{{fieldGilmsgVersion}, {fieldSeqID}, {fieldGilmsgVersion, fieldSeqID}}
-	case gil:
-		return [][]string{{fieldGilmsgVersion}}
-	case seq:
-		return [][]string{{fieldSeqID}}
-	}
-	return nil
-}
-
-// SeqID returns the message's seq_id (WIRE.md §11) and whether it has one
-// that is an integer.
-func (e *Envelope) SeqID() (int64, bool) {
-	v, ok := e.Fields()[fieldSeqID]
-	if !ok {
-		return 0, false
-	}
-	n, err := toInt64(v)
-	return n, err == nil
-}

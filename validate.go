@@ -260,11 +260,6 @@ func (v *Validator) checkBackend(env *Envelope) (string, error) {
 	return backend, nil
 }
 
-func hasField(env *Envelope, key string) bool {
-	_, ok := env.Fields()[key]
-	return ok
-}
-
 // verifyFields checks the signature over the canonical text. A message that
 // carries gilmsg_version or seq_id and fails is checked once more without
 // them: Python gilmsg 0.1.2 adds the first after signing (WIRE.md §7),
