@@ -181,6 +181,48 @@
 // [WithReadyTimeout], [WithPostInitWait], [WithResend], [WithMaxInFlight],
 // [WithMaxMessageSize].
 //
+// # Layout
+//
+// For the next person to work on it: the package is one flat directory of
+// files, one per concern, that reads from the ground up. A file uses only
+// the names declared in its own layer and in those below it, so each layer
+// can be read without the ones above; TestRootFileLayers checks it, and
+// its rootLayers map puts every file in a layer. From the ground up:
+//
+//   - errors: errors.go, the sentinels and typed errors of every layer.
+//   - config: config.go (one field per fedmsg key, with its default),
+//     config_load.go (the fedmsg.d files and the environment),
+//     config_typo.go and config_extra.go. Plain data that every layer
+//     above reads.
+//   - wire: canonical.go, canonical_encode.go and canonical_decode.go
+//     (Python's json.dumps, byte for byte) and envelope.go (the message
+//     body, its fields and the text a signature covers).
+//   - crypto: sign.go and validate.go (x509, fedmsg's default), gpg.go,
+//     trust.go and crl.go (the CA, the CRL and the keyrings, read again
+//     when stale) and reload.go. [Validator] is the one entry point that
+//     checks a message, whichever backend signed it.
+//   - transport: transport.go (ZeroMQ sockets and their options from the
+//     config), xpub.go, zmqio.go (whole messages in one or two cgo calls),
+//     monitor.go and netpoll_*.go (connection events, waiting in Go's
+//     netpoller).
+//   - bus: gilmsg.go ([Bus], [New], the options), publish.go, tail.go,
+//     ack.go, ack_listener.go, resend.go, topic.go, hooks.go, stats.go;
+//     store.go and store_open.go; and the recovery a subscription runs,
+//     replay.go (the client), recover.go, recover_rounds.go, reconnect.go,
+//     checkpoint.go and status.go. [Relay] (relay.go, relay_sign.go),
+//     [Bus.RunConsumers] with the hub status it publishes (consumer.go,
+//     hub_status.go) and default.go (fedmsg's module functions) sit on
+//     the same layer.
+//
+// What a service does not need lives beside the package, not in it: the
+// operator programs (replay server, gateway, trigger, announce and the
+// signing relay, datagrepper replay, hub-status reading, the development
+// PKI) are packages of their own built on this one's exported API, and
+// the database drivers, the AMQP bridge and Prometheus plug in from
+// sqlstore, amqpbridge and cmd/gilmsg through [Store] and [Hooks]. Plumbing
+// they share with this package lives in internal/. This package imports
+// none of them (TestRootHasNoHeavyDeps checks its imports).
+//
 // # Operations
 //
 // [Bus.Stats] has a bus's totals; [WithHooks] reports each event as it

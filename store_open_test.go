@@ -2,7 +2,6 @@ package gilmsg
 
 import (
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,26 +31,5 @@ func TestNewPersistentStoreWithoutImport(t *testing.T) {
 	if b, err := New(n.config("pub")); err == nil {
 		b.Close()
 		t.Fatal("New with a non-URL persistent_store: no error")
-	}
-}
-
-// TestRootHasNoHeavyDeps: the package a fedmsg service imports links no
-// database driver, broker client or metrics library; those live in
-// sqlstore, amqpbridge and cmd/gilmsg.
-func TestRootHasNoHeavyDeps(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
-	}
-	out, err := exec.Command(gobin, "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, heavy := range []string{"jackc/pgx", "mattn/go-sqlite3", "amqp091", "prometheus", "spf13/cobra"} {
-			if strings.Contains(dep, heavy) {
-				t.Errorf("the root package depends on %s", dep)
-			}
-		}
 	}
 }
