@@ -234,11 +234,12 @@
 // moksha.monitoring.socket set publishes its [HubStatus] there, as
 // moksha's hub does for fedmsg-check; [ReadHubStatus] reads it.
 //
-// fedmsg's other commands have library entry points too: [NewGateway],
-// [Relay] with [WithRelaySigner] (the signing step of fedmsg-signing-relay),
-// and packages of their own beside this one: trigger (fedmsg-trigger),
+// fedmsg's other commands have library entry points too: [Relay] with
+// [WithRelaySigner] (the signing step of fedmsg-signing-relay), and
+// packages of their own beside this one: trigger (fedmsg-trigger),
 // datagrepper (fedmsg-dg-replay), announce (fedmsg-announce and
-// fedmsg-signing-relay).
+// fedmsg-signing-relay), gateway (fedmsg-gateway, a [Relay] made with
+// [WithRelaySources]).
 //
 // # Concurrency
 //

@@ -34,3 +34,32 @@ func TestOptionsCheckTheirInput(t *testing.T) {
 	}
 	b.Close()
 }
+
+// TestRelayOptionsCheckTheirInput: as TestOptionsCheckTheirInput, for
+// NewRelay.
+func TestRelayOptionsCheckTheirInput(t *testing.T) {
+	for _, c := range []struct {
+		opt  RelayOption
+		name string
+	}{
+		{WithRelayQueue(0), "WithRelayQueue(0)"},
+		{WithRelayQueue(-1), "WithRelayQueue(-1)"},
+		{WithRelayOutbound("gateway"), `WithRelayOutbound("gateway", [])`},
+		{WithRelayOutbound("", "tcp://127.0.0.1:*"), `WithRelayOutbound("", ["tcp://127.0.0.1:*"])`},
+	} {
+		r, err := NewRelay(relayTestConfig(), c.opt)
+		if err == nil {
+			r.Close()
+			t.Errorf("NewRelay with %s: no error", c.name)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("NewRelay with %s: %v, want ErrInvalidOption naming it", c.name, err)
+		}
+	}
+	r, err := NewRelay(relayTestConfig(), WithRelayQueue(1), WithRelayOutbound("out", "tcp://127.0.0.1:*"))
+	if err != nil {
+		t.Fatalf("NewRelay with a queue of 1 and an outbound address: %v", err)
+	}
+	r.Close()
+}

@@ -25,7 +25,7 @@ const relayBatch = 256
 // Like any PUB socket, the outbound side drops messages for a subscriber
 // that is past its queue: high_water_mark, or when that is 0 (fedmsg's
 // "no limit") [DefaultFanoutBytes] of messages of max_message_size, the
-// most one message on the inbound side may be.
+// most one message on the inbound side may be ([WithRelayQueue] sets it).
 //
 // Run, Close, Stats and the endpoint methods are safe from any goroutine.
 type Relay struct {
@@ -34,6 +34,7 @@ type Relay struct {
 	zctx     *zmq.Context
 	inbound  string
 	outbound string
+	sources  int     // addresses sub connects to ([WithRelaySources])
 	signer   *Signer // signs what comes unsigned: [WithRelaySigner]
 
 	// Holding run owns sub and pub: Run holds it while it forwards, Close
@@ -49,8 +50,8 @@ type Relay struct {
 	// poller waits for sub in Go's netpoller; its Wake makes Run look at
 	// closing and ctx.
 	poller *readyPoller
-	// mon watches a sub that connects (the gateway's; nil for a relay,
-	// whose sub binds): libzmq never restores a connection it dropped for
+	// mon watches a sub that connects ([WithRelaySources]; nil for one
+	// that binds): libzmq never restores a connection it dropped for
 	// a message over max_message_size, so Run does, from lost.
 	mon    *connMonitor
 	lostMu sync.Mutex
@@ -82,6 +83,14 @@ type relayOptions struct {
 	logger *slog.Logger
 	hooks  *Hooks
 	signer *Signer
+	// subscribe: sub connects to the addresses of sources instead of
+	// binding relay_inbound ([WithRelaySources]).
+	subscribe bool
+	sources   map[string][]string
+	outName   string   // [WithRelayOutbound]; "" for relay_outbound
+	outAddrs  []string // with outName
+	queue     int      // [WithRelayQueue]; 0 for fanoutHWM
+	errs      []error
 }
 
 // WithRelayLogger logs the relay's start, stop and oddities through l.
@@ -90,23 +99,61 @@ func WithRelayLogger(l *slog.Logger) RelayOption {
 	return func(o *relayOptions) { o.logger = l }
 }
 
+// WithRelaySources makes the relay subscribe to every address of
+// endpoints (the shape of [Config.Endpoints]: a name's addresses), as a
+// subscriber does, instead of binding relay_inbound for active publishers
+// to connect to: fedmsg-gateway's way of collecting a whole bus. A
+// connection libzmq drops for good, as it does after a message over
+// max_message_size, is made again. [Relay.InboundEndpoint] is then "".
+// Default: the relay binds relay_inbound.
+func WithRelaySources(endpoints map[string][]string) RelayOption {
+	return func(o *relayOptions) { o.subscribe, o.sources = true, endpoints }
+}
+
+// WithRelayOutbound binds the relay's PUB socket at the first bindable of
+// addrs instead of at cfg.Endpoints["relay_outbound"]; name is what a
+// [*NoEndpointError] calls them. Default: relay_outbound.
+func WithRelayOutbound(name string, addrs ...string) RelayOption {
+	return func(o *relayOptions) {
+		if name == "" || len(addrs) == 0 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithRelayOutbound(%q, %q): want a name and at least one address", ErrInvalidOption, name, addrs))
+			return
+		}
+		o.outName, o.outAddrs = name, addrs
+	}
+}
+
+// WithRelayQueue bounds what the relay's PUB socket queues for each
+// subscriber to n messages (ZMQ_SNDHWM); past it, that subscriber loses
+// messages and the others do not. Default: high_water_mark, or when that
+// is 0 [DefaultFanoutBytes] of messages of max_message_size. Below 1,
+// [NewRelay] fails with [ErrInvalidOption]: 0 would mean no bound.
+func WithRelayQueue(n int) RelayOption {
+	return func(o *relayOptions) {
+		if n < 1 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithRelayQueue(%d): want at least 1 message", ErrInvalidOption, n))
+			return
+		}
+		o.queue = n
+	}
+}
+
 // NewRelay binds the relay's two sockets: SUB at the first bindable
-// address of cfg.RelayInbound, subscribed to everything, and PUB at the
-// first bindable address of cfg.Endpoints["relay_outbound"]. It returns a
+// address of cfg.RelayInbound (or connected to [WithRelaySources]),
+// subscribed to everything, and PUB at the first bindable address of
+// cfg.Endpoints["relay_outbound"] (or [WithRelayOutbound]). It returns a
 // [*NoEndpointError] when either has no free address. Nothing is
 // forwarded until [Relay.Run].
 func NewRelay(cfg *Config, opts ...RelayOption) (*Relay, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: NewRelay needs a config", ErrConfig)
 	}
-	return newRelay(cfg, opts, (*Relay).open)
-}
-
-// newRelay makes a relay whose sockets open sets up.
-func newRelay(cfg *Config, opts []RelayOption, open func(*Relay, *Config) error) (*Relay, error) {
 	o := relayOptions{logger: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if len(o.errs) > 0 {
+		return nil, errors.Join(o.errs...)
 	}
 	zctx, err := newContext(cfg.IOThreads)
 	if err != nil {
@@ -123,7 +170,7 @@ func newRelay(cfg *Config, opts []RelayOption, open func(*Relay, *Config) error)
 	if r.poller, err = newReadyPoller(); err != nil {
 		return nil, errors.Join(err, closeAll(zctx))
 	}
-	err = open(r, cfg)
+	err = r.open(cfg, &o)
 	if err == nil {
 		r.subH, r.pubH = socketHandle(r.sub), socketHandle(r.pub)
 		err = r.poller.add(r.sub, 0)
@@ -136,7 +183,7 @@ func newRelay(cfg *Config, opts []RelayOption, open func(*Relay, *Config) error)
 	return r, nil
 }
 
-func (r *Relay) open(cfg *Config) error {
+func (r *Relay) open(cfg *Config, o *relayOptions) error {
 	so := sockOptsFromConfig(cfg)
 	var err error
 	if r.sub, err = newSocket(r.zctx, zmq.SUB, so); err != nil {
@@ -146,19 +193,50 @@ func (r *Relay) open(cfg *Config) error {
 	if err := r.sub.SetSubscribe(""); err != nil {
 		return fmt.Errorf("gilmsg: relay subscribe: %w", err)
 	}
-	if r.inbound, err = bindFirst(r.sub, "relay_inbound", cfg.RelayInbound); err != nil {
+	if o.subscribe {
+		err = r.connectSources(o.sources)
+	} else {
+		r.inbound, err = bindFirst(r.sub, "relay_inbound", cfg.RelayInbound)
+	}
+	if err != nil {
 		return err
 	}
 	so.SendHWM = fanoutHWM(so)
+	if o.queue > 0 {
+		so.SendHWM = o.queue
+	}
 	if r.pub, err = newSocket(r.zctx, zmq.PUB, so); err != nil {
 		return err
 	}
-	r.outbound, err = bindFirst(r.pub, "relay_outbound", cfg.Endpoints["relay_outbound"])
+	name, addrs := "relay_outbound", cfg.Endpoints["relay_outbound"]
+	if o.outName != "" {
+		name, addrs = o.outName, o.outAddrs
+	}
+	r.outbound, err = bindFirst(r.pub, name, addrs)
 	return err
 }
 
+// connectSources connects sub to every address of sources, watching each
+// connection so that Run can restore one libzmq gives up on.
+func (r *Relay) connectSources(sources map[string][]string) error {
+	var err error
+	if r.mon, err = newConnMonitor(r.zctx, r.sub, withLostHook(r.markLost)); err != nil {
+		return err
+	}
+	for _, name := range sortedKeys(sources) {
+		for _, addr := range sources[name] {
+			if err := r.sub.Connect(addr); err != nil {
+				return &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: %s: %w", name, addr, err)}
+			}
+			r.sources++
+		}
+	}
+	return nil
+}
+
 // InboundEndpoint returns the address the SUB socket is bound at, as zmq
-// reports it (the real port when the config said "*").
+// reports it (the real port when the config said "*"); "" when it
+// connects to [WithRelaySources] instead.
 func (r *Relay) InboundEndpoint() string { return r.inbound }
 
 // OutboundEndpoint returns the address the PUB socket is bound at, as zmq
@@ -194,7 +272,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, r.poller.Wake)
 	defer stop()
 
-	r.log.Info("gilmsg: relay forwarding", slog.String("inbound", r.inbound), slog.String("outbound", r.outbound))
+	inbound := slog.String("inbound", r.inbound)
+	if r.mon != nil {
+		inbound = slog.Int("sources", r.sources)
+	}
+	r.log.Info("gilmsg: relay forwarding", inbound, slog.String("outbound", r.outbound))
 	err := r.forwardLoop(ctx)
 	r.log.Info("gilmsg: relay stopped", slog.Uint64("forwarded", r.forwarded.Load()), slog.Any("reason", err))
 	return err

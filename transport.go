@@ -105,7 +105,7 @@ const (
 // that is slow but reading takes what it is sent into its own queue, so
 // a burst is dropped for it only where its own queue drops it
 // (RELIABILITY.md measures 100,000 messages of 1 KB). The gateway bounds
-// its clients the same way ([NewGateway]).
+// its clients the same way (package gateway, through [WithRelayQueue]).
 const DefaultFanoutBytes = 1 << 30
 
 // minFanoutHWM is the least per-peer queue [fanoutHWM] chooses, whatever

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/gateway"
 )
 
 func newGatewayCmd() *cobra.Command {
@@ -31,12 +33,8 @@ forwarded.`,
   gilmsg gateway --bind tcp://127.0.0.1:9940 --metrics-addr :9941`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, opts ...gilmsg.RelayOption) (forwarder, error) {
-				gopts := []gilmsg.GatewayOption{gilmsg.WithGatewayRelayOptions(opts...)}
-				if bind != "" {
-					gopts = append(gopts, gilmsg.WithGatewayBind(bind))
-				}
-				g, err := gilmsg.NewGateway(cfg, gopts...)
+			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, log *slog.Logger, opts ...gilmsg.RelayOption) (forwarder, error) {
+				g, err := gateway.New(cfg, gateway.WithLogger(log), gateway.WithRelayOptions(opts...), gateway.WithBind(bind))
 				if err != nil {
 					return nil, err
 				}

@@ -36,7 +36,7 @@ then prints how many messages it forwarded.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, opts ...gilmsg.RelayOption) (forwarder, error) {
+			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, _ *slog.Logger, opts ...gilmsg.RelayOption) (forwarder, error) {
 				r, err := gilmsg.NewRelay(cfg, opts...)
 				if err != nil {
 					return nil, err
@@ -63,7 +63,7 @@ type forwarder interface {
 // closes it (queued messages get zmq_linger to leave) and prints its
 // counts.
 func runForwarder(cmd *cobra.Command, verbose bool, startMetrics metricsStart,
-	open func(*gilmsg.Config, ...gilmsg.RelayOption) (forwarder, error)) error {
+	open func(*gilmsg.Config, *slog.Logger, ...gilmsg.RelayOption) (forwarder, error)) error {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
 		return err
@@ -88,7 +88,7 @@ func runForwarder(cmd *cobra.Command, verbose bool, startMetrics metricsStart,
 		return err
 	}
 	defer stopMetrics()
-	f, err := open(cfg, gilmsg.WithRelayLogger(log), gilmsg.WithRelayHooks(hooks))
+	f, err := open(cfg, log, gilmsg.WithRelayLogger(log), gilmsg.WithRelayHooks(hooks))
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -29,7 +30,7 @@ It runs until SIGINT or SIGTERM, then prints how many messages it
 forwarded and signed.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, opts ...gilmsg.RelayOption) (forwarder, error) {
+			return runForwarder(cmd, verbose, startMetrics, func(cfg *gilmsg.Config, _ *slog.Logger, opts ...gilmsg.RelayOption) (forwarder, error) {
 				r, err := announce.NewSigningRelay(cfg, opts...)
 				if err != nil {
 					return nil, err

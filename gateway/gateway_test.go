@@ -1,4 +1,4 @@
-package gilmsg
+package gateway_test
 
 import (
 	"bytes"
@@ -11,33 +11,35 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/gateway"
+	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
 // gatewayRig is a raw publisher on the bus, a gateway subscribed to it,
 // and a plain SUB client of the gateway, probed until messages flow.
 type gatewayRig struct {
-	g        *Gateway
+	g        *gateway.Gateway
 	pub, sub *zmq.Socket
 	in, out  atomic.Int64 // the hooks' counts
 }
 
 func newGatewayRig(t *testing.T, hwm int) *gatewayRig {
 	t.Helper()
-	zctx := testZCtx(t)
+	zctx := newZCtx(t)
 	rig := &gatewayRig{}
-	rig.pub = testSocket(t, zctx, zmq.PUB, testSockOpts())
-	ep, err := bindFirst(rig.pub, "test", []string{"tcp://127.0.0.1:*"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := relayTestConfig()
+	rig.pub = newSocket(t, zctx, zmq.PUB, 0)
+	ep := bind(t, rig.pub)
+	cfg := testConfig()
 	cfg.Endpoints = map[string][]string{"publisher": {ep}, "relay_inbound": {"tcp://127.0.0.1:1"}}
-	cfg.Extra = map[string]any{GatewayHWMKey: float64(hwm)}
-	hooks := &Hooks{
+	cfg.Extra = map[string]any{gateway.HWMKey: float64(hwm)}
+	hooks := &gilmsg.Hooks{
 		MessageIn:  func(string) { rig.in.Add(1) },
 		MessageOut: func(string) { rig.out.Add(1) },
 	}
-	rig.g, err = NewGateway(cfg, WithGatewayBind("tcp://127.0.0.1:*"), WithGatewayRelayOptions(WithRelayHooks(hooks)))
+	var err error
+	rig.g, err = gateway.New(cfg, gateway.WithBind("tcp://127.0.0.1:*"), gateway.WithRelayOptions(gilmsg.WithRelayHooks(hooks)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,14 +56,14 @@ func newGatewayRig(t *testing.T, hwm int) *gatewayRig {
 	if got := rig.g.Sources(); got != 1 {
 		t.Errorf("Sources() = %d, want 1 (relay_inbound is not a source)", got)
 	}
-	rig.sub = rig.client(t, zctx, testSockOpts())
+	rig.sub = rig.client(t, zctx, 0)
 	return rig
 }
 
 // client connects a SUB to the gateway and returns once a probe reached it.
-func (rig *gatewayRig) client(t *testing.T, zctx *zmq.Context, o sockOpts) *zmq.Socket {
+func (rig *gatewayRig) client(t *testing.T, zctx *zmq.Context, hwm int) *zmq.Socket {
 	t.Helper()
-	sub := testSocket(t, zctx, zmq.SUB, o)
+	sub := newSocket(t, zctx, zmq.SUB, hwm)
 	sub.SetSubscribe("")
 	if err := sub.Connect(rig.g.Endpoint()); err != nil {
 		t.Fatal(err)
@@ -100,7 +102,7 @@ func recvNonProbe(t *testing.T, sub *zmq.Socket) [][]byte {
 }
 
 func TestGatewayForwardsBytesUnchecked(t *testing.T) {
-	checkLeaks(t)
+	testenv.CheckLeaks(t)
 	rig := newGatewayRig(t, 0)
 	want := [][][]byte{
 		// Not validated: a signature that cannot be right goes through.
@@ -125,7 +127,7 @@ func TestGatewayForwardsBytesUnchecked(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "the hooks to count every forwarded message", func() bool {
+	testenv.WaitFor(t, "the hooks to count every forwarded message", func() bool {
 		st := rig.g.Stats()
 		return st.NotTwoFrames == 1 && rig.in.Load() == int64(st.Forwarded) && rig.out.Load() == int64(st.Forwarded)
 	})
@@ -135,14 +137,12 @@ func TestGatewayForwardsBytesUnchecked(t *testing.T) {
 // (plus the kernel's socket buffers): the rest is dropped for it, and the
 // gateway goes on forwarding to everyone else.
 func TestGatewaySlowClientBounded(t *testing.T) {
-	checkLeaks(t)
+	testenv.CheckLeaks(t)
 	const hwm, n = 10, 600
 	rig := newGatewayRig(t, hwm)
 	// Reached by the probes, then never read; its own small queue makes
 	// its library stop reading the connection, as a slow machine would.
-	o := testSockOpts()
-	o.HWM = hwm
-	slow := rig.client(t, testZCtx(t), o)
+	slow := rig.client(t, newZCtx(t), hwm)
 	before := int64(rig.g.Stats().Forwarded)
 	body := bytes.Repeat([]byte("y"), 64<<10)
 	for i := range n {
@@ -155,7 +155,7 @@ func TestGatewaySlowClientBounded(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	waitFor(t, "the gateway to forward everything", func() bool { return int64(rig.g.Stats().Forwarded) >= before+n })
+	testenv.WaitFor(t, "the gateway to forward everything", func() bool { return int64(rig.g.Stats().Forwarded) >= before+n })
 	got := 0
 	slow.SetRcvtimeo(200 * time.Millisecond)
 	for {
@@ -175,21 +175,49 @@ func TestGatewaySlowClientBounded(t *testing.T) {
 	t.Logf("slow client kept %d of %d messages (hwm %d)", got, n, hwm)
 }
 
+// TestGatewayRefusesOversizedMessages: the gateway's SUB drops a source
+// that sends more than max_message_size, and connects to it again, which
+// libzmq does not do by itself for a connecting socket.
+func TestGatewayRefusesOversizedMessages(t *testing.T) {
+	testenv.CheckLeaks(t)
+	rig := newGatewayRig(t, 0)
+	if _, err := rig.pub.SendMessage("big", bytes.Repeat([]byte("x"), gilmsg.DefaultMaxMessageSize+1)); err != nil {
+		t.Fatal(err)
+	}
+	rig.sub.SetRcvtimeo(20 * time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := rig.pub.SendMessage("after", "{}"); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := rig.sub.RecvMessageBytes(0)
+		if err == nil && string(msg[0]) != "probe" {
+			if string(msg[0]) != "after" {
+				t.Fatalf("the gateway forwarded %q (%d bytes)", msg[0], len(msg[len(msg)-1]))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never reconnected to the source that sent an oversized message")
+		}
+	}
+}
+
 func TestNewGatewayErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		extra map[string]any
 		key   string
 	}{
-		{"port not a number", map[string]any{GatewayPortKey: "nine"}, GatewayPortKey},
-		{"port out of range", map[string]any{GatewayPortKey: float64(70000)}, GatewayPortKey},
-		{"hwm not an integer", map[string]any{GatewayHWMKey: 1.5}, GatewayHWMKey},
+		{"port not a number", map[string]any{gateway.PortKey: "nine"}, gateway.PortKey},
+		{"port out of range", map[string]any{gateway.PortKey: float64(70000)}, gateway.PortKey},
+		{"hwm not an integer", map[string]any{gateway.HWMKey: 1.5}, gateway.HWMKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := relayTestConfig()
+			cfg := testConfig()
 			cfg.Extra = tc.extra
-			_, err := NewGateway(cfg)
-			var ce *ConfigError
+			_, err := gateway.New(cfg)
+			var ce *gilmsg.ConfigError
 			if !errors.As(err, &ce) || ce.Key != tc.key {
 				t.Fatalf("NewGateway = %v, want a ConfigError on %s", err, tc.key)
 			}
@@ -199,15 +227,12 @@ func TestNewGatewayErrors(t *testing.T) {
 
 func BenchmarkGateway(b *testing.B) {
 	pub, sub := benchSockets(b)
-	ep, err := bindFirst(pub, "bench", []string{"tcp://127.0.0.1:*"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := relayTestConfig()
+	ep := bind(b, pub)
+	cfg := testConfig()
 	cfg.Endpoints = map[string][]string{"publisher": {ep}}
 	// Every message must reach the one client: no drops in a burst.
-	cfg.Extra = map[string]any{GatewayHWMKey: 1 << 30}
-	g, err := NewGateway(cfg, WithGatewayBind("tcp://127.0.0.1:*"))
+	cfg.Extra = map[string]any{gateway.HWMKey: 1 << 30}
+	g, err := gateway.New(cfg, gateway.WithBind("tcp://127.0.0.1:*"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,148 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// testConfig is a config whose sockets close and reconnect quickly.
+func testConfig() *gilmsg.Config {
+	cfg := gilmsg.DefaultConfig()
+	cfg.Endpoints = map[string][]string{}
+	cfg.ZMQLinger = 0
+	cfg.ZMQReconnectIvl = 10
+	cfg.ZMQReconnectIvlMax = 50
+	return cfg
+}
+
+// newZCtx returns a context terminated when the test ends, after the
+// sockets the test made (cleanups run last-in first-out).
+func newZCtx(t testing.TB) *zmq.Context {
+	t.Helper()
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := zctx.Term(); err != nil {
+			t.Errorf("term: %v", err)
+		}
+	})
+	return zctx
+}
+
+// newSocket is a socket of a plain ZeroMQ client outside the bus, whose
+// queues hold hwm messages (0: no limit), closed when the test ends. A
+// PUB keeps a short linger: libzmq can abort a process whose socket
+// closes with no linger while a peer fails mid-message.
+func newSocket(t testing.TB, zctx *zmq.Context, typ zmq.Type, hwm int) *zmq.Socket {
+	t.Helper()
+	s, err := zctx.NewSocket(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	linger := time.Duration(0)
+	if typ != zmq.SUB {
+		linger = 100 * time.Millisecond
+	}
+	for _, err := range []error{s.SetSndhwm(hwm), s.SetRcvhwm(hwm), s.SetLinger(linger),
+		s.SetReconnectIvl(10 * time.Millisecond), s.SetReconnectIvlMax(50 * time.Millisecond)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// bind binds s on a free loopback port and returns the endpoint.
+func bind(t testing.TB, s *zmq.Socket) string {
+	t.Helper()
+	if err := s.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, err := s.GetLastEndpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ep
+}
+
+func waitErr(t *testing.T, errc <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return", what)
+		return nil
+	}
+}
+
+// runUntilEnd runs run until the benchmark ends.
+func runUntilEnd(tb testing.TB, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-errc })
+}
+
+// benchSockets returns a PUB and a SUB subscribed to everything, on a
+// context of their own, all closed when b ends.
+func benchSockets(b *testing.B) (pub, sub *zmq.Socket) {
+	zctx := newZCtx(b)
+	pub = newSocket(b, zctx, zmq.PUB, 0)
+	sub = newSocket(b, zctx, zmq.SUB, 0)
+	sub.SetSubscribe("")
+	return pub, sub
+}
+
+// benchPubSub probes until the path works, then times b.N messages of
+// 1 kB from a goroutine owning pub to this goroutine owning sub.
+func benchPubSub(b *testing.B, pub, sub *zmq.Socket) {
+	b.Helper()
+	topic, body := "org.fedoraproject.prod.bench.message", bytes.Repeat([]byte("x"), 1024)
+	poller := zmq.NewPoller()
+	poller.Add(sub, zmq.POLLIN)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		pub.SendMessage("probe", "")
+		if polled, _ := poller.Poll(10 * time.Millisecond); len(polled) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("pub/sub never connected")
+		}
+	}
+	b.SetBytes(int64(len(topic) + len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := make(chan error, 1)
+	go func() {
+		for range b.N {
+			if _, err := pub.SendMessage(topic, body); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	for n := 0; n < b.N; {
+		msg, err := sub.RecvMessageBytes(0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if string(msg[0]) != "probe" {
+			n++
+		}
+	}
+	b.StopTimer()
+	if err := <-sent; err != nil {
+		b.Fatal(err)
+	}
+}
