@@ -58,9 +58,9 @@ func WithSubscribeOptions(opts ...SubscribeOption) RunOption {
 // "gilmsg-hub"), until ctx ends (it returns nil then) or the bus closes
 // ([ErrClosed]). A consumer's error is logged and does not stop the others.
 //
-// When the config sets moksha.monitoring.socket, the hub's status
-// ([HubStatus]) is published there meanwhile, as moksha's hub does, for
-// fedmsg-check and gilmsg check.
+// When the config sets moksha.monitoring.socket (in [Config.Extra]), the
+// hub's status is published there meanwhile, as moksha's hub does, for
+// fedmsg-check and gilmsg check (package hubstatus reads it).
 func (b *Bus) RunConsumers(ctx context.Context, consumers []Consumer, opts ...RunOption) error {
 	o := runOptions{statusEvery: DefaultStatusInterval}
 	for _, opt := range opts {
@@ -71,7 +71,7 @@ func (b *Bus) RunConsumers(ctx context.Context, consumers []Consumer, opts ...Ru
 		topics[i] = c.Topic()
 	}
 	var st *hubStatus
-	endpoint, err := b.cfg.ExtraString(MonitoringSocketKey)
+	endpoint, err := b.cfg.ExtraString(monitoringSocketKey)
 	if err != nil {
 		return err
 	}

@@ -231,8 +231,8 @@
 // gilmsg's --metrics-addr feeds Prometheus without this package importing
 // it. [Validator.Reload] reads the CA and CRL again (gilmsg's commands do
 // it on SIGHUP). A hub running [Bus.RunConsumers] with
-// moksha.monitoring.socket set publishes its [HubStatus] there, as
-// moksha's hub does for fedmsg-check; [ReadHubStatus] reads it.
+// moksha.monitoring.socket set publishes its status there, as moksha's
+// hub does for fedmsg-check; package hubstatus reads it.
 //
 // fedmsg's other commands have library entry points too: [Relay] with
 // [WithRelaySigner] (the signing step of fedmsg-signing-relay), and

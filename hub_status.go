@@ -1,8 +1,6 @@
 package gilmsg
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,23 +11,25 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// MonitoringSocketKey is the config key (moksha's) of the address where a
-// hub publishes its status, for fedmsg-check and [ReadHubStatus].
-const MonitoringSocketKey = "moksha.monitoring.socket"
+// monitoringSocketKey is the config key (moksha's) of the address where a
+// hub publishes its status, for fedmsg-check and package hubstatus.
+const monitoringSocketKey = "moksha.monitoring.socket"
 
 // DefaultStatusInterval is how often a hub publishes its status, as
 // moksha's MonitoringProducer does.
 const DefaultStatusInterval = 5 * time.Second
 
-// HubStatus is what a hub publishes on moksha.monitoring.socket, in the
-// JSON shape moksha's MonitoringProducer gives it and fedmsg-check reads.
-type HubStatus struct {
-	Consumers []ConsumerStatus `json:"consumers"`
-	Producers []ProducerStatus `json:"producers"`
+// hubStatusReport is what a hub publishes on moksha.monitoring.socket, in
+// the JSON shape moksha's MonitoringProducer gives it and fedmsg-check
+// reads. Package hubstatus has the reader's copy (hubstatus.Status), and
+// its tests read what RunConsumers publishes.
+type hubStatusReport struct {
+	Consumers []consumerStatus `json:"consumers"`
+	Producers []producerStatus `json:"producers"`
 }
 
-// ConsumerStatus is one consumer's part of a [HubStatus].
-type ConsumerStatus struct {
+// consumerStatus is one consumer's part of a [hubStatusReport].
+type consumerStatus struct {
 	Name         string    `json:"name"`   // Name() if the consumer has it, else its type's name
 	Module       string    `json:"module"` // its type's package
 	Topic        []string  `json:"topic"`
@@ -42,9 +42,9 @@ type ConsumerStatus struct {
 	Times        []float64 `json:"times"`         // recent Consume durations, in seconds
 }
 
-// ProducerStatus is one producer's part of a [HubStatus]. A Go hub has one:
+// producerStatus is one producer's part of a [hubStatusReport]. A Go hub has one:
 // the status publisher itself, named as moksha names its own.
-type ProducerStatus struct {
+type producerStatus struct {
 	Name        string  `json:"name"`
 	Module      string  `json:"module"`
 	Initialized bool    `json:"initialized"`
@@ -65,14 +65,14 @@ const timesKept = 10
 // hubStatus counts, for each consumer of a runner, what moksha counts.
 type hubStatus struct {
 	mu        sync.Mutex
-	consumers []ConsumerStatus
-	producer  ProducerStatus
+	consumers []consumerStatus
+	producer  producerStatus
 }
 
 func newHubStatus(consumers []Consumer, every time.Duration) *hubStatus {
-	st := &hubStatus{producer: ProducerStatus{Name: "MonitoringProducer", Module: "gilmsg", Initialized: true, Frequency: every.Seconds()}}
+	st := &hubStatus{producer: producerStatus{Name: "MonitoringProducer", Module: "gilmsg", Initialized: true, Frequency: every.Seconds()}}
 	for _, c := range consumers {
-		st.consumers = append(st.consumers, ConsumerStatus{
+		st.consumers = append(st.consumers, consumerStatus{
 			Name: consumerName(c), Module: consumerModule(c), Topic: []string{c.Topic()},
 			Initialized: true, JSONify: true, Times: []float64{},
 		})
@@ -136,7 +136,7 @@ func (st *hubStatus) marshal(now time.Time) ([]byte, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.producer.LastRan = float64(now.UnixMicro()) / 1e6
-	s := HubStatus{Consumers: make([]ConsumerStatus, len(st.consumers)), Producers: []ProducerStatus{st.producer}}
+	s := hubStatusReport{Consumers: make([]consumerStatus, len(st.consumers)), Producers: []producerStatus{st.producer}}
 	for i, c := range st.consumers {
 		c.Times = append([]float64{}, c.Times...)
 		s.Consumers[i] = c
@@ -155,7 +155,7 @@ func (b *Bus) startStatus(st *hubStatus, endpoint string, every time.Duration) (
 	}
 	if err := sock.Bind(endpoint); err != nil {
 		sock.Close()
-		return nil, &ConfigError{Key: MonitoringSocketKey, Err: fmt.Errorf("%s: %w", endpoint, err)}
+		return nil, &ConfigError{Key: monitoringSocketKey, Err: fmt.Errorf("%s: %w", endpoint, err)}
 	}
 	b.log.Info("gilmsg: publishing the hub's status", slog.String("endpoint", endpoint), slog.Duration("every", every))
 	quit, done := make(chan struct{}), make(chan struct{})
@@ -179,58 +179,4 @@ func (b *Bus) startStatus(st *hubStatus, endpoint string, every time.Duration) (
 		}
 	}()
 	return func() { close(quit); <-done }, nil
-}
-
-// ReadHubStatus connects to a hub's monitoring endpoint and returns the
-// first status it publishes, as fedmsg-check does, or an error when none
-// comes before ctx ends (a default of 10s when ctx has no deadline).
-func ReadHubStatus(ctx context.Context, endpoint string) (*HubStatus, json.RawMessage, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
-	zctx, err := newContext(1)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer zctx.Term()
-	o := sockOptsFromConfig(DefaultConfig())
-	o.LingerMS = 0
-	o.MaxMsgSize = DefaultMaxMessageSize // a report is a few kB
-	sock, err := newSocket(zctx, zmq.SUB, o)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sock.Close()
-	if err := sock.SetSubscribe(""); err != nil {
-		return nil, nil, err
-	}
-	if err := sock.Connect(endpoint); err != nil {
-		return nil, nil, &ConfigError{Key: MonitoringSocketKey, Err: fmt.Errorf("%s: %w", endpoint, err)}
-	}
-	poller := zmq.NewPoller()
-	poller.Add(sock, zmq.POLLIN)
-	for {
-		// Short polls, so that ctx is seen without a waker.
-		polled, err := poller.Poll(50 * time.Millisecond)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gilmsg: hub status: %w", err)
-		}
-		if len(polled) > 0 {
-			frames, err := sock.RecvMessageBytes(0)
-			if err != nil {
-				return nil, nil, fmt.Errorf("gilmsg: hub status: %w", err)
-			}
-			raw := json.RawMessage(bytes.Join(frames, nil))
-			var st HubStatus
-			if err := json.Unmarshal(raw, &st); err != nil {
-				return nil, raw, fmt.Errorf("%w: hub status: %w", ErrInvalidMessage, err)
-			}
-			return &st, raw, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-	}
 }

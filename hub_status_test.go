@@ -1,18 +1,20 @@
 package gilmsg
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"testing"
 	"time"
+
+	zmq "github.com/pebbe/zmq4"
 )
 
 func TestHubStatus(t *testing.T) {
 	n := newTestNet(t)
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")
 	pub := n.start(pubCN, WithModname("app"))
-	n.mutate = func(c *Config) { c.Extra = map[string]any{MonitoringSocketKey: endpoint} }
+	n.mutate = func(c *Config) { c.Extra = map[string]any{monitoringSocketKey: endpoint} }
 	hub := n.start(c1)
 	ok := &recorder{topic: "org.example.dev.app"}
 	bad := &recorder{topic: "org.example.dev.app.job", fail: errors.New("no")}
@@ -28,7 +30,7 @@ func TestHubStatus(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	want := func(st *HubStatus) bool {
+	want := func(st *hubStatusReport) bool {
 		if len(st.Consumers) != 2 || len(st.Producers) != 1 {
 			return false
 		}
@@ -36,15 +38,9 @@ func TestHubStatus(t *testing.T) {
 		return c.HeadcountIn == uint64(ok.count()) && c.HeadcountOut == c.HeadcountIn && c.Exceptions == 0 &&
 			j.HeadcountIn == uint64(bad.count()) && j.Exceptions == j.HeadcountIn && j.Backlog == 0 && len(j.Times) > 0
 	}
-	var st *HubStatus
+	var st *hubStatusReport
 	waitFor(t, "a status with every message counted", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var err error
-		st, _, err = ReadHubStatus(ctx, endpoint)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st = readHubStatus(t, endpoint)
 		return want(st)
 	})
 	c := st.Consumers[0]
@@ -54,4 +50,34 @@ func TestHubStatus(t *testing.T) {
 	if p := st.Producers[0]; p.Name != "MonitoringProducer" || p.Frequency != 0.02 || p.LastRan == 0 {
 		t.Errorf("producer status %+v", p)
 	}
+}
+
+// readHubStatus reads one status from endpoint, as package hubstatus (whose
+// tests read what RunConsumers publishes) and fedmsg-check do.
+func readHubStatus(t *testing.T, endpoint string) *hubStatusReport {
+	t.Helper()
+	zctx, err := newContext(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zctx.Term()
+	sock, err := newSocket(zctx, zmq.SUB, testSockOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	sock.SetSubscribe("")
+	sock.SetRcvtimeo(5 * time.Second)
+	if err := sock.Connect(endpoint); err != nil {
+		t.Fatal(err)
+	}
+	body, err := sock.RecvBytes(0)
+	if err != nil {
+		t.Fatalf("no hub status from %s: %v", endpoint, err)
+	}
+	var st hubStatusReport
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("hub status %q: %v", body, err)
+	}
+	return &st
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/hubstatus"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -56,7 +57,7 @@ func runCheck(cmd *cobra.Command, consumers, producers []string, timeout float64
 	if err != nil {
 		return err
 	}
-	endpoint, err := cfg.ExtraString(gilmsg.MonitoringSocketKey)
+	endpoint, err := cfg.ExtraString(hubstatus.SocketKey)
 	if err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func runCheck(cmd *cobra.Command, consumers, producers []string, timeout float64
 	}
 	ctx, cancel := context.WithTimeout(parent, time.Duration(timeout*float64(time.Second)))
 	defer cancel()
-	status, raw, err := gilmsg.ReadHubStatus(ctx, endpoint)
+	status, raw, err := hubstatus.Read(ctx, endpoint)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return checkFailed(cmd, fmt.Sprintf("Failed to receive message from the monitoring endpoint (%s) in %v seconds.", endpoint, timeout))
 	}

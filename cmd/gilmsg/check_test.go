@@ -11,6 +11,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/hubstatus"
 )
 
 // reportEvery publishes report on a PUB bound at endpoint every few
@@ -64,7 +65,7 @@ func TestCheckAsFedmsgCheck(t *testing.T) {
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")
 	reportEvery(t, endpoint, report)
 	cfg := gilmsg.DefaultConfig()
-	config := writeConfigWith(t, cfg, map[string]any{gilmsg.MonitoringSocketKey: endpoint})
+	config := writeConfigWith(t, cfg, map[string]any{hubstatus.SocketKey: endpoint})
 
 	for _, tc := range []struct {
 		name           string
@@ -97,12 +98,12 @@ func TestCheckFailures(t *testing.T) {
 	}
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "nobody")
 	cfg := gilmsg.DefaultConfig()
-	res = runCLI(t, nil, "check", "--config", writeConfigWith(t, cfg, map[string]any{gilmsg.MonitoringSocketKey: endpoint}), "--timeout", "0.2")
+	res = runCLI(t, nil, "check", "--config", writeConfigWith(t, cfg, map[string]any{hubstatus.SocketKey: endpoint}), "--timeout", "0.2")
 	if want := "Error: Failed to receive message from the monitoring endpoint (" + endpoint + ") in 0.2 seconds.\n"; res.code != exitFailure || res.stderr != want {
 		t.Errorf("no hub: exit %d, stderr %q", res.code, res.stderr)
 	}
 	reportEvery(t, endpoint, []byte(`{"consumers": "not a list"`))
-	res = runCLI(t, nil, "check", "--config", writeConfigWith(t, cfg, map[string]any{gilmsg.MonitoringSocketKey: endpoint}))
+	res = runCLI(t, nil, "check", "--config", writeConfigWith(t, cfg, map[string]any{hubstatus.SocketKey: endpoint}))
 	if res.code != exitFailure || !strings.Contains(res.stderr, "hub status") {
 		t.Errorf("junk report: exit %d, stderr %q", res.code, res.stderr)
 	}
@@ -123,7 +124,7 @@ func TestCheckGoHub(t *testing.T) {
 	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")
 	hcfg := testConfig(n.pki)
 	hcfg.Endpoints = map[string][]string{tailPubCN: {n.pub.Endpoint()}}
-	hcfg.Extra = map[string]any{gilmsg.MonitoringSocketKey: endpoint}
+	hcfg.Extra = map[string]any{hubstatus.SocketKey: endpoint}
 	hub := newBus(t, hcfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
