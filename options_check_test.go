@@ -44,6 +44,7 @@ func TestRelayOptionsCheckTheirInput(t *testing.T) {
 	}{
 		{WithRelayQueue(0), "WithRelayQueue(0)"},
 		{WithRelayQueue(-1), "WithRelayQueue(-1)"},
+		{WithRelayQueue(1 << 32), "WithRelayQueue(4294967296)"},
 		{WithRelayOutbound("gateway"), `WithRelayOutbound("gateway", [])`},
 		{WithRelayOutbound("", "tcp://127.0.0.1:*"), `WithRelayOutbound("", ["tcp://127.0.0.1:*"])`},
 	} {

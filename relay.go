@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -127,11 +128,12 @@ func WithRelayOutbound(name string, addrs ...string) RelayOption {
 // subscriber to n messages (ZMQ_SNDHWM); past it, that subscriber loses
 // messages and the others do not. Default: high_water_mark, or when that
 // is 0 [DefaultFanoutBytes] of messages of max_message_size. Below 1,
-// [NewRelay] fails with [ErrInvalidOption]: 0 would mean no bound.
+// [NewRelay] fails with [ErrInvalidOption]: 0 would mean no bound. So it
+// does past [math.MaxInt32], which libzmq's C int cannot hold.
 func WithRelayQueue(n int) RelayOption {
 	return func(o *relayOptions) {
-		if n < 1 {
-			o.errs = append(o.errs, fmt.Errorf("%w: WithRelayQueue(%d): want at least 1 message", ErrInvalidOption, n))
+		if n < 1 || n > math.MaxInt32 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithRelayQueue(%d): want 1 to %d messages", ErrInvalidOption, n, math.MaxInt32))
 			return
 		}
 		o.queue = n

@@ -12,6 +12,7 @@ package announce
 
 import (
 	"context"
+	"fmt"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 )
@@ -26,8 +27,12 @@ type Announcement struct {
 // Config returns a copy of cfg as fedmsg-announce uses it: an active
 // publisher (through relay_inbound) that signs, when sign_messages is set,
 // with certnames["announce.<short hostname>"]. The routing policy of the
-// bus is what restricts who may announce.
+// bus is what restricts who may announce. A nil cfg is
+// [gilmsg.DefaultConfig], as for [gilmsg.New].
 func Config(cfg *gilmsg.Config) *gilmsg.Config {
+	if cfg == nil {
+		cfg = gilmsg.DefaultConfig()
+	}
 	c := cfg.Clone()
 	c.Name, c.Active, c.CertPrefix = "relay_inbound", true, "announce"
 	return c
@@ -37,6 +42,9 @@ func Config(cfg *gilmsg.Config) *gilmsg.Config {
 // fedmsg-announce does: modname "announce", topic "announcement". Make the
 // bus from [Config] to announce as fedmsg does.
 func Publish(ctx context.Context, bus *gilmsg.Bus, text, link string) (*gilmsg.Receipt, error) {
+	if bus == nil {
+		return nil, fmt.Errorf("%w: announce.Publish needs a bus", gilmsg.ErrConfig)
+	}
 	a := Announcement{Message: text}
 	if link != "" {
 		a.Link = &link

@@ -3,6 +3,7 @@ package announce_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
@@ -58,5 +59,15 @@ func TestPublish(t *testing.T) {
 				t.Errorf("msg %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// Nil in is a clear error or the defaults, never a panic.
+func TestNilInput(t *testing.T) {
+	if _, err := announce.Publish(t.Context(), nil, "text", ""); !errors.Is(err, gilmsg.ErrConfig) {
+		t.Errorf("Publish on a nil bus = %v, want ErrConfig", err)
+	}
+	if c := announce.Config(nil); c == nil || c.Name != "relay_inbound" || c.TopicPrefix != gilmsg.DefaultConfig().TopicPrefix {
+		t.Errorf("Config(nil) = %+v, want the defaults as announce uses them", c)
 	}
 }

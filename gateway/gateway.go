@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"strconv"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
@@ -92,6 +93,9 @@ func New(cfg *gilmsg.Config, opts ...Option) (*Gateway, error) {
 	hwm, err := cfg.ExtraInt(HWMKey, -1)
 	if err != nil {
 		return nil, err
+	}
+	if hwm > math.MaxInt32 { // libzmq's option is a C int: it would wrap, to 0 (no limit) for 2^32
+		return nil, &gilmsg.ConfigError{Key: HWMKey, Err: fmt.Errorf("%d: want at most %d messages", hwm, math.MaxInt32)}
 	}
 	if hwm != -1 && hwm <= 0 {
 		o.log.Warn("gilmsg: gateway high_water_mark must bound each client's queue; using the default",

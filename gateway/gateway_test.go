@@ -212,11 +212,19 @@ func TestNewGatewayErrors(t *testing.T) {
 		{"port not a number", map[string]any{gateway.PortKey: "nine"}, gateway.PortKey},
 		{"port out of range", map[string]any{gateway.PortKey: float64(70000)}, gateway.PortKey},
 		{"hwm not an integer", map[string]any{gateway.HWMKey: 1.5}, gateway.HWMKey},
+		// 2^32 would reach libzmq's int as 0: no bound at all.
+		{"hwm past a C int", map[string]any{gateway.HWMKey: float64(1 << 32)}, gateway.HWMKey},
+		{"endpoint not an address", map[string]any{}, "endpoints"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.Extra = tc.extra
-			_, err := gateway.New(cfg)
+			var opts []gateway.Option
+			if tc.key == "endpoints" {
+				cfg.Endpoints = map[string][]string{"web01": {"nonsense"}}
+				opts = append(opts, gateway.WithBind("tcp://127.0.0.1:*"))
+			}
+			_, err := gateway.New(cfg, opts...)
 			var ce *gilmsg.ConfigError
 			if !errors.As(err, &ce) || ce.Key != tc.key {
 				t.Fatalf("NewGateway = %v, want a ConfigError on %s", err, tc.key)
