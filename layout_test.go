@@ -76,9 +76,8 @@ var rootLayers = map[string]layer{
 	"default.go":        layerBus,
 
 	// Operator programs, on their way out of the root (issue 26).
-	"gateway.go": layerOperator,
-	"devpki.go":  layerOperator,
-	"devgpg.go":  layerOperator,
+	"devpki.go": layerOperator,
+	"devgpg.go": layerOperator,
 }
 
 type layer int
