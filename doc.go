@@ -209,10 +209,12 @@
 //     ack.go, ack_listener.go, resend.go, topic.go, hooks.go, stats.go;
 //     store.go and store_open.go; and the recovery a subscription runs,
 //     replay.go (the client), recover.go, recover_rounds.go, reconnect.go,
-//     checkpoint.go and status.go. [Relay] (relay.go, relay_sign.go),
+//     checkpoint.go and status.go. These call each other freely: a
+//     subscription runs its own recovery, a publish its own store.
+//   - services, built on the bus: [Relay] (relay.go, relay_sign.go),
 //     [Bus.RunConsumers] with the hub status it publishes (consumer.go,
-//     hub_status.go) and default.go (fedmsg's module functions) sit on
-//     the same layer.
+//     hub_status.go) and default.go (fedmsg's module functions over one
+//     default bus). Nothing below knows of them.
 //
 // What a service does not need lives beside the package, not in it: the
 // operator programs (replay server, gateway, trigger, announce and the

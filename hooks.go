@@ -46,10 +46,6 @@ type Hooks struct {
 // WithHooks reports the bus's events to h. Default: none.
 func WithHooks(h *Hooks) Option { return func(o *options) { o.hooks = h } }
 
-// WithRelayHooks reports the relay's (or gateway's) forwarded messages to
-// h. Default: none.
-func WithRelayHooks(h *Hooks) RelayOption { return func(o *relayOptions) { o.hooks = h } }
-
 // The callers below are nil-safe, so that call sites stay one line.
 
 func (h *Hooks) messageIn(topic string) {

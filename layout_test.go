@@ -69,11 +69,12 @@ var rootLayers = map[string]layer{
 	"reconnect.go":      layerBus,
 	"checkpoint.go":     layerBus,
 	"status.go":         layerBus,
-	"relay.go":          layerBus,
-	"relay_sign.go":     layerBus,
-	"consumer.go":       layerBus,
-	"hub_status.go":     layerBus,
-	"default.go":        layerBus,
+
+	"relay.go":      layerServices,
+	"relay_sign.go": layerServices,
+	"consumer.go":   layerServices,
+	"hub_status.go": layerServices,
+	"default.go":    layerServices,
 
 	// Operator programs, on their way out of the root (issue 26).
 	"devpki.go": layerOperator,
@@ -89,11 +90,12 @@ const (
 	layerCrypto
 	layerTransport
 	layerBus
+	layerServices
 	layerOperator
 )
 
 func (l layer) String() string {
-	return [...]string{"errors", "config", "wire", "crypto", "transport", "bus", "operator"}[l]
+	return [...]string{"errors", "config", "wire", "crypto", "transport", "bus", "services", "operator"}[l]
 }
 
 // listedPackage is what go list -json says of a package, in part.

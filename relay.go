@@ -100,6 +100,10 @@ func WithRelayLogger(l *slog.Logger) RelayOption {
 	return func(o *relayOptions) { o.logger = l }
 }
 
+// WithRelayHooks reports the relay's (or gateway's) forwarded messages to
+// h. Default: none.
+func WithRelayHooks(h *Hooks) RelayOption { return func(o *relayOptions) { o.hooks = h } }
+
 // WithRelaySources makes the relay subscribe to every address of
 // endpoints (the shape of [Config.Endpoints]: a name's addresses), as a
 // subscriber does, instead of binding relay_inbound for active publishers
