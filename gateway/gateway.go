@@ -97,10 +97,7 @@ func New(cfg *gilmsg.Config, opts ...Option) (*Gateway, error) {
 	if hwm > math.MaxInt32 { // libzmq's option is a C int: it would wrap, to 0 (no limit) for 2^32
 		return nil, &gilmsg.ConfigError{Key: HWMKey, Err: fmt.Errorf("%d: want at most %d messages", hwm, math.MaxInt32)}
 	}
-	if hwm != -1 && hwm <= 0 {
-		o.log.Warn("gilmsg: gateway high_water_mark must bound each client's queue; using the default",
-			"key", HWMKey, "value", hwm, "default", DefaultHWM)
-	}
+	configured := hwm
 	if hwm <= 0 {
 		hwm = defaultHWM(cfg.MaxMessageBytes())
 	}
@@ -114,6 +111,10 @@ func New(cfg *gilmsg.Config, opts ...Option) (*Gateway, error) {
 	ropts = append(ropts, gilmsg.WithRelaySources(sources), gilmsg.WithRelayOutbound("gateway", o.bind), gilmsg.WithRelayQueue(hwm))
 	if g.r, err = gilmsg.NewRelay(cfg, ropts...); err != nil {
 		return nil, err
+	}
+	if configured != -1 && configured <= 0 {
+		o.log.Warn("gilmsg: gateway high_water_mark must bound each client's queue; using the default",
+			"key", HWMKey, "value", configured, "default", DefaultHWM)
 	}
 	return g, nil
 }

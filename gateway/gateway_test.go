@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -248,4 +249,36 @@ func BenchmarkGateway(b *testing.B) {
 	runUntilEnd(b, g.Run)
 	sub.Connect(g.Endpoint())
 	benchPubSub(b, pub, sub)
+}
+
+// A high_water_mark of 0, fedmsg's "no limit", is logged once the gateway
+// is up, with what it got instead; a gateway that fails to start says
+// only why.
+func TestGatewayWarnsOfUnboundedHWM(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		endpoints map[string][]string
+		warns     bool
+	}{
+		{"starts", map[string][]string{}, true},
+		{"fails", map[string][]string{"web01": {"nonsense"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Endpoints = tc.endpoints
+			cfg.Extra = map[string]any{gateway.HWMKey: float64(0)}
+			var buf bytes.Buffer
+			g, err := gateway.New(cfg, gateway.WithBind("tcp://127.0.0.1:*"), gateway.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+			if err == nil {
+				g.Close()
+			}
+			if (err == nil) != tc.warns {
+				t.Fatalf("New = %v", err)
+			}
+			warned := strings.Contains(buf.String(), "high_water_mark must bound") && strings.Contains(buf.String(), "value=0")
+			if warned != tc.warns {
+				t.Errorf("warned %v, want %v; log: %s", warned, tc.warns, buf.String())
+			}
+		})
+	}
 }
