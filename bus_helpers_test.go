@@ -21,7 +21,7 @@ import (
 // publishes reliably (which read the endpoints then).
 type testNet struct {
 	t         *testing.T
-	pki       *DevPKI
+	pki       *devPKI
 	endpoints map[string][]string
 	buses     []*Bus
 	mutate    func(*Config)

@@ -66,8 +66,9 @@
 // ([MarshalCanonical]: Python's json.dumps with sorted keys and no spaces,
 // reproduced byte for byte, floats and escapes included). The key and
 // certificate are <ssldir>/<certname>.key and .crt, with the certname
-// looked up in certnames. [Signer] does the signing; [NewDevPKI] makes a
-// throwaway CA and certificates for tests and demos.
+// looked up in certnames. [Signer] does the signing; package
+// github.com/gilmsg/gilmsg-go/devpki makes a throwaway CA and certificates
+// for tests and demos.
 //
 // With crypto_backend "gpg", messages are signed as fedmsg's gpg backend
 // signs: a detached OpenPGP signature over the canonical JSON of msg alone,
@@ -263,7 +264,7 @@
 // every socket and goroutine of the bus is gone, having given queued
 // messages up to zmq_linger to leave.
 //
-// [Validator], [Signer], [DevPKI] and [Relay] are safe for use by many
+// [Validator], [Signer] and [Relay] are safe for use by many
 // goroutines. A [Consumer]'s Consume is never called concurrently by one
 // runner.
 package gilmsg

@@ -11,22 +11,23 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // Each example sets up its own bus on 127.0.0.1: a throwaway CA in a
-// temporary directory (gilmsg.NewDevPKI, 1024-bit keys because they are
+// temporary directory (devpki.New, 1024-bit keys because they are
 // quick to make) and endpoints "tcp://127.0.0.1:*", whose real port is
 // read back with Bus.Endpoint. A real service loads its configuration with
 // gilmsg.LoadConfig instead, as fedmsg does.
 
 // newPKI makes a throwaway CA with a certificate per host, and returns a
 // function that removes it.
-func newPKI(hosts ...string) (*gilmsg.DevPKI, func()) {
+func newPKI(hosts ...string) (*devpki.PKI, func()) {
 	dir, err := os.MkdirTemp("", "gilmsg-example-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	pki, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: 1024})
+	pki, err := devpki.New(dir, devpki.Options{Hosts: hosts, KeyBits: 1024})
 	if err != nil {
 		os.RemoveAll(dir)
 		log.Fatal(err)
@@ -37,7 +38,7 @@ func newPKI(hosts ...string) (*gilmsg.DevPKI, func()) {
 // start joins a bus named name (no name: a bus that only subscribes),
 // bound on a free port of 127.0.0.1, whose configuration also lists the
 // endpoints of peers: the buses it hears ACKs and messages from.
-func start(pki *gilmsg.DevPKI, name string, peers []*gilmsg.Bus, opts ...gilmsg.Option) *gilmsg.Bus {
+func start(pki *devpki.PKI, name string, peers []*gilmsg.Bus, opts ...gilmsg.Option) *gilmsg.Bus {
 	cfg := pki.Config()
 	cfg.Name = name
 	if name != "" {

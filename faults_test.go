@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/devpki"
 )
 
 // reliableUntil publishes reliably to recipients until one publish
@@ -111,7 +113,7 @@ func TestRelayDownAndBack(t *testing.T) {
 // A consumer whose certificate is revoked while everything runs stops
 // counting as an ACK: the publisher times out naming it, never succeeds.
 func TestRevokedWhileRunning(t *testing.T) {
-	pki, err := NewDevPKI(t.TempDir(), DevPKIOptions{KeyBits: 1024, Hosts: []string{pubCN, c1}})
+	pki, err := newDevPKI(t.TempDir(), devpki.Options{KeyBits: 1024, Hosts: []string{pubCN, c1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -495,47 +495,6 @@ func TestGPGReliablePublish(t *testing.T) {
 	waitFor(t, "backend01 to see the message", func() bool { return cs.count("backend01", r.MsgID) == 1 })
 }
 
-// dev keys sign and validate, from the key file and from the GnuPG home,
-// each signer named by its host.
-func TestDevGPG(t *testing.T) {
-	dir := t.TempDir()
-	d, err := NewDevGPG(filepath.Join(dir, "gpg"), []string{"web01", "billing01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Home != "" {
-		t.Cleanup(func() { exec.Command("gpgconf", "--homedir", d.Home, "--kill", "all").Run() })
-	}
-	if _, err := NewDevGPG(filepath.Join(dir, "gpg"), []string{"web01"}); !errors.Is(err, os.ErrExist) {
-		t.Errorf("second NewDevGPG in the same place: %v", err)
-	}
-	homes := []string{d.KeyFile}
-	if d.Home != "" {
-		homes = append(homes, d.Home)
-	}
-	for _, home := range homes {
-		cfg := DefaultConfig()
-		d.Configure(cfg)
-		cfg.GPGHome = home
-		val := NewValidator(cfg)
-		for host := range d.Keys {
-			cfg.GPGSigningKey = d.Keys[host]
-			s, err := LoadGPGSigner(cfg, "elsewhere")
-			if err != nil {
-				t.Fatalf("%s: %v", home, err)
-			}
-			fields := map[string]any{fieldTopic: "t", fieldMsg: []any{host}}
-			if err := s.Sign(fields); err != nil {
-				t.Fatal(err)
-			}
-			env, _ := envelopeFromFields(fields)
-			if signer, err := val.Validate(env); err != nil || signer != host {
-				t.Errorf("%s: %s's message: %q, %v", home, host, signer, err)
-			}
-		}
-	}
-}
-
 // A passphrase-protected key is not exported: gpg signs each message,
 // using the passphrase gpg-agent holds, and fails at once without it.
 func TestGPGSignProtectedKey(t *testing.T) {

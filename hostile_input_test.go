@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gilmsg/gilmsg-go/internal/devpki"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -43,7 +44,7 @@ func forgedAck(t *testing.T, topic, msgID string, s *Signer, tamper func(map[str
 func TestForgedAcksNeverCount(t *testing.T) {
 	// A PKI of this test's own: it revokes and expires consumer01's
 	// earlier certificates.
-	pki, err := NewDevPKI(t.TempDir(), DevPKIOptions{KeyBits: 1024, Hosts: []string{pubCN, c1, c2}})
+	pki, err := newDevPKI(t.TempDir(), devpki.Options{KeyBits: 1024, Hosts: []string{pubCN, c1, c2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestForgedAcksNeverCount(t *testing.T) {
 	}
 	genuine := load(c1)
 	wrongCN := load(c2)
-	roguePKI, err := NewDevPKI(t.TempDir(), DevPKIOptions{KeyBits: 1024, Hosts: []string{c1}})
+	roguePKI, err := newDevPKI(t.TempDir(), devpki.Options{KeyBits: 1024, Hosts: []string{c1}})
 	if err != nil {
 		t.Fatal(err)
 	}

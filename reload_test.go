@@ -3,10 +3,12 @@ package gilmsg
 import (
 	"os"
 	"testing"
+
+	"github.com/gilmsg/gilmsg-go/internal/devpki"
 )
 
 func TestValidatorReload(t *testing.T) {
-	pki, err := NewDevPKI(t.TempDir(), DevPKIOptions{Hosts: []string{"a.example.org"}, KeyBits: 1024})
+	pki, err := newDevPKI(t.TempDir(), devpki.Options{Hosts: []string{"a.example.org"}, KeyBits: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package gilmsg
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"math/big"
 	"os"
@@ -8,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/devpki"
 )
 
 // signingConfig is a bus that signs everything as certname, from a copy of
@@ -39,16 +43,16 @@ func issueNotYetValid(t *testing.T, pki string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := generateKeys(1, 1024)
+	key, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now().AddDate(1, 0, 0)
-	cert, err := hostCert("future01.example.org", keys[0], big.NewInt(0x7001), start, start.AddDate(1, 0, 0), ca.cert, ca.key)
+	cert, err := devpki.HostCert("future01.example.org", key, big.NewInt(0x7001), start, start.AddDate(1, 0, 0), ca.cert, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeCertAndKey(pki, "future01", cert, keys[0]); err != nil {
+	if err := devpki.WriteCertAndKey(pki, "future01", cert, key); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
@@ -36,12 +37,12 @@ const (
 
 var sharedPKI struct {
 	once sync.Once
-	pki  *gilmsg.DevPKI
+	pki  *devpki.PKI
 	err  error
 }
 
 // testPKI is one PKI for the whole binary: RSA key generation is slow.
-func testPKI(t *testing.T) *gilmsg.DevPKI {
+func testPKI(t *testing.T) *devpki.PKI {
 	t.Helper()
 	sharedPKI.once.Do(func() {
 		dir, err := os.MkdirTemp("", "amqpbridge-pki-")
@@ -49,7 +50,7 @@ func testPKI(t *testing.T) *gilmsg.DevPKI {
 			sharedPKI.err = err
 			return
 		}
-		sharedPKI.pki, sharedPKI.err = gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{
+		sharedPKI.pki, sharedPKI.err = devpki.New(dir, devpki.Options{
 			Hosts: []string{bridgeCN, publisherCN, consumerCN}, KeyBits: 1024})
 	})
 	if sharedPKI.err != nil {

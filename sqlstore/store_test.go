@@ -13,6 +13,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 	"github.com/gilmsg/gilmsg-go/sqlstore"
 )
@@ -498,7 +499,7 @@ func TestPostgresFrozen(t *testing.T) {
 // replay server sends again validates as the publisher's.
 func TestStoredMessageIsSigned(t *testing.T) {
 	const cn = "publisher01.example.org"
-	pki, err := gilmsg.NewDevPKI(t.TempDir(), gilmsg.DevPKIOptions{KeyBits: 1024, Hosts: []string{cn}})
+	pki, err := devpki.New(t.TempDir(), devpki.Options{KeyBits: 1024, Hosts: []string{cn}})
 	if err != nil {
 		t.Fatal(err)
 	}

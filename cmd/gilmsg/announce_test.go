@@ -8,19 +8,20 @@ import (
 	"testing"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // relayRig is a relay and a validating subscriber of its outbound side;
 // config is the file an active publisher loads.
 type relayRig struct {
-	pki    *gilmsg.DevPKI
+	pki    *devpki.PKI
 	cfg    *gilmsg.Config
 	config string
 	msgs   <-chan *gilmsg.Message
 }
 
 // startRelay runs a relay on free loopback ports until the test ends.
-func startRelay(t *testing.T, pki *gilmsg.DevPKI) *gilmsg.Relay {
+func startRelay(t *testing.T, pki *devpki.PKI) *gilmsg.Relay {
 	t.Helper()
 	cfg := testConfig(pki)
 	cfg.RelayInbound = []string{"tcp://127.0.0.1:*"}

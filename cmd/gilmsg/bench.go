@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 	"github.com/gilmsg/gilmsg-go/internal/rsasig"
 )
 
@@ -186,7 +187,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 	for i := range o.recipients {
 		hosts = append(hosts, benchConsumer(i))
 	}
-	pki, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: o.keyBits})
+	pki, err := devpki.New(dir, devpki.Options{Hosts: hosts, KeyBits: o.keyBits})
 	if err != nil {
 		return err
 	}
@@ -233,7 +234,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 // benchEnv is what the phases share.
 type benchEnv struct {
 	o       benchOptions
-	pki     *gilmsg.DevPKI
+	pki     *devpki.PKI
 	prog    *benchProgress
 	payload map[string]any
 	rel     *reliableRig // made by the first reliable phase

@@ -18,6 +18,7 @@ import (
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/amqpbridge"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // The AMQP bridge's bench (gilmsg bench --amqp-url URL): each direction
@@ -47,7 +48,7 @@ func runBenchAMQP(ctx context.Context, stdout, stderr io.Writer, o benchOptions)
 		return err
 	}
 	defer os.RemoveAll(dir)
-	pki, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: []string{benchPublisher, benchBridge}, KeyBits: o.keyBits})
+	pki, err := devpki.New(dir, devpki.Options{Hosts: []string{benchPublisher, benchBridge}, KeyBits: o.keyBits})
 	if err != nil {
 		return err
 	}
@@ -296,7 +297,7 @@ func signFeed(s *gilmsg.Signer, n int) ([][2][]byte, float64, error) {
 
 // benchZmqToAMQP sends the signed feed from a raw ZeroMQ publisher to a
 // zmq-to-amqp bridge and times it until the broker has confirmed all.
-func benchZmqToAMQP(ctx context.Context, pki *gilmsg.DevPKI, bc amqpbridge.Config, ch *amqp.Channel, sink string, feed [][2][]byte, prog *benchProgress) (float64, error) {
+func benchZmqToAMQP(ctx context.Context, pki *devpki.PKI, bc amqpbridge.Config, ch *amqp.Channel, sink string, feed [][2][]byte, prog *benchProgress) (float64, error) {
 	n := len(feed)
 	sock, err := zmq.NewSocket(zmq.XPUB)
 	if err != nil {
@@ -354,7 +355,7 @@ func benchZmqToAMQP(ctx context.Context, pki *gilmsg.DevPKI, bc amqpbridge.Confi
 
 // benchAMQPToZmq fills the bridge's queue with n messages, then times an
 // amqp-to-zmq bridge until a validating subscriber has them all.
-func benchAMQPToZmq(ctx context.Context, pki *gilmsg.DevPKI, bc amqpbridge.Config, conn *amqp.Connection, p amqp.Publishing, n int, prog *benchProgress) (float64, error) {
+func benchAMQPToZmq(ctx context.Context, pki *devpki.PKI, bc amqpbridge.Config, conn *amqp.Connection, p amqp.Publishing, n int, prog *benchProgress) (float64, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return 0, err

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // The demo's cast: certnames, CNs and endpoint names at once.
@@ -102,7 +103,7 @@ func runDemo(ctx context.Context, w io.Writer, keyBits int) error {
 	}
 	defer os.RemoveAll(dir)
 	out.printf("Setting up a throwaway PKI in %s ...", dir)
-	pki, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{
+	pki, err := devpki.New(dir, devpki.Options{
 		Hosts: []string{demoPublisher, demoConsumer1, demoConsumer2}, KeyBits: keyBits})
 	if err != nil {
 		return err
@@ -129,7 +130,7 @@ func runDemo(ctx context.Context, w io.Writer, keyBits int) error {
 // start binds the consumers, then the publisher, whose config lists the
 // consumers' endpoints (it listens there for ACKs), and has the consumers
 // tail it.
-func (d *demoBus) start(ctx context.Context, pki *gilmsg.DevPKI) error {
+func (d *demoBus) start(ctx context.Context, pki *devpki.PKI) error {
 	config := func(name string, endpoints map[string][]string) *gilmsg.Config {
 		cfg := pki.Config()
 		cfg.Name = name

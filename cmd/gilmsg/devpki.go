@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // newDevPKICmd builds the command afresh so that tests get their own flags.
@@ -51,7 +52,7 @@ unencrypted: never use them outside a test bus.`,
 			if basePort < 1 || basePort+max(len(hosts), 1)-1 > 65535 {
 				return &exitError{code: exitUsage, err: fmt.Errorf("--base-port %d leaves no room for %d hosts below 65536", basePort, max(len(hosts), 1))}
 			}
-			p, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: keyBits, GPG: withGPG})
+			p, err := devpki.New(dir, devpki.Options{Hosts: hosts, KeyBits: keyBits, GPG: withGPG})
 			if errors.Is(err, gilmsg.ErrConfig) {
 				return &exitError{code: exitUsage, err: err}
 			}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // The PKI of the logger tests: the first host is the one that
@@ -18,7 +19,7 @@ const (
 
 // loggerConsumer is a consumer bus that tails addr (the logger's endpoint,
 // or the relay's outbound side) and ACKs from its own endpoint.
-func loggerConsumer(t *testing.T, pki *gilmsg.DevPKI, addr string) (*gilmsg.Bus, <-chan *gilmsg.Message) {
+func loggerConsumer(t *testing.T, pki *devpki.PKI, addr string) (*gilmsg.Bus, <-chan *gilmsg.Message) {
 	t.Helper()
 	cfg := testConfig(pki)
 	cfg.Name = consumerCN

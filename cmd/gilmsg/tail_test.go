@@ -13,6 +13,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 const (
@@ -22,7 +23,7 @@ const (
 
 // tailNet is a publisher bus and the config a tail under test loads.
 type tailNet struct {
-	pki    *gilmsg.DevPKI
+	pki    *devpki.PKI
 	pub    *gilmsg.Bus
 	tailEP string // where a tail with --name tail01 binds
 	config string // lists only the publisher

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // cliResult is what one run of gilmsg left behind.
@@ -100,9 +101,9 @@ func runCLIWith(t *testing.T, ctx context.Context, stdin io.Reader, out, errOut 
 }
 
 // devPKI makes a throwaway PKI with small keys, quick to generate.
-func devPKI(t *testing.T, hosts ...string) *gilmsg.DevPKI {
+func devPKI(t *testing.T, hosts ...string) *devpki.PKI {
 	t.Helper()
-	p, err := gilmsg.NewDevPKI(t.TempDir(), gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: 1024})
+	p, err := devpki.New(t.TempDir(), devpki.Options{Hosts: hosts, KeyBits: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func devPKI(t *testing.T, hosts ...string) *gilmsg.DevPKI {
 
 // testConfig is p's config tuned for tests: reconnects quickly, and a
 // bounded wait for connections (reached only when a peer is down).
-func testConfig(p *gilmsg.DevPKI) *gilmsg.Config {
+func testConfig(p *devpki.PKI) *gilmsg.Config {
 	cfg := p.Config()
 	cfg.PostInitSleep = 2
 	cfg.ZMQReconnectIvl = 10

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // TestOrdersAndRestartedTail runs the service and the tail each in its
@@ -29,7 +30,7 @@ func TestOrdersAndRestartedTail(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Now()
 
-	pki, err := gilmsg.NewDevPKI(filepath.Join(dir, "pki"), gilmsg.DevPKIOptions{Hosts: []string{"shop01", "billing01"}, KeyBits: 1024})
+	pki, err := devpki.New(filepath.Join(dir, "pki"), devpki.Options{Hosts: []string{"shop01", "billing01"}, KeyBits: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // Net is a local bus under construction: the PKI every bus signs with, and
@@ -18,7 +19,7 @@ import (
 type Net struct {
 	// PKI is the throwaway CA; each host given to [New] has a certificate
 	// whose CN is its name.
-	PKI *gilmsg.DevPKI
+	PKI *devpki.PKI
 
 	endpoints map[string][]string
 	buses     []*gilmsg.Bus
@@ -31,7 +32,7 @@ func New(hosts ...string) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	pki, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: 1024})
+	pki, err := devpki.New(dir, devpki.Options{Hosts: hosts, KeyBits: 1024})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

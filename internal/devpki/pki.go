@@ -1,4 +1,11 @@
-package gilmsg
+// Package devpki makes throwaway certificate authorities and OpenPGP keys
+// for tests, demos and benchmarks: the generation core of the public package
+// github.com/gilmsg/gilmsg-go/devpki. It does not import the root package,
+// so that the root's own tests (package gilmsg) can use it; what needs a
+// *gilmsg.Config (Config, WriteConfig, GPG.Configure) lives in the public
+// package and, for the root's tests, in their helpers, both built on
+// [PKI.Settings].
+package devpki
 
 import (
 	"crypto/rand"
@@ -6,12 +13,10 @@ import (
 	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -22,27 +27,32 @@ import (
 	"time"
 )
 
-// DevPKI is a throwaway certificate authority laid out as fedmsg expects an
+// ErrInvalid marks a bad option or certname. Its text is gilmsg.ErrInvalid's:
+// the public package makes these errors match gilmsg.ErrInvalid too, which
+// this package cannot name.
+var ErrInvalid = errors.New("gilmsg: bad configuration")
+
+// PKI is a throwaway certificate authority laid out as fedmsg expects an
 // ssldir: ca.crt, ca.key, crl.pem and, per certname, <certname>.crt and
 // <certname>.key. The certname is also the certificate's CN, so a routing
 // policy names hosts exactly as they were issued.
 //
 // It exists for demos, tests and benchmarks; its keys are written unencrypted.
 // Its methods are safe for use by many goroutines.
-type DevPKI struct {
+type PKI struct {
 	// Dir is the ssldir, an absolute path.
 	Dir string
 	// CACert is the path of the CA certificate (Dir/ca.crt).
 	CACert string
 	// CRL is the path of the revocation list (Dir/crl.pem).
 	CRL string
-	// Hosts are the certnames issued by [NewDevPKI], in the order given.
+	// Hosts are the certnames issued by [New], in the order given.
 	// Later Issue* calls leave it unchanged so that it can be read without
-	// locking; [DevPKI.Config] lists every certname issued.
+	// locking; [PKI.Settings] lists every certname issued.
 	Hosts []string
 	// GPG holds an OpenPGP key per host (in Dir/gpg), made when
-	// [DevPKIOptions].GPG is set; nil otherwise.
-	GPG *DevGPG
+	// [Options].GPG is set; nil otherwise.
+	GPG *GPG
 
 	keyBits  int
 	validity time.Duration
@@ -59,8 +69,8 @@ type DevPKI struct {
 	rogueCert *x509.Certificate
 }
 
-// DevPKIOptions tunes [NewDevPKI]. The zero value is usable.
-type DevPKIOptions struct {
+// Options tunes [New]. The zero value is usable.
+type Options struct {
 	// Hosts are the certnames (and CNs) to issue. Default (nil)
 	// {"shell-localhost"}; an empty non-nil list is an error.
 	Hosts []string
@@ -69,8 +79,8 @@ type DevPKIOptions struct {
 	// Validity is how long the CA, its certificates and its CRL stay valid.
 	// Default one year.
 	Validity time.Duration
-	// GPG also makes an OpenPGP key per host (see [NewDevGPG]) and has
-	// [DevPKI.Config] validate gpg messages with them. Default false.
+	// GPG also makes an OpenPGP key per host (see [NewGPG]). Default
+	// false.
 	GPG bool
 }
 
@@ -84,11 +94,11 @@ const (
 	devCABackdate = 7 * 24 * time.Hour
 )
 
-// NewDevPKI creates dir (mode 0700) if needed, a new CA in it, a CRL with no
+// New creates dir (mode 0700) if needed, a new CA in it, a CRL with no
 // entries, and one certificate per host. It refuses to overwrite an existing
 // ca.crt or ca.key (the error matches [fs.ErrExist]) so that pointing it at a
 // real ssldir by mistake destroys nothing.
-func NewDevPKI(dir string, opts DevPKIOptions) (*DevPKI, error) {
+func New(dir string, opts Options) (*PKI, error) {
 	if opts.Hosts == nil {
 		opts.Hosts = []string{"shell-localhost"}
 	}
@@ -100,11 +110,11 @@ func NewDevPKI(dir string, opts DevPKIOptions) (*DevPKI, error) {
 	}
 	switch {
 	case len(opts.Hosts) == 0:
-		return nil, fmt.Errorf("%w: dev PKI needs at least one host", ErrConfig)
+		return nil, fmt.Errorf("%w: dev PKI needs at least one host", ErrInvalid)
 	case opts.KeyBits < 1024:
-		return nil, fmt.Errorf("%w: dev PKI key size %d is below 1024 bits", ErrConfig, opts.KeyBits)
+		return nil, fmt.Errorf("%w: dev PKI key size %d is below 1024 bits", ErrInvalid, opts.KeyBits)
 	case opts.Validity < 0:
-		return nil, fmt.Errorf("%w: dev PKI validity %v is negative", ErrConfig, opts.Validity)
+		return nil, fmt.Errorf("%w: dev PKI validity %v is negative", ErrInvalid, opts.Validity)
 	}
 	seen := make(map[string]bool, len(opts.Hosts))
 	for _, h := range opts.Hosts {
@@ -112,7 +122,7 @@ func NewDevPKI(dir string, opts DevPKIOptions) (*DevPKI, error) {
 			return nil, err
 		}
 		if seen[h] {
-			return nil, fmt.Errorf("%w: dev PKI host %q given twice", ErrConfig, h)
+			return nil, fmt.Errorf("%w: dev PKI host %q given twice", ErrInvalid, h)
 		}
 		seen[h] = true
 	}
@@ -130,7 +140,7 @@ func NewDevPKI(dir string, opts DevPKIOptions) (*DevPKI, error) {
 		}
 	}
 
-	p := &DevPKI{
+	p := &PKI{
 		Dir:      abs,
 		CACert:   filepath.Join(abs, devCAName+".crt"),
 		CRL:      filepath.Join(abs, devCRLName),
@@ -160,7 +170,7 @@ func NewDevPKI(dir string, opts DevPKIOptions) (*DevPKI, error) {
 		}
 	}
 	if opts.GPG {
-		if p.GPG, err = NewDevGPG(filepath.Join(abs, "gpg"), opts.Hosts); err != nil {
+		if p.GPG, err = NewGPG(filepath.Join(abs, "gpg"), opts.Hosts); err != nil {
 			return nil, err
 		}
 	}
@@ -193,17 +203,17 @@ func generateKeys(n, bits int) ([]*rsa.PrivateKey, error) {
 func checkCertname(name string) error {
 	switch {
 	case name == "" || name == "." || name == "..":
-		return fmt.Errorf("%w: dev PKI certname %q is not a file name", ErrConfig, name)
+		return fmt.Errorf("%w: dev PKI certname %q is not a file name", ErrInvalid, name)
 	case strings.ContainsAny(name, `/\`+"\x00"):
-		return fmt.Errorf("%w: dev PKI certname %q contains a path separator", ErrConfig, name)
+		return fmt.Errorf("%w: dev PKI certname %q contains a path separator", ErrInvalid, name)
 	case name == devCAName:
-		return fmt.Errorf("%w: dev PKI certname %q is the CA's own", ErrConfig, name)
+		return fmt.Errorf("%w: dev PKI certname %q is the CA's own", ErrInvalid, name)
 	}
 	return nil
 }
 
 // makeCA self-signs the CA and writes ca.crt and ca.key.
-func (p *DevPKI) makeCA(key *rsa.PrivateKey) error {
+func (p *PKI) makeCA(key *rsa.PrivateKey) error {
 	now := time.Now()
 	// Backdated by a week so that IssueExpired's certificates lie inside the
 	// CA's own validity: they must fail only for being expired.
@@ -212,7 +222,7 @@ func (p *DevPKI) makeCA(key *rsa.PrivateKey) error {
 		return err
 	}
 	p.caKey, p.caCert = key, cert
-	return writeCertAndKey(p.Dir, devCAName, cert, key)
+	return WriteCertAndKey(p.Dir, devCAName, cert, key)
 }
 
 func selfSignedCA(key *rsa.PrivateKey, cn string, serial *big.Int, notBefore, notAfter time.Time) (*x509.Certificate, error) {
@@ -243,7 +253,7 @@ func subjectKeyID(pub *rsa.PublicKey) []byte {
 }
 
 // nextSerial must be called with p.mu held or before p is shared.
-func (p *DevPKI) nextSerial() *big.Int {
+func (p *PKI) nextSerial() *big.Int {
 	s := big.NewInt(p.serial)
 	p.serial++
 	return s
@@ -252,18 +262,18 @@ func (p *DevPKI) nextSerial() *big.Int {
 // Issue writes <certname>.crt and <certname>.key, a fresh key and a
 // certificate signed by the CA. Issuing a certname again replaces its files;
 // the older certificate stays valid unless revoked.
-func (p *DevPKI) Issue(certname string) error {
+func (p *PKI) Issue(certname string) error {
 	now := time.Now()
 	return p.issueNew(certname, now.Add(-devBackdate), now.Add(p.validity))
 }
 
-// IssueExpired is [DevPKI.Issue] with a validity period that ended a day ago.
-func (p *DevPKI) IssueExpired(certname string) error {
+// IssueExpired is [PKI.Issue] with a validity period that ended a day ago.
+func (p *PKI) IssueExpired(certname string) error {
 	now := time.Now()
 	return p.issueNew(certname, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
 }
 
-func (p *DevPKI) issueNew(certname string, notBefore, notAfter time.Time) error {
+func (p *PKI) issueNew(certname string, notBefore, notAfter time.Time) error {
 	if err := checkCertname(certname); err != nil {
 		return err
 	}
@@ -278,13 +288,13 @@ func (p *DevPKI) issueNew(certname string, notBefore, notAfter time.Time) error 
 }
 
 // issue must be called with p.mu held or before p is shared.
-func (p *DevPKI) issue(certname string, key *rsa.PrivateKey, notBefore, notAfter time.Time) error {
+func (p *PKI) issue(certname string, key *rsa.PrivateKey, notBefore, notAfter time.Time) error {
 	serial := p.nextSerial()
-	cert, err := hostCert(certname, key, serial, notBefore, notAfter, p.caCert, p.caKey)
+	cert, err := HostCert(certname, key, serial, notBefore, notAfter, p.caCert, p.caKey)
 	if err != nil {
 		return err
 	}
-	if err := writeCertAndKey(p.Dir, certname, cert, key); err != nil {
+	if err := WriteCertAndKey(p.Dir, certname, cert, key); err != nil {
 		return err
 	}
 	p.trusted[certname] = serial
@@ -292,14 +302,14 @@ func (p *DevPKI) issue(certname string, key *rsa.PrivateKey, notBefore, notAfter
 	return nil
 }
 
-func (p *DevPKI) noteIssued(certname string) {
+func (p *PKI) noteIssued(certname string) {
 	if !slices.Contains(p.issued, certname) {
 		p.issued = append(p.issued, certname)
 	}
 }
 
-// hostCert signs a leaf for CN=cn fit for signing messages and for TLS.
-func hostCert(cn string, key *rsa.PrivateKey, serial *big.Int, notBefore, notAfter time.Time, ca *x509.Certificate, caKey *rsa.PrivateKey) (*x509.Certificate, error) {
+// HostCert signs a leaf for CN=cn fit for signing messages and for TLS.
+func HostCert(cn string, key *rsa.PrivateKey, serial *big.Int, notBefore, notAfter time.Time, ca *x509.Certificate, caKey *rsa.PrivateKey) (*x509.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn},
@@ -323,8 +333,8 @@ func hostCert(cn string, key *rsa.PrivateKey, serial *big.Int, notBefore, notAft
 // IssueRogue writes <certname>.crt and <certname>.key with CN=certname but
 // signed by a second CA that nothing trusts: the forgery a validator must
 // reject. It replaces any trusted files of that certname, which
-// [DevPKI.Revoke] then no longer knows.
-func (p *DevPKI) IssueRogue(certname string) error {
+// [PKI.Revoke] then no longer knows.
+func (p *PKI) IssueRogue(certname string) error {
 	if err := checkCertname(certname); err != nil {
 		return err
 	}
@@ -348,11 +358,11 @@ func (p *DevPKI) IssueRogue(certname string) error {
 		p.rogueKey, p.rogueCert = rk, rc
 	}
 	now := time.Now()
-	cert, err := hostCert(certname, key, p.nextSerial(), now.Add(-devBackdate), now.Add(p.validity), p.rogueCert, p.rogueKey)
+	cert, err := HostCert(certname, key, p.nextSerial(), now.Add(-devBackdate), now.Add(p.validity), p.rogueCert, p.rogueKey)
 	if err != nil {
 		return err
 	}
-	if err := writeCertAndKey(p.Dir, certname, cert, key); err != nil {
+	if err := WriteCertAndKey(p.Dir, certname, cert, key); err != nil {
 		return err
 	}
 	delete(p.trusted, certname)
@@ -363,7 +373,7 @@ func (p *DevPKI) IssueRogue(certname string) error {
 // Revoke adds the current CA-signed certificate of certname to the CRL and
 // rewrites crl.pem with a higher CRL number. Revoking twice is harmless. An
 // unknown certname is an error matching [fs.ErrNotExist].
-func (p *DevPKI) Revoke(certname string) error {
+func (p *PKI) Revoke(certname string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	serial, ok := p.trusted[certname]
@@ -377,7 +387,7 @@ func (p *DevPKI) Revoke(certname string) error {
 }
 
 // writeCRL must be called with p.mu held or before p is shared.
-func (p *DevPKI) writeCRL() error {
+func (p *PKI) writeCRL() error {
 	p.crlNumber++
 	now := time.Now()
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
@@ -390,25 +400,26 @@ func (p *DevPKI) writeCRL() error {
 	if err != nil {
 		return fmt.Errorf("dev PKI: signing CRL: %w", err)
 	}
-	return writeFileAtomic(p.CRL, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
+	return WriteFileAtomic(p.CRL, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644)
 }
 
-// writeCertAndKey writes the key as unencrypted PKCS#8 ("PRIVATE KEY"), the
-// form of testdata/pki, which both Python fedmsg and [LoadSigner] read.
-func writeCertAndKey(dir, name string, cert *x509.Certificate, key *rsa.PrivateKey) error {
+// WriteCertAndKey writes <dir>/<name>.crt and <dir>/<name>.key, the key as
+// unencrypted PKCS#8 ("PRIVATE KEY"): the form of testdata/pki, which both
+// Python fedmsg and gilmsg.LoadSigner read.
+func WriteCertAndKey(dir, name string, cert *x509.Certificate, key *rsa.PrivateKey) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("dev PKI: encoding key %q: %w", name, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := WriteFileAtomic(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
+	return WriteFileAtomic(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
 }
 
-// writeFileAtomic replaces path in one rename, so that a validator reloading
+// WriteFileAtomic replaces path in one rename, so that a validator reloading
 // the CRL or a signer loading a key never reads half a file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("dev PKI: %w", err)
@@ -427,42 +438,38 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// Config returns a configuration for a local bus signed with this PKI:
-// ssldir, ca_cert_location and crl_location point into Dir, messages are
-// signed and validated, topic_prefix is "org.example", certnames maps every
-// certname issued so far to itself, and "shell.<short hostname>" to the
-// first host so that cert_prefix "shell" works. Endpoints is empty for the
-// caller to fill; everything else is [DefaultConfig].
-func (p *DevPKI) Config() *Config {
-	c := DefaultConfig()
-	c.TopicPrefix = "org.example"
-	c.Environment = "dev"
-	c.SSLDir = p.Dir
-	c.CACertLocation = p.CACert
-	c.CRLLocation = p.CRL
-	c.SignMessages = true
-	c.ValidateSignatures = true
-	c.Endpoints = map[string][]string{}
-	p.mu.Lock()
-	for _, name := range p.issued {
-		c.Certnames[name] = name
-	}
-	p.mu.Unlock()
-	c.Certnames["shell."+shortHostname()] = p.Hosts[0]
-	if p.GPG != nil {
-		p.GPG.Configure(c)
-	}
-	return c
+// Settings are the values that point a bus at a PKI. The public package's
+// PKI.Config and the root's test helpers put them in a gilmsg.Config with
+// the rest of a local bus's configuration.
+type Settings struct {
+	// SSLDir, CACert and CRL are ssldir, ca_cert_location and crl_location.
+	SSLDir, CACert, CRL string
+	// Certnames maps every certname issued so far to itself, and
+	// "shell.<short hostname>" to the first host so that cert_prefix
+	// "shell" works.
+	Certnames map[string]string
 }
 
-// WriteConfig writes [DevPKI.Config], with endpoints added to it, to path as
-// indented JSON under fedmsg's key names.
-func (p *DevPKI) WriteConfig(path string, endpoints map[string][]string) error {
-	c := p.Config()
-	maps.Copy(c.Endpoints, endpoints)
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return fmt.Errorf("dev PKI: encoding config: %w", err)
+// Settings returns the PKI's settings now; each call returns its own maps.
+func (p *PKI) Settings() Settings {
+	s := Settings{SSLDir: p.Dir, CACert: p.CACert, CRL: p.CRL, Certnames: make(map[string]string)}
+	p.mu.Lock()
+	for _, name := range p.issued {
+		s.Certnames[name] = name
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o644)
+	p.mu.Unlock()
+	s.Certnames["shell."+ShortHostname()] = p.Hosts[0]
+	return s
+}
+
+// ShortHostname is the host name up to its first dot, as fedmsg and the
+// root package's certname lookup use it; the two must agree for the
+// "shell." certname to be found.
+func ShortHostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h
 }

@@ -1,24 +1,26 @@
-package gilmsg
+package devpki
 
 import (
 	"bytes"
+	"context"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"strings"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
-// DevGPG is a throwaway OpenPGP key per host for tests and demos of the gpg
+// GPG is a throwaway OpenPGP key per host for tests and demos of the gpg
 // backend. Its secret keys are unprotected: never use them outside a test
 // bus.
-type DevGPG struct {
+type GPG struct {
 	// KeyFile holds every key, secret and public, armored: a gpg_home that
 	// gilmsg reads without the gpg binary.
 	KeyFile string
@@ -29,13 +31,17 @@ type DevGPG struct {
 	Keys map[string]string
 }
 
-// NewDevGPG creates dir (mode 0700) with keys.asc, one Ed25519 key per
+// gpgTimeout bounds the one gpg --import: a wedged agent must fail the
+// call, not hang it.
+const gpgTimeout = time.Minute
+
+// NewGPG creates dir (mode 0700) with keys.asc, one Ed25519 key per
 // host (the legacy EdDSA form, which GnuPG 2.2 reads), and, when gpg is
 // installed, the GnuPG home dir/gnupg with those keys imported. It refuses
 // to overwrite an existing keys.asc (the error matches [fs.ErrExist]).
-func NewDevGPG(dir string, hosts []string) (*DevGPG, error) {
+func NewGPG(dir string, hosts []string) (*GPG, error) {
 	if len(hosts) == 0 {
-		return nil, fmt.Errorf("%w: dev gpg keys need at least one host", ErrConfig)
+		return nil, fmt.Errorf("%w: dev gpg keys need at least one host", ErrInvalid)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -44,7 +50,7 @@ func NewDevGPG(dir string, hosts []string) (*DevGPG, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("dev gpg: %w", err)
 	}
-	d := &DevGPG{KeyFile: filepath.Join(abs, "keys.asc"), Keys: make(map[string]string, len(hosts))}
+	d := &GPG{KeyFile: filepath.Join(abs, "keys.asc"), Keys: make(map[string]string, len(hosts))}
 	if _, err := os.Lstat(d.KeyFile); err == nil {
 		return nil, fmt.Errorf("dev gpg: %s already exists: %w", d.KeyFile, fs.ErrExist)
 	}
@@ -62,12 +68,13 @@ func NewDevGPG(dir string, hosts []string) (*DevGPG, error) {
 		if err := e.SerializePrivate(w, nil); err != nil {
 			return nil, fmt.Errorf("dev gpg: key for %q: %w", h, err)
 		}
-		d.Keys[h] = gpgFingerprint(e)
+		// gpg_keys' form: the primary key's fingerprint in upper-case hex.
+		d.Keys[h] = strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
 	}
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(d.KeyFile, buf.Bytes(), 0o600); err != nil {
+	if err := WriteFileAtomic(d.KeyFile, buf.Bytes(), 0o600); err != nil {
 		return nil, fmt.Errorf("dev gpg: %w", err)
 	}
 	if _, err := exec.LookPath("gpg"); err != nil {
@@ -77,7 +84,7 @@ func NewDevGPG(dir string, hosts []string) (*DevGPG, error) {
 	if err := os.Mkdir(home, 0o700); err != nil {
 		return nil, fmt.Errorf("dev gpg: %w", err)
 	}
-	_, err = runGPG(home, nil, "--import", d.KeyFile)
+	err = importKeys(home, d.KeyFile)
 	// Importing secret keys started an agent for the home; stop it.
 	exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
 	if err != nil {
@@ -87,17 +94,14 @@ func NewDevGPG(dir string, hosts []string) (*DevGPG, error) {
 	return d, nil
 }
 
-// Configure makes c validate with these keys (adding gpg to
-// crypto_validate_backends) and name their signers: gpg_home and gpg_keys.
-// Signing with gpg also needs crypto_backend "gpg" and gpg_signing_key (or
-// a host named as this machine).
-func (d *DevGPG) Configure(c *Config) {
-	if !slices.Contains(c.CryptoValidateBackends, "gpg") {
-		c.CryptoValidateBackends = append(slices.Clone(c.CryptoValidateBackends), "gpg")
+func importKeys(home, keyFile string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), gpgTimeout)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "gpg", "--homedir", home, "--batch", "--no-tty", "--quiet", "--import", keyFile)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("gpg --homedir %s --import %s: %w: %s", home, keyFile, err, strings.TrimSpace(stderr.String()))
 	}
-	c.GPGHome = d.Home
-	if c.GPGHome == "" {
-		c.GPGHome = d.KeyFile
-	}
-	c.GPGKeys = maps.Clone(d.Keys)
+	return nil
 }

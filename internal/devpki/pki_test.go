@@ -1,14 +1,14 @@
-package gilmsg
+package devpki
 
 import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/big"
 	"os"
 	"os/exec"
@@ -19,14 +19,32 @@ import (
 	"time"
 )
 
-// fastDevPKI is a private PKI with small keys, for tests that mutate it.
-func fastDevPKI(t *testing.T, hosts ...string) *DevPKI {
+// fastDevPKI is a PKI with small keys, which are quick to make.
+func fastDevPKI(t *testing.T, hosts ...string) *PKI {
 	t.Helper()
-	p, err := NewDevPKI(t.TempDir(), DevPKIOptions{Hosts: hosts, KeyBits: 1024})
+	p, err := New(t.TempDir(), Options{Hosts: hosts, KeyBits: 1024})
 	if err != nil {
-		t.Fatalf("NewDevPKI: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	return p
+}
+
+// devReadKey reads a host's key and checks that it is the private half of
+// the host's certificate, as a signer loading the pair needs.
+func devReadKey(t *testing.T, p *PKI, host string) *rsa.PrivateKey {
+	t.Helper()
+	k, err := x509.ParsePKCS8PrivateKey(devReadPEM(t, filepath.Join(p.Dir, host+".key"), "PRIVATE KEY"))
+	if err != nil {
+		t.Fatalf("%s key: %v", host, err)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		t.Fatalf("%s key is a %T, want RSA", host, k)
+	}
+	if !rk.PublicKey.Equal(devReadCert(t, filepath.Join(p.Dir, host+".crt")).PublicKey) {
+		t.Errorf("%s: key and certificate do not pair", host)
+	}
+	return rk
 }
 
 func devReadPEM(t *testing.T, path, wantType string) []byte {
@@ -54,7 +72,7 @@ func devReadCert(t *testing.T, path string) *x509.Certificate {
 	return c
 }
 
-func devReadCRL(t *testing.T, p *DevPKI) *x509.RevocationList {
+func devReadCRL(t *testing.T, p *PKI) *x509.RevocationList {
 	t.Helper()
 	crl, err := x509.ParseRevocationList(devReadPEM(t, p.CRL, "X509 CRL"))
 	if err != nil {
@@ -67,7 +85,7 @@ func devReadCRL(t *testing.T, p *DevPKI) *x509.RevocationList {
 }
 
 // devVerifyHost checks certname's chain to the CA at the given time.
-func devVerifyHost(t *testing.T, p *DevPKI, certname string, at time.Time) error {
+func devVerifyHost(t *testing.T, p *PKI, certname string, at time.Time) error {
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(devReadCert(t, p.CACert))
@@ -85,8 +103,10 @@ func devCRLHas(crl *x509.RevocationList, serial *big.Int) bool {
 	})
 }
 
+var shapeHosts = []string{"publisher01.example.org", "consumer01.example.org"}
+
 func TestDevPKIShape(t *testing.T) {
-	p := testPKI(t)
+	p := fastDevPKI(t, shapeHosts...)
 	ca := devReadCert(t, p.CACert)
 	t.Run("ca", func(t *testing.T) {
 		switch {
@@ -105,7 +125,7 @@ func TestDevPKIShape(t *testing.T) {
 			t.Errorf("CA is not self-signed: %v", err)
 		}
 	})
-	for _, host := range testPKIHosts {
+	for _, host := range shapeHosts {
 		t.Run(host, func(t *testing.T) {
 			c := devReadCert(t, filepath.Join(p.Dir, host+".crt"))
 			switch {
@@ -128,21 +148,12 @@ func TestDevPKIShape(t *testing.T) {
 				t.Errorf("chain does not verify: %v", err)
 			}
 
+			if bits := devReadKey(t, p, host).N.BitLen(); bits != 1024 {
+				t.Errorf("key size %d, want the 1024 asked for", bits)
+			}
 			keyPath := filepath.Join(p.Dir, host+".key")
-			k, err := x509.ParsePKCS8PrivateKey(devReadPEM(t, keyPath, "PRIVATE KEY"))
-			if err != nil {
-				t.Fatalf("key: %v", err)
-			}
-			rk, ok := k.(*rsa.PrivateKey)
-			if !ok || rk.N.BitLen() != 2048 || !rk.PublicKey.Equal(c.PublicKey) {
-				t.Errorf("key is not the certificate's 2048-bit RSA key")
-			}
 			if fi, err := os.Stat(keyPath); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("key file mode: %v %v, want 0600", fi.Mode(), err)
-			}
-			s, err := LoadSigner(p.Dir, host)
-			if err != nil || s.CN() != host {
-				t.Errorf("LoadSigner: %v, %v", s, err)
 			}
 		})
 	}
@@ -154,8 +165,8 @@ func TestDevPKIShape(t *testing.T) {
 	})
 }
 
-func TestNewDevPKIDefaults(t *testing.T) {
-	p, err := NewDevPKI(t.TempDir(), DevPKIOptions{})
+func TestNewDefaults(t *testing.T) {
+	p, err := New(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,9 +272,7 @@ func TestDevPKIIssueRogue(t *testing.T) {
 			if err := devVerifyHost(t, p, name, time.Now()); !errors.As(err, &unk) {
 				t.Errorf("verify = %v, want unknown authority", err)
 			}
-			if _, err := LoadSigner(p.Dir, name); err != nil {
-				t.Errorf("rogue key and certificate do not pair: %v", err)
-			}
+			devReadKey(t, p, name)
 		})
 	}
 	if err := p.Revoke("trusted.example.org"); !errors.Is(err, fs.ErrNotExist) {
@@ -279,18 +288,18 @@ func TestDevPKIBadInput(t *testing.T) {
 	cases := []struct {
 		name string
 		dir  string
-		opts DevPKIOptions
+		opts Options
 		want error
 	}{
-		{"no hosts", "", DevPKIOptions{Hosts: []string{}}, ErrConfig},
-		{"empty host", "", DevPKIOptions{Hosts: []string{""}}, ErrConfig},
-		{"path escape", "", DevPKIOptions{Hosts: []string{"../x"}}, ErrConfig},
-		{"dot dot", "", DevPKIOptions{Hosts: []string{".."}}, ErrConfig},
-		{"the CA's name", "", DevPKIOptions{Hosts: []string{"ca"}}, ErrConfig},
-		{"duplicate", "", DevPKIOptions{Hosts: []string{"a", "a"}}, ErrConfig},
-		{"small key", "", DevPKIOptions{KeyBits: 512}, ErrConfig},
-		{"negative validity", "", DevPKIOptions{Validity: -time.Hour}, ErrConfig},
-		{"existing CA", existing, DevPKIOptions{KeyBits: 1024}, fs.ErrExist},
+		{"no hosts", "", Options{Hosts: []string{}}, ErrInvalid},
+		{"empty host", "", Options{Hosts: []string{""}}, ErrInvalid},
+		{"path escape", "", Options{Hosts: []string{"../x"}}, ErrInvalid},
+		{"dot dot", "", Options{Hosts: []string{".."}}, ErrInvalid},
+		{"the CA's name", "", Options{Hosts: []string{"ca"}}, ErrInvalid},
+		{"duplicate", "", Options{Hosts: []string{"a", "a"}}, ErrInvalid},
+		{"small key", "", Options{KeyBits: 512}, ErrInvalid},
+		{"negative validity", "", Options{Validity: -time.Hour}, ErrInvalid},
+		{"existing CA", existing, Options{KeyBits: 1024}, fs.ErrExist},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,8 +307,8 @@ func TestDevPKIBadInput(t *testing.T) {
 			if dir == "" {
 				dir = t.TempDir()
 			}
-			if _, err := NewDevPKI(dir, tc.opts); !errors.Is(err, tc.want) {
-				t.Errorf("NewDevPKI = %v, want %v", err, tc.want)
+			if _, err := New(dir, tc.opts); !errors.Is(err, tc.want) {
+				t.Errorf("New = %v, want %v", err, tc.want)
 			}
 		})
 	}
@@ -307,85 +316,40 @@ func TestDevPKIBadInput(t *testing.T) {
 		t.Errorf("existing ca.key was touched: %q %v", b, err)
 	}
 
-	p := testPKI(t)
+	p := fastDevPKI(t, "ok.example.org")
 	for _, name := range []string{"", "a/b", "ca", "."} {
 		for issue, f := range map[string]func(string) error{"Issue": p.Issue, "IssueExpired": p.IssueExpired, "IssueRogue": p.IssueRogue} {
-			if err := f(name); !errors.Is(err, ErrConfig) {
-				t.Errorf("%s(%q) = %v, want ErrConfig", issue, name, err)
+			if err := f(name); !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s(%q) = %v, want ErrInvalid", issue, name, err)
 			}
 		}
 	}
 }
 
-func TestDevPKIConfig(t *testing.T) {
-	p := testPKI(t)
-	c := p.Config()
-	checks := []struct {
-		field     string
-		got, want any
-	}{
-		{"ssldir", c.SSLDir, p.Dir},
-		{"ca_cert_location", c.CACertLocation, p.CACert},
-		{"crl_location", c.CRLLocation, p.CRL},
-		{"sign_messages", c.SignMessages, true},
-		{"validate_signatures", c.ValidateSignatures, true},
-		{"topic_prefix", c.TopicPrefix, "org.example"},
-		{"environment", c.Environment, "dev"},
-		{"endpoints", len(c.Endpoints), 0},
-		{"relay_inbound", fmt.Sprint(c.RelayInbound), fmt.Sprint(DefaultConfig().RelayInbound)},
-		{"shell certname", c.Certnames["shell."+shortHostname()], testPKIHosts[0]},
-	}
-	for _, h := range testPKIHosts {
-		checks = append(checks, struct {
-			field     string
-			got, want any
-		}{"certnames " + h, c.Certnames[h], h})
-	}
-	for _, ck := range checks {
-		if ck.got != ck.want {
-			t.Errorf("%s = %v, want %v", ck.field, ck.got, ck.want)
-		}
-	}
-	name, err := certnameFor(&Config{CertPrefix: "shell", Certnames: c.Certnames}, "", shortHostname())
-	if err != nil || name != testPKIHosts[0] {
-		t.Errorf("cert_prefix shell picks %q, %v", name, err)
-	}
-	// Each call returns its own value.
-	c.Certnames["x"] = "y"
-	if _, ok := p.Config().Certnames["x"]; ok {
-		t.Error("Config shares its certnames map between calls")
-	}
-}
-
-func TestDevPKIWriteConfig(t *testing.T) {
-	p := testPKI(t)
-	path := filepath.Join(t.TempDir(), "fedmsg.json")
-	eps := map[string][]string{"publisher01.example.org": {"tcp://127.0.0.1:3000"}}
-	if err := p.WriteConfig(path, eps); err != nil {
+func TestDevPKISettings(t *testing.T) {
+	p := fastDevPKI(t, shapeHosts...)
+	if err := p.IssueRogue("rogue.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
+	if err := p.IssueExpired("old.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	var raw map[string]any
-	if err := json.Unmarshal(data, &raw); err != nil {
-		t.Fatalf("config is not JSON: %v", err)
+	s := p.Settings()
+	if s.SSLDir != p.Dir || s.CACert != p.CACert || s.CRL != p.CRL {
+		t.Errorf("paths %q %q %q, want the PKI's %q %q %q", s.SSLDir, s.CACert, s.CRL, p.Dir, p.CACert, p.CRL)
 	}
-	for _, key := range []string{"ssldir", "ca_cert_location", "crl_location", "sign_messages", "certnames", "endpoints", "topic_prefix", "relay_inbound"} {
-		if _, ok := raw[key]; !ok {
-			t.Errorf("key %q missing", key)
-		}
+	// Every certname with files in Dir, the rogue and expired ones too: a
+	// test of their rejection needs a signer to load them.
+	want := map[string]string{"shell." + ShortHostname(): shapeHosts[0]}
+	for _, h := range append(slices.Clone(shapeHosts), "rogue.example.org", "old.example.org") {
+		want[h] = h
 	}
-	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		t.Fatal(err)
+	if !maps.Equal(s.Certnames, want) {
+		t.Errorf("certnames %v, want %v", s.Certnames, want)
 	}
-	if got := c.Endpoints["publisher01.example.org"]; !slices.Equal(got, eps["publisher01.example.org"]) || len(c.Endpoints) != 1 {
-		t.Errorf("endpoints = %v", c.Endpoints)
-	}
-	if c.Certnames["consumer02.example.org"] != "consumer02.example.org" || c.SSLDir != p.Dir || !c.SignMessages {
-		t.Errorf("config round trip lost fields: %+v", c)
+	s.Certnames["x"] = "y"
+	if _, ok := p.Settings().Certnames["x"]; ok {
+		t.Error("Settings shares its certnames map between calls")
 	}
 }
 
@@ -405,7 +369,7 @@ func TestDevPKIConcurrentIssue(t *testing.T) {
 			case 2:
 				errs[i] = p.IssueRogue(name)
 			}
-			_ = p.Config()
+			_ = p.Settings()
 		})
 	}
 	var revokeErr error
@@ -422,8 +386,8 @@ func TestDevPKIConcurrentIssue(t *testing.T) {
 			t.Errorf("serial %s issued twice", s)
 		}
 		serials[s] = true
-		if _, ok := p.Config().Certnames[name]; !ok {
-			t.Errorf("Config lacks %s", name)
+		if _, ok := p.Settings().Certnames[name]; !ok {
+			t.Errorf("Settings lacks %s", name)
 		}
 	}
 	if err := devVerifyHost(t, p, "host0.example.org", time.Now()); err != nil {
