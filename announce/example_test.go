@@ -10,6 +10,7 @@ import (
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/announce"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // The examples run a relay on free ports of 127.0.0.1 with a throwaway
@@ -74,12 +75,12 @@ func ExampleNewSigningRelay() {
 
 // startRelay runs a relay made by newRelay, with certnames["signing_relay"]
 // = "relay01", on free ports, with a CA issuing hosts.
-func startRelay(ctx context.Context, newRelay func(*gilmsg.Config, ...gilmsg.RelayOption) (*gilmsg.Relay, error), hosts ...string) (*gilmsg.DevPKI, *gilmsg.Relay, func()) {
+func startRelay(ctx context.Context, newRelay func(*gilmsg.Config, ...gilmsg.RelayOption) (*gilmsg.Relay, error), hosts ...string) (*devpki.PKI, *gilmsg.Relay, func()) {
 	dir, err := os.MkdirTemp("", "gilmsg-example-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	pki, err := gilmsg.NewDevPKI(dir, gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: 1024})
+	pki, err := devpki.New(dir, devpki.Options{Hosts: hosts, KeyBits: 1024})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func startRelay(ctx context.Context, newRelay func(*gilmsg.Config, ...gilmsg.Rel
 
 // peerOf is the configuration of a peer of relay: no name, connected to
 // relay_inbound when active, listening to relay_outbound.
-func peerOf(pki *gilmsg.DevPKI, relay *gilmsg.Relay) *gilmsg.Config {
+func peerOf(pki *devpki.PKI, relay *gilmsg.Relay) *gilmsg.Config {
 	cfg := pki.Config()
 	cfg.RelayInbound = []string{relay.InboundEndpoint()}
 	cfg.Endpoints = map[string][]string{"relay_outbound": {relay.OutboundEndpoint()}}

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 )
 
 // newPKI makes a throwaway CA with a certificate per host; 1024-bit keys
 // keep it quick.
-func newPKI(t *testing.T, hosts ...string) *gilmsg.DevPKI {
+func newPKI(t *testing.T, hosts ...string) *devpki.PKI {
 	t.Helper()
-	pki, err := gilmsg.NewDevPKI(t.TempDir(), gilmsg.DevPKIOptions{Hosts: hosts, KeyBits: 1024})
+	pki, err := devpki.New(t.TempDir(), devpki.Options{Hosts: hosts, KeyBits: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
