@@ -75,10 +75,6 @@ var rootLayers = map[string]layer{
 	"consumer.go":   layerServices,
 	"hub_status.go": layerServices,
 	"default.go":    layerServices,
-
-	// Operator programs, on their way out of the root (issue 26).
-	"devpki.go": layerOperator,
-	"devgpg.go": layerOperator,
 }
 
 type layer int
