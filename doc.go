@@ -151,8 +151,9 @@
 // _ "github.com/gilmsg/gilmsg-go/sqlstore", which keeps fedmsg's own table,
 // shared with Python; or one given with [WithStore]) takes each message's seq_id from
 // the store, signs it with it, and stores it before sending it;
-// concurrent publishes share a transaction. A [ReplayServer] (gilmsg
-// replay-server) answers replay requests for one name from the store.
+// concurrent publishes share a transaction. A replay server (package
+// replayserver, gilmsg replay-server) answers replay requests for one name
+// from the store.
 //
 // A subscription tracks the last seq_id of each publisher name listed in
 // replay_endpoints: it drops copies at or below it, and on a jump asks

@@ -63,7 +63,6 @@ var rootLayers = map[string]layer{
 	"resend.go":         layerBus,
 	"store.go":          layerBus,
 	"store_open.go":     layerBus,
-	"replay.go":         layerBus,
 	"recover.go":        layerBus,
 	"recover_rounds.go": layerBus,
 	"reconnect.go":      layerBus,

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gilmsg/gilmsg-go/internal/replaywire"
 	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
@@ -186,7 +187,7 @@ const (
 	backoffFirst = 500 * time.Millisecond
 	backoffMax   = 30 * time.Second
 	// bigJump: a jump past this many seq_ids is logged.
-	bigJump = MaxQueryIDs
+	bigJump = replaywire.MaxQueryIDs
 )
 
 // startRecovery sets up gap recovery when some endpoint name has a

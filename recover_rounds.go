@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gilmsg/gilmsg-go/internal/replaywire"
 	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 
 	"github.com/gilmsg/gilmsg-go/internal/zsock"
@@ -208,7 +209,7 @@ func (r *recovery) round(ctx context.Context, src *publisherState) {
 				src.noRange, err = true, nil // Python's: next round by seq_ids
 				break
 			}
-			full = full || n >= MaxReplyMessages
+			full = full || n >= replaywire.MaxReplyMessages
 		}
 	}
 	if src.open && err == nil {
@@ -280,7 +281,7 @@ func (r *recovery) catchUpPage(ctx context.Context, src *publisherState, a *answ
 		r.giveUp(src, len(src.holes)-maxHoles, fmt.Errorf("more than %d runs of seq_ids missing", maxHoles))
 	}
 	// A list may have more after it whatever it brought; a range, when full.
-	src.open = src.noRange || n >= MaxReplyMessages
+	src.open = src.noRange || n >= replaywire.MaxReplyMessages
 	*full = *full || src.open
 	return nil
 }
@@ -351,9 +352,9 @@ func (r *recovery) ask(ctx context.Context, src *publisherState, req map[string]
 	if err != nil {
 		return 0, &ReplayError{Name: src.name, Endpoint: ep, Err: err}
 	}
-	if len(frames) == 1 && strings.HasPrefix(string(frames[0]), errPrefix) {
+	if len(frames) == 1 && strings.HasPrefix(string(frames[0]), replaywire.ErrPrefix) {
 		text := string(frames[0])
-		if strings.Contains(text, replyNoMatch) {
+		if strings.Contains(text, replaywire.NoMatch) {
 			return 0, nil
 		}
 		return 0, &ReplayError{Name: src.name, Endpoint: ep, Err: &replayRefusal{text: text}}
@@ -413,7 +414,7 @@ func (r *recovery) ask(ctx context.Context, src *publisherState, req map[string]
 
 // replayRequest does one REQ/REP exchange with a replay server: the REQ
 // socket lives for this request only, so a server that never answers
-// leaves nothing behind. It reads at most MaxReplyMessages frames and
+// leaves nothing behind. It reads at most replaywire.MaxReplyMessages frames and
 // maxAnswerMB in all; libzmq holds a multipart answer whole before its
 // first frame can be read, so that bounds what is copied, not what the
 // socket held.
@@ -472,8 +473,8 @@ func readAnswer(sock *zmq.Socket) ([][]byte, error) {
 		}
 		frames = append(frames, f)
 		total += len(f)
-		if len(frames) > MaxReplyMessages || total > maxAnswerMB<<20 {
-			return nil, fmt.Errorf("%w: more than %d frames or %d MiB", ErrReplayTooLarge, MaxReplyMessages, maxAnswerMB)
+		if len(frames) > replaywire.MaxReplyMessages || total > maxAnswerMB<<20 {
+			return nil, fmt.Errorf("%w: more than %d frames or %d MiB", ErrReplayTooLarge, replaywire.MaxReplyMessages, maxAnswerMB)
 		}
 		if more, err := sock.GetRcvmore(); err != nil || !more {
 			return frames, err

@@ -1,6 +1,7 @@
 package gilmsg
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gilmsg/gilmsg-go/internal/replaywire"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -22,7 +25,7 @@ import (
 // controls: what it holds, whether it is up, what it answers.
 
 // fakeReplay is a replay server over an in-memory store: Go's answers
-// (seq_id_range paged by MaxReplyMessages), or Python's (every
+// (seq_id_range paged by replaywire.MaxReplyMessages), or Python's (every
 // seq_id_range refused). answer, when set, replaces the store.
 type fakeReplay struct {
 	addr   string
@@ -106,13 +109,37 @@ func (f *fakeReplay) put(bodies ...[]byte) {
 	}
 }
 
+// parseFakeQuery reads the keys gap recovery sends (seq_id, seq_ids,
+// seq_id_range, after_seq_id), strictly: the fake is no copy of the
+// replay server's parser (package replayserver), so a request the client
+// gets wrong is not read the same wrong way.
+func parseFakeQuery(raw []byte) (*Query, error) {
+	var req struct {
+		SeqID      *int64    `json:"seq_id"`
+		SeqIDs     []int64   `json:"seq_ids"`
+		SeqIDRange *[2]int64 `json:"seq_id_range"`
+		AfterSeqID int64     `json:"after_seq_id"`
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		return nil, err
+	}
+	q := &Query{SeqIDs: req.SeqIDs, SeqIDRange: req.SeqIDRange, AfterSeqID: req.AfterSeqID}
+	if req.SeqID != nil {
+		q.SeqIDs = append(q.SeqIDs, *req.SeqID)
+	}
+	q.All = q.SeqIDs == nil && q.SeqIDRange == nil
+	return q, nil
+}
+
 func (f *fakeReplay) reply(raw []byte) [][]byte {
-	q, err := ParseReplayQuery(raw)
+	q, err := parseFakeQuery(raw)
 	if err != nil {
-		return [][]byte{[]byte(errPrefix + err.Error())}
+		return [][]byte{[]byte(replaywire.ErrPrefix + "'" + err.Error() + "'")}
 	}
 	if f.python && q.SeqIDRange != nil {
-		return [][]byte{[]byte(errPrefix + "'Something went wrong when processing the field \"seq_id_range\"'")}
+		return [][]byte{[]byte(replaywire.ErrPrefix + "'Something went wrong when processing the field \"seq_id_range\"'")}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -129,11 +156,11 @@ func (f *fakeReplay) reply(raw []byte) [][]byte {
 		}
 	}
 	slices.Sort(seqs)
-	if !f.python && len(seqs) > MaxReplyMessages {
-		seqs = seqs[:MaxReplyMessages]
+	if !f.python && len(seqs) > replaywire.MaxReplyMessages {
+		seqs = seqs[:replaywire.MaxReplyMessages]
 	}
 	if len(seqs) == 0 {
-		return [][]byte{[]byte(errPrefix + "'" + replyNoMatch + "'")}
+		return [][]byte{[]byte(replaywire.ErrPrefix + "'" + replaywire.NoMatch + "'")}
 	}
 	var out [][]byte
 	for _, seq := range seqs {
@@ -487,7 +514,7 @@ func TestHugeSeqJump(t *testing.T) {
 func TestReplayAnswerBounded(t *testing.T) {
 	srv := startFakeReplay(t, "")
 	srv.answer = func(*Query) [][]byte {
-		out := seqBodies(1, MaxReplyMessages+1)
+		out := seqBodies(1, replaywire.MaxReplyMessages+1)
 		return out
 	}
 	pub := newSeqPub(t)
@@ -578,12 +605,12 @@ func TestCatchUpPagesFlatMemory(t *testing.T) {
 			lo, hi = max(lo, q.SeqIDRange[0]), min(hi, q.SeqIDRange[1])
 		}
 		var out [][]byte
-		for seq := lo; seq <= hi && len(out) < MaxReplyMessages; seq++ {
+		for seq := lo; seq <= hi && len(out) < replaywire.MaxReplyMessages; seq++ {
 			b := append([]byte(`{"msg":{"pad":"`), pad...)
 			out = append(out, fmt.Appendf(b, `"},"msg_id":"id-%d","seq_id":%d,"timestamp":1,"topic":"org.example.dev.svc.x"}`, seq, seq))
 		}
 		if len(out) == 0 {
-			return [][]byte{[]byte(errPrefix + "'" + replyNoMatch + "'")}
+			return [][]byte{[]byte(replaywire.ErrPrefix + "'" + replaywire.NoMatch + "'")}
 		}
 		return out
 	}

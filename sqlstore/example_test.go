@@ -6,6 +6,7 @@ import (
 	"log"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/replayserver"
 	"github.com/gilmsg/gilmsg-go/sqlstore"
 )
 
@@ -39,7 +40,7 @@ func ExampleOpen() {
 	}
 
 	// Serving replay_endpoints[cfg.Name] from the same store.
-	srv, err := gilmsg.NewReplayServer(cfg, cfg.Name, st, nil)
+	srv, err := replayserver.New(cfg, cfg.Name, st, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

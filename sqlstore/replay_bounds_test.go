@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/replayserver"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -41,7 +42,7 @@ func TestReplayRefusalQuotesLittle(t *testing.T) {
 	cfg := gilmsg.DefaultConfig()
 	cfg.ReplayEndpoints = map[string]string{"pub": "tcp://127.0.0.1:*"}
 	var logs lockedBuffer
-	srv, err := gilmsg.NewReplayServer(cfg, "pub", st, slog.New(slog.NewTextHandler(&logs, nil)))
+	srv, err := replayserver.New(cfg, "pub", st, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestReplayClientThatDoesNotRead(t *testing.T) {
 	}
 	cfg := gilmsg.DefaultConfig()
 	cfg.ReplayEndpoints = map[string]string{"pub": "tcp://127.0.0.1:*"}
-	srv, err := gilmsg.NewReplayServer(cfg, "pub", st, nil)
+	srv, err := replayserver.New(cfg, "pub", st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,15 +16,16 @@ import (
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
+	"github.com/gilmsg/gilmsg-go/replayserver"
 	zmq "github.com/pebbe/zmq4"
 )
 
 // startReplay serves st as name's replay server on a free port.
-func startReplay(t *testing.T, name string, st gilmsg.Store) *gilmsg.ReplayServer {
+func startReplay(t *testing.T, name string, st gilmsg.Store) *replayserver.Server {
 	t.Helper()
 	cfg := gilmsg.DefaultConfig()
 	cfg.ReplayEndpoints = map[string]string{name: "tcp://127.0.0.1:*"}
-	srv, err := gilmsg.NewReplayServer(cfg, name, st, nil)
+	srv, err := replayserver.New(cfg, name, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +130,8 @@ func TestReplayServerMatchesPython(t *testing.T) {
 	}
 
 	// What Python's server dies of, or answers with nothing useful.
-	many, _ := json.Marshal(map[string]any{"seq_ids": make([]int, gilmsg.MaxQueryIDs+1)})
-	manyMsgIDs, _ := json.Marshal(map[string]any{"msg_ids": make([]string, gilmsg.MaxQueryIDs+1)})
+	many, _ := json.Marshal(map[string]any{"seq_ids": make([]int, replayserver.MaxQueryIDs+1)})
+	manyMsgIDs, _ := json.Marshal(map[string]any{"msg_ids": make([]string, replayserver.MaxQueryIDs+1)})
 	for _, c := range []struct {
 		frames [][]byte
 		want   string
@@ -161,11 +162,11 @@ func TestReplayServerMatchesPython(t *testing.T) {
 func TestReplayPaging(t *testing.T) {
 	st := openStore(t, "sqlite:///"+filepath.Join(t.TempDir(), "store.db"))
 	b := newPublisher(t, "pub", []string{"tcp://127.0.0.1:*"}, st, nil)
-	n := gilmsg.MaxReplyMessages + 5
+	n := replayserver.MaxReplyMessages + 5
 	publishN(t, b, n, 16)
 	srv := startReplay(t, "pub", st)
 	first := ask(t, srv.Endpoint(), []byte(`{"seq_id_range": [1, 100000]}`))
-	if len(first) != gilmsg.MaxReplyMessages {
+	if len(first) != replayserver.MaxReplyMessages {
 		t.Fatalf("first page: %d frames", len(first))
 	}
 	env, err := gilmsg.ParseEnvelope(first[len(first)-1])

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/replayserver"
 )
 
 func newReplayServerCmd() *cobra.Command {
@@ -56,7 +57,7 @@ stderr when refused.`,
 			}
 			defer closeStore()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			srv, err := gilmsg.NewReplayServer(cfg, name, st, log)
+			srv, err := replayserver.New(cfg, name, st, log)
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/replayserver"
 )
 
 // pipeGone is a stdout whose reader has gone.
@@ -117,7 +118,7 @@ func oneMessageReplay(t *testing.T, zctx *zmq.Context, body []byte) string {
 			if err != nil {
 				continue
 			}
-			q, err := gilmsg.ParseReplayQuery(req)
+			q, err := replayserver.ParseQuery(req)
 			has := err == nil && (q.All || containsSeq(q, 1))
 			if has {
 				rep.SendBytes(body, 0)

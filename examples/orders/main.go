@@ -29,6 +29,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/replayserver"
 	_ "github.com/gilmsg/gilmsg-go/sqlstore" // opens persistent_store's sqlite:// and postgresql:// URLs
 )
 
@@ -88,7 +89,7 @@ func runServe(args []string) error {
 	// Close sends what is still queued (bounded by zmq_linger): a program
 	// that exits without it may lose the last messages Publish accepted.
 	defer bus.Close()
-	replay, err := gilmsg.NewReplayServer(cfg, *name, st, slog.Default())
+	replay, err := replayserver.New(cfg, *name, st, slog.Default())
 	if err != nil {
 		return err
 	}

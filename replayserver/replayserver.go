@@ -1,4 +1,4 @@
-package gilmsg
+package replayserver
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -16,22 +17,26 @@ import (
 	"syscall"
 	"time"
 
+	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/replaywire"
 	"github.com/gilmsg/gilmsg-go/internal/untrusted"
+	"github.com/gilmsg/gilmsg-go/internal/zsock"
 
 	zmq "github.com/pebbe/zmq4"
 )
 
-// Limits of one replay request and reply (WIRE.md §11).
+// Limits of one replay request and reply (WIRE.md §11), which the root's
+// gap recovery, asking, keeps to as well.
 const (
 	// MaxReplyMessages caps the messages of one reply: the lowest seq_ids
 	// that match. A reply of exactly this many may have more behind it:
 	// ask again with the same request plus "after_seq_id": the last
 	// seq_id received (a key of ours; Python's server has no cap).
-	MaxReplyMessages = 1000
+	MaxReplyMessages = replaywire.MaxReplyMessages
 	// MaxQueryIDs caps the seq_ids or msg_ids one request may list.
-	MaxQueryIDs = 10000
+	MaxQueryIDs = replaywire.MaxQueryIDs
 	// MaxRequestBytes caps the size of one request.
-	MaxRequestBytes = 1 << 20
+	MaxRequestBytes = replaywire.MaxRequestBytes
 )
 
 // What the replay server queues for one client (per connection), whatever
@@ -41,7 +46,7 @@ const (
 // and ours, has one request out at a time, so it never comes near.
 const (
 	// replayReplyQueue is the answers queued for one client (ZMQ_SNDHWM);
-	// past it, an answer is dropped ([ReplayServer.DroppedReplies]). The
+	// past it, an answer is dropped ([Server.DroppedReplies]). The
 	// kernel's socket buffers and the one answer being written come on
 	// top.
 	replayReplyQueue = 2
@@ -57,29 +62,28 @@ const (
 	replayStuckClients = 1024
 )
 
-// Reply texts shared with Python's server.
 const (
-	replyNoMatch  = "There was no match for the given query"
-	errPrefix     = "error: "
-	keyAfterSeqID = "after_seq_id"
+	replyNoMatch  = replaywire.NoMatch
+	errPrefix     = replaywire.ErrPrefix
+	keyAfterSeqID = replaywire.KeyAfterSeqID
 )
 
-// ReplayServer answers replay requests for one publisher name from a
-// [Store], as fedmsg's ReplayContext does but without its faults:
+// Server answers replay requests for one publisher name from a
+// [gilmsg.Store], as fedmsg's ReplayContext does but without its faults:
 // seq_id_range works, and every request gets an answer, one "error: ..."
 // frame when it is malformed or matches nothing. Its socket is a ROUTER,
 // which REQ clients cannot tell from fedmsg's REP, so that an answer for
 // a client that does not read can be dropped: see [replayReplyQueue].
-// It owns its ZeroMQ context; one goroutine ([ReplayServer.Serve]) uses
+// It owns its ZeroMQ context; one goroutine ([Server.Serve]) uses
 // its socket.
-type ReplayServer struct {
-	st       Store
+type Server struct {
+	st       gilmsg.Store
 	log      *slog.Logger
 	zctx     *zmq.Context
 	sock     *zmq.Socket
 	endpoint string
 	name     string
-	hooks    *Hooks
+	hooks    *gilmsg.Hooks
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -89,34 +93,34 @@ type ReplayServer struct {
 	dropped atomic.Uint64 // answers for clients that did not read them
 }
 
-// NewReplayServer binds replay_endpoints[name] of cfg as Python does: on
+// New binds replay_endpoints[name] of cfg as Python does: on
 // every interface, at the port of that address ("tcp://*:PORT"; a port of
-// "*" picks a free one, see [ReplayServer.Endpoint]). log may be nil.
-func NewReplayServer(cfg *Config, name string, st Store, log *slog.Logger) (*ReplayServer, error) {
+// "*" picks a free one, see [Server.Endpoint]). log may be nil.
+func New(cfg *gilmsg.Config, name string, st gilmsg.Store, log *slog.Logger) (*Server, error) {
 	addr, ok := cfg.ReplayEndpoints[name]
 	if !ok || addr == "" {
-		return nil, &ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("no replay endpoint for name %q", name)}
+		return nil, &gilmsg.ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("no replay endpoint for name %q", name)}
 	}
 	if st == nil {
-		return nil, &ConfigError{Key: "persistent_store", Err: errors.New("a replay server needs a store")}
+		return nil, &gilmsg.ConfigError{Key: "persistent_store", Err: errors.New("a replay server needs a store")}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	i := strings.LastIndex(addr, ":")
 	if !strings.HasPrefix(addr, "tcp://") || i < 0 {
-		return nil, &ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("%q: %q is not tcp://HOST:PORT", name, addr)}
+		return nil, &gilmsg.ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("%q: %q is not tcp://HOST:PORT", name, addr)}
 	}
-	zctx, err := newContext(max(cfg.IOThreads, 1))
+	zctx, err := zsock.NewContext(max(cfg.IOThreads, 1))
 	if err != nil {
 		return nil, err
 	}
-	s := &ReplayServer{st: st, log: log, zctx: zctx, name: name, closed: make(chan struct{}), done: make(chan struct{})}
-	so := sockOptsFromConfig(cfg)
+	s := &Server{st: st, log: log, zctx: zctx, name: name, closed: make(chan struct{}), done: make(chan struct{})}
+	so := socketOptions(cfg)
 	so.MaxMsgSize = MaxRequestBytes
-	if s.sock, err = newSocket(zctx, zmq.ROUTER, so); err != nil {
+	if s.sock, err = zsock.New(zctx, zmq.ROUTER, so); err != nil {
 		zctx.Term()
-		return nil, err
+		return nil, asConfigError(err)
 	}
 	// Mandatory: a full queue is an error to count, not a silent drop.
 	for _, set := range []func() error{
@@ -133,7 +137,7 @@ func NewReplayServer(cfg *Config, name string, st Store, log *slog.Logger) (*Rep
 	if err := s.sock.Bind("tcp://*:" + addr[i+1:]); err != nil {
 		s.sock.Close()
 		zctx.Term()
-		return nil, &ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("%q: cannot bind %s: %w", name, addr, err)}
+		return nil, &gilmsg.ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("%q: cannot bind %s: %w", name, addr, err)}
 	}
 	bound, _ := s.sock.GetLastEndpoint()
 	s.endpoint = strings.Replace(bound, "//0.0.0.0:", "//127.0.0.1:", 1)
@@ -142,17 +146,17 @@ func NewReplayServer(cfg *Config, name string, st Store, log *slog.Logger) (*Rep
 
 // SetHooks reports each request to h.ReplayRequest: served, or refused
 // (an "error: ..." answer, no match included). Call it before Serve.
-func (s *ReplayServer) SetHooks(h *Hooks) { s.hooks = h }
+func (s *Server) SetHooks(h *gilmsg.Hooks) { s.hooks = h }
 
 // Endpoint is the bound address read back from ZeroMQ (127.0.0.1 standing
 // for every interface).
-func (s *ReplayServer) Endpoint() string { return s.endpoint }
+func (s *Server) Endpoint() string { return s.endpoint }
 
 // Serve answers requests until ctx ends or the server closes; it then
 // closes the socket and returns nil (or ctx's error). Call it once.
-func (s *ReplayServer) Serve(ctx context.Context) error {
+func (s *Server) Serve(ctx context.Context) error {
 	if !s.serving.TryLock() {
-		return errors.New("gilmsg: ReplayServer.Serve called twice")
+		return errors.New("gilmsg: replayserver.Server.Serve called twice")
 	}
 	defer close(s.done)
 	defer s.sock.Close()
@@ -211,7 +215,7 @@ func (s *ReplayServer) Serve(ctx context.Context) error {
 			// read; EHOSTUNREACH: it is gone.
 			s.dropped.Add(1)
 			s.log.Debug("gilmsg: replay server: answer dropped", slog.String("name", s.name), slog.Any("error", err))
-			if isEAGAIN(err) {
+			if zsock.IsEAGAIN(err) {
 				if len(stuck) >= replayStuckClients {
 					clear(stuck)
 				}
@@ -223,11 +227,11 @@ func (s *ReplayServer) Serve(ctx context.Context) error {
 
 // DroppedReplies is how many requests got no answer because their client
 // was gone or had not read its earlier answers (see [replayReplyQueue]).
-func (s *ReplayServer) DroppedReplies() uint64 { return s.dropped.Load() }
+func (s *Server) DroppedReplies() uint64 { return s.dropped.Load() }
 
 // Close stops Serve (waiting for it, if it runs) and releases the server.
 // It is safe to call twice.
-func (s *ReplayServer) Close() error {
+func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		if s.serving.TryLock() {
@@ -244,7 +248,7 @@ func (s *ReplayServer) Close() error {
 // Answer returns the reply frames for one request's frames: one frame per
 // matching message (its canonical JSON, in seq_id order, at most
 // [MaxReplyMessages]), or one "error: ..." frame. Never zero frames.
-func (s *ReplayServer) Answer(ctx context.Context, frames [][]byte) [][]byte {
+func (s *Server) Answer(ctx context.Context, frames [][]byte) [][]byte {
 	errFrame := func(format string, args ...any) [][]byte {
 		msg := fmt.Sprintf(format, args...)
 		s.log.Info("gilmsg: replay request refused", slog.String("name", s.name), slog.String("reason", msg))
@@ -253,12 +257,12 @@ func (s *ReplayServer) Answer(ctx context.Context, frames [][]byte) [][]byte {
 	if len(frames) != 1 {
 		return errFrame("A request is one frame, got %d", len(frames))
 	}
-	q, err := ParseReplayQuery(frames[0])
+	q, err := ParseQuery(frames[0])
 	if err != nil {
 		return errFrame("%s", strings.TrimPrefix(err.Error(), "gilmsg: replay request: "))
 	}
 	q.Limit = MaxReplyMessages
-	qctx, cancel := context.WithTimeout(ctx, DefaultStoreTimeout)
+	qctx, cancel := context.WithTimeout(ctx, gilmsg.DefaultStoreTimeout)
 	defer cancel()
 	msgs, err := s.st.Query(qctx, q)
 	if err != nil {
@@ -267,10 +271,10 @@ func (s *ReplayServer) Answer(ctx context.Context, frames [][]byte) [][]byte {
 	}
 	out := make([][]byte, 0, len(msgs))
 	for _, m := range msgs {
-		v, err := DecodeJSON(m.Body)
+		v, err := gilmsg.DecodeJSON(m.Body)
 		if err == nil {
 			var body []byte
-			if body, err = MarshalCanonical(v); err == nil {
+			if body, err = gilmsg.MarshalCanonical(v); err == nil {
 				out = append(out, body)
 				continue
 			}
@@ -284,24 +288,24 @@ func (s *ReplayServer) Answer(ctx context.Context, frames [][]byte) [][]byte {
 	return out
 }
 
-// ReplayQueryError is a replay request the server refuses.
-type ReplayQueryError struct{ Reason string }
+// QueryError is a replay request the server refuses.
+type QueryError struct{ Reason string }
 
-func (e *ReplayQueryError) Error() string { return "gilmsg: replay request: " + e.Reason }
+func (e *QueryError) Error() string { return "gilmsg: replay request: " + e.Reason }
 
-// ParseReplayQuery reads a replay request (WIRE.md §11): a JSON object
+// ParseQuery reads a replay request (WIRE.md §11): a JSON object
 // whose keys seq_id, seq_ids, seq_id_range, msg_id, msg_ids and time are
 // OR-ed, plus after_seq_id for paging. {} asks for everything. Integers
 // may also be integral floats or decimal strings, as Python's server
 // (SQLite's type affinity) takes them.
-func ParseReplayQuery(raw []byte) (*Query, error) {
+func ParseQuery(raw []byte) (*gilmsg.Query, error) {
 	bad := func(format string, args ...any) error {
-		return &ReplayQueryError{Reason: fmt.Sprintf(format, args...)}
+		return &QueryError{Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(raw) > MaxRequestBytes {
 		return nil, bad("Request of %d bytes is too large (at most %d)", len(raw), MaxRequestBytes)
 	}
-	v, err := DecodeJSON(raw)
+	v, err := gilmsg.DecodeJSON(raw)
 	if err != nil {
 		return nil, bad("Request is not JSON: %v", strings.TrimPrefix(err.Error(), "gilmsg: "))
 	}
@@ -309,9 +313,9 @@ func ParseReplayQuery(raw []byte) (*Query, error) {
 	if !ok {
 		return nil, bad("Request is a JSON %s, not an object", jsonKind(v))
 	}
-	q := &Query{}
+	q := &gilmsg.Query{}
 	named := false
-	for _, key := range sortedKeys(obj) {
+	for _, key := range slices.Sorted(maps.Keys(obj)) {
 		val := obj[key]
 		wrong := func() error { return bad("Something went wrong when processing the field %s", untrusted.Quote(key)) }
 		switch key {
