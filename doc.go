@@ -209,8 +209,8 @@
 //     netpoller).
 //   - bus: gilmsg.go ([Bus], [New], the options), publish.go, tail.go,
 //     ack.go, ack_listener.go, resend.go, topic.go, hooks.go, stats.go;
-//     store.go and store_open.go; and the recovery a subscription runs,
-//     replay.go (the client), recover.go, recover_rounds.go, reconnect.go,
+//     store.go and store_open.go; and the recovery a subscription runs
+//     (the replay client: recover.go, recover_rounds.go), reconnect.go,
 //     checkpoint.go and status.go. These call each other freely: a
 //     subscription runs its own recovery, a publish its own store.
 //   - services, built on the bus: [Relay] (relay.go, relay_sign.go),
