@@ -55,7 +55,7 @@ type Options struct {
 	// Hosts are the certnames (and CNs) to issue. Default (nil)
 	// {"shell-localhost"}; an empty non-nil list is an error.
 	Hosts []string
-	// KeyBits is the RSA key size; at least 1024. Default 2048.
+	// KeyBits is the RSA key size, from 1024 to 8192. Default 2048.
 	KeyBits int
 	// Validity is how long the CA, its certificates and its CRL stay valid.
 	// Default one year.

@@ -213,6 +213,7 @@ func TestNewBadOptions(t *testing.T) {
 		{"the CA's name", "", devpki.Options{Hosts: []string{"ca"}}, gilmsg.ErrConfig, `"ca" is the CA's own`},
 		{"duplicate", "", devpki.Options{Hosts: []string{"a", "a"}}, gilmsg.ErrConfig, `"a" given twice`},
 		{"small key", "", devpki.Options{KeyBits: 512}, gilmsg.ErrConfig, "512 is below 1024"},
+		{"huge key", "", devpki.Options{KeyBits: 100000}, gilmsg.ErrConfig, "100000 is above 8192"},
 		{"negative validity", "", devpki.Options{Validity: -time.Hour}, gilmsg.ErrConfig, "-1h0m0s is negative"},
 		{"existing CA", existing, devpki.Options{KeyBits: 1024}, fs.ErrExist, "already holds ca.key"},
 	}

@@ -94,6 +94,7 @@ func TestDevPKICommandUsage(t *testing.T) {
 		{"bad host", []string{"DIR", "--hosts", "../escape"}},
 		{"port too high", []string{"DIR", "--base-port", "65535", "--hosts", "a,b"}},
 		{"port zero", []string{"DIR", "--base-port", "0"}},
+		{"huge key", []string{"DIR", "--key-bits", "100000"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -74,7 +74,7 @@ type Options struct {
 	// Hosts are the certnames (and CNs) to issue. Default (nil)
 	// {"shell-localhost"}; an empty non-nil list is an error.
 	Hosts []string
-	// KeyBits is the RSA key size; at least 1024. Default 2048.
+	// KeyBits is the RSA key size, from 1024 to MaxKeyBits. Default 2048.
 	KeyBits int
 	// Validity is how long the CA, its certificates and its CRL stay valid.
 	// Default one year.
@@ -83,6 +83,10 @@ type Options struct {
 	// false.
 	GPG bool
 }
+
+// MaxKeyBits bounds Options.KeyBits: an 8192-bit key already takes seconds
+// to make, and a mistyped 100000 ran for hours with nothing to show.
+const MaxKeyBits = 8192
 
 const (
 	devCAName      = "ca"
@@ -113,6 +117,8 @@ func New(dir string, opts Options) (*PKI, error) {
 		return nil, fmt.Errorf("%w: dev PKI needs at least one host", ErrInvalid)
 	case opts.KeyBits < 1024:
 		return nil, fmt.Errorf("%w: dev PKI key size %d is below 1024 bits", ErrInvalid, opts.KeyBits)
+	case opts.KeyBits > MaxKeyBits:
+		return nil, fmt.Errorf("%w: dev PKI key size %d is above %d bits", ErrInvalid, opts.KeyBits, MaxKeyBits)
 	case opts.Validity < 0:
 		return nil, fmt.Errorf("%w: dev PKI validity %v is negative", ErrInvalid, opts.Validity)
 	}

@@ -298,6 +298,7 @@ func TestDevPKIBadInput(t *testing.T) {
 		{"the CA's name", "", Options{Hosts: []string{"ca"}}, ErrInvalid},
 		{"duplicate", "", Options{Hosts: []string{"a", "a"}}, ErrInvalid},
 		{"small key", "", Options{KeyBits: 512}, ErrInvalid},
+		{"huge key", "", Options{KeyBits: 100000}, ErrInvalid},
 		{"negative validity", "", Options{Validity: -time.Hour}, ErrInvalid},
 		{"existing CA", existing, Options{KeyBits: 1024}, fs.ErrExist},
 	}
