@@ -5,13 +5,16 @@
 // crl.pem and, per certname, <certname>.crt and <certname>.key); [PKI.Config]
 // returns a [gilmsg.Config] that signs and validates with it. [PKI.Revoke],
 // [PKI.IssueExpired] and [PKI.IssueRogue] make the certificates a validator
-// must refuse, to test that it does. [NewGPG] does the same for the gpg
-// backend.
+// must refuse, to test that it does. [NewGPG] (or [Options].GPG) makes an
+// OpenPGP key per host for the gpg backend, and [GPG.Configure] points a
+// configuration at them.
 //
 // It is a package of its own, beside the root, because a service never
 // needs it: the root package is the API a service uses in place of
 // fedmsg.publish, and a CA that writes its keys unencrypted has no place
-// there. Its keys are for test buses only.
+// there. The x509 CA and the OpenPGP keys live together because they are
+// one thing to a test: the keys of a throwaway bus, under one directory,
+// named by the same hosts. Its keys are for test buses only.
 package devpki
 
 import (
