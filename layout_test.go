@@ -86,11 +86,10 @@ const (
 	layerTransport
 	layerBus
 	layerServices
-	layerOperator
 )
 
 func (l layer) String() string {
-	return [...]string{"errors", "config", "wire", "crypto", "transport", "bus", "services", "operator"}[l]
+	return [...]string{"errors", "config", "wire", "crypto", "transport", "bus", "services"}[l]
 }
 
 // listedPackage is what go list -json says of a package, in part.
