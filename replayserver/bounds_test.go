@@ -1,10 +1,10 @@
-package sqlstore_test
+package replayserver
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
-	"github.com/gilmsg/gilmsg-go/replayserver"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -38,11 +38,11 @@ func (l *lockedBuffer) Len() int {
 // short prefix of what the client sent. 50 requests with a 1 MB unknown
 // key wrote 50 MB to stderr, and each answer echoed the key.
 func TestReplayRefusalQuotesLittle(t *testing.T) {
-	st := openStore(t, "sqlite:///"+filepath.Join(t.TempDir(), "store.db"))
+	st := &memStore{msgs: stored(3)}
 	cfg := gilmsg.DefaultConfig()
 	cfg.ReplayEndpoints = map[string]string{"pub": "tcp://127.0.0.1:*"}
 	var logs lockedBuffer
-	srv, err := replayserver.New(cfg, "pub", st, slog.New(slog.NewTextHandler(&logs, nil)))
+	srv, err := New(cfg, "pub", st, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,17 +75,14 @@ func TestReplayRefusalQuotesLittle(t *testing.T) {
 // answers are dropped, and another client is still served. 1,000 of {}
 // took the server to 2.26 GB when its REP socket queued every answer.
 func TestReplayClientThatDoesNotRead(t *testing.T) {
-	st := openStore(t, "sqlite:///"+filepath.Join(t.TempDir(), "store.db"))
-	b := newPublisher(t, "pub", []string{"tcp://127.0.0.1:*"}, st, nil)
 	big := strings.Repeat("z", 16<<10)
+	st := &memStore{}
 	for i := range 20 {
-		if _, err := b.Publish(context.Background(), "stored", map[string]any{"i": i, "pad": big}); err != nil {
-			t.Fatal(err)
-		}
+		st.msgs = append(st.msgs, fmt.Appendf(nil, `{"msg": {"i": %d, "pad": %q}, "seq_id": %d, "topic": "org.example.dev.pub.stored"}`, i, big, i+1))
 	}
 	cfg := gilmsg.DefaultConfig()
 	cfg.ReplayEndpoints = map[string]string{"pub": "tcp://127.0.0.1:*"}
-	srv, err := replayserver.New(cfg, "pub", st, nil)
+	srv, err := New(cfg, "pub", st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,4 +128,36 @@ func TestReplayClientThatDoesNotRead(t *testing.T) {
 	if len(reply) != 1 || bytes.HasPrefix(reply[0], []byte("error")) {
 		t.Fatalf("the other client got %d frames: %.100q", len(reply), reply[0])
 	}
+}
+
+// ask sends one raw request, as Python's get_replay does.
+func ask(t *testing.T, endpoint string, frames ...[]byte) [][]byte {
+	t.Helper()
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zctx.Term()
+	sock, err := zctx.NewSocket(zmq.REQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	sock.SetLinger(100 * time.Millisecond) // not 0: see zsock.MinSendLingerMS
+	sock.SetRcvtimeo(20 * time.Second)
+	if err := sock.Connect(endpoint); err != nil {
+		t.Fatal(err)
+	}
+	parts := make([]any, len(frames))
+	for i, f := range frames {
+		parts[i] = f
+	}
+	if _, err := sock.SendMessage(parts...); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := sock.RecvMessageBytes(0)
+	if err != nil {
+		t.Fatalf("no reply to %q: %v", frames, err)
+	}
+	return reply
 }
