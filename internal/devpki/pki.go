@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 )
 
 // ErrInvalid marks a bad option or certname. Its text is gilmsg.ErrInvalid's:
@@ -214,9 +215,19 @@ func checkCertname(name string) error {
 		return fmt.Errorf("%w: dev PKI certname %q contains a path separator", ErrInvalid, name)
 	case name == devCAName:
 		return fmt.Errorf("%w: dev PKI certname %q is the CA's own", ErrInvalid, name)
+	case len(name) > maxCertname:
+		// Checked before anything is written: a name the file system
+		// refuses used to fail after the CA was made, and the directory
+		// then refused a second try.
+		return fmt.Errorf("%w: dev PKI certname %.64q... is %d bytes, above the %d a certificate's CN may hold (RFC 5280)", ErrInvalid, name, len(name), maxCertname)
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return fmt.Errorf("%w: dev PKI certname %q contains a control character", ErrInvalid, name)
 	}
 	return nil
 }
+
+// maxCertname is RFC 5280's upper bound on a CN, ub-common-name.
+const maxCertname = 64
 
 // makeCA self-signs the CA and writes ca.crt and ca.key.
 func (p *PKI) makeCA(key *rsa.PrivateKey) error {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -299,6 +300,8 @@ func TestDevPKIBadInput(t *testing.T) {
 		{"duplicate", "", Options{Hosts: []string{"a", "a"}}, ErrInvalid},
 		{"small key", "", Options{KeyBits: 512}, ErrInvalid},
 		{"huge key", "", Options{KeyBits: 100000}, ErrInvalid},
+		{"long host", "", Options{Hosts: []string{strings.Repeat("a", 250)}}, ErrInvalid},
+		{"control character", "", Options{Hosts: []string{"a\nb"}}, ErrInvalid},
 		{"negative validity", "", Options{Validity: -time.Hour}, ErrInvalid},
 		{"existing CA", existing, Options{KeyBits: 1024}, fs.ErrExist},
 	}
@@ -311,6 +314,11 @@ func TestDevPKIBadInput(t *testing.T) {
 			if _, err := New(dir, tc.opts); !errors.Is(err, tc.want) {
 				t.Errorf("New = %v, want %v", err, tc.want)
 			}
+			// Refused before anything is written, so that the corrected
+			// call can use the same directory.
+			if ents, err := os.ReadDir(dir); tc.want == ErrInvalid && (err != nil || len(ents) != 0) {
+				t.Errorf("a refused New left %d files in its directory (%v)", len(ents), err)
+			}
 		})
 	}
 	if b, err := os.ReadFile(filepath.Join(existing, "ca.key")); err != nil || string(b) != "precious" {
@@ -318,7 +326,7 @@ func TestDevPKIBadInput(t *testing.T) {
 	}
 
 	p := fastDevPKI(t, "ok.example.org")
-	for _, name := range []string{"", "a/b", "ca", "."} {
+	for _, name := range []string{"", "a/b", "ca", ".", strings.Repeat("b", 65), "tab\there"} {
 		for issue, f := range map[string]func(string) error{"Issue": p.Issue, "IssueExpired": p.IssueExpired, "IssueRogue": p.IssueRogue} {
 			if err := f(name); !errors.Is(err, ErrInvalid) {
 				t.Errorf("%s(%q) = %v, want ErrInvalid", issue, name, err)
