@@ -4,6 +4,7 @@
 // flags.
 //
 // It is an operator tool built on the root package's exported API (a
-// [gilmsg.Bus] to publish on), kept out of the root so that a service's
-// documentation and build carry no HTTP client it does not use.
+// [gilmsg.Bus] to publish on), kept out of the root because a service
+// that publishes and tails has no use for it: the root's documentation
+// lists what such a service needs, and no more.
 package datagrepper

@@ -25,18 +25,19 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// Limits of one replay request and reply (WIRE.md §11), which the root's
-// gap recovery, asking, keeps to as well.
+// Limits of one replay request and reply (WIRE.md §11). The root's gap
+// recovery, asking, keeps to the same ones (internal/replaywire; a test
+// holds them equal): it pages on a reply of MaxReplyMessages.
 const (
 	// MaxReplyMessages caps the messages of one reply: the lowest seq_ids
 	// that match. A reply of exactly this many may have more behind it:
 	// ask again with the same request plus "after_seq_id": the last
 	// seq_id received (a key of ours; Python's server has no cap).
-	MaxReplyMessages = replaywire.MaxReplyMessages
+	MaxReplyMessages = 1000
 	// MaxQueryIDs caps the seq_ids or msg_ids one request may list.
-	MaxQueryIDs = replaywire.MaxQueryIDs
+	MaxQueryIDs = 10000
 	// MaxRequestBytes caps the size of one request.
-	MaxRequestBytes = replaywire.MaxRequestBytes
+	MaxRequestBytes = 1 << 20
 )
 
 // What the replay server queues for one client (per connection), whatever

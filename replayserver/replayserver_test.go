@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/replaywire"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
@@ -140,5 +141,15 @@ func TestNewRefusesWhatItCannotServe(t *testing.T) {
 		if _, err := New(cfg, tc.name, tc.st, nil); !errors.As(err, &ce) {
 			t.Errorf("%s: %v, want a ConfigError", tc.name, err)
 		}
+	}
+}
+
+// The limits are written out here for the reader of this package's
+// documentation; the root's recovery reads replaywire's, and a reply of
+// MaxReplyMessages is what makes it ask for the next page.
+func TestLimitsMatchTheClient(t *testing.T) {
+	if MaxReplyMessages != replaywire.MaxReplyMessages || MaxQueryIDs != replaywire.MaxQueryIDs || MaxRequestBytes != replaywire.MaxRequestBytes {
+		t.Errorf("replayserver's limits %d, %d, %d; the client's %d, %d, %d", MaxReplyMessages, MaxQueryIDs, MaxRequestBytes,
+			replaywire.MaxReplyMessages, replaywire.MaxQueryIDs, replaywire.MaxRequestBytes)
 	}
 }
