@@ -70,12 +70,13 @@ type Options struct {
 
 // New creates dir (mode 0700) if needed, a new CA in it, a CRL with no
 // entries, and one certificate per host. It refuses to overwrite an existing
-// ca.crt or ca.key (the error matches [fs.ErrExist]) so that pointing it at a
+// ca.crt or ca.key (the error matches [io/fs.ErrExist]) so that pointing it at a
 // real ssldir by mistake destroys nothing. Bad options match
 // [gilmsg.ErrConfig].
 //
-// Key generation takes most of the time: 2048-bit keys cost hundreds of
-// milliseconds each (made in parallel), 1024-bit keys a tenth of that.
+// Key generation takes most of the time, the keys being made in parallel:
+// about 80 ms of CPU a 2048-bit key (several times that under -race),
+// 15 ms a 1024-bit one, seconds a 4096-bit one.
 func New(dir string, opts Options) (*PKI, error) {
 	c, err := devpki.New(dir, devpki.Options{Hosts: opts.Hosts, KeyBits: opts.KeyBits, Validity: opts.Validity, GPG: opts.GPG})
 	if err != nil {
@@ -108,7 +109,7 @@ func (p *PKI) IssueRogue(certname string) error {
 
 // Revoke adds the current CA-signed certificate of certname to the CRL and
 // rewrites crl.pem with a higher CRL number. Revoking twice is harmless. An
-// unknown certname is an error matching [fs.ErrNotExist].
+// unknown certname is an error matching [io/fs.ErrNotExist].
 func (p *PKI) Revoke(certname string) error { return p.core.Revoke(certname) }
 
 // Config returns a configuration for a local bus signed with this PKI:

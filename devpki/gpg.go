@@ -25,7 +25,7 @@ type GPG struct {
 // NewGPG creates dir (mode 0700) with keys.asc, one Ed25519 key per
 // host (the legacy EdDSA form, which GnuPG 2.2 reads), and, when gpg is
 // installed, the GnuPG home dir/gnupg with those keys imported. It refuses
-// to overwrite an existing keys.asc (the error matches [fs.ErrExist]). No
+// to overwrite an existing keys.asc (the error matches [io/fs.ErrExist]). No
 // host is an error matching [gilmsg.ErrConfig].
 func NewGPG(dir string, hosts []string) (*GPG, error) {
 	c, err := devpki.NewGPG(dir, hosts)

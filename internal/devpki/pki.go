@@ -85,8 +85,9 @@ type Options struct {
 	GPG bool
 }
 
-// MaxKeyBits bounds Options.KeyBits: an 8192-bit key already takes seconds
-// to make, and a mistyped 100000 ran for hours with nothing to show.
+// MaxKeyBits bounds Options.KeyBits: a CA and a host of 8192 bits already
+// take tens of seconds to make, and a mistyped 100000 ran for hours with
+// nothing to show.
 const MaxKeyBits = 8192
 
 const (
