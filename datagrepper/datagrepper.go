@@ -105,6 +105,9 @@ func ReplayTopic(full string) (modname, topic string, err error) {
 // topic ([ReplayTopic]). It refuses gilmsg ACKs (topics ending in
 // .gilmsg.ack).
 func Republish(ctx context.Context, bus *gilmsg.Bus, client *http.Client, baseURL, msgID string) (*gilmsg.Receipt, error) {
+	if bus == nil {
+		return nil, fmt.Errorf("%w: datagrepper.Republish needs a bus", gilmsg.ErrConfig)
+	}
 	full, msg, err := Fetch(ctx, client, baseURL, msgID)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
@@ -70,5 +71,11 @@ func TestFetchFailures(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a cancelled fetch did not return")
+	}
+}
+
+func TestRepublishNilBus(t *testing.T) {
+	if _, err := Republish(context.Background(), nil, nil, "http://127.0.0.1:1", "x"); !errors.Is(err, gilmsg.ErrConfig) {
+		t.Errorf("Republish(nil bus) = %v, want ErrConfig", err)
 	}
 }

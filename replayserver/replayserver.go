@@ -98,6 +98,9 @@ type Server struct {
 // every interface, at the port of that address ("tcp://*:PORT"; a port of
 // "*" picks a free one, see [Server.Endpoint]). log may be nil.
 func New(cfg *gilmsg.Config, name string, st gilmsg.Store, log *slog.Logger) (*Server, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: replayserver.New needs a config", gilmsg.ErrConfig)
+	}
 	addr, ok := cfg.ReplayEndpoints[name]
 	if !ok || addr == "" {
 		return nil, &gilmsg.ConfigError{Key: "replay_endpoints", Err: fmt.Errorf("no replay endpoint for name %q", name)}

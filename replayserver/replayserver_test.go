@@ -153,3 +153,9 @@ func TestLimitsMatchTheClient(t *testing.T) {
 			replaywire.MaxReplyMessages, replaywire.MaxQueryIDs, replaywire.MaxRequestBytes)
 	}
 }
+
+func TestNewNilConfig(t *testing.T) {
+	if _, err := New(nil, "pub", &memStore{}, nil); !errors.Is(err, gilmsg.ErrConfig) {
+		t.Errorf("New(nil) = %v, want ErrConfig", err)
+	}
+}

@@ -68,6 +68,9 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*gilmsg.Message, error
 	if t.Action == nil {
 		return fmt.Errorf("%w: Trigger needs an Action", gilmsg.ErrConfig)
 	}
+	if msgs == nil {
+		return fmt.Errorf("%w: Trigger.Run needs messages to read", gilmsg.ErrConfig)
+	}
 	log := t.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -90,6 +93,9 @@ func (t *Trigger) Run(ctx context.Context, msgs iter.Seq2[*gilmsg.Message, error
 		for m, err := range msgs {
 			if err != nil {
 				log.Warn("gilmsg: trigger", slog.Any("error", err))
+				continue
+			}
+			if m == nil { // no bus yields one; a hand-made iterator might
 				continue
 			}
 			if (t.Exclude != nil && t.Exclude.MatchString(m.Topic)) || (t.Include != nil && !t.Include.MatchString(m.Topic)) {

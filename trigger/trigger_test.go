@@ -227,3 +227,19 @@ func TestTriggerQueueBoundedInBytes(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A Trigger without an action or without messages, or given a nil
+// message, says so: no panic.
+func TestTriggerRefusesWhatIsMissing(t *testing.T) {
+	if err := (&Trigger{}).Run(context.Background(), seqOf(nil, nil)); !errors.Is(err, gilmsg.ErrConfig) {
+		t.Errorf("no Action: %v, want ErrConfig", err)
+	}
+	rec := &triggerRecorder{}
+	if err := (&Trigger{Action: rec.action}).Run(context.Background(), nil); !errors.Is(err, gilmsg.ErrConfig) {
+		t.Errorf("nil messages: %v, want ErrConfig", err)
+	}
+	msgs := []*gilmsg.Message{nil, triggerMsg(t, "a", nil)}
+	if err := (&Trigger{Action: rec.action, Include: regexp.MustCompile(`a`)}).Run(context.Background(), seqOf(msgs, nil)); err != nil || len(rec.ran()) != 1 {
+		t.Errorf("a nil message then one: %v, ran %q", err, rec.ran())
+	}
+}
