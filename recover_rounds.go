@@ -24,7 +24,6 @@ import (
 const (
 	narrowHole  = 64 // runs up to this long are asked by seq_ids, longer ones by seq_id_range
 	maxRanges   = 3  // seq_id_range requests a round
-	maxAnswerMB = 64 // an answer's total size, in MiB
 	// idsPerAsk bounds a seq_ids list: Python's SqlStore binds each id as
 	// one SQL variable, and SQLite before 3.32 refuses more than 999.
 	idsPerAsk = 999
@@ -203,13 +202,13 @@ func (r *recovery) round(ctx context.Context, src *publisherState) {
 			if err != nil {
 				break
 			}
-			var n int
-			n, err = r.ask(ctx, src, map[string]any{"seq_id_range": rg}, a)
+			var more bool
+			more, err = r.ask(ctx, src, map[string]any{"seq_id_range": rg}, a)
 			if isRefusal(err) {
 				src.noRange, err = true, nil // Python's: next round by seq_ids
 				break
 			}
-			full = full || n >= replaywire.MaxReplyMessages
+			full = full || more
 		}
 	}
 	if src.open && err == nil {
@@ -257,15 +256,15 @@ func (r *recovery) round(ctx context.Context, src *publisherState) {
 func (r *recovery) catchUpPage(ctx context.Context, src *publisherState, a *answer, full *bool) error {
 	lo := src.last + 1
 	page := map[string]any{"seq_ids": seqRange(lo, idsPerAsk)}
-	n, err := 0, error(nil)
+	more, err := false, error(nil)
 	if !src.noRange {
-		n, err = r.ask(ctx, src, map[string]any{"seq_id_range": []int64{lo, maxSeqID}}, a)
+		more, err = r.ask(ctx, src, map[string]any{"seq_id_range": []int64{lo, maxSeqID}}, a)
 		if isRefusal(err) {
 			src.noRange = true
 		}
 	}
 	if src.noRange {
-		n, err = r.ask(ctx, src, page, a)
+		more, err = r.ask(ctx, src, page, a)
 	}
 	if err != nil {
 		return err
@@ -281,7 +280,7 @@ func (r *recovery) catchUpPage(ctx context.Context, src *publisherState, a *answ
 		r.giveUp(src, len(src.holes)-maxHoles, fmt.Errorf("more than %d runs of seq_ids missing", maxHoles))
 	}
 	// A list may have more after it whatever it brought; a range, when full.
-	src.open = src.noRange || n >= replaywire.MaxReplyMessages
+	src.open = src.noRange || more
 	*full = *full || src.open
 	return nil
 }
@@ -339,29 +338,32 @@ func isRefusal(err error) bool {
 // ask sends one replay request for src and sorts the answer into a:
 // valid messages on this subscription's topics into got, those on other
 // topics or yielded already into skip, invalid ones into bad (logged and
-// counted). It returns how many frames came, and fails when the server
-// does not answer in time, refuses, answers garbage or too much.
-func (r *recovery) ask(ctx context.Context, src *publisherState, req map[string]any, a *answer) (int, error) {
+// counted). It returns whether the answer may have more behind it (as
+// many messages or bytes as a server sends at once, [replaywire.Full]), and
+// fails when the server does not answer in time, refuses, answers garbage
+// or too much.
+func (r *recovery) ask(ctx context.Context, src *publisherState, req map[string]any, a *answer) (bool, error) {
 	ep := r.eps[src.name]
 	body, err := MarshalCanonical(req)
 	if err != nil {
-		return 0, err
+		return false, err
 	}
 	s := r.s
 	frames, err := replayRequest(ctx, s.bus.zctx, ep, body, r.timeout, s.bus.opts.maxMsgSize, s.closed.Load)
 	if err != nil {
-		return 0, &ReplayError{Name: src.name, Endpoint: ep, Err: err}
+		return false, &ReplayError{Name: src.name, Endpoint: ep, Err: err}
 	}
 	if len(frames) == 1 && strings.HasPrefix(string(frames[0]), replaywire.ErrPrefix) {
 		text := string(frames[0])
 		if strings.Contains(text, replaywire.NoMatch) {
-			return 0, nil
+			return false, nil
 		}
-		return 0, &ReplayError{Name: src.name, Endpoint: ep, Err: &replayRefusal{text: text}}
+		return false, &ReplayError{Name: src.name, Endpoint: ep, Err: &replayRefusal{text: text}}
 	}
 	var garbage error
-	good := 0
+	good, size := 0, 0
 	for _, f := range frames {
+		size += len(f)
 		env, err := ParseEnvelope(f)
 		if err != nil {
 			garbage = err
@@ -404,18 +406,18 @@ func (r *recovery) ask(ctx context.Context, src *publisherState, req map[string]
 		a.got[seq] = m
 	}
 	if garbage != nil && good == 0 {
-		return 0, &ReplayError{Name: src.name, Endpoint: ep, Err: fmt.Errorf("answered garbage: %w", garbage)}
+		return false, &ReplayError{Name: src.name, Endpoint: ep, Err: fmt.Errorf("answered garbage: %w", garbage)}
 	}
 	if garbage != nil {
 		s.bus.log.Warn("gilmsg: replay answer had garbage frames", slog.String("name", src.name), slog.Any("error", garbage))
 	}
-	return len(frames), nil
+	return replaywire.Full(len(frames), size), nil
 }
 
 // replayRequest does one REQ/REP exchange with a replay server: the REQ
 // socket lives for this request only, so a server that never answers
 // leaves nothing behind. It reads at most replaywire.MaxReplyMessages frames and
-// maxAnswerMB in all; libzmq holds a multipart answer whole before its
+// replaywire.MaxReplyBytes in all; libzmq holds a multipart answer whole before its
 // first frame can be read, so that bounds what is copied, not what the
 // socket held.
 func replayRequest(ctx context.Context, zctx *zmq.Context, endpoint string, req []byte, timeout time.Duration, maxMsg int64, stop func() bool) ([][]byte, error) {
@@ -473,8 +475,8 @@ func readAnswer(sock *zmq.Socket) ([][]byte, error) {
 		}
 		frames = append(frames, f)
 		total += len(f)
-		if len(frames) > replaywire.MaxReplyMessages || total > maxAnswerMB<<20 {
-			return nil, fmt.Errorf("%w: more than %d frames or %d MiB", ErrReplayTooLarge, replaywire.MaxReplyMessages, maxAnswerMB)
+		if len(frames) > replaywire.MaxReplyMessages || total > replaywire.MaxReplyBytes {
+			return nil, fmt.Errorf("%w: more than %d frames or %d MiB", ErrReplayTooLarge, replaywire.MaxReplyMessages, replaywire.MaxReplyBytes>>20)
 		}
 		if more, err := sock.GetRcvmore(); err != nil || !more {
 			return frames, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/replaywire"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -160,4 +161,38 @@ func ask(t *testing.T, endpoint string, frames ...[]byte) [][]byte {
 		t.Fatalf("no reply to %q: %v", frames, err)
 	}
 	return reply
+}
+
+// TestReplayAnswerBytesBounded: an answer stops once it reaches
+// FullReplyBytes, however few messages that is, and the rest comes with
+// after_seq_id. Bounded only in messages, 1,000 stored messages of 8 MiB
+// made an answer of 8 GB, two of which the server queued for a client
+// that does not read; the root's recovery refuses any over 64 MiB.
+func TestReplayAnswerBytesBounded(t *testing.T) {
+	const n, size = 40, 1 << 20
+	pad := strings.Repeat("z", size)
+	st := &memStore{}
+	for i := range n {
+		st.msgs = append(st.msgs, fmt.Appendf(nil, `{"msg": {"i": %d, "pad": %q}, "seq_id": %d, "topic": "t"}`, i, pad, i+1))
+	}
+	srv := newServer(t, st)
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(context.Background()) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	first := ask(t, srv.Endpoint(), []byte(`{}`))
+	total := 0
+	for _, f := range first {
+		total += len(f)
+	}
+	if len(first) >= n || total < FullReplyBytes || total >= 2*FullReplyBytes {
+		t.Fatalf("answer of %d messages, %d bytes; want fewer than %d, from %d bytes to below %d",
+			len(first), total, n, FullReplyBytes, 2*FullReplyBytes)
+	}
+	if !replaywire.Full(len(first), total) {
+		t.Fatalf("an answer of %d messages, %d bytes does not make the asker page on", len(first), total)
+	}
+	rest := ask(t, srv.Endpoint(), fmt.Appendf(nil, `{"after_seq_id": %d}`, len(first)))
+	if len(first)+len(rest) != n || !bytes.Contains(rest[len(rest)-1], fmt.Appendf(nil, `"seq_id":%d`, n)) {
+		t.Fatalf("pages of %d and %d messages, want %d in all, the last ending with seq_id %d", len(first), len(rest), n, n)
+	}
 }

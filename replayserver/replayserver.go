@@ -38,12 +38,20 @@ const (
 	MaxQueryIDs = 10000
 	// MaxRequestBytes caps the size of one request.
 	MaxRequestBytes = 1 << 20
+	// FullReplyBytes caps the bytes of one reply, as MaxReplyMessages its
+	// messages: the server stops adding messages once a reply reaches it,
+	// and a reply that did may have more behind it (page on as above). A
+	// stored message larger than this is never sent (logged and skipped),
+	// so a reply is below twice this, 64 MiB, which the root's recovery
+	// reads at most.
+	FullReplyBytes = 32 << 20
 )
 
 // What the replay server queues for one client (per connection), whatever
 // high_water_mark says: a client that sends requests and never reads its
 // answers (1,000 of "{}" took a server to 2.26 GB) loses the answers that
-// do not fit, and the others are still served. A REQ client, Python's
+// do not fit, and the others are still served. In bytes: replayReplyQueue
+// answers below 2 × [FullReplyBytes] each, 128 MiB. A REQ client, Python's
 // and ours, has one request out at a time, so it never comes near.
 const (
 	// replayReplyQueue is the answers queued for one client (ZMQ_SNDHWM);
@@ -251,7 +259,8 @@ func (s *Server) Close() error {
 
 // Answer returns the reply frames for one request's frames: one frame per
 // matching message (its canonical JSON, in seq_id order, at most
-// [MaxReplyMessages]), or one "error: ..." frame. Never zero frames.
+// [MaxReplyMessages], stopping once they reach [FullReplyBytes]), or one
+// "error: ..." frame. Never zero frames.
 func (s *Server) Answer(ctx context.Context, frames [][]byte) [][]byte {
 	errFrame := func(format string, args ...any) [][]byte {
 		msg := fmt.Sprintf(format, args...)
@@ -274,12 +283,22 @@ func (s *Server) Answer(ctx context.Context, frames [][]byte) [][]byte {
 		return errFrame("The store failed: %v", err)
 	}
 	out := make([][]byte, 0, len(msgs))
+	size := 0
 	for _, m := range msgs {
+		if size >= FullReplyBytes {
+			break
+		}
 		v, err := gilmsg.DecodeJSON(m.Body)
 		if err == nil {
 			var body []byte
-			if body, err = gilmsg.MarshalCanonical(v); err == nil {
+			if body, err = gilmsg.MarshalCanonical(v); err == nil && len(body) <= FullReplyBytes {
 				out = append(out, body)
+				size += len(body)
+				continue
+			}
+			if err == nil {
+				// Sent, it would take the reply past what an asker reads.
+				s.log.Error("gilmsg: replay server: stored message too large to replay", slog.Int64("seq_id", m.SeqID), slog.Int("bytes", len(body)))
 				continue
 			}
 		}

@@ -146,11 +146,12 @@ func TestNewRefusesWhatItCannotServe(t *testing.T) {
 
 // The limits are written out here for the reader of this package's
 // documentation; the root's recovery reads replaywire's, and a reply of
-// MaxReplyMessages is what makes it ask for the next page.
+// MaxReplyMessages, or of FullReplyBytes, is what makes it ask for the
+// next page.
 func TestLimitsMatchTheClient(t *testing.T) {
-	if MaxReplyMessages != replaywire.MaxReplyMessages || MaxQueryIDs != replaywire.MaxQueryIDs || MaxRequestBytes != replaywire.MaxRequestBytes {
-		t.Errorf("replayserver's limits %d, %d, %d; the client's %d, %d, %d", MaxReplyMessages, MaxQueryIDs, MaxRequestBytes,
-			replaywire.MaxReplyMessages, replaywire.MaxQueryIDs, replaywire.MaxRequestBytes)
+	if MaxReplyMessages != replaywire.MaxReplyMessages || MaxQueryIDs != replaywire.MaxQueryIDs || MaxRequestBytes != replaywire.MaxRequestBytes || FullReplyBytes != replaywire.FullReplyBytes {
+		t.Errorf("replayserver's limits %d, %d, %d, %d; the client's %d, %d, %d, %d", MaxReplyMessages, MaxQueryIDs, MaxRequestBytes, FullReplyBytes,
+			replaywire.MaxReplyMessages, replaywire.MaxQueryIDs, replaywire.MaxRequestBytes, replaywire.FullReplyBytes)
 	}
 }
 

@@ -28,8 +28,9 @@ Unlike Python's, seq_id_range works, and every request gets an answer: a
 request that is not JSON, not an object, has a key of the wrong type or
 an unknown key, or asks for more than 10000 ids gets one frame
 "error: '...'", as does a query that matches nothing. A reply holds at
-most 1000 messages, the lowest seq_ids; ask again with "after_seq_id"
-set to the last one received for the next page.
+most 1000 messages, the lowest seq_ids, and stops once it reaches 32 MiB;
+ask again with "after_seq_id" set to the last one received for the next
+page.
 
 It runs until interrupted (SIGINT, SIGTERM); requests are logged to
 stderr when refused.`,

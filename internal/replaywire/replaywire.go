@@ -15,7 +15,20 @@ const (
 	MaxQueryIDs = 10000
 	// MaxRequestBytes caps the size of one request.
 	MaxRequestBytes = 1 << 20
+	// MaxReplyBytes caps the size of one reply, all frames together: an
+	// asker refuses a larger one, and a server queues at most a few of
+	// them for a client that does not read.
+	MaxReplyBytes = 64 << 20
+	// FullReplyBytes is where a server stops adding messages to a reply:
+	// a reply that reached it may have more behind it, as one of
+	// MaxReplyMessages may. No message above it is sent, so that a reply
+	// stays within MaxReplyBytes.
+	FullReplyBytes = MaxReplyBytes / 2
 )
+
+// Full reports whether a reply of n frames and size bytes may have more
+// behind it: the asker pages on with after_seq_id.
+func Full(n, size int) bool { return n >= MaxReplyMessages || size >= FullReplyBytes }
 
 // Reply texts shared with Python's server.
 const (
