@@ -57,6 +57,7 @@ var rootLayers = map[string]layer{
 	"stats.go":          layerBus,
 	"topic.go":          layerBus,
 	"publish.go":        layerBus,
+	"publish_batch.go":  layerBus,
 	"tail.go":           layerBus,
 	"ack.go":            layerBus,
 	"ack_listener.go":   layerBus,

@@ -157,9 +157,30 @@ type prepFlags struct {
 // prepare builds, signs and encodes the envelope (WIRE.md §2), and, with a
 // store, stores it, waiting for the store no longer than ctx allows.
 func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions, flags prepFlags) (*outgoing, error) {
+	out, fields, err := b.envelope(topic, msg, po, flags)
+	if err != nil || fields == nil {
+		return out, err
+	}
+	if b.stores(fields) {
+		return b.prepareStored(ctx, fields, flags.sign)
+	}
+	return b.seal(fields, flags.sign)
+}
+
+// stores says whether a message whose envelope is fields goes to the
+// bus's store: every message but ACKs, when there is one.
+func (b *Bus) stores(fields map[string]any) bool {
+	topic, _ := fields[fieldTopic].(string)
+	return b.storeW != nil && topic != b.ackTopic
+}
+
+// envelope builds the envelope of one message. A message neither signed
+// nor stored is encoded at once (out); any other is returned as fields,
+// for seal or the store to finish.
+func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (out *outgoing, fields map[string]any, err error) {
 	gilmsg, sign := flags.gilmsg, flags.sign
 	if b.pub == nil {
-		return nil, fmt.Errorf("%w: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig)
+		return nil, nil, fmt.Errorf("%w: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig)
 	}
 	if msg == nil {
 		msg = map[string]any{}
@@ -185,7 +206,7 @@ func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions
 	raw, err := AppendCanonical(dst, msg)
 	b.pub.payloadCap.Store(int64(len(raw)))
 	if err != nil {
-		return nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
+		return nil, nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
 	}
 	now := time.Now()
 	msgID := po.msgID
@@ -204,11 +225,11 @@ func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions
 		body, err := appendPlainEnvelope(*bodyBuf, full, raw, now.Unix(), msgID, i, username, gilmsg)
 		putScratch(scratch, raw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return &outgoing{topic: full, msgID: msgID, body: body, bodyBuf: bodyBuf}, nil
+		return &outgoing{topic: full, msgID: msgID, body: body, bodyBuf: bodyBuf}, nil, nil
 	}
-	fields := map[string]any{
+	fields = map[string]any{
 		fieldTopic:     full,
 		fieldMsg:       canonicalText(raw),
 		fieldTimestamp: json.Number(strconv.FormatInt(now.Unix(), 10)),
@@ -219,9 +240,12 @@ func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions
 	if gilmsg {
 		fields[fieldGilmsgVersion] = ProtocolVersion
 	}
-	if stored {
-		return b.prepareStored(ctx, fields, sign)
-	}
+	return nil, fields, nil
+}
+
+// seal signs (when sign is set) and encodes an envelope that is not
+// stored.
+func (b *Bus) seal(fields map[string]any, sign bool) (*outgoing, error) {
 	if sign {
 		s, err := b.getSigner()
 		if err != nil {
@@ -238,7 +262,9 @@ func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions
 		return nil, err
 	}
 	b.pub.bodyCap.Store(int64(len(body)))
-	return &outgoing{topic: full, msgID: msgID, body: body}, nil
+	topic, _ := fields[fieldTopic].(string)
+	msgID, _ := fields[fieldMsgID].(string)
+	return &outgoing{topic: topic, msgID: msgID, body: body}, nil
 }
 
 func (b *Bus) fullTopic(topic, modname string) string {

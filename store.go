@@ -142,8 +142,9 @@ func (e *StoreError) Error() string {
 func (e *StoreError) Unwrap() error { return e.Err }
 
 // storeWriter is the bus's group commit: one goroutine takes whatever
-// publishes have queued, up to maxStoreBatch, and stores them in one
-// Append while the next ones queue.
+// publishes have queued, up to maxStoreBatch messages, and stores them in
+// one Append while the next ones queue. The messages of one request stay
+// together and in their order: a batch publish gets consecutive seq_ids.
 type storeWriter struct {
 	st      Store
 	timeout time.Duration // of one Append
@@ -155,9 +156,9 @@ type storeWriter struct {
 }
 
 type storeReq struct {
-	entry  *StoreEntry
-	err    chan error
-	queued time.Time
+	entries []*StoreEntry
+	err     chan error
+	queued  time.Time
 }
 
 const maxStoreBatch = 512
@@ -171,32 +172,42 @@ func newStoreWriter(st Store, timeout time.Duration, log *slog.Logger, hooks *Ho
 
 func (w *storeWriter) run() {
 	defer close(w.done)
+	var next *storeReq // taken from the queue, but for the batch after
 	for {
-		var first *storeReq
-		select {
-		case first = <-w.reqs:
-		case <-w.stop:
-			return
+		first := next
+		next = nil
+		if first == nil {
+			select {
+			case first = <-w.reqs:
+			case <-w.stop:
+				return
+			}
 		}
 		reqs := []*storeReq{first}
+		n := len(first.entries)
 	drain:
-		for len(reqs) < maxStoreBatch {
+		for n < maxStoreBatch {
 			select {
 			case r := <-w.reqs:
+				if n+len(r.entries) > maxStoreBatch {
+					next = r
+					break drain
+				}
 				reqs = append(reqs, r)
+				n += len(r.entries)
 			default:
 				break drain
 			}
 		}
-		batch := &Batch{Entries: make([]*StoreEntry, len(reqs))}
-		for i, r := range reqs {
-			batch.Entries[i] = r.entry
+		batch := &Batch{Entries: make([]*StoreEntry, 0, n)}
+		for _, r := range reqs {
+			batch.Entries = append(batch.Entries, r.entries...)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 		err := w.st.Append(ctx, batch)
 		cancel()
 		if err != nil {
-			w.log.Error("gilmsg: storing published messages", slog.Int("messages", len(reqs)), slog.Any("error", err))
+			w.log.Error("gilmsg: storing published messages", slog.Int("messages", n), slog.Any("error", err))
 		} else {
 			// The store's lag: how long the oldest of the batch waited.
 			w.hooks.ReportStoreLag(time.Since(first.queued))
@@ -204,12 +215,21 @@ func (w *storeWriter) run() {
 		for _, r := range reqs {
 			r.err <- err
 		}
+		if next != nil {
+			select {
+			case <-w.stop:
+				next.err <- ErrClosed
+				return
+			default:
+			}
+		}
 	}
 }
 
-// add stores e and returns once it is stored (or failed).
-func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, e *StoreEntry) error {
-	r := &storeReq{entry: e, err: make(chan error, 1), queued: time.Now()}
+// add stores es in one transaction, in their order, and returns once they
+// are stored (or failed). A caller gives at most maxStoreBatch at once.
+func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, es ...*StoreEntry) error {
+	r := &storeReq{entries: es, err: make(chan error, 1), queued: time.Now()}
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():
@@ -225,7 +245,7 @@ func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, e *Sto
 	select {
 	case err = <-r.err:
 	case <-ctx.Done():
-		return &StoreError{MsgID: e.MsgID, Err: fmt.Errorf("%w while the store was writing it (it may be stored, and then replayed, but was not sent)", ctx.Err())}
+		return &StoreError{MsgID: es[0].MsgID, Err: fmt.Errorf("%w while the store was writing it (it may be stored, and then replayed, but was not sent)", ctx.Err())}
 	case <-w.done:
 		select {
 		case err = <-r.err:
@@ -234,7 +254,7 @@ func (w *storeWriter) add(ctx context.Context, busClosed <-chan struct{}, e *Sto
 		}
 	}
 	if err != nil {
-		return &StoreError{MsgID: e.MsgID, Err: err}
+		return &StoreError{MsgID: es[0].MsgID, Err: err}
 	}
 	return nil
 }
@@ -256,6 +276,19 @@ func (w *storeWriter) close() {
 // prepareStored is prepare's end for a bus with a store: the seq_id comes
 // from the store, then the message is signed and encoded, then stored.
 func (b *Bus) prepareStored(ctx context.Context, fields map[string]any, sign bool) (*outgoing, error) {
+	e, err := b.storeEntry(fields, sign)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.storeW.add(ctx, b.closed, e); err != nil {
+		return nil, err
+	}
+	return e.outgoing(), nil
+}
+
+// storeEntry is the store's entry for the envelope fields: the store
+// calls its Encode, which signs when sign is set, once it has a seq_id.
+func (b *Bus) storeEntry(fields map[string]any, sign bool) (*StoreEntry, error) {
 	var s *Signer
 	if sign {
 		var err error
@@ -280,8 +313,10 @@ func (b *Bus) prepareStored(ctx context.Context, fields map[string]any, sign boo
 		}
 		return MarshalCanonical(f)
 	}
-	if err := b.storeW.add(ctx, b.closed, e); err != nil {
-		return nil, err
-	}
-	return &outgoing{topic: topic, msgID: msgID, body: e.Body, seqID: e.SeqID}, nil
+	return e, nil
+}
+
+// outgoing is e, stored, ready to be sent.
+func (e *StoreEntry) outgoing() *outgoing {
+	return &outgoing{topic: e.Topic, msgID: e.MsgID, body: e.Body, seqID: e.SeqID}
 }
