@@ -17,16 +17,16 @@ import (
 
 // TestMain keeps the machine's FEDMSG_* variables out of the tests (a test
 // that sets one with t.Setenv cannot be parallel, so the others never see
-// it), stops the broker the bridge tests started, if any, and then fails
-// if any goroutine is left: with the tests running in parallel, only the
-// whole package's end is a moment when none should run.
+// it), stops the broker and the PostgreSQL the tests started, if any, and
+// then fails if any goroutine is left: with the tests running in parallel,
+// only the whole package's end is a moment when none should run.
 func TestMain(m *testing.M) {
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "FEDMSG_") {
 			os.Unsetenv(name)
 		}
 	}
-	code := m.Run()
+	code := testenv.Run(m) // and stops the PostgreSQL it started
 	testenv.StopSharedRabbitMQ()
 	if err := goleak.Find(); err != nil && code == 0 {
 		fmt.Fprintln(os.Stderr, "goroutines left behind by the tests:", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +75,14 @@ longer), and then only when a new subscription reaches the logger (a
 recipient that was not subscribed yet, or reconnected), or once more well
 after the usual ACK time. Python gilmsg consumers process every copy they
 get; --no-resend sends each message once, as Python gilmsg-logger does.
+
+Plain lines that arrive together (already read when the logger takes the
+first of them; at most 512 lines or 1 MiB) are published together: signed
+on every core, stored with persistent_store in one transaction, and sent
+in their order. No line is held back to fill a batch: a line waits at most
+for the batch before it. A publish that fails names the first line not
+sent; none after it was sent, so feeding the input again from that line
+repeats nothing and skips nothing.
 
 An active logger whose relay is away (restarting) waits for it, up to the
 ACK timeout for a reliable message and the config's timeout for a plain
@@ -153,10 +162,10 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 			opts = append(opts, gilmsg.AckTimeout(o.ackTimeout.d))
 		}
 	}
-	var inputs <-chan inputLine
+	var inputs <-chan []inputLine
 	if cmd.Flags().Changed("message") {
-		one := make(chan inputLine, 1)
-		one <- inputLine{where: "--message", text: o.message}
+		one := make(chan []inputLine, 1)
+		one <- []inputLine{{where: "--message", text: o.message}}
 		close(one)
 		inputs = one
 	} else {
@@ -171,55 +180,112 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		prog = newProgress(nil, false)
 	}
 	defer prog.done()
-	var total, unacked, bad int // messages read, not ACKed by all, not JSON
+	l := &loggerRun{o: o, bus: bus, opts: opts, stderr: stderr, prog: prog}
 	for {
-		var in inputLine
+		var lines []inputLine
 		var ok bool
 		select {
-		case in, ok = <-inputs:
+		case lines, ok = <-inputs:
 		case <-ctx.Done():
-			return fmt.Errorf("interrupted after %d messages", total)
+			return fmt.Errorf("interrupted after %d messages", l.total)
 		}
 		if !ok {
 			break
 		}
-		if in.err != nil {
-			return in.err
-		}
-		msg, skip, err := o.payload(in.text)
-		if skip {
-			continue
-		}
-		total++
-		if err != nil {
-			bad++
-			prog.clear()
-			fmt.Fprintf(stderr, "gilmsg logger: %s: %v\n", in.where, err)
-			prog.count(false, false, true)
-			continue
-		}
-		_, err = bus.Publish(ctx, o.topic, msg, opts...)
-		var te *gilmsg.AckTimeoutError
-		switch {
-		case err == nil:
-			prog.count(true, len(o.recipients) > 0, false)
-		case ctx.Err() != nil:
-			return fmt.Errorf("interrupted at %s", in.where)
-		case errors.As(err, &te):
-			unacked++
-			prog.clear()
-			fmt.Fprintf(stderr, "gilmsg logger: %s: %s\n", in.where, describeTimeout(te))
-			prog.count(true, false, true)
-		default:
-			return fmt.Errorf("%s: %w", in.where, err)
+		if err := l.publish(ctx, lines); err != nil {
+			return err
 		}
 	}
 	switch {
-	case bad > 0:
-		return fmt.Errorf("%d of %d messages were not valid JSON", bad, total)
-	case unacked > 0:
+	case l.bad > 0:
+		return fmt.Errorf("%d of %d messages were not valid JSON", l.bad, l.total)
+	case l.unacked > 0:
 		// Each one has had its stderr line already.
 		return &exitError{code: exitTimeout, err: errors.New("")}
+	}
+	return nil
+}
+
+// loggerRun publishes the lines of one logger run.
+type loggerRun struct {
+	o      *loggerOptions
+	bus    *gilmsg.Bus
+	opts   []gilmsg.PublishOption
+	stderr io.Writer
+	prog   *progress
+
+	total, unacked, bad int // messages read, not ACKed by all, not JSON
+}
+
+// publish publishes lines that arrived together. Plain messages go as one
+// batch (signed on every core, stored in one transaction, sent in order);
+// reliable ones one by one, each waiting for its ACKs. The error, if any,
+// names the first line not sent: none after it was sent either.
+func (l *loggerRun) publish(ctx context.Context, lines []inputLine) error {
+	batch := make([]gilmsg.BatchMessage, 0, len(lines))
+	where := make([]string, 0, len(lines))
+	for _, in := range lines {
+		if in.err != nil {
+			if err := l.publishBatch(ctx, batch, where); err != nil {
+				return err
+			}
+			return in.err
+		}
+		msg, skip, err := l.o.payload(in.text)
+		if skip {
+			continue
+		}
+		l.total++
+		if err != nil {
+			l.bad++
+			l.prog.clear()
+			fmt.Fprintf(l.stderr, "gilmsg logger: %s: %v\n", in.where, err)
+			l.prog.count(false, false, true)
+			continue
+		}
+		if len(l.o.recipients) == 0 {
+			batch, where = append(batch, gilmsg.BatchMessage{Topic: l.o.topic, Msg: msg}), append(where, in.where)
+			continue
+		}
+		if err := l.publishReliable(ctx, in.where, msg); err != nil {
+			return err
+		}
+	}
+	return l.publishBatch(ctx, batch, where)
+}
+
+func (l *loggerRun) publishBatch(ctx context.Context, batch []gilmsg.BatchMessage, where []string) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	receipts, err := l.bus.PublishBatch(ctx, batch, l.opts...)
+	for range receipts {
+		l.prog.count(true, false, false)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted at %s", where[len(receipts)])
+	}
+	return fmt.Errorf("%s: %w", where[len(receipts)], err)
+}
+
+func (l *loggerRun) publishReliable(ctx context.Context, where string, msg any) error {
+	_, err := l.bus.Publish(ctx, l.o.topic, msg, l.opts...)
+	var te *gilmsg.AckTimeoutError
+	switch {
+	case err == nil:
+		l.prog.count(true, true, false)
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted at %s", where)
+	case errors.As(err, &te):
+		l.unacked++
+		l.prog.clear()
+		fmt.Fprintf(l.stderr, "gilmsg logger: %s: %s\n", where, describeTimeout(te))
+		l.prog.count(true, false, true)
+	default:
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	return nil
 }
@@ -305,37 +371,66 @@ type inputLine struct {
 	err   error
 }
 
+// Lines that arrive together are published together (one store
+// transaction), in batches of at most maxLineBatch lines and about
+// maxBatchBytes bytes (a batch always takes one whole line).
+const (
+	maxLineBatch  = 512
+	maxBatchBytes = 1 << 20
+)
+
 // readLines reads r line by line in its own goroutine, so that a signal
-// is noticed while stdin is idle. Lines are trimmed as fedmsg-logger trims
-// them; the goroutine ends at EOF, at a read error, or once done is closed
-// (unless it is blocked reading: the process is exiting then).
-func readLines(r io.Reader, done <-chan struct{}) <-chan inputLine {
-	out := make(chan inputLine)
+// is noticed while stdin is idle, and hands on the lines that arrived
+// together as one batch: those already read from r when the first is
+// handed on. No line waits for others to fill a batch. Lines are trimmed
+// as fedmsg-logger trims them; the goroutine ends at EOF, at a read
+// error, or once done is closed (unless it is blocked reading: the
+// process is exiting then).
+func readLines(r io.Reader, done <-chan struct{}) <-chan []inputLine {
+	out := make(chan []inputLine)
 	go func() {
 		defer close(out)
-		br := bufio.NewReader(r)
-		for n := 1; ; n++ {
-			line, err := br.ReadString('\n')
-			var in inputLine
-			switch {
-			case err != nil && !errors.Is(err, io.EOF):
-				in = inputLine{err: fmt.Errorf("reading stdin, line %d: %w", n, err)}
-			case err != nil && line == "":
+		br := bufio.NewReaderSize(r, 64<<10)
+		n := 0
+		for end := false; !end; {
+			var batch []inputLine
+			size := 0
+			for {
+				n++
+				line, err := br.ReadString('\n')
+				switch {
+				case err != nil && !errors.Is(err, io.EOF):
+					batch = append(batch, inputLine{err: fmt.Errorf("reading stdin, line %d: %w", n, err)})
+				case err == nil || line != "":
+					batch = append(batch, inputLine{where: "line " + strconv.Itoa(n), text: strings.TrimSpace(line)})
+				}
+				size += len(line)
+				if err != nil {
+					end = true
+					break
+				}
+				if len(batch) >= maxLineBatch || size >= maxBatchBytes || !lineBuffered(br) {
+					break
+				}
+			}
+			if len(batch) == 0 {
 				return
-			default:
-				in = inputLine{where: "line " + strconv.Itoa(n), text: strings.TrimSpace(line)}
 			}
 			select {
-			case out <- in:
+			case out <- batch:
 			case <-done:
-				return
-			}
-			if err != nil {
 				return
 			}
 		}
 	}()
 	return out
+}
+
+// lineBuffered says whether a whole line is buffered in br already, so
+// that reading it waits for nothing.
+func lineBuffered(br *bufio.Reader) bool {
+	buf, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(buf, '\n') >= 0
 }
 
 // secondsValue is a flag holding a duration written either as Python
