@@ -15,7 +15,7 @@ func TestAckTimeoutNamesRejectedAcks(t *testing.T) {
 	n := newTestNet(t)
 	pub := n.start(pubCN)
 	n.consumers(t, c1)
-	_, err := pub.Publish(ctxT(t), "job", map[string]any{"n": 1}, Recipients("consumer01"), AckTimeout(3*time.Second))
+	_, err := pub.Publish(ctxT(t), "job", map[string]any{"n": 1}, WithRecipients("consumer01"), WithAckTimeout(3*time.Second))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || !errors.Is(err, ErrAckTimeout) {
 		t.Fatalf("err %v, want an AckTimeoutError", err)
@@ -39,7 +39,7 @@ func TestAckWaitEndedByContext(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		_, err := pub.Publish(ctx, "job", map[string]any{"n": 1}, Recipients(c1), AckTimeout(time.Minute))
+		_, err := pub.Publish(ctx, "job", map[string]any{"n": 1}, WithRecipients(c1), WithAckTimeout(time.Minute))
 		var te *AckTimeoutError
 		if !errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrAckTimeout) {
 			t.Fatalf("err %v, want an AckTimeoutError matching context.DeadlineExceeded", err)
@@ -54,7 +54,7 @@ func TestAckWaitEndedByContext(t *testing.T) {
 	t.Run("cancel", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(200*time.Millisecond, cancel)
-		_, err := pub.Publish(ctx, "job", map[string]any{"n": 2}, Recipients(c1), AckTimeout(time.Minute))
+		_, err := pub.Publish(ctx, "job", map[string]any{"n": 2}, WithRecipients(c1), WithAckTimeout(time.Minute))
 		var te *AckTimeoutError
 		if !errors.As(err, &te) || !errors.Is(err, context.Canceled) || errors.Is(err, ErrAckTimeout) {
 			t.Fatalf("err %v, want an AckTimeoutError matching context.Canceled, not ErrAckTimeout", err)

@@ -131,9 +131,9 @@ func (b *Bus) subscribeAcks(recipients []string) (*ackListener, error) {
 	src := newAckSources(b)
 	first := src.forAll(recipients)
 	// An ACK's seq_id means nothing to the listener, and is not under
-	// any signature: tracking it (NoReplay off) let one unsigned
+	// any signature: tracking it (WithoutReplay off) let one unsigned
 	// message with seq_id 2^62 stall every reliable publish.
-	opts := []SubscribeOption{NoValidate(), NoAck(), NoReplay(), Dedupe(0)}
+	opts := []SubscribeOption{WithoutValidation(), WithoutAck(), WithoutReplay(), WithDedupe(0)}
 	sub, err := b.Subscribe(b.life, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
 	if errors.Is(err, ErrConfig) && len(first) < len(src.all) {
 		// Not one of them could be used: every endpoint, as before.
@@ -155,7 +155,7 @@ func (b *Bus) subscribeAcks(recipients []string) (*ackListener, error) {
 	return l, nil
 }
 
-// fromNamedEndpoints is [FromEndpoints] keeping the endpoints' names, which
+// fromNamedEndpoints is [WithEndpoints] keeping the endpoints' names, which
 // messages then carry.
 func fromNamedEndpoints(eps []namedEndpoint) SubscribeOption {
 	return func(o *subOptions) { o.endpoints = slices.Clone(eps) }
@@ -256,7 +256,7 @@ func (l *ackListener) run() {
 			return
 		}
 		if err != nil {
-			// Malformed ACK frames are surfaced only with SurfaceInvalid,
+			// Malformed ACK frames are surfaced only with WithInvalidMessages,
 			// which the listener does not set: this is a socket error.
 			l.bus.log.Error("gilmsg: ACK listener", slog.Any("error", err))
 			continue

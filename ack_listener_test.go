@@ -101,7 +101,7 @@ func TestAckListenerOnlyWhereRecipientsAnswer(t *testing.T) {
 	}}
 	// A ready timeout that only a failure reaches: a growth that is over
 	// is then a connected one.
-	pub = n.start(pubCN, WithResend(false, 0, 0), WithHooks(hooks), WithReadyTimeout(20*time.Second))
+	pub = n.start(pubCN, WithoutResend(), WithHooks(hooks), WithReadyTimeout(20*time.Second))
 	cs, _ := n.consumers(t, c1)
 	raw.listen(pub.Endpoint())
 	if err := pub.WaitSubscribers(ctxT(t), "job", 2); err != nil {
@@ -112,7 +112,7 @@ func TestAckListenerOnlyWhereRecipientsAnswer(t *testing.T) {
 		t.Fatalf("%d endpoints configured, want 51: the test proves less", all)
 	}
 
-	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(20*time.Second))
+	r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestAckListenerOnlyWhereRecipientsAnswer(t *testing.T) {
 
 	res := make(chan publishResult, 1)
 	go func() {
-		r, err := pub.Publish(ctxT(t), "grow", nil, Recipients(c3), AckTimeout(20*time.Second))
+		r, err := pub.Publish(ctxT(t), "grow", nil, WithRecipients(c3), WithAckTimeout(20*time.Second))
 		res <- publishResult{r, err}
 	}()
 	env := raw.next()
@@ -178,7 +178,7 @@ func TestAckListenerUnknownRecipientEverywhere(t *testing.T) {
 	}
 	pub := n.start(pubCN)
 	cs, _ := n.consumers(t, worker)
-	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c2), AckTimeout(20*time.Second))
+	r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c2), WithAckTimeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestAckListenerActiveRecipientThroughRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c2), AckTimeout(20*time.Second))
+	r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c2), WithAckTimeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,24 +313,24 @@ func TestAckListenerStartOutlivesFirstCtx(t *testing.T) {
 		c.ZMQReconnectIvl, c.ZMQReconnectIvlMax = 1000, 1000
 		c.PostInitSleep = 20 // the ready timeout: not reached
 	}
-	pub := n.start("publisher01.example.org", WithResend(false, 0, 0))
+	pub := n.start("publisher01.example.org", WithoutResend())
 
 	ctx, cancel := context.WithTimeout(ctxT(t), 100*time.Millisecond)
 	defer cancel()
-	_, err := pub.Publish(ctx, "order.created", map[string]any{"n": 1}, Recipients(rcpt))
+	_, err := pub.Publish(ctx, "order.created", map[string]any{"n": 1}, WithRecipients(rcpt))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("first publish: %v, want DeadlineExceeded", err)
 	}
 
 	// No post-init wait: the consumer ACKs at once, as a long-running
 	// one would, so only the listener's own wait makes sure it hears it.
-	consumer := n.start(rcpt, WithPostInitWait(false))
-	tail(t, consumer, "", FromEndpoints(pub.Endpoint()))
+	consumer := n.start(rcpt, WithoutPostInitWait())
+	tail(t, consumer, "", WithEndpoints(pub.Endpoint()))
 	if err := pub.WaitSubscribers(ctxT(t), "order.created", 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pub.Publish(ctxT(t), "order.created", map[string]any{"n": 2},
-		Recipients(rcpt), AckTimeout(5*time.Second)); err != nil {
+		WithRecipients(rcpt), WithAckTimeout(5*time.Second)); err != nil {
 		t.Fatalf("publish once the recipient is up: %v", err)
 	}
 }

@@ -68,7 +68,7 @@ func TestReliablePublishOneAndThree(t *testing.T) {
 	cs, _ := n.consumers(t, c1, c2, c3)
 	for _, recips := range [][]string{{c1}, {c1, c2, c3}} {
 		t.Run(fmt.Sprint(len(recips)), func(t *testing.T) {
-			r, err := pub.Publish(ctxT(t), "job", map[string]any{"n": 1}, Recipients(recips...), AckTimeout(5*time.Second))
+			r, err := pub.Publish(ctxT(t), "job", map[string]any{"n": 1}, WithRecipients(recips...), WithAckTimeout(5*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,7 +101,7 @@ func TestReliablePublishRecipientDown(t *testing.T) {
 
 	start := time.Now()
 	// Long enough for the live consumer's ACK even on a loaded machine.
-	_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(2*time.Second))
+	_, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1, c2), WithAckTimeout(2*time.Second))
 	var te *AckTimeoutError
 	if !errors.Is(err, ErrAckTimeout) || !errors.As(err, &te) {
 		t.Fatalf("err = %v, want an AckTimeoutError", err)
@@ -127,11 +127,11 @@ func TestNoFalsePositiveAfterRecipientStops(t *testing.T) {
 	pub := n.start(pubCN)
 	_, buses := n.consumers(t, c1, c2)
 	b := buses[1]
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(5*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1, c2), WithAckTimeout(5*time.Second)); err != nil {
 		t.Fatalf("both up: %v", err)
 	}
 	b.Close()
-	_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(2*time.Second))
+	_, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1, c2), WithAckTimeout(2*time.Second))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != c2 {
 		t.Fatalf("err = %v, want a timeout naming only %s", err, c2)
@@ -148,7 +148,7 @@ func TestPublishWithoutRecipientsIsPlain(t *testing.T) {
 	if err := pub.WaitSubscribers(ctxT(t), "x", 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Publish(ctxT(t), "x", nil, Recipients()); err != nil {
+	if _, err := pub.Publish(ctxT(t), "x", nil, WithRecipients()); err != nil {
 		t.Fatal(err)
 	}
 	m := receive(t, msgs)
@@ -172,7 +172,7 @@ func TestConcurrentReliablePublishes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1, c2), AckTimeout(20*time.Second))
+			r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1, c2), WithAckTimeout(20*time.Second))
 			if err != nil {
 				t.Error(err)
 				return
@@ -203,7 +203,7 @@ func TestResendReachesLateConsumer(t *testing.T) {
 	res := make(chan error, 1)
 	var id atomic.Value
 	go func() {
-		r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+		r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 		if r != nil {
 			id.Store(r.MsgID)
 		}
@@ -240,7 +240,7 @@ func TestReliablePublishCancel(t *testing.T) {
 		cancel()
 	}()
 	start := time.Now()
-	_, err := pub.Publish(ctx, "job", nil, Recipients(c1), AckTimeout(time.Minute))
+	_, err := pub.Publish(ctx, "job", nil, WithRecipients(c1), WithAckTimeout(time.Minute))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -256,13 +256,13 @@ func TestPublishAsync(t *testing.T) {
 	cs.run(t, c1, n.start(c1))
 	var futures []*PubFuture
 	for i := range 4 {
-		f, err := pub.PublishAsync(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1), AckTimeout(10*time.Second))
+		f, err := pub.PublishAsync(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1), WithAckTimeout(10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		futures = append(futures, f)
 	}
-	if _, err := pub.PublishAsync(ctxT(t), "job", nil, Recipients(c1)); !errors.Is(err, ErrTooManyInFlight) {
+	if _, err := pub.PublishAsync(ctxT(t), "job", nil, WithRecipients(c1)); !errors.Is(err, ErrTooManyInFlight) {
 		t.Fatalf("fifth in flight: err = %v", err)
 	}
 	if err := pub.WaitAsync(ctxT(t)); err != nil {
@@ -293,7 +293,7 @@ func TestWatcherDoesNotAck(t *testing.T) {
 	var cs consumerSet
 	cs.run(t, c1, consumer)
 	cs.run(t, "watcher", watcher)
-	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+	r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

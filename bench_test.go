@@ -92,9 +92,9 @@ func benchFlow(b *testing.B, sign, validate bool) {
 	pcfg.SignMessages = sign
 	pub := e2eBus(b, pcfg)
 	tail := e2eBus(b, e2eConfig(b, "", nil))
-	opts := []SubscribeOption{FromEndpoints(pub.Endpoint())}
+	opts := []SubscribeOption{WithEndpoints(pub.Endpoint())}
 	if !validate {
-		opts = append(opts, NoValidate())
+		opts = append(opts, WithoutValidation())
 	}
 	sub, err := tail.Subscribe(ctx, "org.example.dev."+e2eModname+".", opts...)
 	if err != nil {
@@ -180,7 +180,7 @@ func reliableRig(b *testing.B, n int) (*Bus, []string) {
 	var wg sync.WaitGroup
 	tctx, cancel := context.WithCancel(ctx)
 	for _, c := range consumers {
-		sub, err := c.Subscribe(ctx, "org.example.dev."+e2eModname+".", FromEndpoints(pub.Endpoint()))
+		sub, err := c.Subscribe(ctx, "org.example.dev."+e2eModname+".", WithEndpoints(pub.Endpoint()))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func reliableRig(b *testing.B, n int) (*Bus, []string) {
 	}
 	// Start the ACK listener, and warm the caches, before timing.
 	for range 3 {
-		if _, err := pub.Publish(ctx, "reliable", nil, Recipients(names...), AckTimeout(10*time.Second)); err != nil {
+		if _, err := pub.Publish(ctx, "reliable", nil, WithRecipients(names...), WithAckTimeout(10*time.Second)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -222,7 +222,7 @@ func BenchmarkReliablePublish(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				start := time.Now()
-				if _, err := pub.Publish(ctx, "reliable", payload, Recipients(names...), AckTimeout(10*time.Second)); err != nil {
+				if _, err := pub.Publish(ctx, "reliable", payload, WithRecipients(names...), WithAckTimeout(10*time.Second)); err != nil {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(start))
@@ -247,7 +247,7 @@ func BenchmarkReliablePublishParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := pub.Publish(ctx, "reliable", payload, Recipients(names...), AckTimeout(10*time.Second)); err != nil {
+			if _, err := pub.Publish(ctx, "reliable", payload, WithRecipients(names...), WithAckTimeout(10*time.Second)); err != nil {
 				b.Error(err)
 				return
 			}

@@ -230,14 +230,14 @@ func TestTailSkipsInvalid(t *testing.T) {
 	}
 }
 
-// SurfaceInvalid yields invalid messages with the reason.
+// WithInvalidMessages yields invalid messages with the reason.
 func TestTailSurfaceInvalid(t *testing.T) {
 	n := newTestNet(t)
 	raw, ep := rawPub(t)
 	n.endpoints["hostile"] = []string{ep}
 	sub := n.start("")
 	ctx := ctxT(t)
-	s, err := sub.Subscribe(ctx, "", SurfaceInvalid())
+	s, err := sub.Subscribe(ctx, "", WithInvalidMessages())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +557,7 @@ func TestPassiveSubscription(t *testing.T) {
 	n := newTestNet(t)
 	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
 	sub := n.start("")
-	s, err := sub.Subscribe(ctxT(t), "", Passive(), FromEndpoints("tcp://127.0.0.1:*"))
+	s, err := sub.Subscribe(ctxT(t), "", WithPassive(), WithEndpoints("tcp://127.0.0.1:*"))
 	if err != nil {
 		t.Fatal(err)
 	}

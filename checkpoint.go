@@ -6,18 +6,18 @@ import (
 	"strings"
 )
 
-// Checkpoint names the subscription's checkpoint: its [StatusFile] is
+// WithCheckpoint names the subscription's checkpoint: its [WithStatusFile] is
 // <status_directory>/<name>, as fedmsg's hub keeps one status file per
 // consumer there, so that a service restarted under the same name catches
 // up from the configuration alone. Without status_directory a checkpoint
 // is not kept (the bus warns once per subscription); an explicit
-// [StatusFile] wins over it. The name is a file name: no path separators,
+// [WithStatusFile] wins over it. The name is a file name: no path separators,
 // not "." or "..". Default: no checkpoint. gilmsg tail's --name sets it.
-func Checkpoint(name string) SubscribeOption {
+func WithCheckpoint(name string) SubscribeOption {
 	return func(o *subOptions) { o.replay.checkpoint = name }
 }
 
-// checkpointFile turns a Checkpoint name into the status file's path.
+// checkpointFile turns a WithCheckpoint name into the status file's path.
 func (b *Bus) checkpointFile(o *subOptions) error {
 	name := o.replay.checkpoint
 	if name == "" || o.replay.statusFile != "" {

@@ -31,27 +31,27 @@ func TestCheckpointFromStatusDirectory(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sub, err := watcher.Subscribe(ctx, "", Checkpoint("orders-tail"))
+	sub, err := watcher.Subscribe(ctx, "", WithCheckpoint("orders-tail"))
 	if err == nil {
 		sub.Close()
-		t.Fatal("Subscribe with Checkpoint over a corrupt status file: no error")
+		t.Fatal("Subscribe with WithCheckpoint over a corrupt status file: no error")
 	}
 	if !strings.Contains(err.Error(), path) {
 		t.Fatalf("error %q does not name %s", err, path)
 	}
 	for _, bad := range []string{"../orders", "a/b", "..", "."} {
-		if sub, err := watcher.Subscribe(ctx, "", Checkpoint(bad)); !errors.Is(err, ErrInvalidOption) {
+		if sub, err := watcher.Subscribe(ctx, "", WithCheckpoint(bad)); !errors.Is(err, ErrInvalidOption) {
 			if sub != nil {
 				sub.Close()
 			}
-			t.Errorf("Checkpoint(%q): %v, want ErrInvalidOption", bad, err)
+			t.Errorf("WithCheckpoint(%q): %v, want ErrInvalidOption", bad, err)
 		}
 	}
 
 	rec := &logRecorder{}
 	n.mutate = func(c *Config) { c.ReplayEndpoints = map[string]string{pubCN: "tcp://127.0.0.1:1"} }
 	plain := n.start("", WithLogger(slog.New(rec)))
-	sub, err = plain.Subscribe(ctx, "", Checkpoint("orders-tail"))
+	sub, err = plain.Subscribe(ctx, "", WithCheckpoint("orders-tail"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,9 +96,9 @@ type Config struct {
 	// Default 1.
 	IOThreads int `mapstructure:"io_threads" json:"io_threads"`
 	// PostInitSleep (seconds) is what fedmsg.init sleeps after binding;
-	// [New] does not sleep it, the first publishes wait instead ("Slow
-	// joiners" in the package documentation). It also bounds how long a
-	// new subscription waits for its connections. 0: no wait. Default 0.5.
+	// [New] does not sleep it, the first publishes wait instead (see
+	// [WithoutPostInitWait]). It also bounds how long a new subscription
+	// waits for its connections. 0: no wait. Default 0.5.
 	PostInitSleep float64 `mapstructure:"post_init_sleep" json:"post_init_sleep"`
 	// HighWaterMark is ZMQ_SNDHWM/ZMQ_RCVHWM; 0 means no limit. Default 0.
 	HighWaterMark int `mapstructure:"high_water_mark" json:"high_water_mark"`
@@ -153,11 +153,11 @@ type Config struct {
 	ReplayEndpoints map[string]string `mapstructure:"replay_endpoints" json:"replay_endpoints,omitempty"`
 	// StatusDirectory, when set, holds one file per consumer with the last
 	// seq_id seen from each publisher, for catch-up after a restart: a
-	// subscription given [Checkpoint](name) keeps <status_directory>/<name>.
+	// subscription given [WithCheckpoint](name) keeps <status_directory>/<name>.
 	// Default unset.
 	StatusDirectory string `mapstructure:"status_directory" json:"status_directory,omitempty"`
 	// ReplayGapMaxAge (seconds) is how long subscriptions keep asking for
-	// seq_ids they missed before giving them up; see [GapMaxAge].
+	// seq_ids they missed before giving them up; see [WithGapMaxAge].
 	// Default 3600.
 	ReplayGapMaxAge float64 `mapstructure:"replay_gap_max_age" json:"replay_gap_max_age,omitempty"`
 	// SkipLastMessage and Mute are kept for compatibility.

@@ -41,11 +41,11 @@ type runOptions struct {
 	statusEvery time.Duration
 }
 
-// AckAfterConsume ACKs a gilmsg message only once every consumer it was
+// WithAckAfterConsume ACKs a gilmsg message only once every consumer it was
 // given to returned nil: its publisher then learns it was processed, not
 // just received. A consumer that fails makes the publisher time out.
 // Default: ACK before consuming, as Python gilmsg does.
-func AckAfterConsume() RunOption { return func(o *runOptions) { o.ackAfter = true } }
+func WithAckAfterConsume() RunOption { return func(o *runOptions) { o.ackAfter = true } }
 
 // WithSubscribeOptions passes options to the runner's subscription.
 func WithSubscribeOptions(opts ...SubscribeOption) RunOption {
@@ -54,7 +54,7 @@ func WithSubscribeOptions(opts ...SubscribeOption) RunOption {
 
 // RunConsumers serves every consumer from one subscription (one set of
 // sockets), which catches up from status_directory when it is set (see
-// [StatusFile]; the file is named after the bus's name, else
+// [WithStatusFile]; the file is named after the bus's name, else
 // "gilmsg-hub"), until ctx ends (it returns nil then) or the bus closes
 // ([ErrClosed]). A consumer's error is logged and does not stop the others.
 //
@@ -83,7 +83,7 @@ func (b *Bus) RunConsumers(ctx context.Context, consumers []Consumer, opts ...Ru
 		}
 		defer stop()
 	}
-	sub, err := b.Subscribe(ctx, commonPrefix(topics), append(append(b.hubStatusFile(), o.sub...), ManualAck())...)
+	sub, err := b.Subscribe(ctx, commonPrefix(topics), append(append(b.hubStatusFile(), o.sub...), WithManualAck())...)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 	}
 	// Handled, for the status file, once the consumers returned: a crash
 	// while they run yields the message again after a restart. With
-	// AckAfterConsume, one that failed is not handled.
+	// WithAckAfterConsume, one that failed is not handled.
 	if !ackAfter || !failed {
 		m.Done()
 	}

@@ -61,14 +61,14 @@ func TestConsumersDispatchAndAck(t *testing.T) {
 	other := &recorder{topic: "org.example.dev.other"}
 	runConsumers(t, hub, []Consumer{jobs, all, other})
 
-	r, err := pub.Publish(ctxT(t), "job.new", nil, Recipients(c1), AckTimeout(10*time.Second))
+	r, err := pub.Publish(ctxT(t), "job.new", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Acks) != 1 {
 		t.Fatalf("acks %v", r.Acks)
 	}
-	if _, err := pub.Publish(ctxT(t), "note", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "note", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "both consumed", func() bool { return jobs.count() == 1 && all.count() == 2 })
@@ -88,7 +88,7 @@ func TestConsumersDispatchAndAck(t *testing.T) {
 	}
 }
 
-// With AckAfterConsume a failing consumer produces no ACK, so the
+// With WithAckAfterConsume a failing consumer produces no ACK, so the
 // publisher times out; a succeeding one is ACKed.
 func TestAckAfterConsume(t *testing.T) {
 	n := newTestNet(t)
@@ -96,9 +96,9 @@ func TestAckAfterConsume(t *testing.T) {
 	hub := n.start(c1)
 	bad := &recorder{topic: "org.example.dev.app.bad", fail: errors.New("disk full")}
 	good := &recorder{topic: "org.example.dev.app.good"}
-	runConsumers(t, hub, []Consumer{bad, good}, AckAfterConsume())
+	runConsumers(t, hub, []Consumer{bad, good}, WithAckAfterConsume())
 
-	_, err := pub.Publish(ctxT(t), "bad", nil, Recipients(c1), AckTimeout(500*time.Millisecond))
+	_, err := pub.Publish(ctxT(t), "bad", nil, WithRecipients(c1), WithAckTimeout(500*time.Millisecond))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != c1 {
 		t.Fatalf("err = %v, want a timeout naming %s", err, c1)
@@ -109,7 +109,7 @@ func TestAckAfterConsume(t *testing.T) {
 	if s := hub.Stats(); s.AcksSent != 0 {
 		t.Fatalf("a failed message was ACKed (%d)", s.AcksSent)
 	}
-	if _, err := pub.Publish(ctxT(t), "good", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "good", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -172,23 +172,23 @@ func TestDefaultBus(t *testing.T) {
 // prefix) but no consumer is not ACKed, whichever the ACK point: nothing
 // handled it.
 func TestUnmatchedMessageNotAcked(t *testing.T) {
-	for _, opts := range [][]RunOption{nil, {AckAfterConsume()}} {
+	for _, opts := range [][]RunOption{nil, {WithAckAfterConsume()}} {
 		n := newTestNet(t)
 		pub := n.start(pubCN, WithModname("app"))
 		hub := n.start(c1)
 		a := &recorder{topic: "org.example.dev.app.a"}
 		b := &recorder{topic: "org.example.dev.app.b"}
 		runConsumers(t, hub, []Consumer{a, b}, opts...)
-		if _, err := pub.Publish(ctxT(t), "a", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+		if _, err := pub.Publish(ctxT(t), "a", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		// On one connection, c arrives before the second a: once that is
 		// ACKed, c has been through the runner.
-		_, err := pub.Publish(ctxT(t), "c", nil, Recipients(c1), AckTimeout(time.Second))
+		_, err := pub.Publish(ctxT(t), "c", nil, WithRecipients(c1), WithAckTimeout(time.Second))
 		if !errors.Is(err, ErrAckTimeout) {
 			t.Errorf("AckAfterConsume %v: a message no consumer matched: %v, want an ACK timeout", opts != nil, err)
 		}
-		if _, err := pub.Publish(ctxT(t), "a", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+		if _, err := pub.Publish(ctxT(t), "a", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "both a consumed", func() bool { return a.count() == 2 })

@@ -20,7 +20,7 @@
 //	for m, err := range bus.Tail(ctx, "org.example.prod.web.") { ... }
 //
 //	// Like gilmsg.publish: returns once billing01 has ACKed.
-//	bus.Publish(ctx, "order.created", order, gilmsg.Recipients("billing01"))
+//	bus.Publish(ctx, "order.created", order, gilmsg.WithRecipients("billing01"))
 //
 // [Init], [Publish], [TailMessages] and [Destroy] do the same on one
 // default bus, for code that mirrors fedmsg's module functions.
@@ -45,19 +45,10 @@
 //
 // # Slow joiners
 //
-// ZeroMQ drops what a publisher sends before a subscriber has connected
-// and subscribed, and subscribers that were already running reconnect only
-// every zmq_reconnect_ivl (backing off to zmq_reconnect_ivl_max). fedmsg.init
-// sleeps post_init_sleep after binding so that they can. [New] does not
-// sleep: the publishes made before post_init_sleep has passed since the
-// bind (or zmq_reconnect_ivl_max plus zmq_reconnect_ivl, the longest such
-// a subscriber takes to retry, if that is longer) wait for what is left,
-// and every later publish pays nothing.
-// [WithPostInitWait](false), a successful [Bus.WaitSubscribers] (the
-// caller's own wait) or post_init_sleep 0 turn the wait off. An ACK waits
-// only until the publisher expecting it has subscribed. (The README's
-// "The first publishes wait for slow joiners" has the measurements behind
-// the floor.)
+// ZeroMQ drops what a publisher sends before a subscriber has connected,
+// and fedmsg.init sleeps post_init_sleep after binding for that. [New]
+// does not sleep; the first publishes wait instead, as
+// [WithoutPostInitWait] explains.
 //
 // # Signing
 //
@@ -84,17 +75,17 @@
 // routing policy must allow the certificate's CN on the topic. CA and CRL
 // may be files or https:// URLs, and are read again when a check fails, so
 // a rotated CRL takes effect. A message that fails is skipped, or yielded
-// with its [ValidationError] under [SurfaceInvalid]; [ReasonOf] classifies
+// with its [ValidationError] under [WithInvalidMessages]; [ReasonOf] classifies
 // the failure and [Bus.Stats] counts them.
 //
 // # Reliability
 //
-// [Bus.Publish] with [Recipients] is gilmsg's reliable publish. The message
+// [Bus.Publish] with [WithRecipients] is gilmsg's reliable publish. The message
 // carries gilmsg_version (added before signing, so it validates), and every
 // subscriber that yields it publishes a signed ACK naming its msg_id on
 // <topic_prefix>.<environment>.gilmsg.ack. Publish returns when each
 // recipient, identified by the CN of the certificate that signed its ACK,
-// has ACKed; otherwise it fails, after the [AckTimeout] (default
+// has ACKed; otherwise it fails, after the [WithAckTimeout] (default
 // ack_timeout; unset, 2 s: see [Config.AckTimeoutDuration]) or when ctx
 // ends, with an [*AckTimeoutError] that lists who ACKed and who did not,
 // and matches [ErrAckTimeout]. ACKs are judged by who signed them
@@ -109,7 +100,7 @@
 // ACK delays, and only when the copy may now reach it: when a subscription
 // matching the topic reaches its XPUB after the send (a recipient not
 // subscribed yet, or reconnected), or as a slow fallback well after the
-// usual ACK time ([WithResend]). The new subscriptions that Python gilmsg
+// usual ACK time ([WithResendDelays]). The new subscriptions that Python gilmsg
 // publishers open for every publish send nothing to a healthy recipient. Go
 // subscribers drop any duplicate (and ACK it again), so the application
 // sees each message once. An active publisher waits, within the ACK
@@ -133,11 +124,11 @@
 //   - by default [Bus.Tail] and [Subscription.Next] ACK each valid gilmsg
 //     message as they yield it, as Python gilmsg does: the ACK says
 //     "received";
-//   - with [ManualAck] the application calls [Message.Ack] once it has
+//   - with [WithManualAck] the application calls [Message.Ack] once it has
 //     handled the message (written, stored, processed), and not for those
 //     it drops: the ACK says "handled";
 //   - [Bus.RunConsumers] serves hub-style [Consumer] values; with
-//     [AckAfterConsume] the ACK waits until every matching consumer has
+//     [WithAckAfterConsume] the ACK waits until every matching consumer has
 //     returned nil, and a message no consumer matches is not ACKed.
 //
 // A message that failed validation is never ACKed, nor are messages
@@ -157,15 +148,15 @@
 //
 // A subscription tracks the last seq_id of each publisher name listed in
 // replay_endpoints: it drops copies at or below it, and on a jump asks
-// that name's server for the missing seq_ids ([ReplayTimeout], default
+// that name's server for the missing seq_ids ([WithReplayTimeout], default
 // timeout), yielding them in order, validated and ACKed like live
 // messages, then the live one, each once. What cannot be had is yielded
 // as a [*GapError] (matching [ErrGap]) and the subscription goes on.
-// With [Checkpoint] (a file named after the subscription in
+// With [WithCheckpoint] (a file named after the subscription in
 // status_directory, as gilmsg tail --name and [Bus.RunConsumers] use it)
-// or [StatusFile] the last seq_ids survive a restart, and the
+// or [WithStatusFile] the last seq_ids survive a restart, and the
 // subscription first yields what it missed while it was down.
-// [NoReplay] turns it off. RELIABILITY.md says what is recovered and what
+// [WithoutReplay] turns it off. RELIABILITY.md says what is recovered and what
 // is not.
 //
 // # Configuration
@@ -179,9 +170,22 @@
 // [New] calls, names each unusable key in a [*ConfigError].
 //
 // Behaviour that has no fedmsg key is set with an [Option] to [New]:
-// [WithLogger] (log/slog, silent by default), [WithModname],
-// [WithReadyTimeout], [WithPostInitWait], [WithResend], [WithMaxInFlight],
-// [WithMaxMessageSize].
+// [WithLogger] (log/slog, warnings to [slog.Default] by default),
+// [WithModname], [WithReadyTimeout], [WithoutPostInitWait],
+// [WithResendDelays], [WithMaxInFlight], [WithMaxMessageSize].
+//
+// # Options
+//
+// Every package of this module names its options one way, so that a
+// reader knows one at sight: a function that returns an option is
+// With<Thing> ([WithRecipients], [WithCheckpoint]), or Without<Thing> when
+// it turns off what is on by default ([WithoutAck], [WithoutReplay]); its
+// type is Option, or <Call>Option for the call it configures
+// ([PublishOption], [SubscribeOption], [RunOption], [RelayOption]). An
+// option documents its default, and one given a value it cannot take makes
+// its call fail with [ErrInvalidOption] instead of changing meaning. Older
+// names (Recipients, Checkpoint, ...) remain as deprecated wrappers;
+// MIGRATING.md lists them. TestOptionNamingRule holds the module to the rule.
 //
 // # Layout
 //

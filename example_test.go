@@ -94,7 +94,7 @@ func Example() {
 	// gilmsg.publish: returns once billing01's certificate (CN
 	// billing01.example.org) has ACKed, or says who did not, and why.
 	_, err = bus.Publish(ctx, "order.paid", order,
-		gilmsg.Recipients("billing01.example.org"), gilmsg.AckTimeout(2*time.Second))
+		gilmsg.WithRecipients("billing01.example.org"), gilmsg.WithAckTimeout(2*time.Second))
 	var timeout *gilmsg.AckTimeoutError
 	if errors.As(err, &timeout) {
 		log.Printf("not ACKed by %v: %v", timeout.Missing, err)
@@ -103,10 +103,10 @@ func Example() {
 	}
 
 	// fedmsg.tail_messages: validated messages; gilmsg ones are ACKed.
-	// FullTopic builds the full prefix Publish used; Checkpoint keeps the
+	// FullTopic builds the full prefix Publish used; WithCheckpoint keeps the
 	// last seq_ids in <status_directory>/orders-tail, so that a restarted
 	// tail first gets what it missed (from the publishers' replay servers).
-	for m, err := range bus.Tail(ctx, bus.FullTopic("", "order."), gilmsg.Checkpoint("orders-tail")) {
+	for m, err := range bus.Tail(ctx, bus.FullTopic("", "order."), gilmsg.WithCheckpoint("orders-tail")) {
 		if err != nil {
 			log.Print(err) // a *GapError names messages that could not be recovered
 			continue
@@ -235,7 +235,7 @@ func ExampleBus_Publish_reliable() {
 	web := start(pki, "web01", []*gilmsg.Bus{billing}, gilmsg.WithModname("web"))
 	defer web.Close()
 
-	s, err := billing.Subscribe(ctx, "org.example.dev.web.order.", gilmsg.FromEndpoints(web.Endpoint()))
+	s, err := billing.Subscribe(ctx, "org.example.dev.web.order.", gilmsg.WithEndpoints(web.Endpoint()))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func ExampleBus_Publish_reliable() {
 	}()
 
 	receipt, err := web.Publish(ctx, "order.created", map[string]any{"order": 42},
-		gilmsg.Recipients("billing01"), gilmsg.AckTimeout(5*time.Second))
+		gilmsg.WithRecipients("billing01"), gilmsg.WithAckTimeout(5*time.Second))
 	var timeout *gilmsg.AckTimeoutError
 	switch {
 	case errors.As(err, &timeout):
@@ -277,7 +277,7 @@ func ExampleAckTimeoutError() {
 
 	// Nobody named billing01 is running, so no ACK comes.
 	_, err := web.Publish(context.Background(), "order.created", map[string]any{"order": 43},
-		gilmsg.Recipients("billing01"), gilmsg.AckTimeout(100*time.Millisecond))
+		gilmsg.WithRecipients("billing01"), gilmsg.WithAckTimeout(100*time.Millisecond))
 	fmt.Println("is ErrAckTimeout:", errors.Is(err, gilmsg.ErrAckTimeout))
 	var timeout *gilmsg.AckTimeoutError
 	if errors.As(err, &timeout) {
@@ -303,21 +303,21 @@ func ExampleBus_RunConsumers() {
 
 	invoices := gilmsg.ConsumerFunc("org.example.dev.web.order.", func(ctx context.Context, m *gilmsg.Message) error {
 		fmt.Println("invoicing", m.Msg())
-		return nil // an error here withholds the ACK, with AckAfterConsume
+		return nil // an error here withholds the ACK, with WithAckAfterConsume
 	})
 	runCtx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() {
 		ran <- billing.RunConsumers(runCtx, []gilmsg.Consumer{invoices},
-			gilmsg.AckAfterConsume(),
-			gilmsg.WithSubscribeOptions(gilmsg.FromEndpoints(web.Endpoint())))
+			gilmsg.WithAckAfterConsume(),
+			gilmsg.WithSubscribeOptions(gilmsg.WithEndpoints(web.Endpoint())))
 	}()
 
 	if err := web.WaitSubscribers(ctx, "order.created", 1); err != nil {
 		log.Fatal(err)
 	}
 	receipt, err := web.Publish(ctx, "order.created", map[string]any{"order": 44},
-		gilmsg.Recipients("billing01"), gilmsg.AckTimeout(5*time.Second))
+		gilmsg.WithRecipients("billing01"), gilmsg.WithAckTimeout(5*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -330,11 +330,11 @@ func ExampleBus_RunConsumers() {
 	// RunConsumers returned <nil>
 }
 
-// ACK after processing: with ManualAck the subscriber ACKs a message only
+// ACK after processing: with WithManualAck the subscriber ACKs a message only
 // once it has stored it, so a reliable publish succeeds only for the
 // orders that were really stored. The refused one is not ACKed, and its
 // publisher learns so.
-func ExampleManualAck() {
+func ExampleWithManualAck() {
 	pki, cleanup := newPKI("billing01", "web01")
 	defer cleanup()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -345,8 +345,8 @@ func ExampleManualAck() {
 	web := start(pki, "web01", []*gilmsg.Bus{billing}, gilmsg.WithModname("web"))
 	defer web.Close()
 
-	sub, err := billing.Subscribe(ctx, "org.example.dev.web.order.", gilmsg.ManualAck(),
-		gilmsg.FromEndpoints(web.Endpoint()))
+	sub, err := billing.Subscribe(ctx, "org.example.dev.web.order.", gilmsg.WithManualAck(),
+		gilmsg.WithEndpoints(web.Endpoint()))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -378,7 +378,7 @@ func ExampleManualAck() {
 		wait       time.Duration
 	}{{44, 30, 5 * time.Second}, {45, -1, time.Second}} {
 		_, err := web.Publish(ctx, "order.created", map[string]any{"id": order.id, "amount": order.amount},
-			gilmsg.Recipients("billing01"), gilmsg.AckTimeout(order.wait))
+			gilmsg.WithRecipients("billing01"), gilmsg.WithAckTimeout(order.wait))
 		<-handled
 		fmt.Printf("order %d: delivered: %v\n", order.id, err == nil)
 	}

@@ -14,7 +14,7 @@ import (
 func reliableUntil(t *testing.T, pub *Bus, recipients ...string) {
 	t.Helper()
 	waitFor(t, "a reliable publish to succeed again", func() bool {
-		_, err := pub.Publish(ctxT(t), "job", nil, Recipients(recipients...), AckTimeout(300*time.Millisecond))
+		_, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(recipients...), WithAckTimeout(300*time.Millisecond))
 		if err != nil && !errors.Is(err, ErrAckTimeout) {
 			t.Fatal(err)
 		}
@@ -31,12 +31,12 @@ func TestConsumerKilledAndRestarted(t *testing.T) {
 	cs, buses := n.consumers(t, c1, c2)
 	b := buses[1]
 	for range 5 {
-		if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(10*time.Second)); err != nil {
+		if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1, c2), WithAckTimeout(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	b.Close()
-	_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1, c2), AckTimeout(2*time.Second))
+	_, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1, c2), WithAckTimeout(2*time.Second))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != c2 {
 		t.Fatalf("err = %v, want a timeout naming %s", err, c2)
@@ -54,7 +54,7 @@ func TestPublisherRestarted(t *testing.T) {
 	consumer := n.start(c1)
 	var cs consumerSet
 	cs.run(t, c1, consumer)
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	pub.Close()
@@ -123,7 +123,7 @@ func TestRevokedWhileRunning(t *testing.T) {
 	consumer := n.start(c1)
 	var cs consumerSet
 	cs.run(t, c1, consumer)
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := pki.Revoke(c1); err != nil {
@@ -131,7 +131,7 @@ func TestRevokedWhileRunning(t *testing.T) {
 	}
 	// The validator looks at the CRL file about once a second.
 	waitFor(t, "the revocation to bite", func() bool {
-		_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(300*time.Millisecond))
+		_, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(300*time.Millisecond))
 		if err == nil {
 			return false
 		}

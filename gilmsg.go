@@ -124,13 +124,26 @@ func WithModname(m string) Option { return func(o *options) { o.modname = m } }
 // upper bound rarely reached.
 func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.readyTimeout = d } }
 
-// WithPostInitWait sets whether the publishes made soon after the bus
-// bound its endpoint wait for subscribers already running to reconnect,
-// as fedmsg.init sleeps post_init_sleep; "Slow joiners" in the package
-// documentation says how long and when it ends. A publish whose ctx
+// WithoutPostInitWait turns off the wait for slow joiners, for a caller
+// that waits its own way (or accepts the loss).
+//
+// ZeroMQ drops what a publisher sends before a subscriber has connected and
+// subscribed, and a subscriber already running reconnects only every
+// zmq_reconnect_ivl, backing off to zmq_reconnect_ivl_max. fedmsg.init
+// sleeps post_init_sleep after binding so that such subscribers can come
+// back. [New] does not sleep: by default the publishes made before
+// post_init_sleep has passed since the bind wait for what is left of it,
+// and every later publish pays nothing. The wait is never shorter than
+// zmq_reconnect_ivl_max plus zmq_reconnect_ivl (1.1 s with fedmsg's
+// defaults), the longest a retrying subscriber takes to come back: 50
+// messages published at once to a Python tail running for 3 s arrived 48
+// to 50 times from a Python publisher, 0 to 35 times from a Go one waiting
+// only post_init_sleep, and 50 of 50 with this floor. A publish whose ctx
 // deadline comes first waits nine tenths of the time left to it, then
-// sends. Default on; turn it off when the caller waits its own way.
-func WithPostInitWait(on bool) Option { return func(o *options) { o.postInitWait = on } }
+// sends. The wait also ends for good once [Bus.WaitSubscribers] has
+// succeeded, and post_init_sleep 0 means none, as in fedmsg. An ACK waits
+// only until the publisher expecting it has subscribed.
+func WithoutPostInitWait() Option { return func(o *options) { o.postInitWait = false } }
 
 // WithMaxMessageSize sets ZMQ_MAXMSGSIZE on subscribing sockets; a peer
 // sending a larger message is disconnected. Default: the config's
@@ -147,22 +160,23 @@ func WithMaxMessageSize(n int64) Option {
 	}
 }
 
-// WithResend sets whether a reliable publish may send its message again
-// while ACKs are missing. Python gilmsg consumers process every copy they
-// get, so a copy goes out only for a recipient that is late: one that has
-// not ACKed within four times its recent ACK delay (an average per
-// recipient), or 250 ms, whichever is longer, since the latest copy. Then
-// only when a subscription matching the topic reaches the publishing
-// socket after that copy (a recipient that had not subscribed yet, or has
-// reconnected), or on a slow fallback, first after first, then doubling up
-// to most. A recipient that has ACKed is never the reason for a copy, but a
-// copy reaches every subscriber. Defaults: on; first 0 means
-// zmq_reconnect_ivl_max (1 s), and at least ten recent ACK delays; a first
-// under 250 ms also lowers that floor of lateness; most 8 s. Off gives
-// Python gilmsg's single shot.
-func WithResend(on bool, first, most time.Duration) Option {
+// WithResendDelays sets the slow fallback of resends: the first copy
+// after first, then doubling up to most. A reliable publish may send its
+// message again while ACKs are missing. Python gilmsg consumers process
+// every copy they get, so a copy goes out only for a recipient that is
+// late: one that has not ACKed within four times its recent ACK delay (an
+// average per recipient), or 250 ms, whichever is longer, since the latest
+// copy. Then only when a subscription matching the topic reaches the
+// publishing socket after that copy (a recipient that had not subscribed
+// yet, or has reconnected), or on the slow fallback. A recipient that has
+// ACKed is never the reason for a copy, but a copy reaches every
+// subscriber. Defaults: resends on; first 0 means zmq_reconnect_ivl_max
+// (1 s), and at least ten recent ACK delays; a first under 250 ms also
+// lowers that floor of lateness; most 0 means 8 s. [WithoutResend] turns
+// resends off.
+func WithResendDelays(first, most time.Duration) Option {
 	return func(o *options) {
-		o.resend = on
+		o.resend = true
 		if first > 0 {
 			o.resendMin = first
 		}
@@ -172,6 +186,11 @@ func WithResend(on bool, first, most time.Duration) Option {
 		o.resendMax = max(o.resendMax, o.resendMin)
 	}
 }
+
+// WithoutResend sends a reliable message once, as Python gilmsg does: a
+// copy lost on its way (a recipient still connecting, a reconnect) then
+// makes the publish time out. See [WithResendDelays] for what resends do.
+func WithoutResend() Option { return func(o *options) { o.resend = false } }
 
 // WithMaxInFlight caps the reliable publishes [Bus.PublishAsync] keeps
 // waiting at once. Default 1024; below 1, [New] fails with

@@ -181,12 +181,12 @@ func publishInBackground(t *testing.T, pub *Bus, opts ...PublishOption) <-chan p
 func TestCardListensBeforeSend(t *testing.T) {
 	n := newTestNet(t)
 	r := newRawRecipient(t, n, c1)
-	pub := n.start(pubCN, WithResend(false, 0, 0))
+	pub := n.start(pubCN, WithoutResend())
 	r.listen(pub.Endpoint())
 	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
 		t.Fatal(err)
 	}
-	res := publishInBackground(t, pub, Recipients(c1), AckTimeout(20*time.Second))
+	res := publishInBackground(t, pub, WithRecipients(c1), WithAckTimeout(20*time.Second))
 	env := r.next()
 	if !r.subscribed(pub.ackTopic) {
 		t.Fatalf("the message arrived before the publisher's ACK subscription (subscriptions %q)", r.subs)
@@ -220,7 +220,7 @@ func TestCardWaitsForEverySignedAck(t *testing.T) {
 	if err := pub.WaitSubscribers(ctxT(t), "job", 3); err != nil {
 		t.Fatal(err)
 	}
-	res := publishInBackground(t, pub, Recipients(c1, c2, c3), AckTimeout(30*time.Second))
+	res := publishInBackground(t, pub, WithRecipients(c1, c2, c3), WithAckTimeout(30*time.Second))
 	env := r.next()
 	waitFor(t, "the two bus recipients' ACKs", func() bool { return pub.Stats().AcksMatched == 2 })
 	for _, name := range []string{c1, c2} {
@@ -314,7 +314,7 @@ func TestCardTailAcksWhatItYields(t *testing.T) {
 			t.Fatal(err)
 		}
 		plain = append(plain, p.MsgID)
-		r, err := pub.Publish(ctxT(t), "job", map[string]any{"reliable": i}, Recipients(c1), AckTimeout(20*time.Second))
+		r, err := pub.Publish(ctxT(t), "job", map[string]any{"reliable": i}, WithRecipients(c1), WithAckTimeout(20*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -466,7 +466,7 @@ func TestGPGReliablePublish(t *testing.T) {
 	cs, fakes := n.consumers(t, "impostor.backend01", "turncoat.backend01")
 	genuine := n.start("backend01")
 
-	_, err = p.Publish(ctxT(t), "job", map[string]any{"n": 1}, Recipients("backend01"), AckTimeout(2*time.Second))
+	_, err = p.Publish(ctxT(t), "job", map[string]any{"n": 1}, WithRecipients("backend01"), WithAckTimeout(2*time.Second))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != "backend01" || len(te.Acked) != 0 {
 		t.Fatalf("err = %v, want a timeout naming backend01", err)
@@ -485,7 +485,7 @@ func TestGPGReliablePublish(t *testing.T) {
 	})
 
 	cs.run(t, "backend01", genuine)
-	r, err := p.Publish(ctxT(t), "job", map[string]any{"n": 2}, Recipients("backend01"), AckTimeout(10*time.Second))
+	r, err := p.Publish(ctxT(t), "job", map[string]any{"n": 2}, WithRecipients("backend01"), WithAckTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

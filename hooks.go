@@ -39,7 +39,7 @@ type Hooks struct {
 	// the store (the oldest one's wait), for a bus with [WithStore].
 	StoreLag func(lag time.Duration)
 	// GapGivenUp: a subscription stopped asking for a run of seq_ids it
-	// missed (see [GapMaxAge]).
+	// missed (see [WithGapMaxAge]).
 	GapGivenUp func()
 }
 

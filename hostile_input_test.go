@@ -111,7 +111,7 @@ func TestForgedAcksNeverCount(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Add(1)
 		watch := n.start("")
-		ids := tail(t, watch, "", NoValidate())
+		ids := tail(t, watch, "", WithoutValidation())
 		go func() {
 			defer wg.Done()
 			var id string
@@ -143,7 +143,7 @@ func TestForgedAcksNeverCount(t *testing.T) {
 	t.Run("recipient down", func(t *testing.T) {
 		stop := make(chan struct{})
 		wg := flood(stop)
-		_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(time.Second))
+		_, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(time.Second))
 		close(stop)
 		wg.Wait()
 		var te *AckTimeoutError
@@ -176,7 +176,7 @@ func TestForgedAcksNeverCount(t *testing.T) {
 		cs.run(t, c1, consumer)
 		stop := make(chan struct{})
 		wg := flood(stop)
-		r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+		r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 		close(stop)
 		wg.Wait()
 		if err != nil {
@@ -198,11 +198,11 @@ func TestReplayedAckNeverCompletesLaterPublish(t *testing.T) {
 	pub := n.start(pubCN)
 	consumer := n.start(c1)
 	spy := n.start("")
-	acks := tail(t, spy, pub.ackTopic, NoValidate())
+	acks := tail(t, spy, pub.ackTopic, WithoutValidation())
 	var cs consumerSet
 	cs.run(t, c1, consumer)
 
-	first, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+	first, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestReplayedAckNeverCompletesLaterPublish(t *testing.T) {
 	consumer.Close()
 
 	stop := sendEvery(raw, 2*time.Millisecond, pub.ackTopic, string(recorded))
-	_, err = pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(500*time.Millisecond))
+	_, err = pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(500*time.Millisecond))
 	stop()
 	if !errors.Is(err, ErrAckTimeout) {
 		t.Fatalf("err = %v: a replayed ACK completed a later publish", err)
@@ -441,7 +441,7 @@ func TestAckListenerIgnoresSeqIDs(t *testing.T) {
 	n.mutate = func(c *Config) { c.ReplayEndpoints = map[string]string{"relay_outbound": deadAddr(t)} }
 	pub := n.start(pubCN)
 	_, buses := n.consumers(t, c1)
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	forged := func(seq int64) string {
@@ -463,7 +463,7 @@ func TestAckListenerIgnoresSeqIDs(t *testing.T) {
 		raw.SendMessage(pub.ackTopic, forged(3))
 		return pub.Stats().AcksReceived > received+1
 	})
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatalf("reliable publish after seq_id 2^62 on the ACK topic: %v", err)
 	}
 	closed := make(chan error, 1)
@@ -501,7 +501,7 @@ func TestCloseDoesNotWaitOnReplayServer(t *testing.T) {
 	t.Cleanup(func() { rep.Close(); zctx.Term() })
 	n.mutate = func(c *Config) { c.ReplayEndpoints = map[string]string{"hostile": repEP} }
 	b := n.start("")
-	sub, err := b.Subscribe(ctxT(t), "", NoValidate(), NoAck(), ReplayTimeout(time.Minute))
+	sub, err := b.Subscribe(ctxT(t), "", WithoutValidation(), WithoutAck(), WithReplayTimeout(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,14 +79,14 @@ func TestOversizedFromRealPeer(t *testing.T) {
 			consumer := n.start(c1, opts(c1)...)
 			var cs consumerSet
 			cs.run(t, c1, consumer)
-			if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+			if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 			if err := tc.send(t, pub, consumer); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, "the dropped connection to be made again", func() bool { return logs.has(logReconnected) })
-			r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+			r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 			if err != nil {
 				t.Fatalf("after the oversized message: %v", err)
 			}
@@ -125,7 +125,7 @@ func TestJunkOnAckTopicWhileWaiting(t *testing.T) {
 	// Prime the ACK listener, then make sure mallory reaches it.
 	var cs consumerSet
 	cs.run(t, c1, consumer)
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the hostile peer to reach the ACK listener", func() bool {
@@ -153,7 +153,7 @@ func TestJunkOnAckTopicWhileWaiting(t *testing.T) {
 	}()
 	// Junk in flight before the publish starts, and during it.
 	waitFor(t, "the flood to arrive", func() bool { return pub.Stats().Invalid[ReasonMalformed] > before.Invalid[ReasonMalformed]+100 })
-	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+	r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 	close(quit)
 	<-done
 	if err != nil {

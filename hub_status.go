@@ -54,10 +54,10 @@ type producerStatus struct {
 	Now         bool    `json:"now"`
 }
 
-// StatusInterval sets how often [Bus.RunConsumers] publishes the hub's
+// WithStatusInterval sets how often [Bus.RunConsumers] publishes the hub's
 // status. Default [DefaultStatusInterval]. The status is published only
 // when the config sets moksha.monitoring.socket.
-func StatusInterval(d time.Duration) RunOption { return func(o *runOptions) { o.statusEvery = d } }
+func WithStatusInterval(d time.Duration) RunOption { return func(o *runOptions) { o.statusEvery = d } }
 
 // timesKept is how many recent durations a consumer's status lists.
 const timesKept = 10

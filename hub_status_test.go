@@ -18,7 +18,7 @@ func TestHubStatus(t *testing.T) {
 	hub := n.start(c1)
 	ok := &recorder{topic: "org.example.dev.app"}
 	bad := &recorder{topic: "org.example.dev.app.job", fail: errors.New("no")}
-	runConsumers(t, hub, []Consumer{ok, bad}, StatusInterval(20*time.Millisecond))
+	runConsumers(t, hub, []Consumer{ok, bad}, WithStatusInterval(20*time.Millisecond))
 
 	// Until both consumers have had two messages, the job one failing.
 	for i := 0; ok.count() < 2 || bad.count() < 2; i++ {

@@ -75,6 +75,7 @@ var rootLayers = map[string]layer{
 	"consumer.go":   layerServices,
 	"hub_status.go": layerServices,
 	"default.go":    layerServices,
+	"deprecated.go": layerServices,
 }
 
 type layer int

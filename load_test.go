@@ -24,7 +24,7 @@ func TestLoadReliableExactlyOnce(t *testing.T) {
 	func() {
 		n := newTestNet(t)
 		const window = 64
-		pub := n.start(pubCN, WithMaxInFlight(window), WithResend(true, 5*time.Millisecond, 50*time.Millisecond))
+		pub := n.start(pubCN, WithMaxInFlight(window), WithResendDelays(5*time.Millisecond, 50*time.Millisecond))
 		buses := make([]*Bus, len(names))
 		for i, name := range names {
 			buses[i] = n.start(name)
@@ -81,7 +81,7 @@ func TestLoadReliableExactlyOnce(t *testing.T) {
 					wait(futures[0])
 					futures = futures[1:]
 				}
-				f, err := pub.PublishAsync(ctx, "job", map[string]any{"i": i}, Recipients(names...), AckTimeout(time.Minute))
+				f, err := pub.PublishAsync(ctx, "job", map[string]any{"i": i}, WithRecipients(names...), WithAckTimeout(time.Minute))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -59,7 +59,7 @@ func TestHelperConsumerProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
-	sub, err := b.Subscribe(ctx, "", ManualAck())
+	sub, err := b.Subscribe(ctx, "", WithManualAck())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestNetnsPartitionHeals(t *testing.T) {
 			t.Fatalf("the consumer's application saw %s %d times", id, c)
 		}
 	}
-	if r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatalf("across the link before any cut: %v", err)
 	} else {
 		exactlyOnce(t, r.MsgID)
@@ -346,7 +346,7 @@ func TestNetnsPartitionHeals(t *testing.T) {
 		}
 		res := make(chan result, 1)
 		go func() {
-			r, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "both"}, Recipients(c1), AckTimeout(20*time.Second))
+			r, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "both"}, WithRecipients(c1), WithAckTimeout(20*time.Second))
 			res <- result{r, err}
 		}()
 		// About a second of partition: the fallback resend, which comes
@@ -364,7 +364,7 @@ func TestNetnsPartitionHeals(t *testing.T) {
 		late := pub.Stats().AcksRejected[ackRejectUnknownID]
 		matched := pub.Stats().AcksMatched
 		h.cut(t, true, portOf(pub.Endpoint()))
-		_, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "messages"}, Recipients(c1), AckTimeout(time.Second))
+		_, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "messages"}, WithRecipients(c1), WithAckTimeout(time.Second))
 		var te *AckTimeoutError
 		if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != c1 {
 			t.Fatalf("err = %v, want a timeout naming %s", err, c1)
@@ -382,7 +382,7 @@ func TestNetnsPartitionHeals(t *testing.T) {
 		if m := pub.Stats().AcksMatched; m != matched {
 			t.Fatalf("a late ACK counted: %d matched, %d before", m, matched)
 		}
-		if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+		if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 			t.Fatalf("after the heal: %v", err)
 		}
 	})

@@ -2,6 +2,11 @@ package gilmsg
 
 import (
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -63,4 +68,70 @@ func TestRelayOptionsCheckTheirInput(t *testing.T) {
 		t.Fatalf("NewRelay with a queue of 1 and an outbound address: %v", err)
 	}
 	r.Close()
+}
+
+// TestOptionNamingRule holds every package of the module to the rule of
+// doc.go's "Options": an exported function that returns an option is
+// named With<Thing> (or Without<Thing>), unless it is an old name kept as
+// a deprecated wrapper; and an exported function type a constructor
+// configures is named Option or <Kind>Option, so that the rule sees it.
+func TestOptionNamingRule(t *testing.T) {
+	isOption := func(e ast.Expr) bool {
+		switch e := e.(type) {
+		case *ast.Ident:
+			return strings.HasSuffix(e.Name, "Option")
+		case *ast.SelectorExpr:
+			return strings.HasSuffix(e.Sel.Name, "Option")
+		}
+		return false
+	}
+	fset := token.NewFileSet()
+	constructors := 0
+	for _, p := range goList(t, "./...") {
+		for _, f := range slices.Concat(p.GoFiles, p.CgoFiles) {
+			af, err := parser.ParseFile(fset, filepath.Join(p.Dir, f), nil, parser.ParseComments|parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range af.Decls {
+				switch d := d.(type) {
+				case *ast.FuncDecl:
+					res := d.Type.Results
+					if d.Recv != nil || !d.Name.IsExported() || res == nil || len(res.List) != 1 || !isOption(res.List[0].Type) {
+						continue
+					}
+					constructors++
+					if strings.HasPrefix(d.Name.Name, "With") || (d.Doc != nil && strings.Contains(d.Doc.Text(), "\nDeprecated: ")) {
+						continue
+					}
+					t.Errorf("%s: %s.%s returns an option but is not named With...: rename it, keeping the old name as a Deprecated wrapper",
+						fset.Position(d.Pos()), p.ImportPath, d.Name.Name)
+				case *ast.GenDecl:
+					for _, s := range d.Specs {
+						ts, ok := s.(*ast.TypeSpec)
+						if !ok || !ts.Name.IsExported() {
+							continue
+						}
+						if _, isFunc := ts.Type.(*ast.FuncType); isFunc && !strings.HasSuffix(ts.Name.Name, "Option") && takesOptionsStruct(ts.Type.(*ast.FuncType)) {
+							t.Errorf("%s: %s.%s is an option type not named ...Option", fset.Position(ts.Pos()), p.ImportPath, ts.Name.Name)
+						}
+					}
+				}
+			}
+		}
+	}
+	// The rule must have seen the options it is about, or it checks nothing.
+	if constructors < 40 {
+		t.Errorf("found %d option constructors in the module; the check no longer recognises them", constructors)
+	}
+}
+
+// takesOptionsStruct reports whether a function type has the shape of an
+// option: one parameter, a pointer, and no result.
+func takesOptionsStruct(ft *ast.FuncType) bool {
+	if ft.Results != nil || len(ft.Params.List) != 1 || len(ft.Params.List[0].Names) > 1 {
+		return false
+	}
+	_, ok := ft.Params.List[0].Type.(*ast.StarExpr)
+	return ok
 }

@@ -50,7 +50,7 @@ func TestPartition(t *testing.T) {
 	healthy := func(what string) {
 		t.Helper()
 		waitFor(t, what, func() bool {
-			r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(time.Second))
+			r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(time.Second))
 			if err != nil && !errors.Is(err, ErrAckTimeout) {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestPartition(t *testing.T) {
 
 	// ACKs cut (the consumer's PUB cannot send), messages still flow.
 	h.cut(t, false, portOf(consumer.endpoint))
-	r, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "acks"}, Recipients(c1), AckTimeout(time.Second))
+	r, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "acks"}, WithRecipients(c1), WithAckTimeout(time.Second))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || len(te.Missing) != 1 || te.Missing[0] != c1 {
 		t.Fatalf("ACKs cut: err = %v, receipt %v; want a timeout naming %s", err, r, c1)
@@ -74,7 +74,7 @@ func TestPartition(t *testing.T) {
 
 	// Messages cut (nothing from the publisher's PUB gets in): a timeout.
 	h.cut(t, true, portOf(pub.Endpoint()))
-	_, err = pub.Publish(ctxT(t), "job", map[string]any{"cut": "messages"}, Recipients(c1), AckTimeout(time.Second))
+	_, err = pub.Publish(ctxT(t), "job", map[string]any{"cut": "messages"}, WithRecipients(c1), WithAckTimeout(time.Second))
 	if !errors.As(err, &te) || len(te.Missing) != 1 {
 		t.Fatalf("messages cut: err = %v, want a timeout", err)
 	}

@@ -41,7 +41,7 @@ func TestPartitionByProxy(t *testing.T) {
 	}
 	healthy := func(t *testing.T) {
 		t.Helper()
-		r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second))
+		r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second))
 		if err != nil {
 			t.Fatalf("with the link whole: %v", err)
 		}
@@ -52,7 +52,7 @@ func TestPartitionByProxy(t *testing.T) {
 	t.Run("ACK path cut", func(t *testing.T) {
 		matched, late := pub.Stats().AcksMatched, pub.Stats().AcksRejected[ackRejectUnknownID]
 		toCons.cut(toClient, true)
-		_, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "acks"}, Recipients(c1), AckTimeout(time.Second))
+		_, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "acks"}, WithRecipients(c1), WithAckTimeout(time.Second))
 		var te *AckTimeoutError
 		if !errors.As(err, &te) || !slices.Equal(te.Missing, []string{c1}) {
 			t.Fatalf("err = %v, want a timeout naming %s", err, c1)
@@ -69,7 +69,7 @@ func TestPartitionByProxy(t *testing.T) {
 	t.Run("message path cut", func(t *testing.T) {
 		toPub.cut(toClient, true)
 		// Long enough for fallback resends to be held behind the cut.
-		_, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "messages"}, Recipients(c1), AckTimeout(3*time.Second))
+		_, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "messages"}, WithRecipients(c1), WithAckTimeout(3*time.Second))
 		var te *AckTimeoutError
 		if !errors.As(err, &te) || !slices.Equal(te.Missing, []string{c1}) {
 			t.Fatalf("err = %v, want a timeout naming %s", err, c1)
@@ -98,7 +98,7 @@ func TestPartitionByProxy(t *testing.T) {
 		}
 		res := make(chan result, 1)
 		go func() {
-			r, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "both"}, Recipients(c1), AckTimeout(20*time.Second))
+			r, err := pub.Publish(ctxT(t), "job", map[string]any{"cut": "both"}, WithRecipients(c1), WithAckTimeout(20*time.Second))
 			res <- result{r, err}
 		}()
 		// About a second of partition: the fallback resend, which comes

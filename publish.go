@@ -23,36 +23,36 @@ type PublishOption func(*pubOptions)
 
 type pubOptions struct {
 	modname    string
-	msgID      string // set by MsgID: a bridge keeps the id it was given
+	msgID      string // set by WithMsgID: a bridge keeps the id it was given
 	username   string
 	exactTopic bool
 	recipients []string
-	reliable   bool // Recipients was given, maybe with nobody
+	reliable   bool // WithRecipients was given, maybe with nobody
 	ackTimeout time.Duration
 }
 
-// Modname sets the modname part of this message's full topic.
-func Modname(m string) PublishOption { return func(o *pubOptions) { o.modname = m } }
+// WithTopicModname sets the modname part of this message's full topic.
+func WithTopicModname(m string) PublishOption { return func(o *pubOptions) { o.modname = m } }
 
-// MsgID sends the message under this msg_id instead of a fresh one. A
+// WithMsgID sends the message under this msg_id instead of a fresh one. A
 // bridge that republishes messages from elsewhere uses it so that a
 // redelivered copy keeps its id and subscribers drop it as a duplicate.
-func MsgID(id string) PublishOption { return func(o *pubOptions) { o.msgID = id } }
+func WithMsgID(id string) PublishOption { return func(o *pubOptions) { o.msgID = id } }
 
-// Username sets the envelope's username. Default: the OS user name.
-func Username(u string) PublishOption { return func(o *pubOptions) { o.username = u } }
+// WithUsername sets the envelope's username. Default: the OS user name.
+func WithUsername(u string) PublishOption { return func(o *pubOptions) { o.username = u } }
 
-// ExactTopic sends the message on topic as given, not under
+// WithExactTopic sends the message on topic as given, not under
 // <topic_prefix>.<environment>.<modname>: for topics that come from
 // another bus with their own naming.
-func ExactTopic() PublishOption { return func(o *pubOptions) { o.exactTopic = true } }
+func WithExactTopic() PublishOption { return func(o *pubOptions) { o.exactTopic = true } }
 
-// Recipients makes the publish reliable: it returns only when every named
+// WithRecipients makes the publish reliable: it returns only when every named
 // certificate CN has ACKed, or fails with an [AckTimeoutError]. Names may
 // also be given comma separated. They are CNs (billing01.example.org), not
 // endpoint names (billing01): an ACK counts when that CN's certificate
 // signed it.
-func Recipients(cn ...string) PublishOption {
+func WithRecipients(cn ...string) PublishOption {
 	return func(o *pubOptions) {
 		o.reliable = true
 		for _, c := range cn {
@@ -65,9 +65,9 @@ func Recipients(cn ...string) PublishOption {
 	}
 }
 
-// AckTimeout bounds the wait for ACKs. Default: the config's ack_timeout
+// WithAckTimeout bounds the wait for ACKs. Default: the config's ack_timeout
 // ([Config.AckTimeout]). A context deadline that comes first wins.
-func AckTimeout(d time.Duration) PublishOption { return func(o *pubOptions) { o.ackTimeout = d } }
+func WithAckTimeout(d time.Duration) PublishOption { return func(o *pubOptions) { o.ackTimeout = d } }
 
 // Receipt describes a published message.
 type Receipt struct {
@@ -91,9 +91,9 @@ type Ack struct {
 // topic is <topic_prefix>.<environment>.<modname>.<topic> ([Bus.FullTopic]) unless topic
 // already starts with topic_prefix.
 //
-// Without [Recipients] it is fire-and-forget like fedmsg.publish: it returns
+// Without [WithRecipients] it is fire-and-forget like fedmsg.publish: it returns
 // once the message is queued on the PUB socket, and blocks only while the
-// queue is full. With Recipients it waits for their ACKs (see the package
+// queue is full. Given WithRecipients, it waits for their ACKs (see the package
 // documentation, "Reliability").
 //
 // A queued message has not left yet: a program that exits without
@@ -375,7 +375,7 @@ func (b *Bus) relayConnected() bool {
 }
 
 // postInitWait is how long after the bind the first publishes wait (see
-// "Slow joiners" in doc.go). The floor of zmq_reconnect_ivl_max plus
+// [WithoutPostInitWait]). The floor of zmq_reconnect_ivl_max plus
 // zmq_reconnect_ivl was measured: a Python tail running for seconds got 48
 // to 50 of 50 messages from a Python publisher, 0 to 35 from a Go one that
 // waited only post_init_sleep.
@@ -389,7 +389,7 @@ func postInitWait(c *Config) time.Duration {
 }
 
 // warmUp makes a publish that comes before [postInitWait] has passed since
-// the bind wait for it ("Slow joiners" in doc.go). With ackTopic set (an
+// the bind wait for it ([WithoutPostInitWait]). With ackTopic set (an
 // ACK's own topic), the wait ends as soon as someone subscribes to it: the
 // publisher waiting for this ACK.
 func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
@@ -646,7 +646,7 @@ func (p *publisher) close() {
 // bus's own socket: once it returns nil, those subscribers get every
 // message published after it. It cannot tell who the subscribers are.
 // Once it has returned nil, no publish waits for post_init_sleep any more
-// ("Slow joiners" in the package documentation).
+// ([WithoutPostInitWait]).
 func (b *Bus) WaitSubscribers(ctx context.Context, topic string, n int) error {
 	if b.pub == nil {
 		return fmt.Errorf("%w: the bus has no endpoint to publish from", ErrConfig)

@@ -16,7 +16,7 @@ func TestPublishAsAnotherBus(t *testing.T) {
 	const id, topic = "2026-from-elsewhere", "org.fedoraproject.prod.bodhi.update.comment"
 	for range 2 {
 		if _, err := pub.Publish(ctxT(t), topic, map[string]any{"n": 1},
-			MsgID(id), Username("amqp-bridge"), ExactTopic()); err != nil {
+			WithMsgID(id), WithUsername("amqp-bridge"), WithExactTopic()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -95,7 +95,7 @@ func TestHealthyRecipientGetsOneCopy(t *testing.T) {
 	var ids []string
 	slow := map[string]bool{}
 	for i := range messages {
-		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1))
+		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1))
 		if err != nil {
 			t.Fatalf("message %d at default settings: %v", i, err)
 		}
@@ -128,13 +128,13 @@ func TestHealthyRecipientGetsOneCopy(t *testing.T) {
 // subscription arrives, well before the fallback, and ACKs it.
 func TestLateJoinerIsResentOnSubscription(t *testing.T) {
 	n := newTestNet(t)
-	pub := n.start(pubCN, WithResend(true, time.Minute, time.Minute)) // no fallback
+	pub := n.start(pubCN, WithResendDelays(time.Minute, time.Minute)) // no fallback
 	late := n.start(c1)
 	raw := newRawSub(t, pub.Endpoint())
 	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
 		t.Fatal(err)
 	}
-	res := publishInBackground(t, pub, Recipients(c1), AckTimeout(30*time.Second))
+	res := publishInBackground(t, pub, WithRecipients(c1), WithAckTimeout(30*time.Second))
 	waitFor(t, "the first send", func() bool { return pub.Stats().Published >= 1 })
 	var cs consumerSet
 	cs.run(t, c1, late)
@@ -212,8 +212,8 @@ func TestFirstPublishWaitsPostInitSleep(t *testing.T) {
 		t.Error("a wait cut short counts as complete")
 	}
 
-	if b := n.start(c2, WithPostInitWait(false)); !b.pub.warm.Load() {
-		t.Error("WithPostInitWait(false): the first publish would still wait")
+	if b := n.start(c2, WithoutPostInitWait()); !b.pub.warm.Load() {
+		t.Error("WithoutPostInitWait(): the first publish would still wait")
 	}
 	// WaitSubscribers is the caller's own wait: it ends this one.
 	b = n.start(c3)
@@ -240,11 +240,11 @@ func TestReliablePublishUnderRoutingNitpicky(t *testing.T) {
 	cs, _ := n.consumers(t, c1, c2)
 	// The ACK listener hears where the recipients so far answer from: a
 	// first publish to c2 has it hear c2 from then on.
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c2), AckTimeout(20*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c2), WithAckTimeout(20*time.Second)); err != nil {
 		t.Fatalf("nitpicky routing broke a reliable publish: %v", err)
 	}
 	before := pub.Stats()
-	r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(20*time.Second))
+	r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(20*time.Second))
 	if err != nil {
 		t.Fatalf("nitpicky routing broke a reliable publish: %v", err)
 	}
@@ -259,7 +259,7 @@ func TestReliablePublishUnderRoutingNitpicky(t *testing.T) {
 		t.Fatalf("%d ACKs counted, want 1", m)
 	}
 	// The consumers still apply the policy to what they yield.
-	if _, err := pub.Publish(ctxT(t), "unlisted", nil, Recipients(c1), AckTimeout(time.Second)); !errors.Is(err, ErrAckTimeout) {
+	if _, err := pub.Publish(ctxT(t), "unlisted", nil, WithRecipients(c1), WithAckTimeout(time.Second)); !errors.Is(err, ErrAckTimeout) {
 		t.Fatalf("a topic outside the nitpicky policy was ACKed: %v", err)
 	}
 	waitFor(t, "the recipient's application to have the message", func() bool { return cs.count(c1, r.MsgID) == 1 })
@@ -298,9 +298,9 @@ func TestDefaultsNoFalseNegativeAtStart(t *testing.T) {
 	cs, _ := n.consumers(t, c1, c2, c3)
 	// Without the post_init_sleep wait, the ACK timeout alone covers the
 	// recipients' reconnection, which can take zmq_reconnect_ivl_max.
-	pub := n.start(pubCN, WithPostInitWait(false))
+	pub := n.start(pubCN, WithoutPostInitWait())
 	for i := range 5 {
-		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1, c2, c3))
+		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1, c2, c3))
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
@@ -341,7 +341,7 @@ func TestRelayRestartBridged(t *testing.T) {
 
 	var delivered []string
 	publish := func() error {
-		r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(30*time.Second))
+		r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(30*time.Second))
 		if err == nil {
 			delivered = append(delivered, r.MsgID)
 		}

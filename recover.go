@@ -18,8 +18,8 @@ import (
 // missed and could not get from the publisher's replay server yet. It is
 // yielded in place of the missing messages, and the subscription goes on:
 // it asks again, with backoff, while it runs and after a restart (with a
-// [StatusFile]), and yields what comes, late. When it stops asking (see
-// [GapMaxAge]) it yields a second GapError for them, with GivenUp set.
+// [WithStatusFile]), and yields what comes, late. When it stops asking (see
+// [WithGapMaxAge]) it yields a second GapError for them, with GivenUp set.
 // It unwraps to [ErrGap] and to the cause, when there is one (a
 // [ReplayError], or a [ValidationError] for a replayed message that did not
 // validate); without a cause, the store did not have them.
@@ -75,42 +75,42 @@ type replayOptions struct {
 	maxAge     time.Duration
 }
 
-// NoReplay turns off seq_id tracking and gap recovery for this
+// WithoutReplay turns off seq_id tracking and gap recovery for this
 // subscription, whatever replay_endpoints says.
-func NoReplay() SubscribeOption { return func(o *subOptions) { o.replay.off = true } }
+func WithoutReplay() SubscribeOption { return func(o *subOptions) { o.replay.off = true } }
 
-// ReplayTimeout bounds the wait for each answer of a replay server.
+// WithReplayTimeout bounds the wait for each answer of a replay server.
 // Default: the config's timeout (2 s).
-func ReplayTimeout(d time.Duration) SubscribeOption {
+func WithReplayTimeout(d time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.replay.timeout = d }
 }
 
-// GapMaxAge is how long a subscription keeps asking for seq_ids it missed
+// WithGapMaxAge is how long a subscription keeps asking for seq_ids it missed
 // (counted from when it first noticed them, across restarts with a
-// [StatusFile]) before it gives them up with a [GapError] whose GivenUp
+// [WithStatusFile]) before it gives them up with a [GapError] whose GivenUp
 // is set, a warning in the log and [Stats].GapsGivenUp. Default:
 // replay_gap_max_age ([DefaultGapMaxAge] when unset). Besides, at most
 // 1 024 separate runs of missing seq_ids are kept per publisher name; past
 // that the oldest run is given up the same way.
-func GapMaxAge(d time.Duration) SubscribeOption {
+func WithGapMaxAge(d time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.replay.maxAge = d }
 }
 
 // DefaultGapMaxAge is how long missed seq_ids are asked for when neither
-// [GapMaxAge] nor replay_gap_max_age says.
+// [WithGapMaxAge] nor replay_gap_max_age says.
 const DefaultGapMaxAge = time.Hour
 
-// StatusFile keeps, in the file at path, what the subscription has
+// WithStatusFile keeps, in the file at path, what the subscription has
 // delivered from each publisher (the highest seq_id, and the seq_ids below
 // it still missing), and catches up from there when it starts: before any
 // live message, it yields, page by page, what the publishers' replay
 // servers have after that seq_id, and asks again for the missing ones. A
 // message counts as delivered once [Subscription.Next] returned it and
-// its ACK went, or with [ManualAck] once [Message.Ack] or [Message.Done]
+// its ACK went, or with [WithManualAck] once [Message.Ack] or [Message.Done]
 // was called for it. The file is rewritten (a new file renamed over the
 // old, no fsync) at each delivery, so a killed process yields at most the
 // message it was handling again. Default: no file.
-func StatusFile(path string) SubscribeOption {
+func WithStatusFile(path string) SubscribeOption {
 	return func(o *subOptions) { o.replay.statusFile = path }
 }
 

@@ -148,7 +148,7 @@ func TestRecoveryFromPythonReplayServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	sub, err := b.Subscribe(t.Context(), "", StatusFile(status), ReplayTimeout(5*time.Second))
+	sub, err := b.Subscribe(t.Context(), "", WithStatusFile(status), WithReplayTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,7 +229,7 @@ func replaySub(t *testing.T, pub *seqPub, replayAddr string, opts ...SubscribeOp
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	sub, err := b.Subscribe(t.Context(), "", append([]SubscribeOption{ReplayTimeout(300 * time.Millisecond)}, opts...)...)
+	sub, err := b.Subscribe(t.Context(), "", append([]SubscribeOption{WithReplayTimeout(300 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,14 +311,14 @@ func readStatusDoc(t *testing.T, path string) statusEntry {
 	return doc.Names["svc"]
 }
 
-// Case 1: a message counts as delivered once handled (here: ManualAck and
+// Case 1: a message counts as delivered once handled (here: WithManualAck and
 // Ack), not once taken off the queue; the restart yields what was not.
 func TestCheckpointIsDelivery(t *testing.T) {
 	srv := startFakeReplay(t, "")
 	srv.put(seqBodies(1, 3)...)
 	pub := newSeqPub(t)
 	status := filepath.Join(t.TempDir(), "status")
-	_, sub := replaySub(t, pub, srv.addr, ManualAck(), StatusFile(status))
+	_, sub := replaySub(t, pub, srv.addr, WithManualAck(), WithStatusFile(status))
 	pub.waitSubscribed(t)
 	pub.send(t, seqBodies(1, 3)...)
 	for want := int64(1); want <= 3; want++ {
@@ -340,7 +340,7 @@ func TestCheckpointIsDelivery(t *testing.T) {
 	if e := readStatusDoc(t, status); e.SeqID != 2 {
 		t.Fatalf("status file says seq_id %d was delivered; 3 was yielded, never handled", e.SeqID)
 	}
-	_, sub = replaySub(t, newSeqPub(t), srv.addr, StatusFile(status))
+	_, sub = replaySub(t, newSeqPub(t), srv.addr, WithStatusFile(status))
 	wantSeqs(t, sub, 3)
 }
 
@@ -351,7 +351,7 @@ func TestGapAskedAgainUntilFilled(t *testing.T) {
 	addr := "tcp://127.0.0.1:" + freeTCPPort(t)
 	pub := newSeqPub(t)
 	status := filepath.Join(t.TempDir(), "status")
-	_, sub := replaySub(t, pub, addr, StatusFile(status))
+	_, sub := replaySub(t, pub, addr, WithStatusFile(status))
 	pub.waitSubscribed(t)
 	pub.send(t, seqBody(1, "id-1"), seqBody(5, "id-5"))
 	wantSeqs(t, sub, 1)
@@ -377,7 +377,7 @@ func TestGapAskedAgainUntilFilled(t *testing.T) {
 	}
 	srv = startFakeReplay(t, addr)
 	srv.put(seqBodies(1, 8)...)
-	_, sub = replaySub(t, newSeqPub(t), addr, StatusFile(status))
+	_, sub = replaySub(t, newSeqPub(t), addr, WithStatusFile(status))
 	wantSeqs(t, sub, 6, 7)
 }
 
@@ -396,7 +396,7 @@ func TestCatchUpRacingLive(t *testing.T) {
 	status := filepath.Join(t.TempDir(), "status")
 	os.WriteFile(status, []byte(`{"version":1,"names":{"svc":{"seq_id":3,"timestamp":0}}}`), 0o644)
 	pub := newSeqPub(t)
-	_, sub := replaySub(t, pub, srv.addr, StatusFile(status))
+	_, sub := replaySub(t, pub, srv.addr, WithStatusFile(status))
 	wantSeqs(t, sub, 4, 5, 7)
 	pub.waitSubscribed(t)
 	pub.send(t, seqBody(6, "id-6"), seqBody(8, "id-8"))
@@ -410,7 +410,7 @@ func TestSeqIDsGoBack(t *testing.T) {
 		t.Run(fmt.Sprint("dedupe", dedupe), func(t *testing.T) {
 			srv := startFakeReplay(t, "")
 			pub := newSeqPub(t)
-			b, sub := replaySub(t, pub, srv.addr, Dedupe(dedupe))
+			b, sub := replaySub(t, pub, srv.addr, WithDedupe(dedupe))
 			pub.waitSubscribed(t)
 			pub.send(t, seqBody(1, "a"), seqBody(2, "b"), seqBody(3, "c"))
 			pub.send(t, seqBody(1, "d"), seqBody(2, "e"), seqBody(2, "e"), seqBody(3, "f"))
@@ -432,12 +432,12 @@ func TestSeqIDsGoBack(t *testing.T) {
 	}
 }
 
-// Dedupe(0): no msg_id memory, yet a resend (same seq_id, same msg_id)
+// WithDedupe(0): no msg_id memory, yet a resend (same seq_id, same msg_id)
 // is dropped by name and seq_id.
 func TestDedupeBySeqIDWithoutMsgIDs(t *testing.T) {
 	srv := startFakeReplay(t, "")
 	pub := newSeqPub(t)
-	b, sub := replaySub(t, pub, srv.addr, Dedupe(0))
+	b, sub := replaySub(t, pub, srv.addr, WithDedupe(0))
 	pub.waitSubscribed(t)
 	pub.send(t, seqBody(1, "a"), seqBody(2, "b"), seqBody(2, "b"), seqBody(1, "a"), seqBody(3, "c"))
 	wantSeqs(t, sub, 1, 2, 3)
@@ -468,7 +468,7 @@ func TestStatusFileRefusesAbsurdValues(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			sub, err := b.Subscribe(t.Context(), "", StatusFile(status))
+			sub, err := b.Subscribe(t.Context(), "", WithStatusFile(status))
 			if err == nil {
 				sub.Close()
 				t.Fatal("Subscribe took it")
@@ -623,7 +623,7 @@ func TestCatchUpPagesFlatMemory(t *testing.T) {
 		return ms.HeapAlloc
 	}
 	base := live()
-	_, sub := replaySub(t, newSeqPub(t), srv.addr, StatusFile(status), ReplayTimeout(10*time.Second))
+	_, sub := replaySub(t, newSeqPub(t), srv.addr, WithStatusFile(status), WithReplayTimeout(10*time.Second))
 	var peak uint64
 	for seq := int64(1); seq <= n; seq++ {
 		it := nextItem(t, sub)
@@ -658,13 +658,13 @@ func TestStoredButUnsentReachesTail(t *testing.T) {
 	wantSeqs(t, sub, 2)
 }
 
-// The give-up policy: past GapMaxAge a hole is no longer asked for; a
+// The give-up policy: past WithGapMaxAge a hole is no longer asked for; a
 // GapError with GivenUp says so, Stats counts it, and the status file
 // forgets it (a restart does not ask again).
 func TestGapGivenUpAfterMaxAge(t *testing.T) {
 	pub := newSeqPub(t)
 	status := filepath.Join(t.TempDir(), "status")
-	b, sub := replaySub(t, pub, deadAddr(t), StatusFile(status), GapMaxAge(time.Second))
+	b, sub := replaySub(t, pub, deadAddr(t), WithStatusFile(status), WithGapMaxAge(time.Second))
 	pub.waitSubscribed(t)
 	pub.send(t, seqBody(1, "id-1"), seqBody(4, "id-4"))
 	wantSeqs(t, sub, 1)

@@ -26,7 +26,7 @@ func TestAckPathUnknownIsFalseNegative(t *testing.T) {
 	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
 		t.Fatal(err)
 	}
-	_, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(500*time.Millisecond))
+	_, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(500*time.Millisecond))
 	var te *AckTimeoutError
 	if !errors.As(err, &te) || !slices.Equal(te.Missing, []string{c1}) || len(te.Acked) != 0 {
 		t.Fatalf("err = %v, want a timeout naming only %s", err, c1)
@@ -55,7 +55,7 @@ func TestConsumerKilledMidStream(t *testing.T) {
 	launch := func(count int) []*PubFuture {
 		var fs []*PubFuture
 		for i := range count {
-			f, err := pub.PublishAsync(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1, c2), AckTimeout(3*time.Second))
+			f, err := pub.PublishAsync(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1, c2), WithAckTimeout(3*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,12 +133,12 @@ func TestConsumerCrashRestart(t *testing.T) {
 	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(10*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	var fs []*PubFuture
 	for i := range scaled(200, 40) {
-		f, err := pub.PublishAsync(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1), AckTimeout(2*time.Second))
+		f, err := pub.PublishAsync(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1), WithAckTimeout(2*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func TestConsumerCrashRestart(t *testing.T) {
 	}
 	waitFor(t, "some publishes to complete", func() bool { return pub.Stats().Acked >= 6 })
 	proc.kill(t)
-	down, err := pub.PublishAsync(ctxT(t), "job", nil, Recipients(c1), AckTimeout(time.Second))
+	down, err := pub.PublishAsync(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestConsumerCrashRestart(t *testing.T) {
 	}
 	var last *Receipt
 	waitFor(t, "a reliable publish to the restarted consumer", func() bool {
-		r, err := pub.Publish(ctxT(t), "job", nil, Recipients(c1), AckTimeout(300*time.Millisecond))
+		r, err := pub.Publish(ctxT(t), "job", nil, WithRecipients(c1), WithAckTimeout(300*time.Millisecond))
 		if err != nil && !errors.Is(err, ErrAckTimeout) {
 			t.Fatal(err)
 		}

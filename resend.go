@@ -22,7 +22,7 @@ import (
 // copy went out. A recipient that has not ACKed anything yet is judged by
 // the recent delay of all recipients. The floor is Python gilmsg's own
 // default ACK timeout: a Python publisher would have given up by then.
-// [WithResend]'s first, when shorter, lowers the floor.
+// [WithResendDelays]'s first, when shorter, lowers the floor.
 const (
 	lateFactor = 4
 	lateFloor  = 250 * time.Millisecond

@@ -216,7 +216,7 @@ func TestNewSubscribersCauseNoCopyAtHealthyRecipient(t *testing.T) {
 	var ids []string
 	slow := map[string]bool{}
 	for i := range messages {
-		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, Recipients(c1), AckTimeout(20*time.Second))
+		r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1), WithAckTimeout(20*time.Second))
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
@@ -232,7 +232,7 @@ func TestNewSubscribersCauseNoCopyAtHealthyRecipient(t *testing.T) {
 	}
 	// Once a reliable marker is ACKed, the tail has processed every copy
 	// sent before it (one stream, in order).
-	if _, err := pub.Publish(ctxT(t), "marker", nil, Recipients(c1), AckTimeout(20*time.Second)); err != nil {
+	if _, err := pub.Publish(ctxT(t), "marker", nil, WithRecipients(c1), WithAckTimeout(20*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	for i, id := range ids {
@@ -250,13 +250,13 @@ func TestNewSubscribersCauseNoCopyAtHealthyRecipient(t *testing.T) {
 // recipients of this one.
 func TestResendOnlyOnMatchingSubscription(t *testing.T) {
 	n := newTestNet(t)
-	pub := n.start(pubCN, WithResend(true, time.Minute, time.Minute)) // no fallback
+	pub := n.start(pubCN, WithResendDelays(time.Minute, time.Minute)) // no fallback
 	late := n.start(c1)
 	raw := newRawSub(t, pub.Endpoint())
 	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
 		t.Fatal(err)
 	}
-	res := publishInBackground(t, pub, Recipients(c1), AckTimeout(30*time.Second))
+	res := publishInBackground(t, pub, WithRecipients(c1), WithAckTimeout(30*time.Second))
 	waitFor(t, "the first send", func() bool { return pub.Stats().Published >= 1 })
 	sent := time.Now()
 	// Past the time a resend needs the recipient to be late, so that only
@@ -298,7 +298,7 @@ func TestResendOnlyOnMatchingSubscription(t *testing.T) {
 func TestAckedRecipientIsNoReasonToResend(t *testing.T) {
 	n := newTestNet(t)
 	fast, slow := newPyTail(t, n, c1), newPyTail(t, n, c2)
-	pub := n.start(pubCN, WithResend(true, time.Minute, time.Minute)) // no fallback
+	pub := n.start(pubCN, WithResendDelays(time.Minute, time.Minute)) // no fallback
 	fast.run(t, pub.Endpoint(), pub.ackTopic, nil)
 	slow.run(t, pub.Endpoint(), pub.ackTopic, nil)
 	if err := pub.WaitSubscribers(ctxT(t), "job", 2); err != nil {
@@ -306,7 +306,7 @@ func TestAckedRecipientIsNoReasonToResend(t *testing.T) {
 	}
 	pub.ackDelays.observe(c2, time.Minute) // late only after minutes
 	slow.setHold(true)
-	res := publishInBackground(t, pub, Recipients(c1, c2), AckTimeout(30*time.Second))
+	res := publishInBackground(t, pub, WithRecipients(c1, c2), WithAckTimeout(30*time.Second))
 	waitFor(t, "both to get it", func() bool { return pub.Stats().AcksMatched == 1 && len(slow.heldIDs()) == 1 })
 	sent := time.Now()
 	waitFor(t, c1+"'s lateness to pass", func() bool { return time.Since(sent) > pub.lateAfter(c1)+50*time.Millisecond })
@@ -334,14 +334,14 @@ func TestAckedRecipientIsNoReasonToResend(t *testing.T) {
 func TestFallbackWaitsUntilLate(t *testing.T) {
 	n := newTestNet(t)
 	slow := newPyTail(t, n, c1)
-	pub := n.start(pubCN, WithResend(true, 20*time.Millisecond, 20*time.Millisecond))
+	pub := n.start(pubCN, WithResendDelays(20*time.Millisecond, 20*time.Millisecond))
 	slow.run(t, pub.Endpoint(), pub.ackTopic, nil)
 	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
 		t.Fatal(err)
 	}
 	pub.ackDelays.observe(c1, time.Minute) // late only after minutes
 	slow.setHold(true)
-	res := publishInBackground(t, pub, Recipients(c1), AckTimeout(30*time.Second))
+	res := publishInBackground(t, pub, WithRecipients(c1), WithAckTimeout(30*time.Second))
 	waitFor(t, "the recipient to get it", func() bool { return len(slow.heldIDs()) == 1 })
 	sent := time.Now()
 	// Ten fallback periods.
@@ -370,7 +370,7 @@ func (p *pyTail) heldIDs() []string {
 func TestLateRecipientReachedAmongJoiners(t *testing.T) {
 	n := newTestNet(t)
 	py := newPyTail(t, n, c1)
-	pub := n.start(pubCN, WithResend(true, time.Minute, time.Minute)) // no fallback
+	pub := n.start(pubCN, WithResendDelays(time.Minute, time.Minute)) // no fallback
 	j := newJoiner(t, pub, "", pub.ackTopic)
 	stop := make(chan struct{})
 	joined := make(chan struct{})
@@ -387,7 +387,7 @@ func TestLateRecipientReachedAmongJoiners(t *testing.T) {
 			}
 		}
 	}()
-	res := publishInBackground(t, pub, Recipients(c1), AckTimeout(30*time.Second))
+	res := publishInBackground(t, pub, WithRecipients(c1), WithAckTimeout(30*time.Second))
 	waitFor(t, "the first send", func() bool { return pub.Stats().Published >= 1 })
 	py.run(t, pub.Endpoint(), pub.ackTopic, nil)
 	got := <-res
@@ -424,7 +424,7 @@ func TestLateAfter(t *testing.T) {
 	if got, want := b.lateAfter(c2), max(lateFloor, lateFactor*time.Duration(b.ackRTT.Load())); got != want || want == lateFloor {
 		t.Errorf("a recipient never heard from: late after %v, want all recipients' %v", got, want)
 	}
-	quick := n.start(c3, WithResend(true, 10*time.Millisecond, 0))
+	quick := n.start(c3, WithResendDelays(10*time.Millisecond, 0))
 	if got := quick.lateAfter(c1); got != 10*time.Millisecond {
 		t.Errorf("with the first resend at 10ms: late after %v", got)
 	}

@@ -67,7 +67,7 @@ func TestSubscribeManyEndpoints(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	ctx := waitCtx(t, 2*time.Minute)
 	const prefix = "org.example.dev.scale."
-	sub, err := b.Subscribe(ctx, prefix, FromEndpoints(addrs...), NoValidate(), NoAck())
+	sub, err := b.Subscribe(ctx, prefix, WithEndpoints(addrs...), WithoutValidation(), WithoutAck())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func TestLoadReliable(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, Recipients(names...), AckTimeout(30*time.Second))
+				r, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(names...), WithAckTimeout(30*time.Second))
 				if err != nil || len(r.Acks) != len(names) {
 					mu.Lock()
 					failed++

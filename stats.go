@@ -13,7 +13,7 @@ type Stats struct {
 	Invalid    map[Reason]uint64
 	Duplicates uint64 // messages a subscription had already yielded (resends)
 	// GapsGivenUp counts the runs of missed seq_ids subscriptions stopped
-	// asking for (see GapMaxAge); SeqResets, the times a publisher's
+	// asking for (see WithGapMaxAge); SeqResets, the times a publisher's
 	// seq_ids went back and were taken as a new run.
 	GapsGivenUp, SeqResets uint64
 

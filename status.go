@@ -399,5 +399,5 @@ func (b *Bus) hubStatusFile() []SubscribeOption {
 	if name == "" {
 		name = "gilmsg-hub"
 	}
-	return []SubscribeOption{StatusFile(filepath.Join(b.cfg.StatusDirectory, name))}
+	return []SubscribeOption{WithStatusFile(filepath.Join(b.cfg.StatusDirectory, name))}
 }

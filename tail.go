@@ -33,7 +33,7 @@ type Message struct {
 	Body []byte
 
 	sub     *Subscription
-	invalid error  // why validation failed, for a message SurfaceInvalid yielded
+	invalid error  // why validation failed, for a message WithInvalidMessages yielded
 	ckEpoch uint32 // 1 + the recovery run it counts in, for the status file; 0: not tracked
 }
 
@@ -44,18 +44,18 @@ type received struct {
 }
 
 // Ack publishes this message's ACK now. It is only needed with
-// [ManualAck]; otherwise a subscription ACKs each valid gilmsg message
+// [WithManualAck]; otherwise a subscription ACKs each valid gilmsg message
 // just before yielding it. Call it once the message has been handled as
 // far as the publisher needs to know (written, stored, processed): an ACK
 // is the publisher's proof of delivery, so a message dropped by the
 // application's own filters should not be ACKed. Messages without
 // gilmsg_version, and ACKs themselves, are never ACKed: Ack returns nil
 // for them. A message that failed validation (yielded by
-// [SurfaceInvalid]) is never ACKed either: Ack returns its validation
+// [WithInvalidMessages]) is never ACKed either: Ack returns its validation
 // error.
 //
-// With [ManualAck], an Ack that succeeds also records the message as
-// delivered in the subscription's [StatusFile], as [Message.Done] does.
+// With [WithManualAck], an Ack that succeeds also records the message as
+// delivered in the subscription's [WithStatusFile], as [Message.Done] does.
 func (m *Message) Ack(ctx context.Context) error {
 	if m.invalid != nil {
 		return m.invalid
@@ -70,10 +70,10 @@ func (m *Message) Ack(ctx context.Context) error {
 	return nil
 }
 
-// Done records, with [ManualAck], that the application is done with the
+// Done records, with [WithManualAck], that the application is done with the
 // message (handled, or dropped on purpose) without ACKing it: the
-// subscription's [StatusFile] counts it as delivered, so a restart does
-// not yield it again. Without ManualAck a message counts as delivered
+// subscription's [WithStatusFile] counts it as delivered, so a restart does
+// not yield it again. Without WithManualAck a message counts as delivered
 // when it is yielded; Done is then not needed. It is safe from any
 // goroutine, and to call twice.
 func (m *Message) Done() {
@@ -105,41 +105,41 @@ type subOptions struct {
 	replay         replayOptions // recover.go
 }
 
-// NoValidate yields messages without checking signatures, whatever
+// WithoutValidation yields messages without checking signatures, whatever
 // validate_signatures says.
-func NoValidate() SubscribeOption {
+func WithoutValidation() SubscribeOption {
 	return func(o *subOptions) { f := false; o.validate = &f }
 }
 
-// SurfaceInvalid yields invalid messages too, paired with the
+// WithInvalidMessages yields invalid messages too, paired with the
 // [ValidationError] that says why, instead of skipping them.
-func SurfaceInvalid() SubscribeOption { return func(o *subOptions) { o.surfaceInvalid = true } }
+func WithInvalidMessages() SubscribeOption { return func(o *subOptions) { o.surfaceInvalid = true } }
 
-// NoAck turns off the ACKs a subscription sends for gilmsg messages.
-func NoAck() SubscribeOption { return func(o *subOptions) { o.ack = false } }
+// WithoutAck turns off the ACKs a subscription sends for gilmsg messages.
+func WithoutAck() SubscribeOption { return func(o *subOptions) { o.ack = false } }
 
-// ManualAck leaves ACKs to the caller, who calls [Message.Ack] once the
+// WithManualAck leaves ACKs to the caller, who calls [Message.Ack] once the
 // message has been handled (written, stored, processed). Without it a
 // subscription ACKs each valid gilmsg message as it yields it: the ACK
 // then says "received by the application", not "processed", and a message
 // the application drops is ACKed all the same.
-func ManualAck() SubscribeOption { return func(o *subOptions) { o.manualAck = true } }
+func WithManualAck() SubscribeOption { return func(o *subOptions) { o.manualAck = true } }
 
-// Dedupe sets how many recent msg_ids a subscription remembers to drop
+// WithDedupe sets how many recent msg_ids a subscription remembers to drop
 // resent duplicates (they are ACKed again, never yielded twice). Default
 // 4096; 0 turns it off.
-func Dedupe(n int) SubscribeOption { return func(o *subOptions) { o.dedupe = n } }
+func WithDedupe(n int) SubscribeOption { return func(o *subOptions) { o.dedupe = n } }
 
-// Passive binds the subscription's sockets to the endpoints instead of
+// WithPassive binds the subscription's sockets to the endpoints instead of
 // connecting to them, for publishers that connect (fedmsg's passive mode).
 // Subscribe then does not wait for anyone, and a bound SUB hands its
 // subscription to a publisher that connects only while its reader is
 // inside [Subscription.Next].
-func Passive() SubscribeOption { return func(o *subOptions) { o.passive = true } }
+func WithPassive() SubscribeOption { return func(o *subOptions) { o.passive = true } }
 
-// FromEndpoints subscribes to these addresses (under the name "") instead
+// WithEndpoints subscribes to these addresses (under the name "") instead
 // of every configured endpoint.
-func FromEndpoints(addrs ...string) SubscribeOption {
+func WithEndpoints(addrs ...string) SubscribeOption {
 	return func(o *subOptions) {
 		for _, a := range addrs {
 			o.endpoints = append(o.endpoints, namedEndpoint{addr: a})
@@ -423,7 +423,7 @@ func (s *Subscription) Endpoints() int { return int(s.neps.Load()) }
 
 // Next returns the next message. It blocks until one arrives, ctx ends
 // (ctx.Err()), or the subscription or bus closes ([ErrClosed]). An invalid
-// message is skipped, unless [SurfaceInvalid] was given: then it is
+// message is skipped, unless [WithInvalidMessages] was given: then it is
 // returned with its [ValidationError].
 func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	s.useMu.Lock()
@@ -756,7 +756,7 @@ func (s *Subscription) Messages(ctx context.Context) iter.Seq2[*Message, error] 
 // breaking out of it, or its end, closes the subscription's sockets. A
 // failure to subscribe (other than those two) is yielded once, with a nil
 // message. Valid gilmsg messages are ACKed as they are yielded unless
-// [NoAck] or [ManualAck] is given; with ManualAck, call [Message.Ack]
+// [WithoutAck] or [WithManualAck] is given; with WithManualAck, call [Message.Ack]
 // after handling each one.
 func (b *Bus) Tail(ctx context.Context, topicPrefix string, opts ...SubscribeOption) iter.Seq2[*Message, error] {
 	return func(yield func(*Message, error) bool) {

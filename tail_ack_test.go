@@ -9,7 +9,7 @@ import (
 
 // An invalid gilmsg message that reaches an ACKing subscription is never
 // ACKed: not by the subscription itself, and not by a caller of
-// Message.Ack on a message SurfaceInvalid yielded. The oracle is the
+// Message.Ack on a message WithInvalidMessages yielded. The oracle is the
 // publisher, which would count a real ACK (the subscriber's signature is
 // good): its publish must time out.
 func TestInvalidNeverAcked(t *testing.T) {
@@ -19,8 +19,8 @@ func TestInvalidNeverAcked(t *testing.T) {
 		opts []SubscribeOption
 	}{
 		{"ACK on yield", nil},
-		{"ACK on yield, surfaced", []SubscribeOption{SurfaceInvalid()}},
-		{"ManualAck, surfaced, Ack called", []SubscribeOption{SurfaceInvalid(), ManualAck()}},
+		{"ACK on yield, surfaced", []SubscribeOption{WithInvalidMessages()}},
+		{"ManualAck, surfaced, Ack called", []SubscribeOption{WithInvalidMessages(), WithManualAck()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newTestNet(t)
@@ -57,7 +57,7 @@ func TestInvalidNeverAcked(t *testing.T) {
 			if err := pub.WaitSubscribers(ctxT(t), "guarded", 1); err != nil {
 				t.Fatal(err)
 			}
-			_, err = pub.Publish(ctxT(t), "guarded", nil, Recipients(c1), AckTimeout(time.Second))
+			_, err = pub.Publish(ctxT(t), "guarded", nil, WithRecipients(c1), WithAckTimeout(time.Second))
 			if !errors.Is(err, ErrAckTimeout) {
 				t.Errorf("publish of an invalid message: %v, want an ACK timeout", err)
 			}

@@ -155,7 +155,7 @@ func TestCloseDoesNotWaitOnFetch(t *testing.T) {
 	bus.validator.trust.fetchTotal = 10 * time.Minute
 	published := make(chan error, 1)
 	go func() {
-		_, err := bus.Publish(context.Background(), "x", nil, Recipients("b"), AckTimeout(10*time.Minute))
+		_, err := bus.Publish(context.Background(), "x", nil, WithRecipients("b"), WithAckTimeout(10*time.Minute))
 		published <- err
 	}()
 	waitFor(t, "the download to connect", func() bool { return accepted.Load() > 0 })
@@ -206,7 +206,7 @@ func TestReliablePublishReportsTrustProblems(t *testing.T) {
 			}
 			defer bus.Close()
 			bus.validator.trust.client = srv.Client()
-			_, err = bus.Publish(context.Background(), "x", nil, Recipients("b"), AckTimeout(time.Minute))
+			_, err = bus.Publish(context.Background(), "x", nil, WithRecipients("b"), WithAckTimeout(time.Minute))
 			if !errors.Is(err, ErrTrust) || errors.Is(err, ErrAckTimeout) {
 				t.Fatalf("publish: %v, want ErrTrust and no ACK timeout", err)
 			}

@@ -191,9 +191,9 @@ func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
 		a.stats.duplicates.Add(1)
 		return a.ack(d)
 	}
-	opts := []gilmsg.PublishOption{gilmsg.MsgID(in.MsgID), gilmsg.Username(BridgeUsername), gilmsg.ExactTopic()}
+	opts := []gilmsg.PublishOption{gilmsg.WithMsgID(in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic()}
 	if len(a.cfg.Recipients) > 0 {
-		opts = append(opts, gilmsg.Recipients(a.cfg.Recipients...))
+		opts = append(opts, gilmsg.WithRecipients(a.cfg.Recipients...))
 	}
 	if _, err := a.bus.Publish(ctx, in.Topic, in.Msg, opts...); err != nil {
 		a.stats.nacked.Add(1)

@@ -60,7 +60,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		defer wg.Done()
 		for i := 0; ctx.Err() == nil; i++ {
 			r, err := pub.Publish(ctx, "restart", map[string]any{"i": i},
-				gilmsg.Recipients(bridgeCN), gilmsg.AckTimeout(2*time.Second))
+				gilmsg.WithRecipients(bridgeCN), gilmsg.WithAckTimeout(2*time.Second))
 			if err == nil {
 				mu.Lock()
 				acked = append(acked, r.MsgID)
@@ -117,7 +117,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "the bridges to notice the "+fault.name, func() bool { return !z2a.Connected() && !a2z.Connected() })
-		_, err = pub.Publish(ctxT(t), "while-down", map[string]any{}, gilmsg.Recipients(bridgeCN), gilmsg.AckTimeout(time.Second))
+		_, err = pub.Publish(ctxT(t), "while-down", map[string]any{}, gilmsg.WithRecipients(bridgeCN), gilmsg.WithAckTimeout(time.Second))
 		if !errors.Is(err, gilmsg.ErrAckTimeout) {
 			t.Errorf("%s: reliable publish to the bridge with the broker down: %v, want an ACK timeout", fault.name, err)
 		}

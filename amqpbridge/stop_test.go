@@ -46,7 +46,7 @@ func TestZmqToAMQPStoppedBeforeConfirmSendsNoACK(t *testing.T) {
 	}
 
 	first, err := pub.Publish(ctxT(t), "stop", map[string]any{"n": 1},
-		gilmsg.Recipients(bridgeCN), gilmsg.AckTimeout(30*time.Second))
+		gilmsg.WithRecipients(bridgeCN), gilmsg.WithAckTimeout(30*time.Second))
 	if err != nil {
 		t.Fatalf("confirmed message: %v", err)
 	}
@@ -58,7 +58,7 @@ func TestZmqToAMQPStoppedBeforeConfirmSendsNoACK(t *testing.T) {
 	pubCtx := ctxT(t)
 	go func() {
 		r, err := pub.Publish(pubCtx, "stop", map[string]any{"n": 2},
-			gilmsg.Recipients(bridgeCN), gilmsg.AckTimeout(time.Second))
+			gilmsg.WithRecipients(bridgeCN), gilmsg.WithAckTimeout(time.Second))
 		var te *gilmsg.AckTimeoutError
 		if errors.As(err, &te) {
 			second = te.MsgID
@@ -117,7 +117,7 @@ func (a *ackWatch) ids() []string {
 func collectAcks(t *testing.T, b *gilmsg.Bus) *ackWatch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	sub, err := b.Subscribe(ctx, "", gilmsg.NoAck())
+	sub, err := b.Subscribe(ctx, "", gilmsg.WithoutAck())
 	if err != nil {
 		t.Fatal(err)
 	}

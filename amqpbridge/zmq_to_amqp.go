@@ -81,7 +81,7 @@ type outMsg struct {
 // Broker outages are not failures: Run reconnects with backoff and
 // resumes.
 func (z *ZmqToAMQP) Run(ctx context.Context) error {
-	sub, err := z.bus.Subscribe(ctx, "", gilmsg.ManualAck())
+	sub, err := z.bus.Subscribe(ctx, "", gilmsg.WithManualAck())
 	if err != nil {
 		return err
 	}

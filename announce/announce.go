@@ -49,5 +49,5 @@ func Publish(ctx context.Context, bus *gilmsg.Bus, text, link string) (*gilmsg.R
 	if link != "" {
 		a.Link = &link
 	}
-	return bus.Publish(ctx, "announcement", a, gilmsg.Modname("announce"))
+	return bus.Publish(ctx, "announcement", a, gilmsg.WithTopicModname("announce"))
 }

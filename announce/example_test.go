@@ -65,7 +65,7 @@ func ExampleNewSigningRelay() {
 	defer cron.Close()
 
 	m := publishUntilSeen(ctx, peerOf(pki, relay), func(ctx context.Context) error {
-		_, err := cron.Publish(ctx, "job.done", map[string]string{"job": "backup"}, gilmsg.Modname("cron"))
+		_, err := cron.Publish(ctx, "job.done", map[string]string{"job": "backup"}, gilmsg.WithTopicModname("cron"))
 		return err
 	})
 	fmt.Printf("%s %v, signed by %s\n", m.Topic, m.Msg(), m.Signer)

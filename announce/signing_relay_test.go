@@ -30,7 +30,7 @@ func TestNewSigningRelay(t *testing.T) {
 	cfg.Name, cfg.Active, cfg.SignMessages = "cron01", true, false
 	pub := newBus(t, cfg)
 	m := until(t, msgs, "nightly", func(ctx context.Context) error {
-		_, err := pub.Publish(ctx, "job.done", map[string]string{"job": "nightly"}, gilmsg.Modname("cron"))
+		_, err := pub.Publish(ctx, "job.done", map[string]string{"job": "nightly"}, gilmsg.WithTopicModname("cron"))
 		return err
 	})
 	if m.Signer != "relay01" || m.Topic != "org.example.dev.cron.job.done" {

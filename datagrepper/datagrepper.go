@@ -125,5 +125,5 @@ func Republish(ctx context.Context, bus *gilmsg.Bus, client *http.Client, baseUR
 		// Publish would take it for a full topic.
 		return nil, fmt.Errorf("%w: topic %q: its topic part starts with this bus's topic prefix, so it cannot get a fresh one", gilmsg.ErrInvalidMessage, full)
 	}
-	return bus.Publish(ctx, topic, msg, gilmsg.Modname(modname))
+	return bus.Publish(ctx, topic, msg, gilmsg.WithTopicModname(modname))
 }

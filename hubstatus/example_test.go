@@ -39,7 +39,7 @@ func ExampleRead() {
 	ran := make(chan error, 1)
 	go func() {
 		audit := gilmsg.ConsumerFunc("org.example.dev.web", func(context.Context, *gilmsg.Message) error { return nil })
-		ran <- hub.RunConsumers(runCtx, []gilmsg.Consumer{audit}, gilmsg.StatusInterval(100*time.Millisecond))
+		ran <- hub.RunConsumers(runCtx, []gilmsg.Consumer{audit}, gilmsg.WithStatusInterval(100*time.Millisecond))
 	}()
 
 	st, _, err := hubstatus.Read(ctx, endpoint)

@@ -49,7 +49,7 @@ func ExampleOpen() {
 
 	// Consuming, on another host: gaps are filled from the publisher's
 	// replay server, and a restart resumes where the status file says.
-	for m, err := range bus.Tail(ctx, "", gilmsg.StatusFile("/var/lib/myconsumer/status")) {
+	for m, err := range bus.Tail(ctx, "", gilmsg.WithStatusFile("/var/lib/myconsumer/status")) {
 		var gap *gilmsg.GapError
 		if errors.As(err, &gap) {
 			log.Printf("lost %d..%d of %s: %v", gap.From, gap.To, gap.Name, gap.Err)

@@ -333,7 +333,7 @@ func TestTailGapWithoutServer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			py := newFakePython(t)
 			bus := subscriber(t, map[string][]string{"pub": {py.addr}}, map[string]string{"pub": ep}, nil)
-			sub, err := bus.Subscribe(context.Background(), "", gilmsg.NoValidate(), gilmsg.ReplayTimeout(300*time.Millisecond))
+			sub, err := bus.Subscribe(context.Background(), "", gilmsg.WithoutValidation(), gilmsg.WithReplayTimeout(300*time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -402,7 +402,7 @@ func TestCatchUpAfterRestart(t *testing.T) {
 			status := filepath.Join(t.TempDir(), "gilmsg-tail")
 			bus := subscriber(t, map[string][]string{"svc": {pub.Endpoint()}}, map[string]string{"svc": srv.Endpoint()}, nil)
 			open := func() *gilmsg.Subscription {
-				sub, err := bus.Subscribe(context.Background(), "", gilmsg.NoValidate(), gilmsg.StatusFile(status))
+				sub, err := bus.Subscribe(context.Background(), "", gilmsg.WithoutValidation(), gilmsg.WithStatusFile(status))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -454,7 +454,7 @@ func TestTwoPublishersSharePostgres(t *testing.T) {
 	}
 	srv := startReplay(t, "svc", openStore(t, url))
 	bus := subscriber(t, map[string][]string{"svc": addrs}, map[string]string{"svc": srv.Endpoint()}, nil)
-	sub, err := bus.Subscribe(context.Background(), "", gilmsg.NoValidate())
+	sub, err := bus.Subscribe(context.Background(), "", gilmsg.WithoutValidation())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +528,7 @@ func TestCorruptStatusFile(t *testing.T) {
 	status := filepath.Join(t.TempDir(), "gilmsg-tail")
 	os.WriteFile(status, []byte("{not json"), 0o644)
 	bus := subscriber(t, map[string][]string{"svc": {freeAddr(t)}}, map[string]string{"svc": freeAddr(t)}, nil)
-	_, err := bus.Subscribe(context.Background(), "", gilmsg.StatusFile(status))
+	_, err := bus.Subscribe(context.Background(), "", gilmsg.WithStatusFile(status))
 	if err == nil || !strings.Contains(err.Error(), status) || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("Subscribe with a corrupt status file: %v", err)
 	}

@@ -283,7 +283,7 @@ func TestBadStores(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
-		sub, err := w.Subscribe(ctxT(t), "", gilmsg.NoReplay())
+		sub, err := w.Subscribe(ctxT(t), "", gilmsg.WithoutReplay())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -80,7 +80,7 @@ func (e *benchEnv) endpointsRun(ctx context.Context, n int) (res endpointsResult
 		return res, err
 	}
 	defer bus.Close()
-	sub, err := bus.Subscribe(ctx, benchPrefix, gilmsg.FromEndpoints(addrs...), gilmsg.NoValidate())
+	sub, err := bus.Subscribe(ctx, benchPrefix, gilmsg.WithEndpoints(addrs...), gilmsg.WithoutValidation())
 	if err != nil {
 		return res, err
 	}

@@ -145,9 +145,9 @@ func (e *benchEnv) busFlow(ctx context.Context, sign bool) (fl flow, stop func()
 		tail.Close()
 		pub.Close()
 	}
-	opts := []gilmsg.SubscribeOption{gilmsg.FromEndpoints(pub.Endpoint())}
+	opts := []gilmsg.SubscribeOption{gilmsg.WithEndpoints(pub.Endpoint())}
 	if !sign {
-		opts = append(opts, gilmsg.NoValidate())
+		opts = append(opts, gilmsg.WithoutValidation())
 	}
 	sub, err := tail.Subscribe(ctx, benchPrefix, opts...)
 	if err == nil {

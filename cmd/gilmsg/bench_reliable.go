@@ -73,7 +73,7 @@ func (e *benchEnv) tailN(ctx context.Context, n int) (*reliableRig, error) {
 		}
 	}
 	for i := len(rig.tails); i < n; i++ {
-		sub, err := rig.consumers[i].Subscribe(ctx, benchPrefix, gilmsg.FromEndpoints(rig.pub.Endpoint()))
+		sub, err := rig.consumers[i].Subscribe(ctx, benchPrefix, gilmsg.WithEndpoints(rig.pub.Endpoint()))
 		if err != nil {
 			return nil, err
 		}
@@ -195,7 +195,7 @@ func (e *benchEnv) latencyPhase(ctx context.Context, n int) (latencies, float64,
 	publish := func() (time.Duration, error) {
 		start := time.Now()
 		_, err := rig.pub.Publish(ctx, "reliable", e.payload,
-			gilmsg.Recipients(e.recipients(n)...), gilmsg.AckTimeout(benchAckTimeout))
+			gilmsg.WithRecipients(e.recipients(n)...), gilmsg.WithAckTimeout(benchAckTimeout))
 		return time.Since(start), err
 	}
 	// The first publish starts the ACK listener; the first few pay for
@@ -262,7 +262,7 @@ func (e *benchEnv) concurrentPhase(ctx context.Context, r *benchResults) error {
 			defer wg.Done()
 			for time.Since(start) < e.o.duration || done.Load() < benchMinMessages {
 				_, err := rig.pub.Publish(ctx, "reliable", e.payload,
-					gilmsg.Recipients(benchConsumer(0)), gilmsg.AckTimeout(benchAckTimeout))
+					gilmsg.WithRecipients(benchConsumer(0)), gilmsg.WithAckTimeout(benchAckTimeout))
 				if err != nil {
 					errs[w] = err
 					return

@@ -57,9 +57,9 @@ func (e *benchEnv) stored(ctx context.Context, sign bool) (float64, error) {
 		return 0, err
 	}
 	defer tail.Close()
-	subOpts := []gilmsg.SubscribeOption{gilmsg.FromEndpoints(pub.Endpoint()), gilmsg.NoReplay()}
+	subOpts := []gilmsg.SubscribeOption{gilmsg.WithEndpoints(pub.Endpoint()), gilmsg.WithoutReplay()}
 	if !sign {
-		subOpts = append(subOpts, gilmsg.NoValidate())
+		subOpts = append(subOpts, gilmsg.WithoutValidation())
 	}
 	sub, err := tail.Subscribe(ctx, benchPrefix, subOpts...)
 	if err == nil {

@@ -129,7 +129,7 @@ func TestCheckGoHub(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- hub.RunConsumers(ctx, []gilmsg.Consumer{namedConsumer{}}, gilmsg.StatusInterval(20*time.Millisecond))
+		done <- hub.RunConsumers(ctx, []gilmsg.Consumer{namedConsumer{}}, gilmsg.WithStatusInterval(20*time.Millisecond))
 	}()
 	defer func() {
 		cancel()

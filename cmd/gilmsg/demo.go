@@ -157,7 +157,7 @@ func (d *demoBus) start(ctx context.Context, pki *devpki.PKI) error {
 	for name, c := range d.consumers {
 		// Subscribe returns once connected, so nothing sent next is missed
 		// for want of a connection.
-		sub, err := c.bus.Subscribe(ctx, "", gilmsg.FromEndpoints(d.pub.Endpoint()))
+		sub, err := c.bus.Subscribe(ctx, "", gilmsg.WithEndpoints(d.pub.Endpoint()))
 		if err != nil {
 			return err
 		}
@@ -198,7 +198,7 @@ func (d *demoBus) allAck(ctx context.Context) error {
 	d.out.printf("")
 	d.out.printf("Step 1: reliable publish to %s, waiting up to 2s for both ACKs.", strings.Join(everyone, " and "))
 	r, err := d.pub.Publish(ctx, "hello", map[string]any{"step": 1, "text": "hello, reliable world"},
-		gilmsg.Recipients(everyone...), gilmsg.AckTimeout(2*time.Second))
+		gilmsg.WithRecipients(everyone...), gilmsg.WithAckTimeout(2*time.Second))
 	if err != nil {
 		return fmt.Errorf("step 1: %w", err)
 	}
@@ -221,7 +221,7 @@ func (d *demoBus) oneStopped(ctx context.Context) error {
 	d.consumers[demoConsumer2].stop()
 	delete(d.consumers, demoConsumer2)
 	r, err := d.pub.Publish(ctx, "hello", map[string]any{"step": 2, "text": "is anybody there?"},
-		gilmsg.Recipients(demoConsumer1, demoConsumer2), gilmsg.AckTimeout(time.Second))
+		gilmsg.WithRecipients(demoConsumer1, demoConsumer2), gilmsg.WithAckTimeout(time.Second))
 	var te *gilmsg.AckTimeoutError
 	if !errors.As(err, &te) || !errors.Is(err, gilmsg.ErrAckTimeout) {
 		return fmt.Errorf("step 2: want an ACK timeout, got receipt %v, error %v", r, err)

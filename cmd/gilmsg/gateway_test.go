@@ -49,7 +49,7 @@ func TestGatewayCommand(t *testing.T) {
 	ccfg := testConfig(pki)
 	ccfg.Endpoints = map[string][]string{}
 	client := newBus(t, ccfg)
-	m := publishUntilReceived(t, pub, "tick", collect(t, client, "", gilmsg.FromEndpoints(gw)))
+	m := publishUntilReceived(t, pub, "tick", collect(t, client, "", gilmsg.WithEndpoints(gw)))
 	if m.Signer != tailPubCN || m.Topic != "org.example.dev.test.tick" {
 		t.Errorf("through the gateway: signer %q, topic %q", m.Signer, m.Topic)
 	}

@@ -140,10 +140,10 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	// The bus's modname is the topics': WaitSubscribers matches on it too.
 	busOpts := append(storeOpts, gilmsg.WithModname(o.modname))
 	if cmd.Flags().Changed("wait-subscribers") {
-		busOpts = append(busOpts, gilmsg.WithPostInitWait(false))
+		busOpts = append(busOpts, gilmsg.WithoutPostInitWait())
 	}
 	if o.noResend {
-		busOpts = append(busOpts, gilmsg.WithResend(false, 0, 0))
+		busOpts = append(busOpts, gilmsg.WithoutResend())
 	}
 	bus, err := gilmsg.New(cfg, busOpts...)
 	if err != nil {
@@ -157,9 +157,9 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 
 	var opts []gilmsg.PublishOption
 	if len(o.recipients) > 0 {
-		opts = append(opts, gilmsg.Recipients(o.recipients...))
+		opts = append(opts, gilmsg.WithRecipients(o.recipients...))
 		if o.ackTimeout.d > 0 {
-			opts = append(opts, gilmsg.AckTimeout(o.ackTimeout.d))
+			opts = append(opts, gilmsg.WithAckTimeout(o.ackTimeout.d))
 		}
 	}
 	var inputs <-chan []inputLine

@@ -28,7 +28,7 @@ func loggerConsumer(t *testing.T, pki *devpki.PKI, addr string) (*gilmsg.Bus, <-
 	// reconnecting in the background.
 	cfg.PostInitSleep = 0.05
 	b := newBus(t, cfg)
-	return b, collect(t, b, "", gilmsg.FromEndpoints(addr))
+	return b, collect(t, b, "", gilmsg.WithEndpoints(addr))
 }
 
 // The logger binding its own endpoint (--name): plain and JSON lines, the

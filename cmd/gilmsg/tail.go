@@ -158,15 +158,15 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 	defer onSIGHUP("tail", cmd.ErrOrStderr(), bus.Validator())()
 	// The ACK and the status file say "handed to the user": both wait
 	// for the line (Ack, Done).
-	opts := []gilmsg.SubscribeOption{gilmsg.SurfaceInvalid(), gilmsg.ManualAck()}
+	opts := []gilmsg.SubscribeOption{gilmsg.WithInvalidMessages(), gilmsg.WithManualAck()}
 	if !acking {
-		opts = append(opts, gilmsg.NoAck())
+		opts = append(opts, gilmsg.WithoutAck())
 	}
 	if o.noValidate {
-		opts = append(opts, gilmsg.NoValidate())
+		opts = append(opts, gilmsg.WithoutValidation())
 	}
 	if cfg.StatusDirectory != "" {
-		opts = append(opts, gilmsg.Checkpoint(checkpointName(o.name)))
+		opts = append(opts, gilmsg.WithCheckpoint(checkpointName(o.name)))
 	}
 	sub, err := bus.Subscribe(ctx, o.topic, opts...)
 	if err != nil {

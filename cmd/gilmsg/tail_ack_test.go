@@ -28,7 +28,7 @@ func TestTailFilteredNotAcked(t *testing.T) {
 			args := append([]string{"tail", "--config", n.withMe, "--name", tailCN, "--json", "--count", "2"}, filter...)
 			_, _, done := startCLI(t, context.Background(), nil, args...)
 			reliable := func(topic string, timeout time.Duration) error {
-				_, err := n.pub.Publish(ctxFor(t), topic, nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(timeout))
+				_, err := n.pub.Publish(ctxFor(t), topic, nil, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(timeout))
 				return err
 			}
 			// The first ACK proves the tail is listening; on one TCP
@@ -72,7 +72,7 @@ func TestTailWriteErrorNotAcked(t *testing.T) {
 	}()
 	var errs []error
 	res := publishUntil(t, done, func(int) {
-		_, err := n.pub.Publish(context.Background(), "job", nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(50*time.Millisecond))
+		_, err := n.pub.Publish(context.Background(), "job", nil, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(50*time.Millisecond))
 		errs = append(errs, err)
 	})
 	if res.code != exitFailure || !strings.Contains(res.stderr, "writing to stdout: no space left on device") {
@@ -135,7 +135,7 @@ func TestTailClosedPipe(t *testing.T) {
 	}
 	cmd, stderr, exited := cliProcess(t, w, "tail", "--config", n.withMe, "--name", tailCN)
 	w.Close()
-	if _, err := n.pub.Publish(ctxFor(t), "first", nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(20*time.Second)); err != nil {
+	if _, err := n.pub.Publish(ctxFor(t), "first", nil, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(20*time.Second)); err != nil {
 		t.Fatalf("first: %v; stderr %q", err, stderr.String())
 	}
 	line, err := bufio.NewReader(r).ReadString('\n')
@@ -143,7 +143,7 @@ func TestTailClosedPipe(t *testing.T) {
 		t.Fatalf("read %q, %v", line, err)
 	}
 	r.Close() // what head does after its line
-	_, err = n.pub.Publish(ctxFor(t), "second", nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(time.Second))
+	_, err = n.pub.Publish(ctxFor(t), "second", nil, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(time.Second))
 	if !errors.Is(err, gilmsg.ErrAckTimeout) {
 		t.Errorf("second: %v, want an ACK timeout: nobody read it", err)
 	}
@@ -221,10 +221,10 @@ func TestTailBlockedStdoutSecondSignal(t *testing.T) {
 	// Fill the pipe: the first ACK proves tail is listening, and each
 	// message is bigger than the pipe can hold.
 	pad := strings.Repeat("x", 128<<10)
-	if _, err := n.pub.Publish(ctxFor(t), "first", map[string]any{"pad": "-"}, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(20*time.Second)); err != nil {
+	if _, err := n.pub.Publish(ctxFor(t), "first", map[string]any{"pad": "-"}, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(20*time.Second)); err != nil {
 		t.Fatalf("first: %v; stderr %q", err, stderr.String())
 	}
-	_, err = n.pub.Publish(ctxFor(t), "blocked", map[string]any{"pad": pad}, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(time.Second))
+	_, err = n.pub.Publish(ctxFor(t), "blocked", map[string]any{"pad": pad}, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(time.Second))
 	if !errors.Is(err, gilmsg.ErrAckTimeout) {
 		t.Errorf("a message whose line could not be written: %v, want an ACK timeout", err)
 	}

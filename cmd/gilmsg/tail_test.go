@@ -220,7 +220,7 @@ func TestTailAcks(t *testing.T) {
 		_, _, done := startCLI(t, context.Background(), nil, "tail", "--config", n.withMe, "--name", tailCN, "--json", "--count", "2")
 		var receipts []*gilmsg.Receipt
 		for i := range 2 {
-			r, err := n.pub.Publish(ctxFor(t), "job", map[string]any{"n": i}, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(5*time.Second))
+			r, err := n.pub.Publish(ctxFor(t), "job", map[string]any{"n": i}, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(5*time.Second))
 			if err != nil {
 				t.Fatalf("publish %d: %v", i, err)
 			}
@@ -257,7 +257,7 @@ func TestTailAcks(t *testing.T) {
 			_, _, done := startCLI(t, context.Background(), nil, args...)
 			var errs []error
 			res := publishUntil(t, done, func(int) {
-				_, err := n.pub.Publish(context.Background(), "job", nil, gilmsg.Recipients(tailCN), gilmsg.AckTimeout(50*time.Millisecond))
+				_, err := n.pub.Publish(context.Background(), "job", nil, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(50*time.Millisecond))
 				errs = append(errs, err)
 			})
 			if res.code != exitOK || len(lines(res.stdout)) != 1 {

@@ -108,7 +108,7 @@ func runTrigger(cmd *cobra.Command, o *triggerOptions) error {
 		Action:       trigger.ShellCommand(o.command, cmd.OutOrStdout(), stderr),
 		Logger:       log,
 	}
-	sub, err := bus.Subscribe(ctx, o.topic, gilmsg.NoAck())
+	sub, err := bus.Subscribe(ctx, o.topic, gilmsg.WithoutAck())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -124,7 +124,7 @@ func run(url string) error {
 	// 1. Bus → broker. With the bridge as recipient, Publish returns once
 	// the broker has confirmed the message: "durably in the broker".
 	r, err := app.Publish(ctx, "order.created", map[string]any{"order": 42},
-		gilmsg.Recipients("bridge01"), gilmsg.AckTimeout(10*time.Second))
+		gilmsg.WithRecipients("bridge01"), gilmsg.WithAckTimeout(10*time.Second))
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,5 @@
 // Consumer: hub-style consumers, as Python gilmsg's GilmsgConsumer, served
-// by Bus.RunConsumers. With AckAfterConsume a message is ACKed only once
+// by Bus.RunConsumers. With WithAckAfterConsume a message is ACKed only once
 // every consumer has processed it, so the publisher learns that it was
 // handled, not just received.
 //
@@ -80,8 +80,8 @@ func run() error {
 	ran := make(chan error, 1)
 	go func() {
 		ran <- billing.RunConsumers(runCtx, []gilmsg.Consumer{Invoicer{}, auditor},
-			gilmsg.AckAfterConsume(),
-			gilmsg.WithSubscribeOptions(gilmsg.FromEndpoints(shop.Endpoint())))
+			gilmsg.WithAckAfterConsume(),
+			gilmsg.WithSubscribeOptions(gilmsg.WithEndpoints(shop.Endpoint())))
 	}()
 	if err := shop.WaitSubscribers(ctx, "", 1); err != nil {
 		return err
@@ -94,7 +94,7 @@ func run() error {
 	for _, o := range orders {
 		fmt.Printf("shop01 publishes order %v to billing01\n", o["order"])
 		_, err := shop.Publish(ctx, "order.created", o,
-			gilmsg.Recipients("billing01"), gilmsg.AckTimeout(500*time.Millisecond))
+			gilmsg.WithRecipients("billing01"), gilmsg.WithAckTimeout(500*time.Millisecond))
 		var timeout *gilmsg.AckTimeoutError
 		switch {
 		case errors.As(err, &timeout):

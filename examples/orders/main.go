@@ -145,7 +145,7 @@ func handler(bus *gilmsg.Bus, billing string, big float64, wait time.Duration) h
 		}
 		var opts []gilmsg.PublishOption
 		if amount >= big {
-			opts = append(opts, gilmsg.Recipients(billing), gilmsg.AckTimeout(wait))
+			opts = append(opts, gilmsg.WithRecipients(billing), gilmsg.WithAckTimeout(wait))
 		}
 		_, err = bus.Publish(r.Context(), "order.created", body, opts...)
 		var timeout *gilmsg.AckTimeoutError

@@ -52,7 +52,7 @@ func runTail(args []string) error {
 	defer bus.Close()
 
 	for m, err := range bus.Tail(ctx, bus.FullTopic("orders", "order."),
-		gilmsg.Checkpoint(*checkpoint), gilmsg.ManualAck()) {
+		gilmsg.WithCheckpoint(*checkpoint), gilmsg.WithManualAck()) {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "orders tail:", err)
 			continue

@@ -77,9 +77,9 @@ func run() error {
 		return err
 	}
 
-	// It cannot publish, so it cannot ACK either: NoAck says it should not
+	// It cannot publish, so it cannot ACK either: WithoutAck says it should not
 	// try (it would report, once, that it cannot).
-	watch, err := watcher.Subscribe(ctx, "org.example.dev.cron.", gilmsg.NoAck())
+	watch, err := watcher.Subscribe(ctx, "org.example.dev.cron.", gilmsg.WithoutAck())
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func run() error {
 	// even though the relay's PUB socket cannot tell when billing01 has
 	// subscribed.
 	receipt, err := cron.Publish(ctx, "job.done", map[string]any{"job": "backup"},
-		gilmsg.Recipients("billing01"), gilmsg.AckTimeout(2*time.Second))
+		gilmsg.WithRecipients("billing01"), gilmsg.WithAckTimeout(2*time.Second))
 	var timeout *gilmsg.AckTimeoutError
 	if errors.As(err, &timeout) {
 		return fmt.Errorf("billing01 did not ACK through the relay: %w", err)

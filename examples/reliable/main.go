@@ -53,7 +53,7 @@ func run() error {
 	defer stopTails()
 	for _, r := range []*gilmsg.Bus{billing, audit} {
 		go func() {
-			for m, err := range r.Tail(tailCtx, r.FullTopic("shop", ""), gilmsg.FromEndpoints(shop.Endpoint())) {
+			for m, err := range r.Tail(tailCtx, r.FullTopic("shop", ""), gilmsg.WithEndpoints(shop.Endpoint())) {
 				if err == nil {
 					fmt.Printf("  %s got %v\n", r.Config().Name, m.Msg())
 				}
@@ -65,7 +65,7 @@ func run() error {
 	// publish: the message is sent again until every ACK is in.
 	fmt.Println("order 1 to billing01 and audit01:")
 	receipt, err := shop.Publish(ctx, "order.created", map[string]any{"order": 1},
-		gilmsg.Recipients("billing01", "audit01"), gilmsg.AckTimeout(2*time.Second))
+		gilmsg.WithRecipients("billing01", "audit01"), gilmsg.WithAckTimeout(2*time.Second))
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func run() error {
 	audit.Close()
 	fmt.Println("order 2, audit01 down:")
 	_, err = shop.Publish(ctx, "order.created", map[string]any{"order": 2},
-		gilmsg.Recipients("billing01", "audit01"), gilmsg.AckTimeout(300*time.Millisecond))
+		gilmsg.WithRecipients("billing01", "audit01"), gilmsg.WithAckTimeout(300*time.Millisecond))
 	var timeout *gilmsg.AckTimeoutError
 	if !errors.As(err, &timeout) {
 		return fmt.Errorf("want an ACK timeout, got %v", err)
@@ -94,7 +94,7 @@ func run() error {
 	var futures []*gilmsg.PubFuture
 	for i := 3; i <= 7; i++ {
 		f, err := shop.PublishAsync(ctx, "order.created", map[string]any{"order": i},
-			gilmsg.Recipients("billing01"), gilmsg.AckTimeout(2*time.Second))
+			gilmsg.WithRecipients("billing01"), gilmsg.WithAckTimeout(2*time.Second))
 		if err != nil {
 			return err
 		}

@@ -67,9 +67,9 @@ func run() error {
 	}()
 
 	// By default invalid messages are skipped silently (and counted);
-	// SurfaceInvalid yields them with the reason, to show it here.
+	// WithInvalidMessages yields them with the reason, to show it here.
 	n := 0
-	for m, err := range tailer.Tail(ctx, tailer.FullTopic("web", ""), gilmsg.SurfaceInvalid()) {
+	for m, err := range tailer.Tail(ctx, tailer.FullTopic("web", ""), gilmsg.WithInvalidMessages()) {
 		n++
 		if err != nil {
 			fmt.Printf("rejected  from %s: %s (%v)\n", m.Name, gilmsg.ReasonOf(err), err)

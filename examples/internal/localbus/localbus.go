@@ -61,7 +61,7 @@ func (n *Net) Start(name string, opts ...gilmsg.Option) (*gilmsg.Bus, error) {
 
 // Join joins a bus made with cfg, usually a [Net.Config] changed a little,
 // and records its endpoint, so that buses started after it listen to it
-// (those started before do not: give them gilmsg.FromEndpoints when they
+// (those started before do not: give them gilmsg.WithEndpoints when they
 // must hear it). [Net.Close] closes it.
 func (n *Net) Join(cfg *gilmsg.Config, opts ...gilmsg.Option) (*gilmsg.Bus, error) {
 	bus, err := gilmsg.New(cfg, opts...)
