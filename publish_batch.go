@@ -25,7 +25,7 @@ type BatchMessage struct {
 // arrived together or a bridge with several deliveries in hand.
 //
 // A reliable publish waits for its own ACKs: a message with
-// [Recipients] is refused with [ErrInvalidOption] (use Publish).
+// [WithRecipients] is refused with [ErrInvalidOption] (use Publish).
 //
 // It returns the receipts of the messages sent, in order. On an error,
 // the messages from len(receipts) on were not sent: a caller that starts

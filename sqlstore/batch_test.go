@@ -59,7 +59,7 @@ func TestPublishBatchStopsAtReliable(t *testing.T) {
 	b := newPublisher(t, "svc", []string{"tcp://127.0.0.1:*"}, st, nil)
 	msgs := []gilmsg.BatchMessage{
 		{Topic: "a", Msg: 1}, {Topic: "b", Msg: 2},
-		{Topic: "c", Msg: 3, Opts: []gilmsg.PublishOption{gilmsg.Recipients("someone")}},
+		{Topic: "c", Msg: 3, Opts: []gilmsg.PublishOption{gilmsg.WithRecipients("someone")}},
 		{Topic: "d", Msg: 4},
 	}
 	receipts, err := b.PublishBatch(ctxT(t), msgs)
