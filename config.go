@@ -116,7 +116,9 @@ type Config struct {
 	// least 100: libzmq 4.3 can abort the process when a socket with a
 	// linger of 0 closes while its peer does.
 	ZMQLinger int `mapstructure:"zmq_linger" json:"zmq_linger"`
-	// TCP keepalive settings. Defaults 1, 3, 60, 5.
+	// TCP keepalive settings. Defaults 1, 3, 60, 5. -1 leaves one to the
+	// system; 0 for the count or a time is refused unless
+	// zmq_tcp_keepalive is -1 (libzmq would drop every connection).
 	ZMQTCPKeepalive      int `mapstructure:"zmq_tcp_keepalive" json:"zmq_tcp_keepalive"`
 	ZMQTCPKeepaliveCnt   int `mapstructure:"zmq_tcp_keepalive_cnt" json:"zmq_tcp_keepalive_cnt"`
 	ZMQTCPKeepaliveIdle  int `mapstructure:"zmq_tcp_keepalive_idle" json:"zmq_tcp_keepalive_idle"`

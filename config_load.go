@@ -694,7 +694,8 @@ func exportValue(key string, v any) any {
 // publisher without relay_inbound, numbers out of their key's range
 // (io_threads 1 to 256; ack_timeout more than 0; other durations 0 or more;
 // every duration at most 1e9 seconds; ZeroMQ options as libzmq takes
-// them), signing with a backend other than x509 or gpg (or gpg without
+// them; zmq_tcp_keepalive_cnt, _idle or _intvl 0 unless zmq_tcp_keepalive
+// is -1), signing with a backend other than x509 or gpg (or gpg without
 // gpg_home), accepting a backend that is neither, validating without a CA,
 // CA or CRL URLs that are not https://, and gpg_keys entries shorter than
 // a 16-digit key id.
@@ -728,6 +729,24 @@ func (c *Config) Validate() error {
 		}
 		if err := checkLimit(key, v.FieldByIndex(fields[key])); err != nil {
 			bad(key, "%v", err)
+		}
+	}
+
+	if c.ZMQTCPKeepalive != -1 {
+		// libzmq sets these only when zmq_tcp_keepalive is not -1; Linux
+		// refuses 0 for each, and libzmq then drops every connection with
+		// no error to anyone (TestKeepaliveZero).
+		for _, k := range []struct {
+			key string
+			val int
+		}{
+			{"zmq_tcp_keepalive_cnt", c.ZMQTCPKeepaliveCnt},
+			{"zmq_tcp_keepalive_idle", c.ZMQTCPKeepaliveIdle},
+			{"zmq_tcp_keepalive_intvl", c.ZMQTCPKeepaliveIntvl},
+		} {
+			if k.val == 0 {
+				bad(k.key, "0 with zmq_tcp_keepalive %d makes libzmq drop every TCP connection, silently (the system refuses 0); use -1 for the system's default", c.ZMQTCPKeepalive)
+			}
 		}
 	}
 
