@@ -631,3 +631,41 @@ func TestIDSet(t *testing.T) {
 		}
 	}
 }
+
+// A bind or connect that fails when it is made (here: a port another
+// socket holds) is an *EndpointError naming the address, not bad
+// configuration: the same config works once the port is free. Only a
+// malformed address is still a *ConfigError on endpoints.
+func TestEndpointFailureIsNotConfigError(t *testing.T) {
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
+	b := n.start("")
+	holder, err := b.Subscribe(ctxT(t), "", WithPassive(), WithEndpoints("tcp://127.0.0.1:*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	taken, err := holder.socks[0].GetLastEndpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = b.Subscribe(ctxT(t), "", WithPassive(), WithEndpoints(taken))
+	var ee *EndpointError
+	if !errors.As(err, &ee) || ee.Op != "bind" || ee.Endpoint != taken || !strings.Contains(err.Error(), taken) {
+		t.Fatalf("binding a taken port: %v, want an *EndpointError naming bind %s", err, taken)
+	}
+	if !errors.Is(err, ErrEndpoint) || errors.Is(err, ErrConfig) {
+		t.Errorf("binding a taken port: %v matches ErrEndpoint %v, ErrConfig %v; want true, false",
+			err, errors.Is(err, ErrEndpoint), errors.Is(err, ErrConfig))
+	}
+	if strings.Count(err.Error(), "gilmsg:") != 1 {
+		t.Errorf("binding a taken port: %q, want one gilmsg: prefix", err)
+	}
+
+	_, err = b.Subscribe(ctxT(t), "", WithEndpoints("bogus://x"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Key != "endpoints" || !errors.As(err, &ee) || strings.Count(err.Error(), "gilmsg:") != 1 {
+		t.Errorf("a malformed address: %v, want a *ConfigError on endpoints around an *EndpointError, one gilmsg: prefix", err)
+	}
+}

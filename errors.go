@@ -73,4 +73,32 @@ var (
 	// answer had more frames or bytes than a subscription reads (1 000
 	// frames, 64 MiB).
 	ErrReplayTooLarge = errors.New("gilmsg: replay answer too large")
+
+	// ErrEndpoint is matched by every [EndpointError]: an address that
+	// could not be connected to or bound when it was used.
+	ErrEndpoint = errors.New("gilmsg: endpoint unusable")
 )
+
+// EndpointError says that a socket could not connect to, or bind, one
+// address when it was used: the port is taken, the interface is gone, the
+// host name does not resolve. That is no fault of the configuration, which
+// may be right on another host or a minute later. An address ZeroMQ
+// cannot parse is the config's fault: its EndpointError comes inside a
+// [*ConfigError] on the key "endpoints".
+type EndpointError struct {
+	Op       string // "connect" or "bind"
+	Name     string // the endpoint's name in the config, "" if none
+	Endpoint string // the address
+	Err      error  // the cause, from libzmq
+}
+
+func (e *EndpointError) Error() string {
+	where := e.Endpoint
+	if e.Name != "" {
+		where = e.Name + " " + e.Endpoint
+	}
+	return "gilmsg: " + e.Op + " " + where + ": " + e.Err.Error()
+}
+
+// Unwrap returns [ErrEndpoint] and the cause.
+func (e *EndpointError) Unwrap() []error { return []error{ErrEndpoint, e.Err} }

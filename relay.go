@@ -232,7 +232,7 @@ func (r *Relay) connectSources(sources map[string][]string) error {
 	for _, name := range sortedKeys(sources) {
 		for _, addr := range sources[name] {
 			if err := r.sub.Connect(addr); err != nil {
-				return &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: %s: %w", name, addr, err)}
+				return endpointError("connect", name, addr, err)
 			}
 			r.sources++
 		}

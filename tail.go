@@ -260,19 +260,21 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 		return nil, err
 	}
 	so := b.sockOpts()
+	var failed []error
 	for _, ep := range eps {
 		if err := s.open(ep, so); err != nil {
-			var ce *ConfigError
-			if !errors.As(err, &ce) {
+			var ee *EndpointError
+			if !errors.As(err, &ee) {
 				return nil, err
 			}
 			// Like fedmsg, which skips hosts it cannot resolve: one bad
 			// address must not keep the others from being tailed.
 			b.log.Warn("gilmsg: skipping endpoint", slog.String("name", ep.name), slog.String("endpoint", ep.addr), slog.Any("error", err))
+			failed = append(failed, err)
 		}
 	}
 	if len(s.socks) == 0 {
-		return nil, fmt.Errorf("%w: could not use any of %d endpoints", ErrConfig, len(eps))
+		return nil, fmt.Errorf("could not use any of %d endpoints: %w", len(eps), errors.Join(failed...))
 	}
 	// Read every socket once before the first wait (see readyPoller).
 	s.queued = make([]bool, len(s.socks))
@@ -296,8 +298,8 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 }
 
 // open adds one SUB socket, subscribed, monitored, and connected to ep (or
-// bound to it, in passive mode). A connect or bind failure is a
-// *ConfigError, after which nothing of the endpoint is left open.
+// bound to it, in passive mode). A connect or bind failure is an
+// *EndpointError, after which nothing of the endpoint is left open.
 func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 	b := s.bus
 	sock, err := newSocket(b.zctx, zmq.SUB, so)
@@ -318,9 +320,11 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 		return err
 	}
 	if s.opts.passive {
-		err = sock.Bind(ep.addr)
-	} else {
-		err = sock.Connect(ep.addr)
+		if err = sock.Bind(ep.addr); err != nil {
+			err = endpointError("bind", ep.name, ep.addr, err)
+		}
+	} else if err = sock.Connect(ep.addr); err != nil {
+		err = endpointError("connect", ep.name, ep.addr, err)
 	}
 	if err == nil {
 		err = s.poller.add(sock, i)
@@ -329,7 +333,7 @@ func (s *Subscription) open(ep namedEndpoint, so sockOpts) error {
 		sock.Monitor("", 0)
 		mon.Close()
 		sock.Close()
-		return &ConfigError{Key: "endpoints", Err: fmt.Errorf("%s: %s: %w", ep.name, ep.addr, err)}
+		return err
 	}
 	s.socks = append(s.socks, sock)
 	s.handles = append(s.handles, socketHandle(sock))

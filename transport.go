@@ -81,6 +81,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"syscall"
 
 	"github.com/gilmsg/gilmsg-go/internal/zsock"
 
@@ -163,6 +164,24 @@ func zsockConfigError(err error) error {
 		return &ConfigError{Key: oe.Key, Err: oe.Err}
 	}
 	return err
+}
+
+// endpointError is a failed connect or bind of addr: an *[EndpointError],
+// inside a *[ConfigError] when the address is malformed. libzmq parses the
+// address before it does anything else, and refuses a malformed one with
+// EINVAL, or with EPROTONOSUPPORT/ENOCOMPATPROTO for a transport it does
+// not have or the socket cannot use.
+func endpointError(op, name, addr string, err error) error {
+	var malformed bool
+	for _, e := range []syscall.Errno{syscall.EINVAL, syscall.EPROTONOSUPPORT} {
+		malformed = malformed || errors.Is(err, e) || errors.Is(err, zmq.Errno(e))
+	}
+	malformed = malformed || errors.Is(err, zmq.ENOCOMPATPROTO)
+	ee := &EndpointError{Op: op, Name: name, Endpoint: addr, Err: err}
+	if malformed {
+		return &ConfigError{Key: "endpoints", Err: ee}
+	}
+	return ee
 }
 
 // closeAll closes socks (nil ones skipped) and then terminates zctx. The
