@@ -25,6 +25,11 @@ import (
 // drop it as a duplicate. Bad deliveries (see [FromAMQP]) are logged and
 // rejected without requeue: a queue with a dead-letter exchange keeps
 // them.
+//
+// Without Recipients, the deliveries in hand at once (up to the window)
+// are signed on every core and published in the broker's order
+// ([gilmsg.Bus.PublishBatch]), then acked; with Recipients, Workers of
+// them are published at once, each waiting for its ACKs.
 type AMQPToZmq struct {
 	bus  *gilmsg.Bus
 	cfg  Config
@@ -109,11 +114,17 @@ func (a *AMQPToZmq) serve(ctx context.Context, s *session) error {
 	gone := s.gone()
 	busGone := make(chan error, a.cfg.Workers)
 	var wg sync.WaitGroup
-	for range a.cfg.Workers {
+	work, workers := a.work, a.cfg.Workers
+	if len(a.cfg.Recipients) == 0 {
+		// One goroutine keeps the broker's order; the bus signs each
+		// batch on every core.
+		work, workers = a.workOrdered, 1
+	}
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.work(ctx, deliveries, busGone)
+			work(ctx, deliveries, busGone)
 		}()
 	}
 	// Workers end when the deliveries channel closes: with the session,
@@ -138,8 +149,10 @@ func (a *AMQPToZmq) serve(ctx context.Context, s *session) error {
 	}
 }
 
-// work handles deliveries until the channel closes. A closed bus is
-// reported on busGone: there is nowhere left to publish.
+// work handles deliveries until the channel closes, one at a time, for a
+// bridge with recipients: each publish waits for their ACKs, and Workers
+// of them wait at once. A closed bus is reported on busGone: there is
+// nowhere left to publish.
 func (a *AMQPToZmq) work(ctx context.Context, deliveries <-chan amqp.Delivery, busGone chan<- error) {
 	backoff := time.Duration(0)
 	for d := range deliveries {
@@ -166,9 +179,111 @@ func (a *AMQPToZmq) work(ctx context.Context, deliveries <-chan amqp.Delivery, b
 	}
 }
 
+// workOrdered handles deliveries until the channel closes, as work does,
+// for a bridge without recipients: the deliveries in hand at once (at
+// most the window) are published as one batch ([gilmsg.Bus.PublishBatch]:
+// signed on every core, sent in the broker's order), then acked.
+func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Delivery, busGone chan<- error) {
+	backoff := time.Duration(0)
+	for d := range deliveries {
+		batch := []amqp.Delivery{d}
+	more:
+		for len(batch) < a.cfg.Window {
+			select {
+			case d, ok := <-deliveries:
+				if !ok {
+					break more
+				}
+				batch = append(batch, d)
+			default:
+				break more
+			}
+		}
+		unsent, err := a.handleBatch(ctx, batch)
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		if errors.Is(err, gilmsg.ErrClosed) {
+			busGone <- err
+			return
+		}
+		// As in work: back off before handing the messages back.
+		backoff = min(max(2*backoff, 100*time.Millisecond), a.cfg.ReconnectMax)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		for _, d := range unsent {
+			if err := d.Nack(false, true); err != nil {
+				a.log.Warn("amqpbridge: nack", slog.String("msg_id", d.MessageId), slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// handleBatch bridges deliveries in their order and settles those it
+// could; when the bus publish fails, it returns the error and the
+// deliveries not published, for the caller to nack.
+func (a *AMQPToZmq) handleBatch(ctx context.Context, batch []amqp.Delivery) ([]*amqp.Delivery, error) {
+	msgs := make([]gilmsg.BatchMessage, 0, len(batch))
+	held := make([]*amqp.Delivery, 0, len(batch))
+	for i := range batch {
+		d := &batch[i]
+		in, ok := a.accept(d)
+		if !ok {
+			continue
+		}
+		msgs = append(msgs, gilmsg.BatchMessage{Topic: in.Topic, Msg: in.Msg,
+			Opts: []gilmsg.PublishOption{gilmsg.WithMsgID(in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic()}})
+		held = append(held, d)
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	receipts, err := a.bus.PublishBatch(ctx, msgs)
+	for i, r := range receipts {
+		a.recent.add(r.MsgID)
+		a.stats.forwarded.Add(1)
+		a.ack(held[i])
+	}
+	if err != nil {
+		unsent := held[len(receipts):]
+		a.stats.nacked.Add(uint64(len(unsent)))
+		a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
+			slog.String("topic", msgs[len(receipts)].Topic), slog.String("msg_id", unsent[0].MessageId),
+			slog.Int("messages", len(unsent)), slog.Any("error", err))
+		return unsent, err
+	}
+	return nil, nil
+}
+
 // handle bridges one delivery and settles it, except when the bus
 // publish fails: then it returns the error and the caller nacks.
 func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
+	in, ok := a.accept(d)
+	if !ok {
+		return nil
+	}
+	opts := []gilmsg.PublishOption{gilmsg.WithMsgID(in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic()}
+	if len(a.cfg.Recipients) > 0 {
+		opts = append(opts, gilmsg.WithRecipients(a.cfg.Recipients...))
+	}
+	if _, err := a.bus.Publish(ctx, in.Topic, in.Msg, opts...); err != nil {
+		a.stats.nacked.Add(1)
+		a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
+			slog.String("topic", in.Topic), slog.String("msg_id", in.MsgID), slog.Any("error", err))
+		return err
+	}
+	a.recent.add(in.MsgID)
+	a.stats.forwarded.Add(1)
+	return a.ack(d)
+}
+
+// accept counts a delivery and turns it into what the bus publishes; a
+// delivery that is not to be published (bad, or a copy of one published
+// already) is settled here, and ok is false.
+func (a *AMQPToZmq) accept(d *amqp.Delivery) (in *Incoming, ok bool) {
 	a.stats.received.Add(1)
 	in, err := FromAMQP(d, a.cfg.MaxBody, time.Now())
 	if err != nil {
@@ -184,26 +299,15 @@ func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
 		if err := d.Reject(false); err != nil {
 			a.log.Warn("amqpbridge: reject", slog.Any("error", err))
 		}
-		return nil
+		return nil, false
 	}
 	if d.Redelivered && a.recent.has(in.MsgID) {
 		// Published (and ACKed) already; only the broker's ack was lost.
 		a.stats.duplicates.Add(1)
-		return a.ack(d)
+		a.ack(d)
+		return nil, false
 	}
-	opts := []gilmsg.PublishOption{gilmsg.WithMsgID(in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic()}
-	if len(a.cfg.Recipients) > 0 {
-		opts = append(opts, gilmsg.WithRecipients(a.cfg.Recipients...))
-	}
-	if _, err := a.bus.Publish(ctx, in.Topic, in.Msg, opts...); err != nil {
-		a.stats.nacked.Add(1)
-		a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
-			slog.String("topic", in.Topic), slog.String("msg_id", in.MsgID), slog.Any("error", err))
-		return err
-	}
-	a.recent.add(in.MsgID)
-	a.stats.forwarded.Add(1)
-	return a.ack(d)
+	return in, true
 }
 
 func (a *AMQPToZmq) ack(d *amqp.Delivery) error {

@@ -267,3 +267,49 @@ func (l *levelLog) levels(s string) []slog.Level {
 	}
 	return out
 }
+
+// TestAMQPToZmqKeepsOrder: without recipients, deliveries reach the bus
+// in the broker's order, though the bridge signs several at once (a
+// backlog waits in the queue when it starts, so it has many in hand).
+func TestAMQPToZmqKeepsOrder(t *testing.T) {
+	rmq := testenv.SharedRabbitMQ(t)
+	lb := newLocalBus(t)
+	bridgeBus := lb.start(bridgeCN)
+	watcher := lb.start("")
+	seen := collect(t, watcher, "")
+
+	cfg := testConfig(t, rmq.URL)
+	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dialBroker(t, rmq.URL)
+	// Declared by a first run, so that the backlog waits in the queue.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a2z.Run(ctx) }()
+	waitFor(t, "the bridge to connect", a2z.Connected)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	want := make([]string, n)
+	year := strconv.Itoa(time.Now().Year())
+	for i := range n {
+		id := fmt.Sprintf("order-%03d", i)
+		want[i] = year + "-" + id
+		b.publish(cfg.ConsumeExchange, "org.example.order", amqp.Publishing{MessageId: id, Body: []byte(`{"i":` + strconv.Itoa(i) + `}`)})
+	}
+	waitFor(t, "the backlog in the queue", func() bool { return b.ready(cfg.Queue) == n })
+	runBridge(t, a2z.Run)
+	waitFor(t, "the backlog on the bus", func() bool { u, _ := seen.count(); return u == n })
+	if got := seen.ids(); !slices.Equal(got, want) {
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("message %d on the bus is %s, want %s", i, got[i], want[i])
+			}
+		}
+		t.Fatalf("got %d messages, want %d", len(got), n)
+	}
+}

@@ -38,9 +38,11 @@ type Config struct {
 	// unacknowledged deliveries (amqp-to-zmq, as the prefetch count). Key
 	// amqp_window, default 256.
 	Window int
-	// Workers is how many deliveries amqp-to-zmq signs and publishes at
-	// once; more than 1 does not keep the broker's order. Key
-	// amqp_workers, default 2.
+	// Workers is how many deliveries amqp-to-zmq publishes at once with
+	// Recipients, each waiting for their ACKs; more than 1 does not keep
+	// the broker's order. Without Recipients the deliveries in hand are
+	// signed on every core and published in the broker's order, whatever
+	// Workers says. Key amqp_workers, default 2.
 	Workers int
 	// MaxBody is the largest AMQP body carried either way, in bytes;
 	// larger ones are dropped (zmq-to-amqp) or rejected (amqp-to-zmq). Key

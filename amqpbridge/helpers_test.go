@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -244,9 +245,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // collect subscribes b to prefix and gathers what it yields, by msg_id,
 // ACKs left out.
 type collected struct {
-	mu   sync.Mutex
-	msgs map[string]*gilmsg.Message
-	all  int
+	mu    sync.Mutex
+	msgs  map[string]*gilmsg.Message
+	order []string // msg_ids as they came
+	all   int
+}
+
+func (c *collected) ids() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.order)
 }
 
 func (c *collected) get(id string) *gilmsg.Message {
@@ -279,6 +287,7 @@ func collect(t *testing.T, b *gilmsg.Bus, prefix string) *collected {
 			}
 			c.mu.Lock()
 			c.msgs[m.MsgID] = m
+			c.order = append(c.order, m.MsgID)
 			c.all++
 			c.mu.Unlock()
 		}
