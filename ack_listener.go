@@ -135,7 +135,7 @@ func (b *Bus) subscribeAcks(recipients []string) (*ackListener, error) {
 	// message with seq_id 2^62 stall every reliable publish.
 	opts := []SubscribeOption{WithoutValidation(), WithoutAck(), WithoutReplay(), WithDedupe(0)}
 	sub, err := b.Subscribe(b.life, b.ackTopic, append(opts, fromNamedEndpoints(first))...)
-	if errors.Is(err, ErrConfig) && len(first) < len(src.all) {
+	if errors.Is(err, ErrEndpoint) && len(first) < len(src.all) {
 		// Not one of them could be used: every endpoint, as before.
 		first = src.all
 		sub, err = b.Subscribe(b.life, b.ackTopic, append(opts, fromNamedEndpoints(first))...)

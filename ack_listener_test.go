@@ -360,3 +360,37 @@ func TestWithCloseNoGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestAckListenerStartRetried: a start of the ACK listener that fails
+// (here: not one endpoint the recipients can answer from can be used)
+// fails the publishes waiting for it, and is not kept: the next reliable
+// publish starts the listener again, and once the endpoints are usable it
+// hears the recipient's ACK. Were the failure kept, every later reliable
+// publish of the bus would fail with it.
+func TestAckListenerStartRetried(t *testing.T) {
+	n := newTestNet(t)
+	const pubCN, rcpt = "publisher01.example.org", "consumer01.example.org"
+	pub := n.start(pubCN, WithoutResend())
+	consumer := n.start(rcpt, WithoutPostInitWait())
+	usable := pub.cfg.Endpoints
+	// Its own endpoint would do as a last resort (the listener connects
+	// everywhere when it can nowhere else): leave only the recipient's.
+	pub.cfg.Endpoints = map[string][]string{rcpt: {"bogus://consumer"}}
+
+	for i := range 2 {
+		_, err := pub.Publish(ctxT(t), "order.created", map[string]any{"n": i}, WithRecipients(rcpt))
+		if !errors.Is(err, ErrEndpoint) || !strings.Contains(err.Error(), "bogus://") {
+			t.Fatalf("publish %d with no usable endpoint: %v, want the listener's start error naming the endpoint", i, err)
+		}
+	}
+
+	pub.cfg.Endpoints = usable
+	tail(t, consumer, "", WithEndpoints(pub.Endpoint()))
+	if err := pub.WaitSubscribers(ctxT(t), "order.created", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctxT(t), "order.created", map[string]any{"n": 2},
+		WithRecipients(rcpt), WithAckTimeout(5*time.Second)); err != nil {
+		t.Fatalf("publish once the endpoints are usable: %v", err)
+	}
+}
