@@ -3,12 +3,13 @@ package gilmsg
 import (
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"math/bits"
 	"slices"
 	"strconv"
 	"sync"
 	"unsafe"
+
+	"github.com/gilmsg/gilmsg-go/internal/jsonval"
 )
 
 // Envelope field names (WIRE.md §2).
@@ -122,7 +123,7 @@ func parseEnvelopeSlow(body []byte) (*Envelope, error) {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%w: body is a JSON %s, not an object", ErrInvalidMessage, jsonKind(v))
+		return nil, fmt.Errorf("%w: body is a JSON %s, not an object", ErrInvalidMessage, jsonval.Kind(v))
 	}
 	return envelopeFromFields(obj)
 }
@@ -145,7 +146,7 @@ func envelopeFromFields(obj map[string]any) (*Envelope, error) {
 		}
 		s, ok := v.(string)
 		if !ok {
-			return nil, &FieldError{Field: f.key, Want: "a string", Got: jsonKind(v)}
+			return nil, &FieldError{Field: f.key, Want: "a string", Got: jsonval.Kind(v)}
 		}
 		*f.dst = s
 	}
@@ -158,7 +159,7 @@ func envelopeFromFields(obj map[string]any) (*Envelope, error) {
 		if !ok || v == nil {
 			continue
 		}
-		n, err := toInt64(v)
+		n, err := jsonval.Int64(v)
 		if err != nil {
 			return nil, &FieldError{Field: f.key, Want: "an integer", Got: err.Error()}
 		}
@@ -290,7 +291,7 @@ func parseEnvelopeMembers(d *jsonDecoder, e *Envelope) *Envelope {
 				}
 				switch key {
 				case fieldTimestamp, fieldI:
-					n, err := toInt64(v)
+					n, err := jsonval.Int64(v)
 					if err != nil {
 						return nil
 					}
@@ -398,46 +399,6 @@ func (d *jsonDecoder) plainInt(ts, i *int64, isI bool) bool {
 	}
 	d.pos = end
 	return true
-}
-
-// toInt64 accepts integers, and floats with an integral value (Python's
-// int(time.time()) is an int, but older peers sent floats).
-func toInt64(v any) (int64, error) {
-	switch n := v.(type) {
-	case json.Number:
-		i, err := strconv.ParseInt(string(n), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("integer %s out of range", n)
-		}
-		return i, nil
-	case float64:
-		if n != n || n < -1<<63 || n >= 1<<63 || n != float64(int64(n)) {
-			return 0, fmt.Errorf("non-integral number %v", n)
-		}
-		return int64(n), nil
-	default:
-		return 0, fmt.Errorf("%s", jsonKind(v))
-	}
-}
-
-// jsonKind names the JSON type of a decoded value, for error messages.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case string:
-		return "string"
-	case json.Number, float64, *big.Int:
-		return "number"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }
 
 // FieldError reports an envelope field of the wrong type. It unwraps to
@@ -610,7 +571,7 @@ func (e *Envelope) SeqID() (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	n, err := toInt64(v)
+	n, err := jsonval.Int64(v)
 	return n, err == nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gilmsg/gilmsg-go/internal/jsonval"
 )
 
 // FuzzParseEnvelopeFast checks the fast path of ParseEnvelope against the
@@ -48,7 +50,7 @@ func FuzzParseEnvelopeFast(f *testing.F) {
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {
-			t.Fatalf("fast path accepted a JSON %s", jsonKind(v))
+			t.Fatalf("fast path accepted a JSON %s", jsonval.Kind(v))
 		}
 		slow, err := envelopeFromFields(obj)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/jsonval"
 )
 
 // Store keeps what a bus publishes, so that a replay server can send it
@@ -298,7 +300,7 @@ func (b *Bus) storeEntry(fields map[string]any, sign bool) (*StoreEntry, error) 
 	}
 	topic, _ := fields[fieldTopic].(string)
 	msgID, _ := fields[fieldMsgID].(string)
-	ts, _ := toInt64(fields[fieldTimestamp])
+	ts, _ := jsonval.Int64(fields[fieldTimestamp])
 	e := &StoreEntry{MsgID: msgID, Topic: topic, Timestamp: ts}
 	e.Encode = func(seqID int64) ([]byte, error) {
 		f := make(map[string]any, len(fields)+4)

@@ -126,23 +126,9 @@ func fanoutHWM(o sockOpts) int {
 	return int(max(DefaultFanoutBytes/o.MaxMsgSize, minFanoutHWM))
 }
 
-// sockOptsFromConfig reads the fedmsg keys, and max_message_size.
-func sockOptsFromConfig(c *Config) sockOpts {
-	return sockOpts{
-		MaxMsgSize:         c.MaxMessageBytes(),
-		HWM:                c.HighWaterMark,
-		LingerMS:           c.ZMQLinger,
-		TCPKeepalive:       c.ZMQTCPKeepalive,
-		KeepaliveCnt:       c.ZMQTCPKeepaliveCnt,
-		KeepaliveIdle:      c.ZMQTCPKeepaliveIdle,
-		KeepaliveIntvl:     c.ZMQTCPKeepaliveIntvl,
-		ReconnectIvlMS:     c.ZMQReconnectIvl,
-		ReconnectIvlMaxMS:  c.ZMQReconnectIvlMax,
-		HeartbeatIvlMS:     c.ZMQHeartbeatIvl,
-		HeartbeatTimeoutMS: c.ZMQHeartbeatTimeout,
-		HeartbeatTTLMS:     c.ZMQHeartbeatTTL,
-	}
-}
+// sockOptsFromConfig reads the fedmsg keys, and max_message_size: see
+// [zsock.FromConfig], which the operator packages use too.
+func sockOptsFromConfig(c *Config) sockOpts { return zsock.FromConfig(c) }
 
 // newContext is [zsock.NewContext] with a refused option as a
 // *[ConfigError].

@@ -70,21 +70,11 @@ func Read(ctx context.Context, endpoint string) (*Status, json.RawMessage, error
 		return nil, nil, err
 	}
 	defer zctx.Term()
-	cfg := gilmsg.DefaultConfig()
-	sock, err := zsock.New(zctx, zmq.SUB, zsock.Options{
-		HWM:                cfg.HighWaterMark,
-		LingerMS:           0,
-		TCPKeepalive:       cfg.ZMQTCPKeepalive,
-		KeepaliveCnt:       cfg.ZMQTCPKeepaliveCnt,
-		KeepaliveIdle:      cfg.ZMQTCPKeepaliveIdle,
-		KeepaliveIntvl:     cfg.ZMQTCPKeepaliveIntvl,
-		ReconnectIvlMS:     cfg.ZMQReconnectIvl,
-		ReconnectIvlMaxMS:  cfg.ZMQReconnectIvlMax,
-		HeartbeatIvlMS:     cfg.ZMQHeartbeatIvl,
-		HeartbeatTimeoutMS: cfg.ZMQHeartbeatTimeout,
-		HeartbeatTTLMS:     cfg.ZMQHeartbeatTTL,
-		MaxMsgSize:         gilmsg.DefaultMaxMessageSize, // a report is a few kB
-	})
+	// The bus's defaults; a SUB sends nothing but its subscription, so
+	// no linger (zsock.SendLingerMS).
+	o := zsock.FromConfig(gilmsg.DefaultConfig())
+	o.LingerMS = 0
+	sock, err := zsock.New(zctx, zmq.SUB, o)
 	if err != nil {
 		return nil, nil, err
 	}

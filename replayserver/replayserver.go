@@ -18,6 +18,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/jsonval"
 	"github.com/gilmsg/gilmsg-go/internal/replaywire"
 	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 	"github.com/gilmsg/gilmsg-go/internal/zsock"
@@ -128,7 +129,7 @@ func New(cfg *gilmsg.Config, name string, st gilmsg.Store, log *slog.Logger) (*S
 		return nil, err
 	}
 	s := &Server{st: st, log: log, zctx: zctx, name: name, closed: make(chan struct{}), done: make(chan struct{})}
-	so := socketOptions(cfg)
+	so := zsock.FromConfig(cfg)
 	so.MaxMsgSize = MaxRequestBytes
 	if s.sock, err = zsock.New(zctx, zmq.ROUTER, so); err != nil {
 		zctx.Term()
@@ -334,7 +335,7 @@ func ParseQuery(raw []byte) (*gilmsg.Query, error) {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, bad("Request is a JSON %s, not an object", jsonKind(v))
+		return nil, bad("Request is a JSON %s, not an object", jsonval.Kind(v))
 	}
 	q := &gilmsg.Query{}
 	named := false
@@ -430,7 +431,7 @@ func queryInt(v any) (int64, bool) {
 	if _, ok := v.(bool); ok {
 		return 0, false
 	}
-	n, err := toInt64(v)
+	n, err := jsonval.Int64(v)
 	return n, err == nil
 }
 
@@ -449,4 +450,14 @@ func queryFloat(v any) (float64, bool) {
 	}
 	// Past these, no date can be formatted (Python raises too).
 	return f, !math.IsNaN(f) && math.Abs(f) < 1e11
+}
+
+// asConfigError makes an option zmq refused a *gilmsg.ConfigError naming
+// its fedmsg key, as the root reports its own sockets' options.
+func asConfigError(err error) error {
+	var oe *zsock.OptionError
+	if errors.As(err, &oe) {
+		return &gilmsg.ConfigError{Key: oe.Key, Err: oe.Err}
+	}
+	return err
 }

@@ -2,12 +2,14 @@
 // package and of the operator packages beside it (the replay server, the
 // hub-status reader, the gateway): one place that knows fedmsg's socket
 // options and libzmq's traps (an unbounded linger that hangs Term, a
-// linger of 0 that can abort the process). It takes plain values, never
-// the root's types: the root imports it, so it cannot import the root.
+// linger of 0 that can abort the process). The root imports it, so it
+// cannot import the root: it takes plain values ([Options]), and reads a
+// root Config only by its tags ([FromConfig]).
 package zsock
 
 import (
 	"fmt"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -59,26 +61,58 @@ func SendLingerMS(t zmq.Type, linger int) int {
 	return linger
 }
 
-// Options are the socket options every bus socket gets, from the fedmsg
-// keys named in each comment ([sockOptsFromConfig]) plus MaxMsgSize, which
-// fedmsg does not have (max_message_size; a bus's [WithMaxMessageSize]).
+// Options are the socket options every bus socket gets. A field tagged
+// fedmsg is that config key's value ([FromConfig] reads it by the tag);
+// MaxMsgSize is max_message_size as the config resolves it.
 type Options struct {
-	HWM                int // high_water_mark: ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
-	LingerMS           int // zmq_linger, as [SendLingerMS] bounds it
-	TCPKeepalive       int // zmq_tcp_keepalive (-1 OS default, 0 off, 1 on)
-	KeepaliveCnt       int // zmq_tcp_keepalive_cnt
-	KeepaliveIdle      int // zmq_tcp_keepalive_idle (s)
-	KeepaliveIntvl     int // zmq_tcp_keepalive_intvl (s)
-	ReconnectIvlMS     int // zmq_reconnect_ivl; -1 = never reconnect
-	ReconnectIvlMaxMS  int // zmq_reconnect_ivl_max; 0 = no backoff
-	HeartbeatIvlMS     int // zmq_heartbeat_ivl; 0 = no heartbeats
-	HeartbeatTimeoutMS int // zmq_heartbeat_timeout
-	HeartbeatTTLMS     int // zmq_heartbeat_ttl
+	HWM                int `fedmsg:"high_water_mark"`   // ZMQ_SNDHWM and ZMQ_RCVHWM; 0 = no limit
+	LingerMS           int `fedmsg:"zmq_linger"`        // as [SendLingerMS] bounds it
+	TCPKeepalive       int `fedmsg:"zmq_tcp_keepalive"` // -1 OS default, 0 off, 1 on
+	KeepaliveCnt       int `fedmsg:"zmq_tcp_keepalive_cnt"`
+	KeepaliveIdle      int `fedmsg:"zmq_tcp_keepalive_idle"`  // s
+	KeepaliveIntvl     int `fedmsg:"zmq_tcp_keepalive_intvl"` // s
+	ReconnectIvlMS     int `fedmsg:"zmq_reconnect_ivl"`       // -1 = never reconnect
+	ReconnectIvlMaxMS  int `fedmsg:"zmq_reconnect_ivl_max"`   // 0 = no backoff
+	HeartbeatIvlMS     int `fedmsg:"zmq_heartbeat_ivl"`       // 0 = no heartbeats
+	HeartbeatTimeoutMS int `fedmsg:"zmq_heartbeat_timeout"`
+	HeartbeatTTLMS     int `fedmsg:"zmq_heartbeat_ttl"`
 	// MaxMsgSize is ZMQ_MAXMSGSIZE, checked on receive; 0 or negative = no
-	// limit. See the package notes above for what exceeding it does.
+	// limit. See the root's transport.go for what exceeding it does.
 	MaxMsgSize int64
-	// SendHWM, when above 0, is ZMQ_SNDHWM instead of HWM: see [fanoutHWM].
+	// SendHWM, when above 0, is ZMQ_SNDHWM instead of HWM (the root's
+	// fanoutHWM).
 	SendHWM int
+}
+
+// FromConfig is the Options of cfg, a *gilmsg.Config: each tagged field
+// from the Config field whose mapstructure tag is the same key, and
+// MaxMsgSize from its MaxMessageBytes. The root and the operator packages
+// beside it (the replay server, the hub-status reader) give their sockets
+// these; it reads cfg by its tags because this package cannot name the
+// root's type (the root imports it). A key cfg lacks leaves its field 0:
+// TestFromConfig holds every key present.
+func FromConfig(cfg any) Options {
+	var o Options
+	c := reflect.Indirect(reflect.ValueOf(cfg))
+	if c.Kind() != reflect.Struct {
+		return o
+	}
+	byKey := make(map[string]reflect.Value, c.NumField())
+	for i := range c.NumField() {
+		if key := c.Type().Field(i).Tag.Get("mapstructure"); key != "" {
+			byKey[key] = c.Field(i)
+		}
+	}
+	ov := reflect.ValueOf(&o).Elem()
+	for i := range ov.NumField() {
+		if f, ok := byKey[ov.Type().Field(i).Tag.Get("fedmsg")]; ok && f.CanInt() {
+			ov.Field(i).SetInt(f.Int())
+		}
+	}
+	if m, ok := cfg.(interface{ MaxMessageBytes() int64 }); ok {
+		o.MaxMsgSize = m.MaxMessageBytes()
+	}
+	return o
 }
 
 // MaxSockets is every context's ZMQ_MAX_SOCKETS. libzmq's default, 1023,
