@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 
 type benchOptions struct {
 	quick       bool
+	cpuProfile  string
 	json        bool
 	recipients  int
 	duration    time.Duration
@@ -88,6 +90,17 @@ number. Progress goes to stderr.`,
 			}
 			ctx, stop := notify(cmd.Context())
 			defer stop()
+			if o.cpuProfile != "" {
+				f, err := os.Create(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			if o.amqpURL != "" {
 				return withExitCode(runBenchAMQP(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), o))
 			}
@@ -103,6 +116,7 @@ number. Progress goes to stderr.`,
 	f.IntVar(&o.keyBits, "key-bits", 2048, "RSA key size of the throwaway certificates")
 	f.IntVar(&o.memMessages, "mem-messages", 100_000, "messages of the memory phase")
 	f.IntSliceVar(&o.endpoints, "endpoints", []int{50, 200, 500}, "endpoint counts of the endpoints phase, one subscription over N publishers (0: skip it)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `FILE` (go tool pprof reads it)")
 	f.StringVar(&o.amqpURL, "amqp-url", "", "measure the AMQP bridge instead, each way, against raw amqp091-go publishing with confirms to the broker at `URL`")
 	// Smaller keys or fewer messages measure something else: for tests.
 	f.MarkHidden("key-bits")
