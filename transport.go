@@ -100,7 +100,8 @@ const (
 
 // DefaultFanoutBytes is what the relay's outbound socket, which queues
 // messages for each subscriber, may hold for one that does not read (a
-// stopped process, a dead network), at most: when high_water_mark is 0,
+// stopped process, a dead network), and what a SUB socket may hold from
+// one publisher for a reader that stopped, at most: when high_water_mark is 0,
 // fedmsg's default and "no limit", it queues [DefaultFanoutBytes] /
 // max_message_size messages ([fanoutHWM]): 128 of 8 MiB. A subscriber
 // that is slow but reading takes what it is sent into its own queue, so
@@ -139,7 +140,19 @@ func newContext(ioThreads int) (*zmq.Context, error) {
 
 // newSocket is [zsock.New] with a refused option as a *[ConfigError]
 // naming the fedmsg key.
+//
+// A SUB socket's receive queue is bounded as a fan-out socket's send
+// queue is ([fanoutHWM]): high_water_mark 0 would leave it no limit, and
+// what a reader that stopped (a trigger running its command, a tail
+// writing to a stalled pipe) has not taken would grow with what
+// publishers send. Full, it stops reading its connection, so the excess
+// waits in the publisher's queue and is dropped only past that one's
+// limit; full for longer than zmq_heartbeat_timeout, it reads no answer
+// to its PINGs either, and makes its connection again.
 func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
+	if t == zmq.SUB && o.RecvHWM == 0 {
+		o.RecvHWM = fanoutHWM(o)
+	}
 	s, err := zsock.New(zctx, t, o)
 	return s, zsockConfigError(err)
 }

@@ -82,6 +82,8 @@ type Options struct {
 	// SendHWM, when above 0, is ZMQ_SNDHWM instead of HWM (the root's
 	// fanoutHWM).
 	SendHWM int
+	// RecvHWM, when above 0, is ZMQ_RCVHWM instead of HWM.
+	RecvHWM int
 }
 
 // FromConfig is the Options of cfg, a *gilmsg.Config: each tagged field
@@ -158,9 +160,12 @@ func New(zctx *zmq.Context, t zmq.Type, o Options) (*zmq.Socket, error) {
 		return nil, fmt.Errorf("gilmsg: new %v socket: %w", t, err)
 	}
 	linger := SendLingerMS(t, o.LingerMS)
-	sndHWM := o.HWM
+	sndHWM, rcvHWM := o.HWM, o.HWM
 	if o.SendHWM > 0 {
 		sndHWM = o.SendHWM
+	}
+	if o.RecvHWM > 0 {
+		rcvHWM = o.RecvHWM
 	}
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	sets := []struct {
@@ -169,7 +174,7 @@ func New(zctx *zmq.Context, t zmq.Type, o Options) (*zmq.Socket, error) {
 		set func() error
 	}{
 		{"high_water_mark", int64(sndHWM), func() error { return s.SetSndhwm(sndHWM) }},
-		{"high_water_mark", int64(o.HWM), func() error { return s.SetRcvhwm(o.HWM) }},
+		{"high_water_mark", int64(rcvHWM), func() error { return s.SetRcvhwm(rcvHWM) }},
 		{"zmq_linger", int64(linger), func() error { return s.SetLinger(ms(linger)) }},
 		{"zmq_tcp_keepalive", int64(o.TCPKeepalive), func() error { return s.SetTcpKeepalive(o.TCPKeepalive) }},
 		{"zmq_tcp_keepalive_cnt", int64(o.KeepaliveCnt), func() error { return s.SetTcpKeepaliveCnt(o.KeepaliveCnt) }},
@@ -178,7 +183,16 @@ func New(zctx *zmq.Context, t zmq.Type, o Options) (*zmq.Socket, error) {
 		{"zmq_reconnect_ivl", int64(o.ReconnectIvlMS), func() error { return s.SetReconnectIvl(ms(o.ReconnectIvlMS)) }},
 		{"zmq_reconnect_ivl_max", int64(o.ReconnectIvlMaxMS), func() error { return s.SetReconnectIvlMax(ms(o.ReconnectIvlMaxMS)) }},
 	}
-	if o.HeartbeatIvlMS > 0 {
+	// Not on a socket that only sends (PUB, XPUB): its PINGs queue behind
+	// the messages it sends, so a subscriber that is slow but reading,
+	// with more than zmq_heartbeat_timeout of them still to read, was
+	// taken for dead and its connection closed with all that was queued
+	// for it. A 100,000-message burst to a Python tail lost 78% so. The
+	// subscriber's own PINGs go up an idle direction instead, and a peer
+	// answers them without being told to: a dead link is still noticed
+	// by the side that reconnects, and a subscriber that stops (its TTL)
+	// still freed.
+	if o.HeartbeatIvlMS > 0 && t != zmq.PUB && t != zmq.XPUB {
 		sets = append(sets, []struct {
 			key string
 			val int64
