@@ -228,7 +228,7 @@ func TestNewGatewayErrors(t *testing.T) {
 			_, err := gateway.New(cfg, opts...)
 			var ce *gilmsg.ConfigError
 			if !errors.As(err, &ce) || ce.Key != tc.key {
-				t.Fatalf("NewGateway = %v, want a ConfigError on %s", err, tc.key)
+				t.Fatalf("gateway.New = %v, want a ConfigError on %s", err, tc.key)
 			}
 		})
 	}

@@ -2,9 +2,11 @@ package hubstatus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,50 @@ func TestReadEndsWithCtx(t *testing.T) {
 	var ce *gilmsg.ConfigError
 	if !errors.As(err, &ce) || ce.Key != SocketKey || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("Read(nowhere) = %v, want a ConfigError on %s", err, SocketKey)
+	}
+}
+
+// TestReadsWhatRunConsumersPublishes: Status is the reader's copy of the
+// root's (unexported) report type, so every key a hub publishes must have
+// a field here: re-encoding what Read decoded gives back what was sent.
+func TestReadsWhatRunConsumersPublishes(t *testing.T) {
+	testenv.CheckLeaks(t)
+	endpoint := "ipc://" + filepath.Join(t.TempDir(), "monitor")
+	cfg := gilmsg.DefaultConfig()
+	cfg.ValidateSignatures = false
+	cfg.Extra = map[string]any{SocketKey: endpoint}
+	hub, err := gilmsg.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	runCtx, stop := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() {
+		c := gilmsg.ConsumerFunc("org.example.dev.web", func(context.Context, *gilmsg.Message) error { return nil })
+		ran <- hub.RunConsumers(runCtx, []gilmsg.Consumer{c}, gilmsg.WithStatusInterval(20*time.Millisecond))
+	}()
+	defer func() { stop(); <-ran }()
+
+	st, raw, err := Read(t.Context(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent, read any
+	if err := json.Unmarshal(raw, &sent); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(again, &read); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(sent, read) {
+		t.Errorf("a hub published\n%s\nRead kept\n%s", raw, again)
+	}
+	if len(st.Consumers) != 1 || len(st.Producers) != 1 {
+		t.Errorf("status %+v: want 1 consumer and 1 producer", st)
 	}
 }

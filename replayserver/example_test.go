@@ -2,6 +2,7 @@ package replayserver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -65,4 +66,23 @@ func ExampleServer() {
 	// {"seq_id":2,"topic":"org.example.dev.web.page.view"}
 	// {"seq_id":3,"topic":"org.example.dev.web.page.view"}
 	// error: 'Something went wrong when processing the field "seq_id"'
+}
+
+// ParseQuery reads a request as the server does, before asking the
+// store: its keys are OR-ed, after_seq_id pages, and what it cannot read
+// is a *QueryError, answered with one "error: ..." frame.
+func ExampleParseQuery() {
+	q, err := replayserver.ParseQuery([]byte(`{"seq_id_range": [3, "5"], "msg_id": "2026-abc", "after_seq_id": 3}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(*q.SeqIDRange, q.MsgIDs, q.AfterSeqID)
+
+	_, err = replayserver.ParseQuery([]byte(`{"seq_id_range": [5]}`))
+	var qe *replayserver.QueryError
+	fmt.Println(errors.As(err, &qe))
+	// Output:
+	// [3 5] [2026-abc] 3
+	// true
 }
