@@ -80,11 +80,13 @@ var (
 )
 
 // EndpointError says that a socket could not connect to, or bind, one
-// address when it was used: the port is taken, the interface is gone, the
-// host name does not resolve. That is no fault of the configuration, which
+// address when it was used: the port is taken, the address is not one of
+// this host's. That is no fault of the configuration, which
 // may be right on another host or a minute later. An address ZeroMQ
 // cannot parse is the config's fault: its EndpointError comes inside a
-// [*ConfigError] on the key "endpoints".
+// [*ConfigError] on the key "endpoints". (libzmq cannot tell a host name
+// that does not resolve from a malformed address: both are EINVAL, and a
+// ConfigError.)
 type EndpointError struct {
 	Op       string // "connect" or "bind"
 	Name     string // the endpoint's name in the config, "" if none

@@ -135,7 +135,7 @@ func newConnMonitor(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*c
 func (g *monitorGroup) add(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOption) (*connMonitor, error) {
 	addr := inprocAddr("monitor")
 	if err := s.Monitor(addr, monitorEvents); err != nil {
-		return nil, fmt.Errorf("gilmsg: socket monitor: %w", err)
+		return nil, fmt.Errorf("socket monitor: %w", err)
 	}
 	fail := func(err error, socks ...*zmq.Socket) (*connMonitor, error) {
 		s.Monitor("", 0) // stop: nobody will read the events
@@ -146,14 +146,14 @@ func (g *monitorGroup) add(zctx *zmq.Context, s *zmq.Socket, opts ...monitorOpti
 	}
 	pair, err := zctx.NewSocket(zmq.PAIR)
 	if err != nil {
-		return fail(fmt.Errorf("gilmsg: monitor socket: %w", err))
+		return fail(fmt.Errorf("monitor socket: %w", err))
 	}
 	pair.SetLinger(0)
 	// The monitor drops events it cannot queue; a lost DISCONNECTED would
 	// skew the count forever, so our side of the pipe has no limit.
 	pair.SetRcvhwm(0)
 	if err := pair.Connect(addr); err != nil {
-		return fail(fmt.Errorf("gilmsg: monitor connect: %w", err), pair)
+		return fail(fmt.Errorf("monitor connect: %w", err), pair)
 	}
 	m := &connMonitor{
 		group:   g,
@@ -206,7 +206,7 @@ func (g *monitorGroup) run() {
 			break
 		}
 		if ready, err = g.poll.wait(ready[:0]); err != nil {
-			err = fmt.Errorf("gilmsg: monitor: %w", err)
+			err = fmt.Errorf("monitor: %w", err)
 			continue // to stop everyone
 		}
 		for _, id := range ready {
@@ -241,7 +241,7 @@ func (g *monitorGroup) read(id int, m *connMonitor) {
 			return
 		}
 		if err != nil {
-			g.stopID(id, fmt.Errorf("gilmsg: monitor event: %w", err))
+			g.stopID(id, fmt.Errorf("monitor event: %w", err))
 			return
 		}
 		if ev == zmq.EVENT_MONITOR_STOPPED { // the socket was closed
@@ -377,7 +377,7 @@ func (m *connMonitor) WaitConnected(ctx context.Context, n int) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("gilmsg: %d of %d connections up: %w", live, n, ctx.Err())
+			return fmt.Errorf("%d of %d connections up: %w", live, n, ctx.Err())
 		}
 	}
 }

@@ -65,12 +65,12 @@ const wakeID = -1
 func newReadyPoller() (*readyPoller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("gilmsg: epoll_create1: %w", err)
+		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	r1, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if errno != 0 {
 		syscall.Close(epfd)
-		return nil, fmt.Errorf("gilmsg: eventfd: %w", errno)
+		return nil, fmt.Errorf("eventfd: %w", errno)
 	}
 	p := &readyPoller{epfd: epfd, wakefd: int(r1), events: make([]syscall.EpollEvent, 64)}
 	p.check = p.epollCheck
@@ -82,14 +82,14 @@ func newReadyPoller() (*readyPoller, error) {
 	if err := syscall.SetNonblock(epfd, true); err != nil {
 		syscall.Close(p.wakefd)
 		syscall.Close(epfd)
-		return nil, fmt.Errorf("gilmsg: epoll fd: %w", err)
+		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
 	// A non-blocking fd that is not a regular file goes into the netpoller.
 	p.file = os.NewFile(uintptr(epfd), "gilmsg-epoll")
 	if p.rc, err = p.file.SyscallConn(); err != nil {
 		p.file.Close()
 		syscall.Close(p.wakefd)
-		return nil, fmt.Errorf("gilmsg: epoll fd: %w", err)
+		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
 	return p, nil
 }
@@ -97,7 +97,7 @@ func newReadyPoller() (*readyPoller, error) {
 func (p *readyPoller) addFD(fd, id int) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(id)}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return fmt.Errorf("gilmsg: epoll_ctl: %w", err)
+		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
 }
@@ -107,7 +107,7 @@ func (p *readyPoller) addFD(fd, id int) error {
 func (p *readyPoller) add(s *zmq.Socket, id int) error {
 	fd, err := s.GetFd()
 	if err != nil {
-		return fmt.Errorf("gilmsg: ZMQ_FD: %w", err)
+		return fmt.Errorf("ZMQ_FD: %w", err)
 	}
 	return p.addFD(fd, id)
 }
@@ -134,7 +134,7 @@ func (p *readyPoller) wait(ready []int) ([]int, error) {
 		if errors.Is(err, os.ErrClosed) {
 			return ready, ErrClosed
 		}
-		return ready, fmt.Errorf("gilmsg: epoll_wait: %w", err)
+		return ready, fmt.Errorf("epoll_wait: %w", err)
 	}
 	for _, ev := range p.events[:n] {
 		if ev.Fd == wakeID {

@@ -61,7 +61,7 @@ func (p *readyPoller) wait(ready []int) ([]int, error) {
 		p.mu.Unlock()
 		polled, err := poller.Poll(pollSlice)
 		if err != nil {
-			return ready, fmt.Errorf("gilmsg: poll: %w", err)
+			return ready, fmt.Errorf("poll: %w", err)
 		}
 		p.mu.Lock()
 		for _, ps := range polled {

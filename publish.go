@@ -206,7 +206,7 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 	raw, err := AppendCanonical(dst, msg)
 	b.pub.payloadCap.Store(int64(len(raw)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("gilmsg: encoding msg: %w", err)
+		return nil, nil, fmt.Errorf("encoding msg: %w", err)
 	}
 	now := time.Now()
 	msgID := po.msgID

@@ -197,7 +197,7 @@ func (r *Relay) open(cfg *Config, o *relayOptions) error {
 	}
 	// Subscribed before binding so every connection gets it at handshake.
 	if err := r.sub.SetSubscribe(""); err != nil {
-		return fmt.Errorf("gilmsg: relay subscribe: %w", err)
+		return fmt.Errorf("relay subscribe: %w", err)
 	}
 	if o.subscribe {
 		err = r.connectSources(o.sources)
@@ -311,7 +311,7 @@ func (r *Relay) forwardLoop(ctx context.Context) error {
 		if !readable {
 			var err error
 			if ready, err = r.poller.wait(ready[:0]); err != nil {
-				return fmt.Errorf("gilmsg: relay wait: %w", err)
+				return fmt.Errorf("relay wait: %w", err)
 			}
 			readable = len(ready) > 0 // none: a Wake
 			continue
@@ -343,7 +343,7 @@ func (r *Relay) forwardOne() (bool, error) {
 			if errors.As(err, &fe) && !fe.send && frames == 0 && isEAGAIN(fe.err) {
 				return false, nil
 			}
-			return false, fmt.Errorf("gilmsg: relay %w", err)
+			return false, fmt.Errorf("relay %w", err)
 		}
 		r.counted(frames)
 		return true, nil
@@ -356,7 +356,7 @@ func (r *Relay) forwardOne() (bool, error) {
 			if frames == 0 && isEAGAIN(err) {
 				return false, nil
 			}
-			return false, fmt.Errorf("gilmsg: relay receive: %w", err)
+			return false, fmt.Errorf("relay receive: %w", err)
 		}
 		frames++
 		if frames == 1 {
@@ -364,7 +364,7 @@ func (r *Relay) forwardOne() (bool, error) {
 		}
 		more, err := r.sub.GetRcvmore()
 		if err != nil {
-			return false, fmt.Errorf("gilmsg: relay receive: %w", err)
+			return false, fmt.Errorf("relay receive: %w", err)
 		}
 		var flag zmq.Flag
 		if more {
@@ -372,7 +372,7 @@ func (r *Relay) forwardOne() (bool, error) {
 		}
 		// A PUB never blocks: past its high-water mark it drops.
 		if _, err := r.pub.SendBytes(b, flag); err != nil {
-			return false, fmt.Errorf("gilmsg: relay send: %w", err)
+			return false, fmt.Errorf("relay send: %w", err)
 		}
 		if !more {
 			break

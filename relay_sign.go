@@ -29,7 +29,7 @@ func (r *Relay) signOne() (bool, error) {
 		if isEAGAIN(err) {
 			return false, nil
 		}
-		return false, fmt.Errorf("gilmsg: relay receive: %w", err)
+		return false, fmt.Errorf("relay receive: %w", err)
 	}
 	if len(frames) == 2 {
 		if r.hooks != nil {
@@ -46,7 +46,7 @@ func (r *Relay) signOne() (bool, error) {
 		r.log.Debug("gilmsg: relay forwarded a message that is not two frames", slog.Int("frames", len(frames)))
 	}
 	if _, err := r.pub.SendMessage(frames); err != nil {
-		return false, fmt.Errorf("gilmsg: relay send: %w", err)
+		return false, fmt.Errorf("relay send: %w", err)
 	}
 	r.forwarded.Add(1)
 	if r.hooks != nil && len(frames) == 2 {

@@ -88,16 +88,16 @@ func loadStatus(path string) (*statusFile, error) {
 		return st, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gilmsg: status file: %w", err)
+		return nil, fmt.Errorf("status file: %w", err)
 	}
 	var doc statusDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("gilmsg: status file %s is corrupt (remove it to start from live traffic): %w", path, err)
+		return nil, fmt.Errorf("status file %s is corrupt (remove it to start from live traffic): %w", path, err)
 	}
 	for name, e := range doc.Names {
 		c, err := e.checkpoint()
 		if err != nil {
-			return nil, fmt.Errorf("gilmsg: status file %s is corrupt (remove it to start from live traffic): name %q: %w", path, name, err)
+			return nil, fmt.Errorf("status file %s is corrupt (remove it to start from live traffic): name %q: %w", path, name, err)
 		}
 		st.names[name] = c
 	}
@@ -116,7 +116,7 @@ func (st *statusFile) replayJournal() error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("gilmsg: status file: %w", err)
+		return fmt.Errorf("status file: %w", err)
 	}
 	for n := 1; len(data) > 0; n++ {
 		i := bytes.IndexByte(data, '\n')
@@ -131,7 +131,7 @@ func (st *statusFile) replayJournal() error {
 			err = st.apply(l)
 		}
 		if err != nil {
-			return fmt.Errorf("gilmsg: status file journal %s is corrupt (remove it and %s to start from live traffic): line %d: %w", jpath, st.path, n, err)
+			return fmt.Errorf("status file journal %s is corrupt (remove it and %s to start from live traffic): line %d: %w", jpath, st.path, n, err)
 		}
 	}
 	st.dirty = true // the next write folds the journal into the file
@@ -251,7 +251,7 @@ func (st *statusFile) log(l journalLine) error {
 	if st.journal == nil {
 		f, err := os.OpenFile(st.path+".journal", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
-			return fmt.Errorf("gilmsg: status file: %w", err)
+			return fmt.Errorf("status file: %w", err)
 		}
 		st.journal = f
 	}
@@ -261,7 +261,7 @@ func (st *statusFile) log(l journalLine) error {
 		return err
 	}
 	if _, err := st.journal.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("gilmsg: status file journal: %w", err)
+		return fmt.Errorf("status file journal: %w", err)
 	}
 	return nil
 }
@@ -349,7 +349,7 @@ func (st *statusFile) write() error {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(st.path), "."+filepath.Base(st.path)+".*")
 	if err != nil {
-		return fmt.Errorf("gilmsg: status file: %w", err)
+		return fmt.Errorf("status file: %w", err)
 	}
 	_, err = tmp.Write(append(data, '\n'))
 	if err == nil {
@@ -362,7 +362,7 @@ func (st *statusFile) write() error {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("gilmsg: status file %s: %w", st.path, err)
+		return fmt.Errorf("status file %s: %w", st.path, err)
 	}
 	// The journal's lines are in the file now, and name the generation
 	// before it: emptied, or ignored if a crash comes first.

@@ -473,7 +473,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 				if zmq.AsErrno(err) == zmq.ETERM {
 					return nil, ErrClosed
 				}
-				return nil, fmt.Errorf("gilmsg: receive from %s: %w", s.eps[i].addr, err)
+				return nil, fmt.Errorf("receive from %s: %w", s.eps[i].addr, err)
 			}
 			// Round robin: one message from each ready socket in turn.
 			copy(s.pending, s.pending[1:])

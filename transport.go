@@ -198,7 +198,7 @@ func closeAll(zctx *zmq.Context, socks ...*zmq.Socket) error {
 	}
 	if zctx != nil {
 		if err := zctx.Term(); err != nil {
-			errs = append(errs, fmt.Errorf("gilmsg: zmq term: %w", err))
+			errs = append(errs, fmt.Errorf("zmq term: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -277,7 +277,7 @@ func bindFirst(s *zmq.Socket, name string, addrs []string) (string, error) {
 		if err == nil {
 			ep, err := s.GetLastEndpoint()
 			if err != nil {
-				return "", fmt.Errorf("gilmsg: reading endpoint bound at %s: %w", b, err)
+				return "", fmt.Errorf("reading endpoint bound at %s: %w", b, err)
 			}
 			return ep, nil
 		}

@@ -21,7 +21,7 @@ func newXPub(zctx *zmq.Context, o sockOpts) (*zmq.Socket, error) {
 	}
 	if err := s.SetXpubVerboser(1); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("gilmsg: ZMQ_XPUB_VERBOSER: %w", err)
+		return nil, fmt.Errorf("ZMQ_XPUB_VERBOSER: %w", err)
 	}
 	return s, nil
 }
@@ -38,7 +38,7 @@ func readSubscriptions(s *zmq.Socket, t *subscriptionTracker) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("gilmsg: reading subscriptions: %w", err)
+			return fmt.Errorf("reading subscriptions: %w", err)
 		}
 		if len(msg) == 1 {
 			t.observe(msg[0])
@@ -201,7 +201,7 @@ func (t *subscriptionTracker) WaitMatching(ctx context.Context, topic string, n 
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("gilmsg: %d of %d subscribers to %q: %w", have, n, topic, ctx.Err())
+			return fmt.Errorf("%d of %d subscribers to %q: %w", have, n, topic, ctx.Err())
 		}
 	}
 }

@@ -62,7 +62,7 @@ func Fetch(ctx context.Context, client *http.Client, baseURL, msgID string) (top
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", nil, fmt.Errorf("gilmsg: datagrepper: %w", err)
+		return "", nil, fmt.Errorf("datagrepper: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -70,7 +70,7 @@ func Fetch(ctx context.Context, client *http.Client, baseURL, msgID string) (top
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, gilmsg.DefaultMaxMessageSize+1))
 	if err != nil {
-		return "", nil, fmt.Errorf("gilmsg: datagrepper %s: %w", u, err)
+		return "", nil, fmt.Errorf("datagrepper %s: %w", u, err)
 	}
 	if len(body) > gilmsg.DefaultMaxMessageSize {
 		return "", nil, &Error{URL: u, Detail: fmt.Sprintf("answer larger than %d bytes", gilmsg.DefaultMaxMessageSize)}

@@ -91,12 +91,12 @@ func Read(ctx context.Context, endpoint string) (*Status, json.RawMessage, error
 		// Short polls, so that ctx is seen without a waker.
 		polled, err := poller.Poll(50 * time.Millisecond)
 		if err != nil {
-			return nil, nil, fmt.Errorf("gilmsg: hub status: %w", err)
+			return nil, nil, fmt.Errorf("hub status: %w", err)
 		}
 		if len(polled) > 0 {
 			frames, err := sock.RecvMessageBytes(0)
 			if err != nil {
-				return nil, nil, fmt.Errorf("gilmsg: hub status: %w", err)
+				return nil, nil, fmt.Errorf("hub status: %w", err)
 			}
 			raw := json.RawMessage(bytes.Join(frames, nil))
 			var st Status

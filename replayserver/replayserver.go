@@ -144,7 +144,7 @@ func New(cfg *gilmsg.Config, name string, st gilmsg.Store, log *slog.Logger) (*S
 		if err := set(); err != nil {
 			s.sock.Close()
 			zctx.Term()
-			return nil, fmt.Errorf("gilmsg: replay server socket: %w", err)
+			return nil, fmt.Errorf("replay server socket: %w", err)
 		}
 	}
 	if err := s.sock.Bind("tcp://*:" + addr[i+1:]); err != nil {
@@ -189,7 +189,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
 				continue
 			}
-			return fmt.Errorf("gilmsg: replay server: poll: %w", err)
+			return fmt.Errorf("replay server: poll: %w", err)
 		}
 		if len(polled) == 0 {
 			continue
@@ -199,7 +199,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
 				continue
 			}
-			return fmt.Errorf("gilmsg: replay server: receive: %w", err)
+			return fmt.Errorf("replay server: receive: %w", err)
 		}
 		// As REP does: the frames up to the first empty one are the route
 		// back, and a request without one is dropped.
@@ -273,7 +273,11 @@ func (s *Server) Answer(ctx context.Context, frames [][]byte) [][]byte {
 	}
 	q, err := ParseQuery(frames[0])
 	if err != nil {
-		return errFrame("%s", strings.TrimPrefix(err.Error(), "gilmsg: replay request: "))
+		var qe *QueryError
+		if errors.As(err, &qe) {
+			return errFrame("%s", qe.Reason)
+		}
+		return errFrame("%v", err)
 	}
 	q.Limit = MaxReplyMessages
 	qctx, cancel := context.WithTimeout(ctx, gilmsg.DefaultStoreTimeout)
@@ -331,7 +335,11 @@ func ParseQuery(raw []byte) (*gilmsg.Query, error) {
 	}
 	v, err := gilmsg.DecodeJSON(raw)
 	if err != nil {
-		return nil, bad("Request is not JSON: %v", strings.TrimPrefix(err.Error(), "gilmsg: "))
+		var se *gilmsg.JSONSyntaxError
+		if errors.As(err, &se) {
+			return nil, bad("Request is not JSON: offset %d: %s", se.Offset, se.Msg)
+		}
+		return nil, bad("Request is not JSON: %v", err)
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {

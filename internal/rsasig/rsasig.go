@@ -115,7 +115,7 @@ func signGo(k *rsa.PrivateKey, text []byte) ([]byte, error) {
 	sum := sha1.Sum(text)
 	sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA1, sum[:])
 	if err != nil {
-		return nil, fmt.Errorf("gilmsg: RSA signing: %w", err)
+		return nil, fmt.Errorf("RSA signing: %w", err)
 	}
 	return sig, nil
 }

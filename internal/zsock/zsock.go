@@ -134,7 +134,7 @@ const MaxSockets = 16384
 func NewContext(ioThreads int) (*zmq.Context, error) {
 	zctx, err := zmq.NewContext()
 	if err != nil {
-		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+		return nil, fmt.Errorf("zmq context: %w", err)
 	}
 	if err := zctx.SetIoThreads(max(ioThreads, 1)); err != nil {
 		zctx.Term()
@@ -142,11 +142,11 @@ func NewContext(ioThreads int) (*zmq.Context, error) {
 	}
 	if err := zctx.SetBlocky(false); err != nil {
 		zctx.Term()
-		return nil, fmt.Errorf("gilmsg: zmq context: %w", err)
+		return nil, fmt.Errorf("zmq context: %w", err)
 	}
 	if err := zctx.SetMaxSockets(MaxSockets); err != nil {
 		zctx.Term()
-		return nil, fmt.Errorf("gilmsg: ZMQ_MAX_SOCKETS %d: %w", MaxSockets, err)
+		return nil, fmt.Errorf("ZMQ_MAX_SOCKETS %d: %w", MaxSockets, err)
 	}
 	return zctx, nil
 }
@@ -157,7 +157,7 @@ func NewContext(ioThreads int) (*zmq.Context, error) {
 func New(zctx *zmq.Context, t zmq.Type, o Options) (*zmq.Socket, error) {
 	s, err := zctx.NewSocket(t)
 	if err != nil {
-		return nil, fmt.Errorf("gilmsg: new %v socket: %w", t, err)
+		return nil, fmt.Errorf("new %v socket: %w", t, err)
 	}
 	linger := SendLingerMS(t, o.LingerMS)
 	sndHWM, rcvHWM := o.HWM, o.HWM
