@@ -86,7 +86,11 @@ func e2eCtx(b *testing.B) context.Context {
 // benchFlow times publish→tail: a goroutine publishes (sign: signed) as
 // fast as the window allows, and each iteration is one message received
 // by a subscription that validates or not.
-func benchFlow(b *testing.B, sign, validate bool) {
+func benchFlow(b *testing.B, sign, validate bool) { benchFlowBatch(b, sign, validate, 1) }
+
+// benchFlowBatch is benchFlow publishing batch messages at a time, with
+// PublishBatch when batch > 1.
+func benchFlowBatch(b *testing.B, sign, validate bool, batch int) {
 	ctx := e2eCtx(b)
 	pcfg := e2eConfig(b, e2ePublisher, nil)
 	pcfg.SignMessages = sign
@@ -107,18 +111,30 @@ func benchFlow(b *testing.B, sign, validate bool) {
 	want := pub.fullTopic("msg", "")
 	payload := e2ePayload()
 
+	msgs := make([]BatchMessage, batch)
+	for i := range msgs {
+		msgs[i] = BatchMessage{Topic: "msg", Msg: payload}
+	}
 	window := make(chan struct{}, e2eWindow)
 	pctx, stop := context.WithCancel(ctx)
 	published := make(chan error, 1)
 	go func() {
 		for {
-			select {
-			case window <- struct{}{}:
-			case <-pctx.Done():
-				published <- nil
-				return
+			for range batch {
+				select {
+				case window <- struct{}{}:
+				case <-pctx.Done():
+					published <- nil
+					return
+				}
 			}
-			if _, err := pub.Publish(pctx, "msg", payload); err != nil {
+			var err error
+			if batch == 1 {
+				_, err = pub.Publish(pctx, "msg", payload)
+			} else {
+				_, err = pub.PublishBatch(pctx, msgs)
+			}
+			if err != nil {
 				published <- err
 				return
 			}
@@ -157,6 +173,11 @@ func BenchmarkPublishUnsigned(b *testing.B) { benchFlow(b, false, false) }
 // BenchmarkPublishSigned signs every message and skips validation: bounded
 // by BenchmarkRSASign.
 func BenchmarkPublishSigned(b *testing.B) { benchFlow(b, true, false) }
+
+// BenchmarkPublishBatchSigned is BenchmarkPublishSigned publishing 64
+// messages at a time with PublishBatch, which signs them on every core:
+// bounded by BenchmarkRSASign times the cores.
+func BenchmarkPublishBatchSigned(b *testing.B) { benchFlowBatch(b, true, false, 64) }
 
 // BenchmarkPublishTailSignedValidated signs and validates every message.
 func BenchmarkPublishTailSignedValidated(b *testing.B) { benchFlow(b, true, true) }
