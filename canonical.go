@@ -32,8 +32,10 @@ type JSONSyntaxError struct {
 	Msg    string // what was wrong there
 }
 
-func (e *JSONSyntaxError) Error() string {
-	return ErrInvalidJSON.Error() + ": offset " + strconv.FormatInt(e.Offset, 10) + ": " + e.Msg
+func (e *JSONSyntaxError) Error() string { return "gilmsg: " + e.causeText() }
+
+func (e *JSONSyntaxError) causeText() string {
+	return "invalid JSON: offset " + strconv.FormatInt(e.Offset, 10) + ": " + e.Msg
 }
 
 // Unwrap returns [ErrInvalidJSON].

@@ -65,6 +65,10 @@ func TestVersion1CRLErrors(t *testing.T) {
 		if ReasonOf(err) != ReasonCA || err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want reason %q mentioning %q", tc.file, err, ReasonCA, tc.want)
 		}
+		// A ValidationError around a TrustError: one prefix.
+		if err != nil && strings.Count(err.Error(), "gilmsg:") != 1 {
+			t.Errorf("%s: %q, want one gilmsg: prefix", tc.file, err)
+		}
 	}
 }
 

@@ -104,3 +104,17 @@ func (e *EndpointError) Error() string {
 
 // Unwrap returns [ErrEndpoint] and the cause.
 func (e *EndpointError) Unwrap() []error { return []error{ErrEndpoint, e.Err} }
+
+// causeTexter is one of this package's typed errors, read inside another:
+// the outer error says gilmsg: already, so the inner one gives its text
+// without it, and the message has one prefix.
+type causeTexter interface{ causeText() string }
+
+// causeText is err's text as the cause of another of this package's
+// typed errors.
+func causeText(err error) string {
+	if c, ok := err.(causeTexter); ok {
+		return c.causeText()
+	}
+	return err.Error()
+}

@@ -28,11 +28,13 @@ type TrustError struct {
 	Err      error
 }
 
-func (e *TrustError) Error() string {
+func (e *TrustError) Error() string { return "gilmsg: " + e.causeText() }
+
+func (e *TrustError) causeText() string {
 	if e.Location == "" {
-		return "gilmsg: " + e.What + ": " + e.Err.Error()
+		return e.What + ": " + causeText(e.Err)
 	}
-	return "gilmsg: " + e.What + " " + e.Location + ": " + e.Err.Error()
+	return e.What + " " + e.Location + ": " + causeText(e.Err)
 }
 
 // Unwrap returns [ErrTrust] and the cause.

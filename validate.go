@@ -55,7 +55,7 @@ func (e *ValidationError) Error() string {
 		s += ": " + e.Detail
 	}
 	if e.Err != nil {
-		s += ": " + strings.TrimPrefix(e.Err.Error(), "gilmsg: ")
+		s += ": " + causeText(e.Err)
 	}
 	return s
 }
