@@ -6,9 +6,11 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOptionsCheckTheirInput: a value an option cannot take fails New,
@@ -134,4 +136,69 @@ func takesOptionsStruct(ft *ast.FuncType) bool {
 	}
 	_, ok := ft.Params.List[0].Type.(*ast.StarExpr)
 	return ok
+}
+
+// TestDeprecatedOptionsDoWhatTheyDid: each old name sets what its new name
+// sets, so a caller who has not renamed yet sees no change.
+func TestDeprecatedOptionsDoWhatTheyDid(t *testing.T) {
+	pub := func(opts ...PublishOption) (o pubOptions) {
+		for _, f := range opts {
+			f(&o)
+		}
+		return o
+	}
+	sub := func(opts ...SubscribeOption) (o subOptions) {
+		o.ack = true
+		for _, f := range opts {
+			f(&o)
+		}
+		return o
+	}
+	run := func(opts ...RunOption) (o runOptions) {
+		for _, f := range opts {
+			f(&o)
+		}
+		return o
+	}
+	bus := func(opts ...Option) options {
+		o := defaultOptions(DefaultConfig())
+		o.logger = nil
+		for _, f := range opts {
+			f(&o)
+		}
+		return o
+	}
+	same := func(what string, old, new any) {
+		t.Helper()
+		if !reflect.DeepEqual(old, new) {
+			t.Errorf("%s: the old name gives %+v, the new %+v", what, old, new)
+		}
+	}
+	same("Modname", pub(Modname("m")), pub(WithTopicModname("m")))
+	same("MsgID", pub(MsgID("id")), pub(WithMsgID("id")))
+	same("Username", pub(Username("u")), pub(WithUsername("u")))
+	same("ExactTopic", pub(ExactTopic()), pub(WithExactTopic()))
+	same("Recipients", pub(Recipients("a", "b,c")), pub(WithRecipients("a", "b,c")))
+	same("AckTimeout", pub(AckTimeout(time.Second)), pub(WithAckTimeout(time.Second)))
+	same("NoReplay", sub(NoReplay()), sub(WithoutReplay()))
+	same("ReplayTimeout", sub(ReplayTimeout(time.Second)), sub(WithReplayTimeout(time.Second)))
+	same("GapMaxAge", sub(GapMaxAge(time.Minute)), sub(WithGapMaxAge(time.Minute)))
+	same("StatusFile", sub(StatusFile("/s")), sub(WithStatusFile("/s")))
+	same("Checkpoint", sub(Checkpoint("c")), sub(WithCheckpoint("c")))
+	same("NoValidate", sub(NoValidate()), sub(WithoutValidation()))
+	same("SurfaceInvalid", sub(SurfaceInvalid()), sub(WithInvalidMessages()))
+	same("NoAck", sub(NoAck()), sub(WithoutAck()))
+	same("ManualAck", sub(ManualAck()), sub(WithManualAck()))
+	same("Dedupe", sub(Dedupe(7)), sub(WithDedupe(7)))
+	same("Passive", sub(Passive()), sub(WithPassive()))
+	same("FromEndpoints", sub(FromEndpoints("tcp://a:1", "tcp://b:2")), sub(WithEndpoints("tcp://a:1", "tcp://b:2")))
+	same("AckAfterConsume", run(AckAfterConsume()), run(WithAckAfterConsume()))
+	same("StatusInterval", run(StatusInterval(time.Second)), run(WithStatusInterval(time.Second)))
+	same("WithPostInitWait(false)", bus(WithPostInitWait(false)), bus(WithoutPostInitWait()))
+	same("WithPostInitWait(true)", bus(WithPostInitWait(true)), bus())
+	same("WithResend(true, ...)", bus(WithResend(true, time.Second, 4*time.Second)), bus(WithResendDelays(time.Second, 4*time.Second)))
+	same("WithResend(false, ...)", bus(WithResend(false, 0, 0)), bus(WithoutResend()))
+	if bus(WithoutResend()).resend || bus(WithoutPostInitWait()).postInitWait {
+		t.Error("WithoutResend or WithoutPostInitWait left its behaviour on")
+	}
 }
