@@ -182,8 +182,9 @@
 // it turns off what is on by default ([WithoutAck], [WithoutReplay]); its
 // type is Option, or <Call>Option for the call it configures
 // ([PublishOption], [SubscribeOption], [RunOption], [RelayOption]). An
-// option documents its default, and one given a value it cannot take makes
-// its call fail with [ErrInvalidOption] instead of changing meaning. Older
+// option documents its default; those whose values can be out of range
+// ([WithMaxInFlight], [WithMaxMessageSize], [WithRelayQueue], ...) make
+// their call fail with [ErrInvalidOption] rather than change meaning. Older
 // names (Recipients, Checkpoint, ...) remain as deprecated wrappers;
 // MIGRATING.md lists them. TestOptionNamingRule holds the module to the rule.
 //

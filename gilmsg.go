@@ -135,10 +135,10 @@ func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.read
 // post_init_sleep has passed since the bind wait for what is left of it,
 // and every later publish pays nothing. The wait is never shorter than
 // zmq_reconnect_ivl_max plus zmq_reconnect_ivl (1.1 s with fedmsg's
-// defaults), the longest a retrying subscriber takes to come back: 50
-// messages published at once to a Python tail running for 3 s arrived 48
-// to 50 times from a Python publisher, 0 to 35 times from a Go one waiting
-// only post_init_sleep, and 50 of 50 with this floor. A publish whose ctx
+// defaults), the longest a retrying subscriber takes to come back.
+// Measured with 50 messages published at once to a Python tail running for
+// 3 s: 48 to 50 arrived from a Python publisher, 0 to 35 from a Go one
+// waiting only post_init_sleep, 50 of 50 with this floor. A publish whose ctx
 // deadline comes first waits nine tenths of the time left to it, then
 // sends. The wait also ends for good once [Bus.WaitSubscribers] has
 // succeeded, and post_init_sleep 0 means none, as in fedmsg. An ACK waits
