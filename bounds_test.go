@@ -2,6 +2,8 @@ package gilmsg
 
 import (
 	"bytes"
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +99,63 @@ func TestRelayStuckSubscriberBounded(t *testing.T) {
 		t.Fatalf("the stuck subscriber got %d of %d messages: nothing bounded its queue", got, n)
 	}
 	t.Logf("stuck subscriber kept %d of %d (queue %d)", got, n, fanoutHWM(sockOptsFromConfig(cfg)))
+}
+
+// TestSlowSubscriberNotTakenForDead: a subscriber that reads, but more
+// slowly than a burst arrives, gets all of it. The publisher's PINGs
+// waited behind the burst, so a backlog longer than zmq_heartbeat_timeout
+// looked like a dead peer: the connection was closed with everything
+// queued for it (a 100,000-message burst to a Python tail lost 78%).
+func TestSlowSubscriberNotTakenForDead(t *testing.T) {
+	const n = 1500
+	tn := newTestNet(t)
+	tn.mutate = func(c *Config) {
+		c.SignMessages, c.ValidateSignatures = false, false
+		c.ZMQHeartbeatIvl, c.ZMQHeartbeatTimeout, c.ZMQHeartbeatTTL = 100, 300, 300
+	}
+	pub := tn.start("publisher01.example.org")
+	// A fedmsg tail as Python has it: no heartbeats of its own, libzmq's
+	// default receive queue, and small kernel buffers.
+	zctx := testZCtx(t)
+	sub, err := zctx.NewSocket(zmq.SUB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	sub.SetLinger(0)
+	sub.SetRcvhwm(100)
+	sub.SetRcvbuf(16 << 10)
+	sub.SetSubscribe("")
+	if err := sub.Connect(pub.Endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctxT(t), "slow", 1); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 4<<10)
+	for i := range n {
+		if _, err := pub.Publish(context.Background(), "slow", map[string]any{"i": i, "pad": pad}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// About 1.5 s of reading: five heartbeat timeouts.
+	sub.SetRcvtimeo(5 * time.Second)
+	for i := range n {
+		frames, err := sub.RecvMessageBytes(0)
+		if err != nil {
+			t.Fatalf("message %d of %d: %v: the slow subscriber was dropped", i, n, err)
+		}
+		env, err := ParseEnvelope(frames[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct{ I int }
+		if err := env.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		if v.I != i {
+			t.Fatalf("got message %d, want %d: the ones between were dropped with the connection", v.I, i)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
