@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,6 +180,11 @@ func (a *AMQPToZmq) work(ctx context.Context, deliveries <-chan amqp.Delivery, b
 	}
 }
 
+// deliveryYields is how many times in a row workOrdered yields to find
+// another delivery in hand before it publishes what it has: no timer, a
+// delivery is never held back for one that has not arrived.
+const deliveryYields = 4
+
 // workOrdered handles deliveries until the channel closes, as work does,
 // for a bridge without recipients: the deliveries in hand at once (at
 // most the window) are published as one batch ([gilmsg.Bus.PublishBatch]:
@@ -187,16 +193,21 @@ func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Deli
 	backoff := time.Duration(0)
 	for d := range deliveries {
 		batch := []amqp.Delivery{d}
+		// amqp091-go hands deliveries over one at a time from its own
+		// goroutine: a few yields let it hand over those it holds, or
+		// the batches stay at one and sign on one core.
 	more:
-		for len(batch) < a.cfg.Window {
+		for idle := 0; len(batch) < a.cfg.Window && idle < deliveryYields; {
 			select {
 			case d, ok := <-deliveries:
 				if !ok {
 					break more
 				}
 				batch = append(batch, d)
+				idle = 0
 			default:
-				break more
+				runtime.Gosched()
+				idle++
 			}
 		}
 		unsent, err := a.handleBatch(ctx, batch)
@@ -242,10 +253,18 @@ func (a *AMQPToZmq) handleBatch(ctx context.Context, batch []amqp.Delivery) ([]*
 		return nil, nil
 	}
 	receipts, err := a.bus.PublishBatch(ctx, msgs)
-	for i, r := range receipts {
+	for _, r := range receipts {
 		a.recent.add(r.MsgID)
 		a.stats.forwarded.Add(1)
-		a.ack(held[i])
+	}
+	if len(receipts) > 0 {
+		// One frame for the batch: every delivery before the last one
+		// published is settled by now (published, rejected, or acked as
+		// a copy), and this goroutine is the channel's only consumer.
+		last := held[len(receipts)-1]
+		if err := last.Ack(true); err != nil {
+			a.log.Warn("amqpbridge: ack", slog.String("msg_id", last.MessageId), slog.Any("error", err))
+		}
 	}
 	if err != nil {
 		unsent := held[len(receipts):]
