@@ -22,8 +22,8 @@ import (
 // Bounds of what a subscription asks a replay server for in one round,
 // and of one answer it reads.
 const (
-	narrowHole  = 64 // runs up to this long are asked by seq_ids, longer ones by seq_id_range
-	maxRanges   = 3  // seq_id_range requests a round
+	narrowHole = 64 // runs up to this long are asked by seq_ids, longer ones by seq_id_range
+	maxRanges  = 3  // seq_id_range requests a round
 	// idsPerAsk bounds a seq_ids list: Python's SqlStore binds each id as
 	// one SQL variable, and SQLite before 3.32 refuses more than 999.
 	idsPerAsk = 999
