@@ -31,6 +31,7 @@ demo: deps
 	$(GO) run ./cmd/gilmsg demo
 
 vet: deps
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt'd: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags gilmsg_purego ./...
 
