@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/gilmsg/gilmsg-go/internal/zbench"
 )
 
 func TestRelaySigner(t *testing.T) {
@@ -89,7 +91,7 @@ func BenchmarkSigningRelay(b *testing.B) {
 	pub.Connect(r.InboundEndpoint())
 	sub.Connect(r.OutboundEndpoint())
 	body := fmt.Appendf(nil, `{"i": 1, "msg": {"text": %q}, "msg_id": "2026-b", "timestamp": 1700000000, "topic": "org.fedoraproject.prod.bench.message", "username": "u"}`, strings.Repeat("x", 900))
-	benchPubSubBody(b, pub, sub, body)
+	zbench.PubSub(b, pub, sub, body)
 	if st := r.Stats(); st.Signed < uint64(b.N) {
 		b.Fatalf("signed %d of %d", st.Signed, b.N)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gilmsg/gilmsg-go/internal/zbench"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -479,7 +480,7 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 	pub, sub := benchSockets(b)
 	pub.Connect(r.InboundEndpoint())
 	sub.Connect(r.OutboundEndpoint())
-	benchProbe(b, pub, sub)
+	zbench.Probe(b, pub, sub)
 	topic, body := "org.fedoraproject.prod.bench.message", bytes.Repeat([]byte("x"), 1024)
 	b.SetBytes(int64(len(topic) + len(body)))
 	b.ReportAllocs()
@@ -527,58 +528,8 @@ func benchSockets(b *testing.B) (pub, sub *zmq.Socket) {
 	return pub, sub
 }
 
-// benchPubSub probes until the path works, then times b.N messages from a
-// goroutine owning pub to this goroutine owning sub.
+// benchPubSub times b.N messages of 1 kB through pub and sub.
 func benchPubSub(b *testing.B, pub, sub *zmq.Socket) {
 	b.Helper()
-	benchPubSubBody(b, pub, sub, bytes.Repeat([]byte("x"), 1024))
-}
-
-// benchProbe sends probes until one comes through; later ones may still.
-func benchProbe(b *testing.B, pub, sub *zmq.Socket) {
-	b.Helper()
-	poller := zmq.NewPoller()
-	poller.Add(sub, zmq.POLLIN)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		pub.SendMessage("probe", "")
-		if polled, _ := poller.Poll(10 * time.Millisecond); len(polled) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("pub/sub never connected")
-		}
-	}
-}
-
-// benchPubSubBody is benchPubSub sending body.
-func benchPubSubBody(b *testing.B, pub, sub *zmq.Socket, body []byte) {
-	b.Helper()
-	topic := "org.fedoraproject.prod.bench.message"
-	benchProbe(b, pub, sub)
-	b.SetBytes(int64(len(topic) + len(body)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	sent := make(chan error, 1)
-	go func() {
-		for range b.N {
-			if _, err := pub.SendMessage(topic, body); err != nil {
-				sent <- err
-				return
-			}
-		}
-		sent <- nil
-	}()
-	for n := 0; n < b.N; {
-		msg, err := sub.RecvMessageBytes(0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if string(msg[0]) != "probe" {
-			n++
-		}
-	}
-	b.StopTimer()
-	if err := <-sent; err != nil {
-		b.Fatal(err)
-	}
+	zbench.PubSub(b, pub, sub, bytes.Repeat([]byte("x"), 1024))
 }

@@ -9,6 +9,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/zbench"
 )
 
 // testConfig is a config whose sockets close and reconnect quickly.
@@ -103,46 +104,8 @@ func benchSockets(b *testing.B) (pub, sub *zmq.Socket) {
 	return pub, sub
 }
 
-// benchPubSub probes until the path works, then times b.N messages of
-// 1 kB from a goroutine owning pub to this goroutine owning sub.
+// benchPubSub times b.N messages of 1 kB through pub and sub.
 func benchPubSub(b *testing.B, pub, sub *zmq.Socket) {
 	b.Helper()
-	topic, body := "org.fedoraproject.prod.bench.message", bytes.Repeat([]byte("x"), 1024)
-	poller := zmq.NewPoller()
-	poller.Add(sub, zmq.POLLIN)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		pub.SendMessage("probe", "")
-		if polled, _ := poller.Poll(10 * time.Millisecond); len(polled) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("pub/sub never connected")
-		}
-	}
-	b.SetBytes(int64(len(topic) + len(body)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	sent := make(chan error, 1)
-	go func() {
-		for range b.N {
-			if _, err := pub.SendMessage(topic, body); err != nil {
-				sent <- err
-				return
-			}
-		}
-		sent <- nil
-	}()
-	for n := 0; n < b.N; {
-		msg, err := sub.RecvMessageBytes(0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if string(msg[0]) != "probe" {
-			n++
-		}
-	}
-	b.StopTimer()
-	if err := <-sent; err != nil {
-		b.Fatal(err)
-	}
+	zbench.PubSub(b, pub, sub, bytes.Repeat([]byte("x"), 1024))
 }
