@@ -13,6 +13,7 @@ import (
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/internal/replaywire"
+	"github.com/gilmsg/gilmsg-go/internal/testenv"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -57,7 +58,7 @@ func TestReplayRefusalQuotesLittle(t *testing.T) {
 		`{"seq_ids": [1], "` + strings.Repeat("é", 400_000) + `": 1}`,
 	} {
 		for range n {
-			reply := ask(t, srv.Endpoint(), []byte(req))
+			reply := testenv.ReplayAsk(t, srv.Endpoint(), []byte(req))
 			if len(reply) != 1 || !bytes.HasPrefix(reply[0], []byte("error: ")) {
 				t.Fatalf("reply: %d frames, %.100q", len(reply), reply[0])
 			}
@@ -125,42 +126,10 @@ func TestReplayClientThatDoesNotRead(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	reply := ask(t, srv.Endpoint(), []byte(`{"seq_id": 3}`))
+	reply := testenv.ReplayAsk(t, srv.Endpoint(), []byte(`{"seq_id": 3}`))
 	if len(reply) != 1 || bytes.HasPrefix(reply[0], []byte("error")) {
 		t.Fatalf("the other client got %d frames: %.100q", len(reply), reply[0])
 	}
-}
-
-// ask sends one raw request, as Python's get_replay does.
-func ask(t *testing.T, endpoint string, frames ...[]byte) [][]byte {
-	t.Helper()
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zctx.Term()
-	sock, err := zctx.NewSocket(zmq.REQ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	sock.SetLinger(100 * time.Millisecond) // not 0: see zsock.MinSendLingerMS
-	sock.SetRcvtimeo(20 * time.Second)
-	if err := sock.Connect(endpoint); err != nil {
-		t.Fatal(err)
-	}
-	parts := make([]any, len(frames))
-	for i, f := range frames {
-		parts[i] = f
-	}
-	if _, err := sock.SendMessage(parts...); err != nil {
-		t.Fatal(err)
-	}
-	reply, err := sock.RecvMessageBytes(0)
-	if err != nil {
-		t.Fatalf("no reply to %q: %v", frames, err)
-	}
-	return reply
 }
 
 // TestReplayAnswerBytesBounded: an answer stops once it reaches
@@ -179,7 +148,7 @@ func TestReplayAnswerBytesBounded(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(context.Background()) }()
 	t.Cleanup(func() { srv.Close(); <-done })
-	first := ask(t, srv.Endpoint(), []byte(`{}`))
+	first := testenv.ReplayAsk(t, srv.Endpoint(), []byte(`{}`))
 	total := 0
 	for _, f := range first {
 		total += len(f)
@@ -191,7 +160,7 @@ func TestReplayAnswerBytesBounded(t *testing.T) {
 	if !replaywire.Full(len(first), total) {
 		t.Fatalf("an answer of %d messages, %d bytes does not make the asker page on", len(first), total)
 	}
-	rest := ask(t, srv.Endpoint(), fmt.Appendf(nil, `{"after_seq_id": %d}`, len(first)))
+	rest := testenv.ReplayAsk(t, srv.Endpoint(), fmt.Appendf(nil, `{"after_seq_id": %d}`, len(first)))
 	if len(first)+len(rest) != n || !bytes.Contains(rest[len(rest)-1], fmt.Appendf(nil, `"seq_id":%d`, n)) {
 		t.Fatalf("pages of %d and %d messages, want %d in all, the last ending with seq_id %d", len(first), len(rest), n, n)
 	}

@@ -35,38 +35,6 @@ func startReplay(t *testing.T, name string, st gilmsg.Store) *replayserver.Serve
 	return srv
 }
 
-// ask sends one raw request, as Python's get_replay does.
-func ask(t *testing.T, endpoint string, frames ...[]byte) [][]byte {
-	t.Helper()
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zctx.Term()
-	sock, err := zctx.NewSocket(zmq.REQ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	sock.SetLinger(100 * time.Millisecond) // not 0: see minSendLingerMS in the gilmsg package
-	sock.SetRcvtimeo(20 * time.Second)
-	if err := sock.Connect(endpoint); err != nil {
-		t.Fatal(err)
-	}
-	parts := make([]any, len(frames))
-	for i, f := range frames {
-		parts[i] = f
-	}
-	if _, err := sock.SendMessage(parts...); err != nil {
-		t.Fatal(err)
-	}
-	reply, err := sock.RecvMessageBytes(0)
-	if err != nil {
-		t.Fatalf("no reply to %q: %v", frames, err)
-	}
-	return reply
-}
-
 type pyAnswer struct {
 	Query  string   `json:"query"`
 	Frames []string `json:"frames"`
@@ -121,7 +89,7 @@ func TestReplayServerMatchesPython(t *testing.T) {
 			want = b
 		}
 		var got []string
-		for _, f := range ask(t, srv.Endpoint(), []byte(a.Query)) {
+		for _, f := range testenv.ReplayAsk(t, srv.Endpoint(), []byte(a.Query)) {
 			got = append(got, string(f))
 		}
 		if !slices.Equal(got, want) {
@@ -146,13 +114,13 @@ func TestReplayServerMatchesPython(t *testing.T) {
 		{[][]byte{[]byte(`{}`), []byte(`{}`)}, "error: 'A request is one frame, got 2'"},
 		{[][]byte{[]byte("\xff\xfe")}, "error: 'Request is not JSON"},
 	} {
-		got := ask(t, srv.Endpoint(), c.frames...)
+		got := testenv.ReplayAsk(t, srv.Endpoint(), c.frames...)
 		if len(got) != 1 || !strings.HasPrefix(string(got[0]), c.want) {
 			t.Errorf("%.60q: got %.200q, want one frame starting %q", c.frames, got, c.want)
 		}
 	}
 	// Still serving after all that.
-	if got := ask(t, srv.Endpoint(), []byte(`{"seq_id": 6}`)); len(got) != 1 || string(got[0]) != all[5] {
+	if got := testenv.ReplayAsk(t, srv.Endpoint(), []byte(`{"seq_id": 6}`)); len(got) != 1 || string(got[0]) != all[5] {
 		t.Fatalf("after bad requests: %.200q", got)
 	}
 }
@@ -165,7 +133,7 @@ func TestReplayPaging(t *testing.T) {
 	n := replayserver.MaxReplyMessages + 5
 	publishN(t, b, n, 16)
 	srv := startReplay(t, "pub", st)
-	first := ask(t, srv.Endpoint(), []byte(`{"seq_id_range": [1, 100000]}`))
+	first := testenv.ReplayAsk(t, srv.Endpoint(), []byte(`{"seq_id_range": [1, 100000]}`))
 	if len(first) != replayserver.MaxReplyMessages {
 		t.Fatalf("first page: %d frames", len(first))
 	}
@@ -174,7 +142,7 @@ func TestReplayPaging(t *testing.T) {
 		t.Fatal(err)
 	}
 	last, _ := env.SeqID()
-	rest := ask(t, srv.Endpoint(), fmt.Appendf(nil, `{"seq_id_range": [1, 100000], "after_seq_id": %d}`, last))
+	rest := testenv.ReplayAsk(t, srv.Endpoint(), fmt.Appendf(nil, `{"seq_id_range": [1, 100000], "after_seq_id": %d}`, last))
 	if len(rest) != 5 {
 		t.Fatalf("second page: %d frames", len(rest))
 	}
