@@ -212,11 +212,13 @@ func TestNewSocketOptions(t *testing.T) {
 		o      sockOpts
 		linger time.Duration
 		maxMsg int64
+		rcvHWM int    // a SUB holds at most 1 GiB of max_message_size at high_water_mark 0
 		badKey string // the ConfigError's key when zmq refuses
 	}{
-		{name: "fedmsg defaults", o: base, linger: time.Second, maxMsg: DefaultMaxMessageSize},
-		{name: "infinite linger is bounded", o: with(func(o *sockOpts) { o.LingerMS = -1 }), linger: time.Second, maxMsg: DefaultMaxMessageSize},
-		{name: "max message size", o: with(func(o *sockOpts) { o.MaxMsgSize = 4096 }), linger: time.Second, maxMsg: 4096},
+		{name: "fedmsg defaults", o: base, linger: time.Second, maxMsg: DefaultMaxMessageSize, rcvHWM: 128},
+		{name: "infinite linger is bounded", o: with(func(o *sockOpts) { o.LingerMS = -1 }), linger: time.Second, maxMsg: DefaultMaxMessageSize, rcvHWM: 128},
+		{name: "max message size", o: with(func(o *sockOpts) { o.MaxMsgSize = 4096 }), linger: time.Second, maxMsg: 4096, rcvHWM: 1 << 30 / 4096},
+		{name: "hwm set", o: with(func(o *sockOpts) { o.HWM = 5000 }), linger: time.Second, maxMsg: DefaultMaxMessageSize, rcvHWM: 5000},
 		{name: "negative hwm", o: with(func(o *sockOpts) { o.HWM = -5 }), badKey: "high_water_mark"},
 		{name: "bad keepalive", o: with(func(o *sockOpts) { o.TCPKeepalive = 7 }), badKey: "zmq_tcp_keepalive"},
 	} {
@@ -242,7 +244,7 @@ func TestNewSocketOptions(t *testing.T) {
 			}
 			for name, pair := range map[string][2]int{
 				"sndhwm":         {get(s.GetSndhwm), tc.o.HWM},
-				"rcvhwm":         {get(s.GetRcvhwm), tc.o.HWM},
+				"rcvhwm":         {get(s.GetRcvhwm), tc.rcvHWM},
 				"keepalive":      {get(s.GetTcpKeepalive), tc.o.TCPKeepalive},
 				"keepalive cnt":  {get(s.GetTcpKeepaliveCnt), tc.o.KeepaliveCnt},
 				"keepalive idle": {get(s.GetTcpKeepaliveIdle), tc.o.KeepaliveIdle},
