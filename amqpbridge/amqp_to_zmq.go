@@ -166,18 +166,26 @@ func (a *AMQPToZmq) work(ctx context.Context, deliveries <-chan amqp.Delivery, b
 			busGone <- err
 			return
 		}
-		// The bus publish failed (recipients did not ACK, ...): back off
-		// before handing the message back, so that a recipient that is
-		// down does not turn into a redelivery storm.
-		backoff = min(max(2*backoff, 100*time.Millisecond), a.cfg.ReconnectMax)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-		}
+		backoff = a.nackAfter(ctx, backoff, &d)
+	}
+}
+
+// nackAfter hands deliveries whose bus publish failed (recipients did not
+// ACK, ...) back to the broker after a backoff doubling from 100 ms to
+// reconnect_max, so that a recipient that is down does not turn into a
+// redelivery storm; it returns the next backoff.
+func (a *AMQPToZmq) nackAfter(ctx context.Context, backoff time.Duration, ds ...*amqp.Delivery) time.Duration {
+	backoff = min(max(2*backoff, 100*time.Millisecond), a.cfg.ReconnectMax)
+	select {
+	case <-time.After(backoff):
+	case <-ctx.Done():
+	}
+	for _, d := range ds {
 		if err := d.Nack(false, true); err != nil {
 			a.log.Warn("amqpbridge: nack", slog.String("msg_id", d.MessageId), slog.Any("error", err))
 		}
 	}
+	return backoff
 }
 
 // deliveryYields is how many times in a row workOrdered yields to find
@@ -219,17 +227,7 @@ func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Deli
 			busGone <- err
 			return
 		}
-		// As in work: back off before handing the messages back.
-		backoff = min(max(2*backoff, 100*time.Millisecond), a.cfg.ReconnectMax)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-		}
-		for _, d := range unsent {
-			if err := d.Nack(false, true); err != nil {
-				a.log.Warn("amqpbridge: nack", slog.String("msg_id", d.MessageId), slog.Any("error", err))
-			}
-		}
+		backoff = a.nackAfter(ctx, backoff, unsent...)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/jsonval"
 )
 
 // BridgeUsername is the username of every envelope amqp-to-zmq publishes;
@@ -155,7 +156,7 @@ func FromAMQP(d *amqp.Delivery, maxBody int, now time.Time) (*Incoming, error) {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, &DropError{MsgID: id, Reason: ErrBadBody, Detail: fmt.Sprintf("a JSON %s", kind(v))}
+		return nil, &DropError{MsgID: id, Reason: ErrBadBody, Detail: fmt.Sprintf("a JSON %s", jsonval.Kind(v))}
 	}
 	if !hasYearPrefix(id) {
 		id = strconv.Itoa(now.Year()) + "-" + id
@@ -175,19 +176,4 @@ func hasYearPrefix(id string) bool {
 		}
 	}
 	return true
-}
-
-func kind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case string:
-		return "string"
-	case []any:
-		return "array"
-	default:
-		return "number"
-	}
 }
