@@ -187,12 +187,7 @@ func (e *benchEnv) busFlow(ctx context.Context, sign bool) (fl flow, stop func()
 }
 
 func (e *benchEnv) unsignedPhase(ctx context.Context, r *benchResults) error {
-	fl, stop, err := e.busFlow(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	res, err := e.runFlow(ctx, fl, e.o.duration, benchMinMessages)
+	res, err := e.busFlowPhase(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -201,18 +196,24 @@ func (e *benchEnv) unsignedPhase(ctx context.Context, r *benchResults) error {
 }
 
 func (e *benchEnv) signedPhase(ctx context.Context, r *benchResults) error {
-	fl, stop, err := e.busFlow(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	res, err := e.runFlow(ctx, fl, e.o.duration, benchMinMessages)
+	res, err := e.busFlowPhase(ctx, true)
 	if err != nil {
 		return err
 	}
 	r.signed, r.allocsSigned, r.cpuSigned = res.rate(), res.allocsPerMsg(), res.cpuPerMsg()
 	r.signedBodyBytes = e.bodyBytes
 	return nil
+}
+
+// busFlowPhase runs a bus publish→tail flow, signed or not, for the
+// phase's duration.
+func (e *benchEnv) busFlowPhase(ctx context.Context, signed bool) (flowResult, error) {
+	fl, stop, err := e.busFlow(ctx, signed)
+	if err != nil {
+		return flowResult{}, err
+	}
+	defer stop()
+	return e.runFlow(ctx, fl, e.o.duration, benchMinMessages)
 }
 
 // memoryPhase sends memMessages unsigned messages and measures the live
