@@ -66,11 +66,7 @@ func runServe(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var files []string
-	if *config != "" {
-		files = append(files, *config)
-	}
-	cfg, err := gilmsg.LoadConfig(files...)
+	cfg, err := loadConfig(*config)
 	if err != nil {
 		return err
 	}
@@ -163,4 +159,12 @@ func handler(bus *gilmsg.Bus, billing string, big float64, wait time.Duration) h
 		}
 	})
 	return mux
+}
+
+// loadConfig reads fedmsg's usual config places, then file when given.
+func loadConfig(file string) (*gilmsg.Config, error) {
+	if file == "" {
+		return gilmsg.LoadConfig()
+	}
+	return gilmsg.LoadConfig(file)
 }

@@ -32,11 +32,7 @@ func runTail(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var files []string
-	if *config != "" {
-		files = append(files, *config)
-	}
-	cfg, err := gilmsg.LoadConfig(files...)
+	cfg, err := loadConfig(*config)
 	if err != nil {
 		return err
 	}
