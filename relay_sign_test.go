@@ -86,7 +86,7 @@ func BenchmarkSigningRelay(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { r.Close() })
-	runUntilEnd(b, r.Run)
+	zbench.RunUntilEnd(b, r.Run)
 	pub, sub := benchSockets(b)
 	pub.Connect(r.InboundEndpoint())
 	sub.Connect(r.OutboundEndpoint())

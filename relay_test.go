@@ -464,7 +464,7 @@ func BenchmarkRawZMQPubSub(b *testing.B) {
 // BenchmarkRelay is the same traffic through a Relay: PUB → relay → SUB.
 func BenchmarkRelay(b *testing.B) {
 	r := testRelay(b, relayTestConfig())
-	runUntilEnd(b, r.Run)
+	zbench.RunUntilEnd(b, r.Run)
 	pub, sub := benchSockets(b)
 	pub.Connect(r.InboundEndpoint())
 	sub.Connect(r.OutboundEndpoint())
@@ -476,7 +476,7 @@ func BenchmarkRelay(b *testing.B) {
 // it, where BenchmarkRelay mostly finds it busy.
 func BenchmarkRelayRoundTrip(b *testing.B) {
 	r := testRelay(b, relayTestConfig())
-	runUntilEnd(b, r.Run)
+	zbench.RunUntilEnd(b, r.Run)
 	pub, sub := benchSockets(b)
 	pub.Connect(r.InboundEndpoint())
 	sub.Connect(r.OutboundEndpoint())
@@ -499,14 +499,6 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 			}
 		}
 	}
-}
-
-// runUntilEnd runs run in a goroutine until the benchmark or test ends.
-func runUntilEnd(tb testing.TB, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx) }()
-	tb.Cleanup(func() { cancel(); <-errc })
 }
 
 // benchSockets returns a PUB and a SUB subscribed to everything, on a

@@ -16,6 +16,7 @@ import (
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/gateway"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
+	"github.com/gilmsg/gilmsg-go/internal/zbench"
 )
 
 // gatewayRig is a raw publisher on the bus, a gateway subscribed to it,
@@ -246,7 +247,7 @@ func BenchmarkGateway(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { g.Close() })
-	runUntilEnd(b, g.Run)
+	zbench.RunUntilEnd(b, g.Run)
 	sub.Connect(g.Endpoint())
 	benchPubSub(b, pub, sub)
 }

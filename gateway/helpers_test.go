@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"context"
 	"testing"
 	"time"
 
@@ -84,14 +83,6 @@ func waitErr(t *testing.T, errc <-chan error, what string) error {
 		t.Fatalf("%s did not return", what)
 		return nil
 	}
-}
-
-// runUntilEnd runs run until the benchmark ends.
-func runUntilEnd(tb testing.TB, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx) }()
-	tb.Cleanup(func() { cancel(); <-errc })
 }
 
 // benchSockets returns a PUB and a SUB subscribed to everything, on a

@@ -4,6 +4,7 @@
 package zbench
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -12,6 +13,15 @@ import (
 
 // Topic is the topic [PubSub] sends on.
 const Topic = "org.fedoraproject.prod.bench.message"
+
+// RunUntilEnd runs run in a goroutine until the benchmark or test ends,
+// then cancels its context and waits for it to return.
+func RunUntilEnd(tb testing.TB, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-errc })
+}
 
 // Probe sends probes from pub until one reaches sub (subscribed to
 // everything); later ones may still come, and [PubSub] skips them.
