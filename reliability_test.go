@@ -185,6 +185,10 @@ func TestConsumerCrashRestart(t *testing.T) {
 		last = r
 		return err == nil
 	})
+	// The consumer prints before it ACKs, but its line reaches this test
+	// through a pipe another goroutine reads: wait for the line, then
+	// count it.
+	waitFor(t, "the restarted consumer's line for the ACKed message", func() bool { return again.count(last.MsgID) > 0 })
 	if c := again.count(last.MsgID); c != 1 {
 		t.Fatalf("the restarted consumer printed the ACKed message %d times", c)
 	}
