@@ -116,7 +116,7 @@ number. Progress goes to stderr.`,
 	f.IntVar(&o.keyBits, "key-bits", 2048, "RSA key size of the throwaway certificates")
 	f.IntVar(&o.memMessages, "mem-messages", 100_000, "messages of the memory phase")
 	f.IntSliceVar(&o.endpoints, "endpoints", []int{50, 200, 500}, "endpoint counts of the endpoints phase, one subscription over N publishers (0: skip it)")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `FILE` (go tool pprof reads it)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `FILE`, each phase labelled (go tool pprof -tagfocus phase=signed)")
 	f.StringVar(&o.amqpURL, "amqp-url", "", "measure the AMQP bridge instead, each way, against raw amqp091-go publishing with confirms to the broker at `URL`")
 	// Smaller keys or fewer messages measure something else: for tests.
 	f.MarkHidden("key-bits")
@@ -210,25 +210,25 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 	r := &benchResults{cores: runtime.GOMAXPROCS(0), recipients: o.recipients,
 		concurrency: o.concurrency, keyBits: o.keyBits, memMessages: o.memMessages}
 	for _, step := range []struct {
-		name string
-		run  func(context.Context, *benchResults) error
+		label, name string
+		run         func(context.Context, *benchResults) error
 	}{
-		{"RSA sign and verify, one goroutine", e.rsaPhase},
-		{"raw ZeroMQ PUB→SUB", e.rawPhase},
-		{"publish→tail, unsigned", e.unsignedPhase},
-		{"publish→tail, unsigned, stored in SQLite", e.storedPhase},
-		{"publish→tail, signed and validated", e.signedPhase},
-		{"publish→tail, signed, stored in SQLite", e.storedSignedPhase},
-		{"reliable publish, 1 recipient", e.reliable1Phase},
-		{fmt.Sprintf("reliable publish, %d recipients", o.recipients), e.reliableNPhase},
-		{fmt.Sprintf("concurrent reliable publish, %d goroutines", o.concurrency), e.concurrentPhase},
-		{fmt.Sprintf("memory over %d unsigned messages", o.memMessages), e.memoryPhase},
-		{fmt.Sprintf("one subscription over %v endpoints, bursts of %d", o.endpoints, o.burst), e.endpointsPhase},
-		{"RSA sign and verify again", e.rsaPhase},
-		{"gpg sign and verify, one goroutine", e.gpgPhase},
+		{"rsa_first", "RSA sign and verify, one goroutine", e.rsaPhase},
+		{"raw", "raw ZeroMQ PUB→SUB", e.rawPhase},
+		{"plain", "publish→tail, unsigned", e.unsignedPhase},
+		{"stored", "publish→tail, unsigned, stored in SQLite", e.storedPhase},
+		{"signed", "publish→tail, signed and validated", e.signedPhase},
+		{"signstore", "publish→tail, signed, stored in SQLite", e.storedSignedPhase},
+		{"reliable1", "reliable publish, 1 recipient", e.reliable1Phase},
+		{"reliableN", fmt.Sprintf("reliable publish, %d recipients", o.recipients), e.reliableNPhase},
+		{"concurrent", fmt.Sprintf("concurrent reliable publish, %d goroutines", o.concurrency), e.concurrentPhase},
+		{"memory", fmt.Sprintf("memory over %d unsigned messages", o.memMessages), e.memoryPhase},
+		{"endpoints", fmt.Sprintf("one subscription over %v endpoints, bursts of %d", o.endpoints, o.burst), e.endpointsPhase},
+		{"rsa_last", "RSA sign and verify again", e.rsaPhase},
+		{"gpg", "gpg sign and verify, one goroutine", e.gpgPhase},
 	} {
 		prog.phase(step.name)
-		if err := step.run(ctx, r); err != nil {
+		if err := inPhase(ctx, step.label, func(ctx context.Context) error { return step.run(ctx, r) }); err != nil {
 			return fmt.Errorf("bench: %s: %w", step.name, err)
 		}
 	}
@@ -245,13 +245,23 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 	return nil
 }
 
+// inPhase runs f with the profiler label phase=label, so that
+// `go tool pprof -tagfocus phase=signed` shows one phase of a --cpuprofile
+// (pprof matches the value as a regexp, so no label contains another).
+// The goroutines f starts inherit the label: a phase must start the buses
+// it measures itself, not reuse those of an earlier phase.
+func inPhase(ctx context.Context, label string, f func(context.Context) error) (err error) {
+	pprof.Do(ctx, pprof.Labels("phase", label), func(ctx context.Context) { err = f(ctx) })
+	return err
+}
+
 // benchEnv is what the phases share.
 type benchEnv struct {
 	o       benchOptions
 	pki     *devpki.PKI
 	prog    *benchProgress
 	payload map[string]any
-	rel     *reliableRig // made by the first reliable phase
+	rel     *reliableRig // each reliable phase makes its own (inPhase)
 	rsaKey  *rsa.PrivateKey
 	ssl     *rsasig.PrivateKey // rsaKey as the library holds it
 	rsaText []byte

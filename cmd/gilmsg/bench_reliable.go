@@ -130,6 +130,7 @@ func (e *benchEnv) recipients(n int) []string {
 }
 
 func (e *benchEnv) reliable1Phase(ctx context.Context, r *benchResults) error {
+	defer e.closeReliable()
 	var err error
 	if r.rawReliable, err = e.rawReliable(ctx, r); err != nil {
 		return err
@@ -180,6 +181,7 @@ func (e *benchEnv) rawReliable(ctx context.Context, r *benchResults) (latencies,
 }
 
 func (e *benchEnv) reliableNPhase(ctx context.Context, r *benchResults) error {
+	defer e.closeReliable()
 	var err error
 	r.latN, _, err = e.latencyPhase(ctx, e.o.recipients)
 	return err
@@ -240,14 +242,27 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // flight for the duration; its bound, the parallel RSA rates, is measured
 // just before and just after.
 func (e *benchEnv) concurrentPhase(ctx context.Context, r *benchResults) error {
-	// The last phase to use the rig: its subscriptions keep up to 4096
-	// signed ACKs each for resends, which the memory phase must not count.
 	defer e.closeReliable()
 	rig, err := e.tailN(ctx, 1)
 	if err != nil {
 		return err
 	}
-	if err := e.parallelRSA(ctx, r, e.o.duration/4); err != nil {
+	publish := func() error {
+		_, err := rig.pub.Publish(ctx, "reliable", e.payload,
+			gilmsg.WithRecipients(benchConsumer(0)), gilmsg.WithAckTimeout(benchAckTimeout))
+		return err
+	}
+	// The rig is new: the first publishes start its ACK listener and
+	// validate the certificates.
+	for range 5 {
+		if err := publish(); err != nil {
+			return err
+		}
+	}
+	bound := func() error {
+		return inPhase(ctx, "parallel_rsa", func(ctx context.Context) error { return e.parallelRSA(ctx, r, e.o.duration/4) })
+	}
+	if err := bound(); err != nil {
 		return err
 	}
 	resendsBefore := rig.pub.Stats().Resends
@@ -261,9 +276,7 @@ func (e *benchEnv) concurrentPhase(ctx context.Context, r *benchResults) error {
 		go func() {
 			defer wg.Done()
 			for time.Since(start) < e.o.duration || done.Load() < benchMinMessages {
-				_, err := rig.pub.Publish(ctx, "reliable", e.payload,
-					gilmsg.WithRecipients(benchConsumer(0)), gilmsg.WithAckTimeout(benchAckTimeout))
-				if err != nil {
+				if err := publish(); err != nil {
 					errs[w] = err
 					return
 				}
@@ -279,5 +292,5 @@ func (e *benchEnv) concurrentPhase(ctx context.Context, r *benchResults) error {
 	}
 	r.concurrent = float64(done.Load()) / elapsed.Seconds()
 	r.concurrentResends = rig.pub.Stats().Resends - resendsBefore
-	return e.parallelRSA(ctx, r, e.o.duration/4)
+	return bound()
 }

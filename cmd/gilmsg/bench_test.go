@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -31,9 +35,10 @@ var benchKeys = []string{
 func TestBenchJSON(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
+	prof := filepath.Join(t.TempDir(), "bench.prof")
 	res := runCLI(t, nil, "bench", "--quick", "--json", "--duration", "20ms",
 		"--key-bits", "1024", "--mem-messages", "200", "--concurrency", "4",
-		"--endpoints", "3,7", "--endpoints-burst", "100")
+		"--endpoints", "3,7", "--endpoints-burst", "100", "--cpuprofile", prof)
 	if res.code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
@@ -95,6 +100,29 @@ func TestBenchJSON(t *testing.T) {
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
 		t.Errorf("temporary files left behind: %v %v", left, err)
 	}
+	// The profile's string table holds the label key once a labelled
+	// sample was taken; a run of a few CPU seconds takes hundreds.
+	if text := gunzipFile(t, prof); !bytes.Contains(text, []byte("phase")) {
+		t.Errorf("the CPU profile has no phase labels (%d bytes)", len(text))
+	}
+}
+
+func gunzipFile(t *testing.T, name string) []byte {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-3*math.Max(math.Abs(a), math.Abs(b)) }
