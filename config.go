@@ -140,6 +140,15 @@ type Config struct {
 	ZMQHeartbeatIvl     int `mapstructure:"zmq_heartbeat_ivl" json:"zmq_heartbeat_ivl"`
 	ZMQHeartbeatTimeout int `mapstructure:"zmq_heartbeat_timeout" json:"zmq_heartbeat_timeout"`
 	ZMQHeartbeatTTL     int `mapstructure:"zmq_heartbeat_ttl" json:"zmq_heartbeat_ttl"`
+	// ZMQSendWait (ms; not a fedmsg key) is how long a publishing socket
+	// waits for a subscriber whose queue is full when high_water_mark is
+	// 0 (the queue is then 1 GiB / max_message_size messages, a cap of
+	// ours): a burst to a slow but live subscriber waits for it rather
+	// than be dropped. When the wait runs out, that message and those of
+	// the next 5 waits' time are sent past full subscribers (they lose
+	// them) without waiting, so a subscriber that stopped reading costs
+	// one wait, not one per message. 0: never wait. Default 2000.
+	ZMQSendWait int `mapstructure:"zmq_send_wait" json:"zmq_send_wait"`
 	// Timeout (seconds) is fedmsg's generic timeout. Default 2.
 	Timeout float64 `mapstructure:"timeout" json:"timeout"`
 	// PersistentStore is where published messages are kept for replay:
@@ -214,6 +223,7 @@ func DefaultConfig() *Config {
 		ZMQHeartbeatIvl:        2000,
 		ZMQHeartbeatTimeout:    6000,
 		ZMQHeartbeatTTL:        6000,
+		ZMQSendWait:            2000,
 		Timeout:                2,
 	}
 }
@@ -291,6 +301,7 @@ var numericLimits = map[string]limit{
 	"zmq_heartbeat_ivl":       {min: 0, max: math.MaxInt32, why: "0: no heartbeats"},
 	"zmq_heartbeat_timeout":   {min: 0, max: math.MaxInt32, why: "0: the interval"},
 	"zmq_heartbeat_ttl":       {min: 0, max: 6553599, why: "libzmq's maximum"},
+	"zmq_send_wait":           {min: 0, max: math.MaxInt32, why: "0: never wait"},
 	"ack_timeout":             {min: 0, minOpen: true, max: maxSeconds, why: "0 would fail every reliable publish"},
 	"timeout":                 {min: 0, max: maxSeconds},
 	"post_init_sleep":         {min: 0, max: maxSeconds},

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gilmsg/gilmsg-go/internal/zsock"
+
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -454,6 +456,7 @@ func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
 type publisher struct {
 	sock     *zmq.Socket
 	handle   unsafe.Pointer // socketHandle(sock)
+	fan      *zsock.Fanout  // sends on sock; see newXPub
 	subs     *subscriptionTracker
 	mon      *connMonitor // active publishers only: is the relay there?
 	endpoint string
@@ -493,11 +496,11 @@ const (
 )
 
 func (b *Bus) startPublisher() (_ *publisher, err error) {
-	sock, err := newXPub(b.zctx, b.sockOpts())
+	sock, fan, err := newXPub(b.zctx, b.sockOpts(), 0, b.log, "publisher")
 	if err != nil {
 		return nil, err
 	}
-	p := &publisher{sock: sock, handle: socketHandle(sock), subs: newSubscriptionTracker(), log: b.log, stats: &b.stats,
+	p := &publisher{sock: sock, handle: socketHandle(sock), fan: fan, subs: newSubscriptionTracker(), log: b.log, stats: &b.stats,
 		slots: make(chan struct{}, b.opts.queueSize), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -563,9 +566,11 @@ func (p *publisher) run() {
 	p.sending.Unlock()
 }
 
-// sendOne sends out on the socket; the caller holds sending.
+// sendOne sends out on the socket; the caller holds sending. A full
+// subscriber makes it wait, up to zmq_send_wait (see newXPub).
 func (p *publisher) sendOne(out *outgoing) {
-	if err := send2(p.sock, p.handle, out.topic, out.body); err != nil {
+	err := p.fan.Send(func(block bool) error { return send2(p.sock, p.handle, out.topic, out.body, block) })
+	if err != nil {
 		p.stats.sendErrors.Add(1)
 		p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
 	}

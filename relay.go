@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/gilmsg/gilmsg-go/internal/zsock"
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -24,9 +26,12 @@ const relayBatch = 256
 // that is not fedmsg's two frames (counted in [RelayStats.NotTwoFrames]).
 //
 // Like any PUB socket, the outbound side drops messages for a subscriber
-// that is past its queue: high_water_mark, or when that is 0 (fedmsg's
-// "no limit") [DefaultFanoutBytes] of messages of max_message_size, the
-// most one message on the inbound side may be ([WithRelayQueue] sets it).
+// that is past its queue, high_water_mark ([WithRelayQueue] sets it). When
+// that is 0 (fedmsg's "no limit"), the queue is [DefaultFanoutBytes] of
+// messages of max_message_size, the most one message on the inbound side
+// may be, and a full subscriber makes the relay wait for room rather than
+// lose a burst, up to zmq_send_wait ([Config.ZMQSendWait]). The socket is
+// an XPUB, which subscribers cannot tell from a PUB, for that.
 //
 // Run, Close, Stats and the endpoint methods are safe from any goroutine.
 type Relay struct {
@@ -48,6 +53,9 @@ type Relay struct {
 	// is nil, or for the hooks, which need the topic).
 	subH, pubH unsafe.Pointer
 	fwd        forwarder
+	// fan sends on pub, waiting for a full subscriber (nil: pub drops
+	// for it); see newXPub. pub is an XPUB for that.
+	fan *zsock.Fanout
 	// poller waits for sub in Go's netpoller; its Wake makes Run look at
 	// closing and ctx.
 	poller *readyPoller
@@ -90,7 +98,8 @@ type relayOptions struct {
 	sources   map[string][]string
 	outName   string   // [WithRelayOutbound]; "" for relay_outbound
 	outAddrs  []string // with outName
-	queue     int      // [WithRelayQueue]; 0 for fanoutHWM
+	queue     int      // [WithRelayQueue]; 0 for queueCap
+	queueCap  int      // [WithRelayQueueCap]; 0 for fanoutHWM
 	errs      []error
 }
 
@@ -131,7 +140,8 @@ func WithRelayOutbound(name string, addrs ...string) RelayOption {
 // WithRelayQueue bounds what the relay's PUB socket queues for each
 // subscriber to n messages (ZMQ_SNDHWM); past it, that subscriber loses
 // messages and the others do not. Default: high_water_mark, or when that
-// is 0 [DefaultFanoutBytes] of messages of max_message_size. Below 1,
+// is 0 a cap that waits for a full subscriber ([WithRelayQueueCap]) of
+// [DefaultFanoutBytes] of messages of max_message_size. Below 1,
 // [NewRelay] fails with [ErrInvalidOption]: 0 would mean no bound. So it
 // does past [math.MaxInt32], which libzmq's C int cannot hold.
 func WithRelayQueue(n int) RelayOption {
@@ -141,6 +151,23 @@ func WithRelayQueue(n int) RelayOption {
 			return
 		}
 		o.queue = n
+	}
+}
+
+// WithRelayQueueCap bounds what the relay's PUB socket queues for each
+// subscriber to n messages too, but as a bound on memory rather than a
+// policy: a full subscriber makes the relay wait for room, up to
+// zmq_send_wait, so a burst to a slow but live subscriber is not dropped;
+// when the wait runs out, the relay sends past the full ones for a while
+// (see [Config.ZMQSendWait]). [WithRelayQueue] wins over it. Limits as for
+// WithRelayQueue.
+func WithRelayQueueCap(n int) RelayOption {
+	return func(o *relayOptions) {
+		if n < 1 || n > math.MaxInt32 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithRelayQueueCap(%d): want 1 to %d messages", ErrInvalidOption, n, math.MaxInt32))
+			return
+		}
+		o.queueCap = n
 	}
 }
 
@@ -179,7 +206,7 @@ func NewRelay(cfg *Config, opts ...RelayOption) (*Relay, error) {
 	err = r.open(cfg, &o)
 	if err == nil {
 		r.subH, r.pubH = socketHandle(r.sub), socketHandle(r.pub)
-		err = r.poller.add(r.sub, 0)
+		err = errors.Join(r.poller.add(r.sub, relaySub), r.poller.add(r.pub, relayPub))
 	}
 	if err != nil {
 		r.stopMonitor()
@@ -207,11 +234,8 @@ func (r *Relay) open(cfg *Config, o *relayOptions) error {
 	if err != nil {
 		return err
 	}
-	so.SendHWM = fanoutHWM(so)
-	if o.queue > 0 {
-		so.SendHWM = o.queue
-	}
-	if r.pub, err = newSocket(r.zctx, zmq.PUB, so); err != nil {
+	so.SendHWM = o.queue
+	if r.pub, r.fan, err = newXPub(r.zctx, so, o.queueCap, r.log, "relay outbound"); err != nil {
 		return err
 	}
 	name, addrs := "relay_outbound", cfg.Endpoints["relay_outbound"]
@@ -308,12 +332,16 @@ func (r *Relay) forwardLoop(ctx context.Context) error {
 		if r.reconnectLost() {
 			readable = true // those calls may have taken the poller's signal
 		}
+		// Also re-arms pub's signal, which sends may have taken.
+		if err := r.dropSubscriptions(); err != nil {
+			return err
+		}
 		if !readable {
 			var err error
 			if ready, err = r.poller.wait(ready[:0]); err != nil {
 				return fmt.Errorf("relay wait: %w", err)
 			}
-			readable = len(ready) > 0 // none: a Wake
+			readable = slices.Contains(ready, relaySub) // none: a Wake
 			continue
 		}
 		for range relayBatch {
@@ -329,15 +357,47 @@ func (r *Relay) forwardLoop(ctx context.Context) error {
 	}
 }
 
-// forwardOne moves one message, frame by frame, from sub to pub without
-// waiting; false means none was queued. A multipart message arrives whole,
-// so once its first frame is read the rest are there too.
+// The poller's ids for the relay's sockets.
+const (
+	relaySub = iota
+	relayPub // an XPUB: subscriptions arrive on it
+)
+
+// dropSubscriptions reads what subscribers sent pub until none is left:
+// the relay has no use for it, but unread it would queue without bound.
+func (r *Relay) dropSubscriptions() error {
+	for {
+		_, err := r.pub.RecvBytes(zmq.DONTWAIT)
+		if isEAGAIN(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("relay reading subscriptions: %w", err)
+		}
+	}
+}
+
+// send sends frames on pub, through fan.
+func (r *Relay) send(frames [][]byte) error {
+	return r.fan.Send(func(block bool) error {
+		var err error
+		if block {
+			_, err = r.pub.SendMessage(frames)
+		} else {
+			_, err = r.pub.SendMessageDontwait(frames)
+		}
+		return err
+	})
+}
+
+// forwardOne moves one message from sub to pub without waiting for one to
+// arrive; false means none was queued.
 func (r *Relay) forwardOne() (bool, error) {
 	if r.signer != nil {
 		return r.signOne()
 	}
 	if r.subH != nil && r.pubH != nil && r.hooks == nil {
-		frames, err := r.fwd.forward(r.subH, r.pubH)
+		frames, err := r.fwd.forward(r.subH, r.pubH, r.fan)
 		if err != nil {
 			var fe *forwardError
 			if errors.As(err, &fe) && !fe.send && frames == 0 && isEAGAIN(fe.err) {
@@ -348,41 +408,23 @@ func (r *Relay) forwardOne() (bool, error) {
 		r.counted(frames)
 		return true, nil
 	}
-	frames := 0
-	var first []byte // the topic frame, for the hooks
-	for {
-		b, err := r.sub.RecvBytes(zmq.DONTWAIT)
-		if err != nil {
-			if frames == 0 && isEAGAIN(err) {
-				return false, nil
-			}
-			return false, fmt.Errorf("relay receive: %w", err)
+	frames, err := r.sub.RecvMessageBytes(zmq.DONTWAIT)
+	if err != nil {
+		if isEAGAIN(err) {
+			return false, nil
 		}
-		frames++
-		if frames == 1 {
-			first = b
-		}
-		more, err := r.sub.GetRcvmore()
-		if err != nil {
-			return false, fmt.Errorf("relay receive: %w", err)
-		}
-		var flag zmq.Flag
-		if more {
-			flag = zmq.SNDMORE
-		}
-		// A PUB never blocks: past its high-water mark it drops.
-		if _, err := r.pub.SendBytes(b, flag); err != nil {
-			return false, fmt.Errorf("relay send: %w", err)
-		}
-		if !more {
-			break
-		}
+		return false, fmt.Errorf("relay receive: %w", err)
 	}
 	if r.hooks != nil {
-		r.hooks.messageIn(string(first))
-		r.hooks.messageOut(string(first))
+		r.hooks.messageIn(string(frames[0]))
 	}
-	r.counted(frames)
+	if err := r.send(frames); err != nil {
+		return false, fmt.Errorf("relay send: %w", err)
+	}
+	if r.hooks != nil {
+		r.hooks.messageOut(string(frames[0]))
+	}
+	r.counted(len(frames))
 	return true, nil
 }
 

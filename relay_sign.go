@@ -45,7 +45,7 @@ func (r *Relay) signOne() (bool, error) {
 		r.notTwoFrames.Add(1)
 		r.log.Debug("gilmsg: relay forwarded a message that is not two frames", slog.Int("frames", len(frames)))
 	}
-	if _, err := r.pub.SendMessage(frames); err != nil {
+	if err := r.send(frames); err != nil {
 		return false, fmt.Errorf("relay send: %w", err)
 	}
 	r.forwarded.Add(1)

@@ -74,7 +74,7 @@ type relayClients struct {
 
 func newRelayClients(t *testing.T, zctx *zmq.Context, r *Relay) *relayClients {
 	t.Helper()
-	pub, err := newXPub(zctx, testSockOpts())
+	pub, err := testXPub(zctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +91,8 @@ func newRelayClients(t *testing.T, zctx *zmq.Context, r *Relay) *relayClients {
 		t.Fatal(err)
 	}
 	c := &relayClients{pub: pub, sub: sub}
-	// The relay's outbound side is a plain PUB: no signal says when it has
-	// our subscription, so probe until one arrives.
+	// The relay reads no subscriptions from its outbound side: no signal
+	// says when it has ours, so probe until one arrives.
 	poller := zmq.NewPoller()
 	poller.Add(sub, zmq.POLLIN)
 	deadline := time.Now().Add(5 * time.Second)
@@ -524,4 +524,19 @@ func benchSockets(b *testing.B) (pub, sub *zmq.Socket) {
 func benchPubSub(b *testing.B, pub, sub *zmq.Socket) {
 	b.Helper()
 	zbench.PubSub(b, pub, sub, bytes.Repeat([]byte("x"), 1024))
+}
+
+// testXPub is an XPUB as newXPub made them before their queues were
+// capped: verboser, no limit, dropping nothing and never waiting, so that
+// test peers that flood do not block.
+func testXPub(zctx *zmq.Context) (*zmq.Socket, error) {
+	s, err := newSocket(zctx, zmq.XPUB, testSockOpts())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetXpubVerboser(1); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }

@@ -9,9 +9,14 @@ import (
 type Stats struct {
 	Published  uint64 // messages queued on the PUB socket (ACKs and resends included)
 	SendErrors uint64 // messages ZeroMQ refused to send
-	Received   uint64 // messages read by subscriptions
-	Invalid    map[Reason]uint64
-	Duplicates uint64 // messages a subscription had already yielded (resends)
+	// SendWaits counts sends that found a subscriber's queue full (at
+	// high_water_mark 0) and waited for room, up to zmq_send_wait;
+	// SendWaitsRanOut, the waits that ran out, each followed by sends
+	// past full subscribers, which lose those messages.
+	SendWaits, SendWaitsRanOut uint64
+	Received                   uint64 // messages read by subscriptions
+	Invalid                    map[Reason]uint64
+	Duplicates                 uint64 // messages a subscription had already yielded (resends)
 	// GapsGivenUp counts the runs of missed seq_ids subscriptions stopped
 	// asking for (see WithGapMaxAge); SeqResets, the times a publisher's
 	// seq_ids went back and were taken as a new run.
@@ -66,7 +71,7 @@ func (c *keyedCounter[K]) snapshot() map[K]uint64 {
 // time, from any goroutine.
 func (b *Bus) Stats() Stats {
 	s := &b.stats
-	return Stats{
+	out := Stats{
 		Published: s.published.Load(), SendErrors: s.sendErrors.Load(), Received: s.received.Load(),
 		Invalid: s.invalid.snapshot(), Duplicates: s.duplicates.Load(),
 		GapsGivenUp: s.gapsGivenUp.Load(), SeqResets: s.seqResets.Load(),
@@ -74,4 +79,8 @@ func (b *Bus) Stats() Stats {
 		AcksRejected:      s.acksRejected.snapshot(),
 		ReliablePublishes: s.reliable.Load(), Acked: s.acked.Load(), TimedOut: s.timedOut.Load(), Resends: s.resends.Load(),
 	}
+	if b.pub != nil {
+		out.SendWaits, out.SendWaitsRanOut = b.pub.fan.Waited(), b.pub.fan.TimedOut()
+	}
+	return out
 }

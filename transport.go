@@ -98,34 +98,20 @@ const (
 	minSendLingerMS = zsock.MinSendLingerMS
 )
 
-// DefaultFanoutBytes is what the relay's outbound socket, which queues
-// messages for each subscriber, may hold for one that does not read (a
-// stopped process, a dead network), and what a SUB socket may hold from
-// one publisher for a reader that stopped, at most: when high_water_mark is 0,
-// fedmsg's default and "no limit", it queues [DefaultFanoutBytes] /
-// max_message_size messages ([fanoutHWM]): 128 of 8 MiB. A subscriber
-// that is slow but reading takes what it is sent into its own queue, so
-// a burst is dropped for it only where its own queue drops it
-// (RELIABILITY.md measures 100,000 messages of 1 KB). The gateway bounds
-// its clients the same way (package gateway, through [WithRelayQueue]).
-const DefaultFanoutBytes = 1 << 30
+// DefaultFanoutBytes is what a socket that queues messages for each peer
+// may hold for one that does not read (a stopped process, a dead
+// network), and what a SUB socket may hold from one publisher for a
+// reader that stopped, at most: when high_water_mark is 0, fedmsg's
+// default and "no limit", it queues [DefaultFanoutBytes] /
+// max_message_size messages ([zsock.FanoutHWM]): 128 of 8 MiB. A
+// publishing socket then waits for a full subscriber rather than drop a
+// burst to one that is slow but reading, up to zmq_send_wait ([newXPub]).
+// The gateway bounds its clients the same way (package gateway, through
+// [WithRelayQueueCap]).
+const DefaultFanoutBytes = zsock.DefaultFanoutBytes
 
-// minFanoutHWM is the least per-peer queue [fanoutHWM] chooses, whatever
-// max_message_size says.
-const minFanoutHWM = 128
-
-// fanoutHWM is the send high-water mark of a socket that queues for each
-// peer: high_water_mark when it is set, else enough messages of
-// max_message_size to fill [DefaultFanoutBytes], at least [minFanoutHWM].
-func fanoutHWM(o sockOpts) int {
-	if o.HWM > 0 {
-		return o.HWM
-	}
-	if o.MaxMsgSize <= 0 {
-		return minFanoutHWM
-	}
-	return int(max(DefaultFanoutBytes/o.MaxMsgSize, minFanoutHWM))
-}
+// fanoutHWM is [zsock.FanoutHWM].
+func fanoutHWM(o sockOpts) int { return zsock.FanoutHWM(o) }
 
 // sockOptsFromConfig reads the fedmsg keys, and max_message_size: see
 // [zsock.FromConfig], which the operator packages use too.
@@ -140,19 +126,7 @@ func newContext(ioThreads int) (*zmq.Context, error) {
 
 // newSocket is [zsock.New] with a refused option as a *[ConfigError]
 // naming the fedmsg key.
-//
-// A SUB socket's receive queue is bounded as a fan-out socket's send
-// queue is ([fanoutHWM]): high_water_mark 0 would leave it no limit, and
-// what a reader that stopped (a trigger running its command, a tail
-// writing to a stalled pipe) has not taken would grow with what
-// publishers send. Full, it stops reading its connection, so the excess
-// waits in the publisher's queue and is dropped only past that one's
-// limit; full for longer than zmq_heartbeat_timeout, it reads no answer
-// to its PINGs either, and makes its connection again.
 func newSocket(zctx *zmq.Context, t zmq.Type, o sockOpts) (*zmq.Socket, error) {
-	if t == zmq.SUB && o.RecvHWM == 0 {
-		o.RecvHWM = fanoutHWM(o)
-	}
 	s, err := zsock.New(zctx, t, o)
 	return s, zsockConfigError(err)
 }

@@ -426,7 +426,7 @@ func TestConnMonitor(t *testing.T) {
 	t.Run("oversize message drops the connection until reconnected", func(t *testing.T) {
 		checkLeaks(t)
 		zctx := testZCtx(t)
-		xpub, err := newXPub(zctx, testSockOpts())
+		xpub, err := testXPub(zctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -552,7 +552,7 @@ func TestSubscriptionTracker(t *testing.T) {
 	t.Run("xpub sees a subscriber come and go", func(t *testing.T) {
 		checkLeaks(t)
 		zctx := testZCtx(t)
-		xpub, err := newXPub(zctx, testSockOpts())
+		xpub, err := testXPub(zctx)
 		if err != nil {
 			t.Fatal(err)
 		}

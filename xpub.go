@@ -3,8 +3,12 @@ package gilmsg
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/zsock"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -14,16 +18,39 @@ import (
 // reporting every subscription and unsubscription, duplicates included
 // (ZMQ_XPUB_VERBOSER), so that counts stay per subscriber. Its owner must
 // read what arrives on it ([readSubscriptions]) or the queue grows.
-func newXPub(zctx *zmq.Context, o sockOpts) (*zmq.Socket, error) {
+//
+// Its queue for each subscriber is bounded: by o.SendHWM or else
+// high_water_mark, the operator's, past which a subscriber loses
+// messages, as fedmsg's do; or when neither is set, by ourCap or else
+// [fanoutHWM], a cap of ours that a burst to a slow but live subscriber
+// waits for instead of being dropped: the returned Fanout, nil with the
+// operator's, sends that way (see [zsock.Fanout]). what names the socket
+// in the log.
+func newXPub(zctx *zmq.Context, o sockOpts, ourCap int, log *slog.Logger, what string) (*zmq.Socket, *zsock.Fanout, error) {
+	operators := o.SendHWM > 0 || o.HWM > 0
+	if !operators {
+		o.SendHWM = ourCap
+		if ourCap <= 0 {
+			o.SendHWM = fanoutHWM(o)
+		}
+	}
 	s, err := newSocket(zctx, zmq.XPUB, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.SetXpubVerboser(1); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("ZMQ_XPUB_VERBOSER: %w", err)
+		return nil, nil, fmt.Errorf("ZMQ_XPUB_VERBOSER: %w", err)
 	}
-	return s, nil
+	if operators {
+		return s, nil, nil
+	}
+	fan, err := zsock.NewFanout(s, time.Duration(o.SendWaitMS)*time.Millisecond, log, what)
+	if err != nil {
+		s.Close()
+		return nil, nil, zsockConfigError(err)
+	}
+	return s, fan, nil
 }
 
 // readSubscriptions feeds t with everything queued on the XPUB socket s,

@@ -101,38 +101,59 @@ static int gilmsg_send2(void *sock, const void *a, size_t alen, const void *b, s
 
 typedef struct {
 	int frames;
-	int stage; // of a failure: 1 receiving, 2 sending
+	int stage;   // of a failure: 1 receiving, 2 sending
+	int pending; // first holds a message's first frame that found no room
+	zmq_msg_t first;
 } gilmsg_fwd;
 
 // gilmsg_forward moves one message from sub to pub, frame by frame,
 // without copying (zmq_msg_send takes the frame over); the first frame
-// is received with ZMQ_DONTWAIT. It returns the number of frames, or -1
-// with errno and f->stage. A frame that cannot be sent is dropped with the
-// rest of its message, so that the next receive starts a message.
-static int gilmsg_forward(void *sub, void *pub, gilmsg_fwd *f) {
+// is received with ZMQ_DONTWAIT, and sent with first_flags. It returns the
+// number of frames, or -1 with errno and f->stage. When the first frame
+// cannot be sent for EAGAIN (a fan-out socket with no room: see
+// zsock.Fanout), it is kept in f, and the next call sends it instead of
+// receiving one. A frame that cannot be sent otherwise is dropped with
+// the rest of its message, so that the next receive starts a message.
+static int gilmsg_forward(void *sub, void *pub, gilmsg_fwd *f, int first_flags) {
 	f->frames = 0;
 	f->stage = 0;
 	for (;;) {
 		zmq_msg_t m;
 		zmq_msg_init(&m);
 		int rc;
-		do {
-			rc = zmq_msg_recv(&m, sub, f->frames == 0 ? ZMQ_DONTWAIT : 0);
-		} while (rc < 0 && errno == EINTR && f->frames > 0);
-		if (rc < 0) {
-			int e = errno;
-			zmq_msg_close(&m);
-			f->stage = 1;
-			errno = e;
-			return -1;
+		if (f->frames == 0 && f->pending) {
+			zmq_msg_move(&m, &f->first);
+			zmq_msg_close(&f->first);
+			f->pending = 0;
+		} else {
+			do {
+				rc = zmq_msg_recv(&m, sub, f->frames == 0 ? ZMQ_DONTWAIT : 0);
+			} while (rc < 0 && errno == EINTR && f->frames > 0);
+			if (rc < 0) {
+				int e = errno;
+				zmq_msg_close(&m);
+				f->stage = 1;
+				errno = e;
+				return -1;
+			}
 		}
 		int more = zmq_msg_more(&m);
+		int flags = (more ? ZMQ_SNDMORE : 0) | (f->frames == 0 ? first_flags : 0);
 		f->frames++;
 		do {
-			rc = zmq_msg_send(&m, pub, more ? ZMQ_SNDMORE : 0);
+			rc = zmq_msg_send(&m, pub, flags);
 		} while (rc < 0 && errno == EINTR);
 		if (rc < 0) {
 			int e = errno;
+			f->stage = 2;
+			if (f->frames == 1 && e == EAGAIN) {
+				zmq_msg_init(&f->first);
+				zmq_msg_move(&f->first, &m);
+				zmq_msg_close(&m);
+				f->pending = 1;
+				errno = e;
+				return -1;
+			}
 			zmq_msg_close(&m);
 			while (more) {
 				zmq_msg_init(&m);
@@ -143,12 +164,31 @@ static int gilmsg_forward(void *sub, void *pub, gilmsg_fwd *f) {
 				more = zmq_msg_more(&m);
 				zmq_msg_close(&m);
 			}
-			f->stage = 2;
 			errno = e;
 			return -1;
 		}
 		if (!more)
 			return f->frames;
+	}
+}
+
+// gilmsg_forward_drop drops the first frame f holds, if any, and the rest
+// of its message.
+static void gilmsg_forward_drop(void *sub, gilmsg_fwd *f) {
+	if (!f->pending)
+		return;
+	int more = zmq_msg_more(&f->first);
+	zmq_msg_close(&f->first);
+	f->pending = 0;
+	while (more) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, sub, 0) < 0 && errno != EINTR) {
+			zmq_msg_close(&m);
+			break;
+		}
+		more = zmq_msg_more(&m);
+		zmq_msg_close(&m);
 	}
 }
 
@@ -169,6 +209,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/gilmsg/gilmsg-go/internal/zsock"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -276,14 +318,24 @@ func recvFramesPebbe(sock *zmq.Socket, frames [][]byte) ([][]byte, error) {
 }
 
 // send2 sends the two frames a and b as one message on sock (h is its
-// socketHandle, or nil) with one cgo call.
-func send2(sock *zmq.Socket, h unsafe.Pointer, a string, b []byte) error {
+// socketHandle, or nil) with one cgo call; block false sends the first
+// with ZMQ_DONTWAIT (see [zsock.Fanout.Send]).
+func send2(sock *zmq.Socket, h unsafe.Pointer, a string, b []byte, block bool) error {
 	if h == nil {
-		_, err := sock.SendMessage(a, b)
+		var err error
+		if block {
+			_, err = sock.SendMessage(a, b)
+		} else {
+			_, err = sock.SendMessageDontwait(a, b)
+		}
 		return err
 	}
+	var flags C.int
+	if !block {
+		flags = C.ZMQ_DONTWAIT
+	}
 	ap, bp := unsafe.Pointer(unsafe.StringData(a)), unsafe.Pointer(unsafe.SliceData(b))
-	if rc, err := C.gilmsg_send2(h, ap, C.size_t(len(a)), bp, C.size_t(len(b)), 0); rc < 0 {
+	if rc, err := C.gilmsg_send2(h, ap, C.size_t(len(a)), bp, C.size_t(len(b)), flags); rc < 0 {
 		return zmqErrno(err)
 	}
 	return nil
@@ -307,11 +359,34 @@ type forwarder struct {
 }
 
 // forward moves one message from sub to pub (their socketHandles, both
-// non-nil) without waiting: the number of frames, EAGAIN when none was
-// queued. A *forwardError says which side failed.
-func (w *forwarder) forward(sub, pub unsafe.Pointer) (int, error) {
+// non-nil) without waiting for one to arrive: the number of frames,
+// EAGAIN when none was queued. It sends through fan (see
+// [zsock.Fanout.Send]; nil for a socket that drops for full subscribers).
+// A *forwardError says which side failed.
+func (w *forwarder) forward(sub, pub unsafe.Pointer, fan *zsock.Fanout) (int, error) {
+	var frames int
+	err := fan.Send(func(block bool) error {
+		var flags C.int
+		if !block {
+			flags = C.ZMQ_DONTWAIT
+		}
+		var err error
+		frames, err = w.forward1(sub, pub, flags)
+		if w.f.pending != 0 {
+			return err.(*forwardError).err // EAGAIN, for Send
+		}
+		return err
+	})
+	if w.f.pending != 0 { // Send gave up: not for EAGAIN, which it sends past
+		C.gilmsg_forward_drop(sub, &w.f)
+		return 1, &forwardError{send: true, err: err}
+	}
+	return frames, err
+}
+
+func (w *forwarder) forward1(sub, pub unsafe.Pointer, flags C.int) (int, error) {
 	for {
-		n, err := C.gilmsg_forward(sub, pub, &w.f)
+		n, err := C.gilmsg_forward(sub, pub, &w.f, flags)
 		if n >= 0 {
 			return int(n), nil
 		}

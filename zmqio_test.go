@@ -198,7 +198,7 @@ func TestSend2(t *testing.T) {
 		t.Fatal("no socket handle")
 	}
 	for {
-		if err := send2(pub, h, "probe", nil); err != nil {
+		if err := send2(pub, h, "probe", nil, true); err != nil {
 			t.Fatal(err)
 		}
 		if f, err := sub.RecvMessageBytes(0); err == nil {
@@ -222,7 +222,7 @@ func TestSend2(t *testing.T) {
 		{"", []byte("empty topic")},
 		{"big", bytes.Repeat([]byte("x"), 1<<20)},
 	} {
-		if err := send2(pub, h, tc.a, tc.b); err != nil {
+		if err := send2(pub, h, tc.a, tc.b, true); err != nil {
 			t.Fatal(err)
 		}
 		got, err := sub.RecvMessageBytes(0)

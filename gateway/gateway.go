@@ -38,7 +38,9 @@ const (
 // drops the newest for a client that is that far behind. Unset (or 0,
 // which would mean no limit), it is fedmsg's 1000, or fewer when 1000
 // messages of max_message_size would be past [gilmsg.DefaultFanoutBytes]:
-// 128 with the default 8 MiB.
+// 128 with the default 8 MiB; and then a full client makes the gateway
+// wait for it, up to zmq_send_wait, rather than lose a burst, after which
+// it sends past full clients for a while ([gilmsg.Config.ZMQSendWait]).
 //
 // Run, Close and Stats are safe from any goroutine.
 type Gateway struct {
@@ -97,9 +99,12 @@ func New(cfg *gilmsg.Config, opts ...Option) (*Gateway, error) {
 	if hwm > math.MaxInt32 { // libzmq's option is a C int: it would wrap, to 0 (no limit) for 2^32
 		return nil, &gilmsg.ConfigError{Key: HWMKey, Err: fmt.Errorf("%d: want at most %d messages", hwm, math.MaxInt32)}
 	}
-	configured := hwm
+	// The operator's bound drops for a full client, as fedmsg's does; the
+	// default one is a bound on memory, which waits for a full client up
+	// to zmq_send_wait instead ([gilmsg.WithRelayQueueCap]).
+	configured, queue := hwm, gilmsg.WithRelayQueue
 	if hwm <= 0 {
-		hwm = defaultHWM(cfg.MaxMessageBytes())
+		hwm, queue = defaultHWM(cfg.MaxMessageBytes()), gilmsg.WithRelayQueueCap
 	}
 	sources := maps.Clone(cfg.Endpoints)
 	delete(sources, "relay_inbound") // where active publishers send, not a publisher
@@ -108,7 +113,7 @@ func New(cfg *gilmsg.Config, opts ...Option) (*Gateway, error) {
 		g.sources += len(addrs)
 	}
 	ropts := append([]gilmsg.RelayOption{gilmsg.WithRelayLogger(o.log)}, o.relay...)
-	ropts = append(ropts, gilmsg.WithRelaySources(sources), gilmsg.WithRelayOutbound("gateway", o.bind), gilmsg.WithRelayQueue(hwm))
+	ropts = append(ropts, gilmsg.WithRelaySources(sources), gilmsg.WithRelayOutbound("gateway", o.bind), queue(hwm))
 	if g.r, err = gilmsg.NewRelay(cfg, ropts...); err != nil {
 		return nil, err
 	}

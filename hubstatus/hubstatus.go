@@ -70,18 +70,11 @@ func Read(ctx context.Context, endpoint string) (*Status, json.RawMessage, error
 		return nil, nil, err
 	}
 	defer zctx.Term()
-	// The bus's defaults; a SUB sends nothing but its subscription, so
-	// no linger (zsock.SendLingerMS).
-	o := zsock.FromConfig(gilmsg.DefaultConfig())
-	o.LingerMS = 0
-	sock, err := zsock.New(zctx, zmq.SUB, o)
+	sock, err := newSub(zctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer sock.Close()
-	if err := sock.SetSubscribe(""); err != nil {
-		return nil, nil, err
-	}
 	if err := sock.Connect(endpoint); err != nil {
 		return nil, nil, &gilmsg.ConfigError{Key: SocketKey, Err: fmt.Errorf("%s: %w", endpoint, err)}
 	}
@@ -109,4 +102,23 @@ func Read(ctx context.Context, endpoint string) (*Status, json.RawMessage, error
 			return nil, nil, err
 		}
 	}
+}
+
+// newSub makes Read's socket: a SUB to everything with the bus's defaults,
+// whose receive queue is so bounded as every SUB's is ([zsock.New]): what
+// a hub sends before Read takes the first would otherwise queue without
+// limit. A SUB sends nothing but its subscription, so no linger
+// (zsock.SendLingerMS).
+func newSub(zctx *zmq.Context) (*zmq.Socket, error) {
+	o := zsock.FromConfig(gilmsg.DefaultConfig())
+	o.LingerMS = 0
+	sock, err := zsock.New(zctx, zmq.SUB, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := sock.SetSubscribe(""); err != nil {
+		sock.Close()
+		return nil, err
+	}
+	return sock, nil
 }

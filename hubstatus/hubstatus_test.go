@@ -169,3 +169,27 @@ func TestReadsWhatRunConsumersPublishes(t *testing.T) {
 		t.Errorf("status %+v: want 1 consumer and 1 producer", st)
 	}
 }
+
+// TestReadSocketQueueBounded: Read's SUB socket has the receive queue
+// every SUB gets at high_water_mark 0 (1 GiB of max_message_size
+// messages), not libzmq's "no limit".
+func TestReadSocketQueueBounded(t *testing.T) {
+	zctx, err := zsock.NewContext(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zctx.Term()
+	sock, err := newSub(zctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	got, err := sock.GetRcvhwm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := gilmsg.DefaultConfig()
+	if want := int(gilmsg.DefaultFanoutBytes / cfg.MaxMessageBytes()); got != want || want <= 0 {
+		t.Errorf("ZMQ_RCVHWM %d, want %d (1 GiB / max_message_size)", got, want)
+	}
+}

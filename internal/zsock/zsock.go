@@ -76,6 +76,9 @@ type Options struct {
 	HeartbeatIvlMS     int `fedmsg:"zmq_heartbeat_ivl"`       // 0 = no heartbeats
 	HeartbeatTimeoutMS int `fedmsg:"zmq_heartbeat_timeout"`
 	HeartbeatTTLMS     int `fedmsg:"zmq_heartbeat_ttl"`
+	// SendWaitMS is how long a fan-out socket with a cap of ours waits
+	// for a full subscriber ([Fanout]).
+	SendWaitMS int `fedmsg:"zmq_send_wait"`
 	// MaxMsgSize is ZMQ_MAXMSGSIZE, checked on receive; 0 or negative = no
 	// limit. See the root's transport.go for what exceeding it does.
 	MaxMsgSize int64
@@ -151,10 +154,43 @@ func NewContext(ioThreads int) (*zmq.Context, error) {
 	return zctx, nil
 }
 
+// DefaultFanoutBytes bounds what a socket queues for one peer when
+// high_water_mark is 0: see [FanoutHWM].
+const DefaultFanoutBytes = 1 << 30
+
+// minFanoutHWM is the least per-peer queue [FanoutHWM] chooses, whatever
+// max_message_size says.
+const minFanoutHWM = 128
+
+// FanoutHWM is the high-water mark of a socket that queues for each peer:
+// high_water_mark when it is set, else enough messages of
+// max_message_size to fill [DefaultFanoutBytes], at least 128.
+func FanoutHWM(o Options) int {
+	if o.HWM > 0 {
+		return o.HWM
+	}
+	if o.MaxMsgSize <= 0 {
+		return minFanoutHWM
+	}
+	return int(max(DefaultFanoutBytes/o.MaxMsgSize, minFanoutHWM))
+}
+
 // New makes a socket of type t with o applied; options must be set
 // before bind/connect because pipes copy them when they are created. An
 // option zmq rejects is a *[ConfigError] naming the fedmsg key.
+//
+// A SUB socket's receive queue is bounded as a fan-out socket's send
+// queue is ([FanoutHWM]): high_water_mark 0 would leave it no limit, and
+// what a reader that stopped (a trigger running its command, a tail
+// writing to a stalled pipe) has not taken would grow with what
+// publishers send. Full, it stops reading its connection, so the excess
+// waits in the publisher's queue and is dropped only past that one's
+// limit; full for longer than zmq_heartbeat_timeout, it reads no answer
+// to its PINGs either, and makes its connection again.
 func New(zctx *zmq.Context, t zmq.Type, o Options) (*zmq.Socket, error) {
+	if t == zmq.SUB && o.RecvHWM == 0 {
+		o.RecvHWM = FanoutHWM(o)
+	}
 	s, err := zctx.NewSocket(t)
 	if err != nil {
 		return nil, fmt.Errorf("new %v socket: %w", t, err)
