@@ -147,6 +147,7 @@ func benchFlowBatch(b *testing.B, sign, validate bool, batch int) {
 		}
 	}()
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		for {
 			m, err := sub.Next(ctx)
@@ -164,6 +165,21 @@ func benchFlowBatch(b *testing.B, sign, validate bool, batch int) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	cpu.report()
+}
+
+// startCPU starts counting the process's CPU time (user and system, every
+// thread: both ends of the bus and libzmq's), reported per op by report:
+// steadier than a rate on a shared machine.
+func startCPU(b *testing.B) cpuMeter { return cpuMeter{b, processCPU(b)} }
+
+type cpuMeter struct {
+	b     *testing.B
+	start time.Duration
+}
+
+func (c cpuMeter) report() {
+	c.b.ReportMetric(float64(processCPU(c.b)-c.start)/float64(time.Microsecond)/float64(c.b.N), "cpu-us/op")
 }
 
 // BenchmarkPublishUnsigned is publish→tail without crypto: compare with
@@ -241,6 +257,7 @@ func BenchmarkReliablePublish(b *testing.B) {
 			payload := e2ePayload()
 			var lat []time.Duration
 			b.ReportAllocs()
+			cpu := startCPU(b)
 			for b.Loop() {
 				start := time.Now()
 				if _, err := pub.Publish(ctx, "reliable", payload, WithRecipients(names...), WithAckTimeout(10*time.Second)); err != nil {
@@ -251,6 +268,7 @@ func BenchmarkReliablePublish(b *testing.B) {
 			slices.Sort(lat)
 			b.ReportMetric(e2ePercentileMS(lat, 0.50), "p50-ms")
 			b.ReportMetric(e2ePercentileMS(lat, 0.99), "p99-ms")
+			cpu.report()
 		})
 	}
 }
@@ -266,6 +284,7 @@ func BenchmarkReliablePublishParallel(b *testing.B) {
 	b.SetParallelism(8)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := pub.Publish(ctx, "reliable", payload, WithRecipients(names...), WithAckTimeout(10*time.Second)); err != nil {
@@ -276,6 +295,7 @@ func BenchmarkReliablePublishParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(pub.Stats().Resends-resends)/float64(b.N), "resends/op")
+	cpu.report()
 }
 
 // e2ePercentileMS is the nearest-rank percentile of sorted, in ms.

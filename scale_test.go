@@ -147,7 +147,7 @@ func procStatus(t *testing.T, key string) int {
 	return 0
 }
 
-func processCPU(t *testing.T) time.Duration {
+func processCPU(t testing.TB) time.Duration {
 	t.Helper()
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
