@@ -19,16 +19,18 @@ import (
 type canonEncoder struct {
 	buf      []byte
 	keys     []string // stack of the sorted keys of the maps being written
+	members  []member // the same for map[string]any, with their values
 	depth    int      // arrays and objects open
 	ptrDepth int      // pointers followed, to stop on a cycle of pointers
 }
 
 func (e *canonEncoder) release() {
-	if cap(e.keys) > codecPoolMaxStack {
+	if cap(e.keys) > codecPoolMaxStack || cap(e.members) > codecPoolMaxStack {
 		return
 	}
 	clear(e.keys)
-	*e = canonEncoder{keys: e.keys[:0]}
+	clear(e.members)
+	*e = canonEncoder{keys: e.keys[:0], members: e.members[:0]}
 	canonEncoderPool.Put(e)
 }
 
@@ -48,7 +50,7 @@ func (e *canonEncoder) value(v any) error {
 	case string:
 		return e.string(x)
 	case map[string]any:
-		return encodeMap(e, x, e.value)
+		return e.object(x)
 	case []any:
 		return encodeSlice(e, x, e.value)
 	case json.Number:
@@ -152,6 +154,70 @@ func encodeMap[V any](e *canonEncoder, m map[string]V, elem func(V) error) error
 	e.popKeys(keys)
 	e.depth--
 	return nil
+}
+
+// member is one key of a map[string]any with its value.
+type member struct {
+	key string
+	val any
+}
+
+// object is encodeMap for map[string]any, the maps of every envelope and
+// decoded payload: it takes each value with its key, where encodeMap looks
+// every key up again once sorted.
+func (e *canonEncoder) object(m map[string]any) error {
+	if m == nil {
+		e.buf = append(e.buf, "null"...)
+		return nil
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	members := e.pushSortedMembers(m)
+	e.buf = append(e.buf, '{')
+	for i, kv := range members {
+		if i > 0 {
+			e.buf = append(e.buf, ',')
+		}
+		if err := e.string(kv.key); err != nil {
+			return err
+		}
+		e.buf = append(e.buf, ':')
+		if err := e.value(kv.val); err != nil {
+			return err
+		}
+	}
+	e.buf = append(e.buf, '}')
+	e.popMembers(members)
+	e.depth--
+	return nil
+}
+
+// pushSortedMembers is pushSortedKeys for map[string]any, on the member
+// stack.
+func (e *canonEncoder) pushSortedMembers(m map[string]any) []member {
+	base := len(e.members)
+	for k, v := range m {
+		e.members = append(e.members, member{k, v})
+	}
+	members := e.members[base:]
+	if len(members) > 12 {
+		slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		return members
+	}
+	// Insertion sort, as slices.Sort does for so few, without a call per
+	// comparison.
+	for i := 1; i < len(members); i++ {
+		for j := i; j > 0 && members[j].key < members[j-1].key; j-- {
+			members[j], members[j-1] = members[j-1], members[j]
+		}
+	}
+	return members
+}
+
+func (e *canonEncoder) popMembers(members []member) {
+	clear(members)
+	e.members = e.members[:len(e.members)-len(members)]
 }
 
 // encodeSlice writes a's elements with elem: one body for []any and

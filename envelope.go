@@ -496,26 +496,26 @@ func appendSignedText(dst []byte, fields map[string]any, drop ...string) ([]byte
 	if err := e.open(); err != nil {
 		return dst, err
 	}
-	keys := pushSortedKeys(e, fields)
+	members := e.pushSortedMembers(fields)
 	e.buf = append(e.buf, '{')
 	first := true
-	for _, k := range keys {
-		if k == fieldSignature || k == fieldCertificate || slices.Contains(drop, k) {
+	for _, kv := range members {
+		if kv.key == fieldSignature || kv.key == fieldCertificate || slices.Contains(drop, kv.key) {
 			continue
 		}
 		if !first {
 			e.buf = append(e.buf, ',')
 		}
 		first = false
-		if err := e.string(k); err != nil {
+		if err := e.string(kv.key); err != nil {
 			return dst, err
 		}
 		e.buf = append(e.buf, ':')
-		if err := e.value(fields[k]); err != nil {
+		if err := e.value(kv.val); err != nil {
 			return dst, err
 		}
 	}
-	e.popKeys(keys)
+	e.popMembers(members)
 	return append(e.buf, '}'), nil
 }
 
