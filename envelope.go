@@ -522,8 +522,10 @@ func appendSignedText(dst []byte, fields map[string]any, drop ...string) ([]byte
 // appendPlainEnvelope appends the canonical body of an unsigned envelope
 // (what MarshalCanonical writes for the same map) without building the
 // map: the keys are written in their sorted order, and msg is the
-// payload's canonical text, copied as it is.
-func appendPlainEnvelope(dst []byte, topic string, msg []byte, timestamp int64, msgID string, i int64, username string, gilmsg bool) ([]byte, error) {
+// payload's canonical text, copied as it is. seqAt is the offset in the
+// returned slice where a seq_id would go, its key's place in the order
+// (see spliceSeqID).
+func appendPlainEnvelope(dst []byte, topic string, msg []byte, timestamp int64, msgID string, i int64, username string, gilmsg bool) (_ []byte, seqAt int, _ error) {
 	e := canonEncoderPool.Get().(*canonEncoder)
 	defer e.release()
 	e.buf = dst
@@ -534,7 +536,7 @@ func appendPlainEnvelope(dst []byte, topic string, msg []byte, timestamp int64, 
 	e.buf = append(e.buf, '{')
 	if gilmsg {
 		if err := str(`"gilmsg_version":`, ProtocolVersion); err != nil {
-			return dst, err
+			return dst, 0, err
 		}
 		e.buf = append(e.buf, ',')
 	}
@@ -543,20 +545,36 @@ func appendPlainEnvelope(dst []byte, topic string, msg []byte, timestamp int64, 
 	e.buf = append(e.buf, `,"msg":`...)
 	e.buf = append(e.buf, msg...)
 	if err := str(`,"msg_id":`, msgID); err != nil {
-		return dst, err
+		return dst, 0, err
 	}
+	seqAt = len(e.buf)
 	e.buf = append(e.buf, `,"timestamp":`...)
 	e.buf = strconv.AppendInt(e.buf, timestamp, 10)
 	if err := str(`,"topic":`, topic); err != nil {
-		return dst, err
+		return dst, 0, err
 	}
 	if err := str(`,"username":`, username); err != nil {
-		return dst, err
+		return dst, 0, err
 	}
 	e.buf = append(e.buf, '}')
 	out := e.buf
 	e.buf = nil
-	return out, nil
+	return out, seqAt, nil
+}
+
+// spliceSeqID returns body, an envelope appendPlainEnvelope wrote without
+// seq_id, with "seq_id":seqID at seqAt: what MarshalCanonical writes for
+// the envelope's map with seq_id set. A store seals a message this way
+// while it holds its write lock, without encoding the message again.
+func spliceSeqID(body []byte, seqAt int, seqID int64) []byte {
+	var num [20]byte
+	n := strconv.AppendInt(num[:0], seqID, 10)
+	const key = `,"seq_id":`
+	out := make([]byte, 0, len(body)+len(key)+len(n))
+	out = append(out, body[:seqAt]...)
+	out = append(out, key...)
+	out = append(out, n...)
+	return append(out, body[seqAt:]...)
 }
 
 func hasField(env *Envelope, key string) bool {

@@ -188,12 +188,23 @@ func TestAppendPlainEnvelope(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := appendPlainEnvelope([]byte("x"), tc.topic, raw, 1796102716, tc.msgID, -3, tc.username, tc.gilmsg)
+		got, seqAt, err := appendPlainEnvelope([]byte("x"), tc.topic, raw, 1796102716, tc.msgID, -3, tc.username, tc.gilmsg)
 		if err != nil || string(got) != "x"+string(want) {
 			t.Errorf("got %s, %v\nwant x%s", got, err, want)
 		}
+		// A store splices the seq_id in: the same bytes as the map with it.
+		for _, seq := range []int64{1, 42, 1 << 62} {
+			fields[fieldSeqID] = seq
+			want, err := MarshalCanonical(fields)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if spliced := spliceSeqID(got, seqAt, seq); string(spliced) != "x"+string(want) {
+				t.Errorf("seq_id %d spliced: %s\nwant x%s", seq, spliced, want)
+			}
+		}
 	}
-	if _, err := appendPlainEnvelope(nil, "bad\xff", []byte("{}"), 0, "", 0, "", false); err == nil {
+	if _, _, err := appendPlainEnvelope(nil, "bad\xff", []byte("{}"), 0, "", 0, "", false); err == nil {
 		t.Error("a topic that is not UTF-8 was written")
 	}
 }

@@ -148,6 +148,9 @@ type outgoing struct {
 	// bodyBuf, when set, is body's pooled buffer: nothing but the send
 	// reads body, and the publisher's goroutine returns it once sent.
 	bodyBuf *[]byte
+	// stored, when set, is this unsigned message on its way into the
+	// bus's store, which gives it its seq_id: body has none yet.
+	stored *StoreEntry
 }
 
 // prepFlags says what prepare adds to fedmsg's envelope.
@@ -160,8 +163,14 @@ type prepFlags struct {
 // store, stores it, waiting for the store no longer than ctx allows.
 func (b *Bus) prepare(ctx context.Context, topic string, msg any, po *pubOptions, flags prepFlags) (*outgoing, error) {
 	out, fields, err := b.envelope(topic, msg, po, flags)
-	if err != nil || fields == nil {
-		return out, err
+	if err != nil {
+		return nil, err
+	}
+	if fields == nil {
+		if out.stored != nil {
+			return b.storeOne(ctx, out.stored)
+		}
+		return out, nil
 	}
 	if b.stores(fields) {
 		return b.prepareStored(ctx, fields, flags.sign)
@@ -176,9 +185,10 @@ func (b *Bus) stores(fields map[string]any) bool {
 	return b.storeW != nil && topic != b.ackTopic
 }
 
-// envelope builds the envelope of one message. A message neither signed
-// nor stored is encoded at once (out); any other is returned as fields,
-// for seal or the store to finish.
+// envelope builds the envelope of one message. An unsigned message is
+// encoded at once (out), a stored one without its seq_id (out.stored,
+// which the store seals); a signed one is returned as fields, for seal or
+// the store to finish.
 func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (out *outgoing, fields map[string]any, err error) {
 	gilmsg, sign := flags.gilmsg, flags.sign
 	if b.pub == nil {
@@ -192,9 +202,9 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 		full = b.fullTopic(topic, po.modname)
 	}
 	stored := b.storeW != nil && full != b.ackTopic
-	// No map to sign or store: the payload's text is copied into the body
-	// and need not outlive this call.
-	plain := !sign && !stored
+	// No map to sign: the payload's text is copied into the body and need
+	// not outlive this call.
+	plain := !sign
 	// Sized like the last payload: a typical one outgrows MarshalCanonical's
 	// first guess and would be copied twice on the way.
 	var scratch *[]byte
@@ -220,11 +230,21 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 		username = b.username
 	}
 	i := b.counter.Add(1)
+	if plain && stored {
+		// Without its seq_id, which the store splices in: the store's
+		// writer must not encode a message while it holds the lock.
+		body, seqAt, err := appendPlainEnvelope(make([]byte, 0, len(raw)+256), full, raw, now.Unix(), msgID, i, username, gilmsg)
+		putScratch(scratch, raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &outgoing{topic: full, msgID: msgID, stored: splicedEntry(full, msgID, now.Unix(), body, seqAt)}, nil, nil
+	}
 	if plain {
 		// Appended in key order, with no map, into a pooled buffer that
 		// the publisher's goroutine hands back once the body is sent.
 		bodyBuf := scratchBufs.Get().(*[]byte)
-		body, err := appendPlainEnvelope(*bodyBuf, full, raw, now.Unix(), msgID, i, username, gilmsg)
+		body, _, err := appendPlainEnvelope(*bodyBuf, full, raw, now.Unix(), msgID, i, username, gilmsg)
 		putScratch(scratch, raw)
 		if err != nil {
 			return nil, nil, err

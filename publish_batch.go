@@ -82,6 +82,9 @@ func (b *Bus) publishChunk(ctx context.Context, msgs []BatchMessage, opts []Publ
 	for i, f := range fields {
 		switch {
 		case f == nil:
+			if e := outs[i].stored; e != nil {
+				entries, entryAt = append(entries, e), append(entryAt, i)
+			}
 		case b.stores(f):
 			e, err := b.storeEntry(f, sign)
 			if err != nil {

@@ -1,9 +1,11 @@
 package sqlstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,5 +86,58 @@ func TestPublishBatchStoreFails(t *testing.T) {
 	}
 	if s := b.Stats(); s.Published != 0 {
 		t.Errorf("%d messages sent after the store failed", s.Published)
+	}
+}
+
+// resealing is a store whose Append seals each batch once with seq_ids
+// of its own before the real store seals it again, as sqlstore's
+// PostgreSQL Append does when it retries on a fresh connection.
+type resealing struct{ gilmsg.Store }
+
+func (r resealing) Append(ctx context.Context, b *gilmsg.Batch) error {
+	ids := make([]int64, len(b.Entries))
+	for i := range ids {
+		ids[i] = 1<<40 + int64(i)
+	}
+	if err := b.Seal(ids); err != nil {
+		return err
+	}
+	return r.Store.Append(ctx, b)
+}
+
+// Batches of every size SQLite's Append splits into its INSERTs, sealed
+// twice: each row holds its own message with its own seq_id, once, and
+// the receipt names that seq_id.
+func TestAppendEverySize(t *testing.T) {
+	st := openStore(t, "sqlite:///"+filepath.Join(t.TempDir(), "store.db"))
+	b := newPublisher(t, "svc", []string{"tcp://127.0.0.1:*"}, resealing{st}, nil)
+	total := 0
+	for _, n := range []int{1, 2, 3, 63, 64, 65, 127, 200, 512} {
+		msgs := make([]gilmsg.BatchMessage, n)
+		for i := range msgs {
+			msgs[i] = gilmsg.BatchMessage{Topic: "size", Msg: map[string]any{"n": n, "i": i}}
+		}
+		receipts, err := b.PublishBatch(ctxT(t), msgs)
+		if err != nil || len(receipts) != n {
+			t.Fatalf("batch of %d: %d receipts, error %v", n, len(receipts), err)
+		}
+		stored, err := st.Query(ctxT(t), &gilmsg.Query{All: true, AfterSeqID: int64(total)})
+		if err != nil || len(stored) != n {
+			t.Fatalf("batch of %d: %d stored, error %v", n, len(stored), err)
+		}
+		for i, m := range stored {
+			var env struct {
+				SeqID int64 `json:"seq_id"`
+				Msg   struct{ N, I int }
+			}
+			if err := json.Unmarshal(m.Body, &env); err != nil {
+				t.Fatal(err)
+			}
+			if m.SeqID != int64(total+i+1) || env.SeqID != m.SeqID || env.Msg.N != n || env.Msg.I != i ||
+				receipts[i].SeqID != m.SeqID || strings.Count(string(m.Body), `"seq_id"`) != 1 {
+				t.Fatalf("batch of %d, row %d: seq_id %d holds %s; receipt seq_id %d", n, i, m.SeqID, m.Body, receipts[i].SeqID)
+			}
+		}
+		total += n
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/mattn/go-sqlite3"
@@ -83,7 +84,10 @@ func openSQLite(ctx context.Context, rawURL, rest string) (_ gilmsg.Store, err e
 	}
 	st := &sqliteStore{name: rawURL, busy: busy}
 	fail := func(err error) error { return &Error{Store: rawURL, Op: "open", Err: st.explain(err)} }
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + fmt.Sprintf("?_busy_timeout=%d&_txlock=immediate&_synchronous=%s&_journal_mode=WAL", busy, sync)
+	// The statement cache keeps Append's statements (one INSERT a chunk
+	// size, the MAX) prepared on each connection: parsing a multi-row
+	// INSERT cost more than running it.
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + fmt.Sprintf("?_busy_timeout=%d&_txlock=immediate&_synchronous=%s&_journal_mode=WAL&_stmt_cache_size=%d", busy, sync, stmtCacheSize)
 	if st.db, err = sql.Open("sqlite3", dsn); err != nil {
 		return nil, fail(err)
 	}
@@ -152,18 +156,66 @@ func (s *sqliteStore) Append(ctx context.Context, b *gilmsg.Batch) (err error) {
 	if err := b.Seal(ids); err != nil {
 		return err
 	}
-	// One statement per batch: a round trip through database/sql and cgo
-	// per row would cost more than SQLite's work.
-	args := make([]any, 0, 5*len(b.Entries))
-	for _, e := range b.Entries {
-		args = append(args, e.SeqID, e.MsgID, e.Topic, localTime(float64(e.Timestamp)), string(e.Body))
-	}
-	query := "INSERT INTO fedmsg_messages (seq_id, uuid, topic, timestamp, msg) VALUES " +
-		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?),", len(b.Entries)), ",")
-	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-		return err
+	// Multi-row INSERTs of a few fixed sizes, kept prepared: a round trip
+	// through database/sql and cgo per row, or parsing a statement the
+	// size of each batch, would cost more than SQLite's work.
+	args := make([]any, 0, 5*min(len(b.Entries), insertChunks[0]))
+	var ts timeText
+	for rest := b.Entries; len(rest) > 0; {
+		k := chunkFor(len(rest))
+		args = args[:0]
+		for _, e := range rest[:k] {
+			// The body is bound as TEXT (Python reads a str), without a
+			// copy: SQLite copies it, and nothing changes it meanwhile.
+			args = append(args, e.SeqID, e.MsgID, e.Topic, ts.of(e.Timestamp), unsafe.String(unsafe.SliceData(e.Body), len(e.Body)))
+		}
+		if _, err := tx.ExecContext(ctx, insertSQL[k], args...); err != nil {
+			return err
+		}
+		rest = rest[k:]
 	}
 	return tx.Commit()
+}
+
+// insertChunks are the row counts of Append's INSERTs, largest first: a
+// batch is stored by the fewest of them (43 rows: 32, 8, 2, 1).
+var insertChunks = []int{64, 32, 16, 8, 4, 2, 1}
+
+// stmtCacheSize holds every INSERT of insertChunks and the MAX, with room
+// for a replay server's queries on the same connection.
+const stmtCacheSize = 16
+
+var insertSQL = func() map[int]string {
+	m := make(map[int]string, len(insertChunks))
+	for _, k := range insertChunks {
+		m[k] = "INSERT INTO fedmsg_messages (seq_id, uuid, topic, timestamp, msg) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?),", k), ",")
+	}
+	return m
+}()
+
+// chunkFor is the largest of insertChunks that n rows fill.
+func chunkFor(n int) int {
+	for _, k := range insertChunks {
+		if k <= n {
+			return k
+		}
+	}
+	return 1
+}
+
+// timeText is localTime for the entries of one batch, which mostly share
+// their second: formatted once per second seen in a row.
+type timeText struct {
+	sec  int64
+	text string
+}
+
+func (t *timeText) of(sec int64) string {
+	if t.text == "" || t.sec != sec {
+		t.sec, t.text = sec, localTime(float64(sec))
+	}
+	return t.text
 }
 
 func (s *sqliteStore) Query(ctx context.Context, q *gilmsg.Query) (_ []gilmsg.StoredMessage, err error) {
