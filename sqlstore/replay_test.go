@@ -501,3 +501,54 @@ func TestCorruptStatusFile(t *testing.T) {
 		t.Fatalf("Subscribe with a corrupt status file: %v", err)
 	}
 }
+
+// TestCatchUpPagesByteCutAnswers: a replay answer stops at
+// replayserver.FullReplyBytes (32 MiB) however few messages that is, and
+// the recovering subscriber asks for the next page when an answer is that
+// full, as when it holds replaywire.MaxReplyMessages. A subscriber that
+// comes back with 40 messages of 1 MB missed gets all 40, in order, once,
+// with no live message to show it what it lacks: taken for the last page,
+// the first answer would leave the 8 behind it unasked.
+func TestCatchUpPagesByteCutAnswers(t *testing.T) {
+	const missed, size = 40, 1 << 20
+	url := "sqlite:///" + filepath.Join(t.TempDir(), "store.db")
+	pub := newPublisher(t, "svc", []string{"tcp://127.0.0.1:*"}, openStore(t, url), nil)
+	srv := startReplay(t, "svc", openStore(t, url))
+	status := filepath.Join(t.TempDir(), "gilmsg-tail")
+	bus := subscriber(t, map[string][]string{"svc": {pub.Endpoint()}}, map[string]string{"svc": srv.Endpoint()}, nil)
+	open := func() *gilmsg.Subscription {
+		sub, err := bus.Subscribe(context.Background(), "", gilmsg.WithoutValidation(), gilmsg.WithStatusFile(status))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	sub := open()
+	waitSubs(t, pub, 1)
+	publishN(t, pub, 1, 1)
+	wantSeq(t, sub, 1)
+	sub.Close()
+	waitSubs(t, pub, 0)
+	pad := strings.Repeat("p", size)
+	for i := range missed {
+		if _, err := pub.Publish(context.Background(), "big", map[string]any{"i": i, "pad": pad}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if missed*size <= replayserver.FullReplyBytes {
+		t.Fatalf("%d messages of %d bytes fit one answer", missed, size)
+	}
+	sub = open()
+	defer sub.Close()
+	seqs := make([]int64, missed)
+	for i := range seqs {
+		seqs[i] = int64(2 + i)
+	}
+	wantSeq(t, sub, seqs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if m, err := sub.Next(ctx); err == nil {
+		seq, _ := m.SeqID()
+		t.Fatalf("seq_id %d yielded after the last one", seq)
+	}
+}
