@@ -64,7 +64,11 @@ named certificate CN has ACKed it, or --ack-timeout passes. A message that
 is not ACKed by all gets one line on stderr naming who is missing, the
 remaining lines are still published, and the exit status is 3. A
 --json-input line that is not JSON gets a stderr line too and is skipped;
-the exit status is then 1. Any other failure stops at once with status 1.
+the exit status is then 1. So does a line longer than max_message_size
+(8 MiB by default; a subscriber would refuse the message): it is read
+through without being held, its line number and size go to stderr, the
+lines after it are published, and the exit status is 1. Any other
+failure stops at once with status 1.
 The ACK timeout is the config's ack_timeout, else 2 s (the larger of
 timeout and twice zmq_reconnect_ivl_max): long enough for a recipient
 that is reconnecting.
@@ -171,7 +175,7 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 	} else {
 		done := make(chan struct{})
 		defer close(done)
-		inputs = readLines(cmd.InOrStdin(), done)
+		inputs = readLines(cmd.InOrStdin(), done, cfg.MaxMessageBytes())
 	}
 
 	stderr := cmd.ErrOrStderr()
@@ -180,7 +184,7 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		prog = newProgress(nil, false)
 	}
 	defer prog.done()
-	l := &loggerRun{o: o, bus: bus, opts: opts, stderr: stderr, prog: prog}
+	l := &loggerRun{o: o, bus: bus, opts: opts, stderr: stderr, prog: prog, maxLine: cfg.MaxMessageBytes()}
 	for {
 		var lines []inputLine
 		var ok bool
@@ -197,8 +201,15 @@ func runLogger(cmd *cobra.Command, o *loggerOptions) error {
 		}
 	}
 	switch {
-	case l.bad > 0:
-		return fmt.Errorf("%d of %d messages were not valid JSON", l.bad, l.total)
+	case l.bad > 0 || l.tooLong > 0:
+		var why []string
+		if l.bad > 0 {
+			why = append(why, fmt.Sprintf("%d were not valid JSON", l.bad))
+		}
+		if l.tooLong > 0 {
+			why = append(why, fmt.Sprintf("%d were over max_message_size (%d bytes)", l.tooLong, l.maxLine))
+		}
+		return fmt.Errorf("of %d messages, %s", l.total, strings.Join(why, " and "))
 	case l.unacked > 0:
 		// Each one has had its stderr line already.
 		return &exitError{code: exitTimeout, err: errors.New("")}
@@ -214,7 +225,9 @@ type loggerRun struct {
 	stderr io.Writer
 	prog   *progress
 
-	total, unacked, bad int // messages read, not ACKed by all, not JSON
+	total, unacked, bad int   // messages read, not ACKed by all, not JSON
+	tooLong             int   // lines over maxLine, not published
+	maxLine             int64 // max_message_size
 }
 
 // publish publishes lines that arrived together. Plain messages go as one
@@ -230,6 +243,14 @@ func (l *loggerRun) publish(ctx context.Context, lines []inputLine) error {
 				return err
 			}
 			return in.err
+		}
+		if in.tooLong > 0 {
+			l.total++
+			l.tooLong++
+			l.prog.clear()
+			fmt.Fprintf(l.stderr, "gilmsg logger: %s: %d bytes, over max_message_size (%d): not published\n", in.where, in.tooLong, l.maxLine)
+			l.prog.count(false, false, true)
+			continue
 		}
 		msg, skip, err := l.o.payload(in.text)
 		if skip {
@@ -366,9 +387,10 @@ func describeTimeout(te *gilmsg.AckTimeoutError) string {
 
 // inputLine is one line of stdin, or the error that ended reading.
 type inputLine struct {
-	where string // "line N", for messages
-	text  string
-	err   error
+	where   string // "line N", for messages
+	text    string
+	tooLong int64 // set for a line over the bound: its size, its text not kept
+	err     error
 }
 
 // Lines that arrive together are published together (one store
@@ -385,8 +407,10 @@ const (
 // handed on. No line waits for others to fill a batch. Lines are trimmed
 // as fedmsg-logger trims them; the goroutine ends at EOF, at a read
 // error, or once done is closed (unless it is blocked reading: the
-// process is exiting then).
-func readLines(r io.Reader, done <-chan struct{}) <-chan []inputLine {
+// process is exiting then). A line of more than maxLine bytes (its
+// newline aside; 0 or less: no bound) is read through without being
+// kept, and handed on as its size alone.
+func readLines(r io.Reader, done <-chan struct{}, maxLine int64) <-chan []inputLine {
 	out := make(chan []inputLine)
 	go func() {
 		defer close(out)
@@ -397,10 +421,12 @@ func readLines(r io.Reader, done <-chan struct{}) <-chan []inputLine {
 			size := 0
 			for {
 				n++
-				line, err := br.ReadString('\n')
+				line, long, err := readLine(br, maxLine)
 				switch {
 				case err != nil && !errors.Is(err, io.EOF):
 					batch = append(batch, inputLine{err: fmt.Errorf("reading stdin, line %d: %w", n, err)})
+				case long > 0:
+					batch = append(batch, inputLine{where: "line " + strconv.Itoa(n), tooLong: long})
 				case err == nil || line != "":
 					batch = append(batch, inputLine{where: "line " + strconv.Itoa(n), text: strings.TrimSpace(line)})
 				}
@@ -424,6 +450,40 @@ func readLines(r io.Reader, done <-chan struct{}) <-chan []inputLine {
 		}
 	}()
 	return out
+}
+
+// readLine reads one line from br, its newline included, as ReadString
+// does; but past maxLine bytes (above 0) it keeps nothing more, reads on
+// to the newline, and returns the line's size (its newline aside) as long
+// instead of the line, so that an endless line costs no more memory than
+// maxLine.
+func readLine(br *bufio.Reader, maxLine int64) (line string, long int64, err error) {
+	if maxLine <= 0 {
+		line, err = br.ReadString('\n')
+		return line, 0, err
+	}
+	var buf []byte
+	var size int64
+	for {
+		chunk, err := br.ReadSlice('\n')
+		n := int64(len(chunk))
+		if err == nil {
+			n-- // the newline
+		}
+		size += n
+		if size > maxLine {
+			buf = nil
+		} else {
+			buf = append(buf, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if size > maxLine {
+			return "", size, err
+		}
+		return string(buf), 0, err
+	}
 }
 
 // lineBuffered says whether a whole line is buffered in br already, so

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +43,7 @@ func TestLoggerWithName(t *testing.T) {
 	consumer, got := loggerConsumer(t, pki, loggerEP)
 	cfg := testConfig(pki)
 	cfg.Endpoints = map[string][]string{loggerCN: {loggerEP}, consumerCN: {consumer.Endpoint()}}
+	cfg.MaxMessageSize = 64 << 10
 	config := writeConfig(t, cfg)
 
 	cases := []struct {
@@ -75,6 +79,12 @@ func TestLoggerWithName(t *testing.T) {
 			stdin: "{\"ok\": true}\nnot json\n{\"ok\": 2}\n",
 			code:  exitFailure, signer: loggerCN, topic: "org.example.dev.logger.log",
 			want: []string{`{"ok":true}`, `{"ok":2}`}, stderr: "line 2: "},
+		{name: "a line over max_message_size",
+			args:  []string{"--wait-subscribers", "1"},
+			stdin: "before\n" + strings.Repeat("x", 100000) + "\nafter\n" + strings.Repeat("y", 70000),
+			code:  exitFailure, signer: loggerCN, topic: "org.example.dev.logger.log",
+			want:   []string{`{"log":"before"}`, `{"log":"after"}`},
+			stderr: "line 2: 100000 bytes, over max_message_size (65536): not published\ngilmsg logger: line 4: 70000 bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,4 +245,39 @@ func TestSecondsValue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadLinesHoldsNoLongLine: a line over the bound is read through, not
+// held: reading one of 64 MiB with a bound of 1 MiB allocates little, and
+// the lines around it come whole.
+func TestReadLinesHoldsNoLongLine(t *testing.T) {
+	const long, bound = 64 << 20, 1 << 20
+	in := io.MultiReader(strings.NewReader("a\n"), io.LimitReader(repeatReader('x'), long), strings.NewReader("\nb\n"))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var got []inputLine
+	for batch := range readLines(in, make(chan struct{}), bound) {
+		got = append(got, batch...)
+	}
+	runtime.ReadMemStats(&after)
+	if len(got) != 3 || got[0].text != "a" || got[1].tooLong != long || got[1].text != "" || got[1].where != "line 2" || got[2].text != "b" {
+		var saw []string
+		for _, l := range got {
+			saw = append(saw, fmt.Sprintf("%s: %d bytes kept, tooLong %d", l.where, len(l.text), l.tooLong))
+		}
+		t.Fatalf("lines %q, want a, one of %d bytes refused as line 2, b", saw, long)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > long/4 { // ReadString: over 64 MiB
+		t.Errorf("reading a line of %d MiB allocated %d MiB", long>>20, alloc>>20)
+	}
+}
+
+// repeatReader reads as c forever.
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
 }
