@@ -76,6 +76,12 @@ type Envelope struct {
 	// whole body.
 	rawMsg string
 
+	// seq and seqOK are SeqID's answer, taken when parseEnvelopeFast read
+	// the body (seqKnown): recovery asks it of every message, and Fields
+	// would decode the payload for it.
+	seq             int64
+	seqOK, seqKnown bool
+
 	fieldsOnce sync.Once
 	// fieldMap is built by fieldsOnce unless made with it: read it
 	// through Fields, never directly.
@@ -303,6 +309,10 @@ func parseEnvelopeMembers(d *jsonDecoder, e *Envelope) *Envelope {
 				case fieldGilmsgVersion:
 					p.gilmsgVersionRaw = v
 				default:
+					if key == fieldSeqID { // a later duplicate wins, as in Fields
+						n, err := jsonval.Int64(v)
+						e.seq, e.seqOK = n, err == nil
+					}
 					p.extra = append(p.extra, jsonMember{key, v})
 				}
 			}
@@ -324,6 +334,7 @@ func parseEnvelopeMembers(d *jsonDecoder, e *Envelope) *Envelope {
 		return nil
 	}
 	e.hasGilmsg = p.seen&knownKeyBit(fieldGilmsgVersion) != 0
+	e.seqKnown = true
 	return e
 }
 
@@ -585,6 +596,9 @@ func hasField(env *Envelope, key string) bool {
 // SeqID returns the message's seq_id (WIRE.md §11) and whether it has one
 // that is an integer.
 func (e *Envelope) SeqID() (int64, bool) {
+	if e.seqKnown {
+		return e.seq, e.seqOK
+	}
 	v, ok := e.Fields()[fieldSeqID]
 	if !ok {
 		return 0, false

@@ -209,6 +209,43 @@ func TestAppendPlainEnvelope(t *testing.T) {
 	}
 }
 
+// SeqID of a parsed body answers as the general decoder's fields do, for
+// every shape of seq_id, without building the fields (which would decode
+// the payload: recovery asks every message its seq_id).
+func TestSeqIDWithoutFields(t *testing.T) {
+	for _, tc := range []string{
+		`{"msg":{"a":1},"seq_id":5,"topic":"t"}`,
+		`{"msg":{},"seq_id":4611686018427387904}`,
+		`{"msg":{},"seq_id":-3}`,
+		`{"msg":{},"seq_id":"7"}`,
+		`{"msg":{},"seq_id":7.5}`,
+		`{"msg":{},"seq_id":7.0}`,
+		`{"msg":{},"seq_id":1e30}`,
+		`{"msg":{},"seq_id":null}`,
+		`{"msg":{},"seq_id":[1]}`,
+		`{"msg":{},"seq_id":1,"seq_id":2}`,
+		`{"msg":{},"seq_id":1,"seq_id":"x"}`,
+		`{"msg":{}}`,
+	} {
+		slow, err := parseEnvelopeSlow([]byte(tc))
+		if err != nil {
+			t.Fatalf("%s: %v", tc, err)
+		}
+		wantSeq, wantOK := slow.SeqID()
+		e := parseEnvelopeFast(tc, nil)
+		if e == nil {
+			t.Fatalf("%s: the fast path declined it", tc)
+		}
+		seq, ok := e.SeqID()
+		if seq != wantSeq || ok != wantOK {
+			t.Errorf("%s: SeqID %d, %v; the decoded fields say %d, %v", tc, seq, ok, wantSeq, wantOK)
+		}
+		if e.fieldMap != nil {
+			t.Errorf("%s: SeqID built the fields", tc)
+		}
+	}
+}
+
 // TestParseEnvelopeOwnsItsInput: ParseEnvelope's envelope does not change
 // when the caller reuses its buffer (it copies); parseEnvelopeShared's,
 // made for a received body nobody changes, reads the same as

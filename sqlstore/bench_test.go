@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,10 +15,16 @@ import (
 	"github.com/gilmsg/gilmsg-go/sqlstore"
 )
 
-// BenchmarkStoredPublish is `gilmsg bench`'s stored phase without its
-// subscriber: 64 goroutines publish unsigned on a bus with an SQLite store,
-// so that their writes share transactions.
+// BenchmarkStoredPublish is `gilmsg bench`'s stored phase: 64 goroutines
+// publish unsigned on a bus with an SQLite store, so that their writes
+// share transactions; with tail, a subscriber in the same process reads
+// every message and its seq_id, as the bench's does.
 func BenchmarkStoredPublish(b *testing.B) {
+	b.Run("publish", func(b *testing.B) { benchStoredPublish(b, false) })
+	b.Run("tail", func(b *testing.B) { benchStoredPublish(b, true) })
+}
+
+func benchStoredPublish(b *testing.B, tail bool) {
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, "sqlite:///"+filepath.Join(b.TempDir(), "store.db"))
 	if err != nil {
@@ -30,6 +37,7 @@ func BenchmarkStoredPublish(b *testing.B) {
 	cfg.Endpoints = map[string][]string{"bench": {"tcp://127.0.0.1:*"}}
 	cfg.ValidateSignatures = false
 	cfg.SignMessages = false
+	cfg.HighWaterMark = 0
 	var commits atomic.Int64
 	hooks := &gilmsg.Hooks{StoreLag: func(time.Duration) { commits.Add(1) }}
 	bus, err := gilmsg.New(cfg, gilmsg.WithStore(st), gilmsg.WithModname("bench"), gilmsg.WithHooks(hooks))
@@ -37,9 +45,40 @@ func BenchmarkStoredPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer bus.Close()
-	payload := map[string]any{"text": "a message of some length, as a service would publish", "n": 12345}
+	var sub *gilmsg.Subscription
+	if tail {
+		tcfg := gilmsg.DefaultConfig()
+		tcfg.TopicPrefix = "org.fedoraproject"
+		tcfg.ValidateSignatures = false
+		tcfg.HighWaterMark = 0
+		tb, err := gilmsg.New(tcfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tb.Close()
+		if sub, err = tb.Subscribe(ctx, "org.fedoraproject", gilmsg.WithEndpoints(bus.Endpoint()), gilmsg.WithoutReplay(), gilmsg.WithoutValidation()); err != nil {
+			b.Fatal(err)
+		}
+		if err := bus.WaitSubscribers(ctx, "msg", 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// About 1 KB with its envelope, as `gilmsg bench`'s.
+	payload := map[string]any{
+		"agent": "gilmsg-bench", "instance": "primary", "request_id": "c0ffee00-1234-4abc-9def-0123456789ab",
+		"build": map[string]any{"id": 2412345, "name": "gilmsg-go", "version": "1.4.2", "release": "1.fc41",
+			"epoch": nil, "owner": "bench", "state": 1, "task_id": 123456789,
+			"tags": []any{"f41-updates-candidate", "f41-signing-pending"}},
+		"url":       "https://koji.example.org/koji/buildinfo?buildID=2412345",
+		"changelog": strings.Repeat("- Rebuilt for the benchmark; nothing changed. ", 12),
+	}
 	if _, err := bus.Publish(ctx, "msg", payload); err != nil { // past the bus's warm-up
 		b.Fatal(err)
+	}
+	if tail {
+		if _, err := sub.Next(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
 	commits.Store(0)
 	const writers = 64
@@ -60,6 +99,19 @@ func BenchmarkStoredPublish(b *testing.B) {
 				}
 			}
 		}()
+	}
+	if tail {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		for range b.N {
+			m, err := sub.Next(rctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, ok := m.SeqID(); !ok {
+				b.Fatalf("message %s has no seq_id", m.MsgID)
+			}
+		}
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
