@@ -3,6 +3,7 @@ package gilmsg
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -306,5 +307,32 @@ func TestRelayWaitsForSlowSubscriber(t *testing.T) {
 		if i++; i%8 == 0 {
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// TestPublishRefusesOverMaxMessageSize: a msg larger than max_message_size
+// is refused at Publish, naming the sizes: every Go subscriber would drop
+// its connection rather than read it, and the publisher's queue for each
+// subscriber is sized by that limit (a 40 MB message went out, and 128 of
+// them would have been queued for a subscriber that does not read).
+func TestPublishRefusesOverMaxMessageSize(t *testing.T) {
+	tn := newTestNet(t)
+	pub := tn.start("publisher01.example.org", WithMaxMessageSize(64<<10))
+	msgs := tail(t, tn.start(""), "")
+	if err := pub.WaitSubscribers(ctxT(t), "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pub.Publish(ctxT(t), "x", map[string]any{"pad": strings.Repeat("p", 64<<10)})
+	if !errors.Is(err, ErrMessageTooLarge) || !strings.Contains(err.Error(), "65546 bytes") {
+		t.Fatalf("publishing a msg of 64 KiB + 10 bytes: %v", err)
+	}
+	if _, err := pub.Publish(ctxT(t), "x", map[string]any{"pad": strings.Repeat("p", 60<<10)}); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, msgs); len(m.Body) < 60<<10 {
+		t.Fatalf("got %d bytes", len(m.Body))
+	}
+	if st := pub.Stats(); st.Published != 1 {
+		t.Errorf("published %d, want 1", st.Published)
 	}
 }

@@ -74,6 +74,12 @@ var (
 	// frames, 64 MiB).
 	ErrReplayTooLarge = errors.New("gilmsg: replay answer too large")
 
+	// ErrMessageTooLarge means a msg to publish is larger, encoded, than
+	// max_message_size: every Go subscriber would drop its connection
+	// rather than read it, and the publisher's queue for each subscriber
+	// is sized by that limit.
+	ErrMessageTooLarge = errors.New("gilmsg: message too large")
+
 	// ErrEndpoint is matched by every [EndpointError]: an address that
 	// could not be connected to or bound when it was used.
 	ErrEndpoint = errors.New("gilmsg: endpoint unusable")

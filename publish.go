@@ -220,6 +220,12 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding msg: %w", err)
 	}
+	if limit := b.opts.maxMsgSize; limit > 0 && int64(len(raw)) > limit {
+		if plain {
+			putScratch(scratch, raw)
+		}
+		return nil, nil, fmt.Errorf("%w: msg is %d bytes encoded, max_message_size %d", ErrMessageTooLarge, len(raw), limit)
+	}
 	now := time.Now()
 	msgID := po.msgID
 	if msgID == "" {
