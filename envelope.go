@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/gilmsg/gilmsg-go/internal/jsonval"
@@ -85,13 +86,15 @@ type Envelope struct {
 	fieldsOnce sync.Once
 	// fieldMap is built by fieldsOnce unless made with it: read it
 	// through Fields, never directly.
-	fieldMap map[string]any
-	parsed   parsedFields // what a parsed envelope builds fields from
+	fieldMap    map[string]any
+	fieldsBuilt atomic.Bool  // fieldMap is there: read Fields, not parsed
+	parsed      parsedFields // what a parsed envelope builds fields from; never changed once parsed
 }
 
 // parsedFields is what [parseEnvelopeFast] keeps for Fields besides the
 // typed fields: which keys were there and the values that are not strings.
 type parsedFields struct {
+	fast             bool   // parseEnvelopeFast read the body
 	seen             uint16 // bits of the known keys present (knownKeyBit)
 	timestamp, i     any    // as decoded; nil for an integer literal
 	extra            []jsonMember
@@ -335,6 +338,7 @@ func parseEnvelopeMembers(d *jsonDecoder, e *Envelope) *Envelope {
 	}
 	e.hasGilmsg = p.seen&knownKeyBit(fieldGilmsgVersion) != 0
 	e.seqKnown = true
+	p.fast = true
 	return e
 }
 
@@ -431,7 +435,7 @@ func (e *FieldError) Unwrap() error { return ErrInvalidMessage }
 func (e *Envelope) Fields() map[string]any {
 	e.fieldsOnce.Do(func() {
 		e.fieldMap = e.buildFields()
-		e.parsed = parsedFields{}
+		e.fieldsBuilt.Store(true)
 	})
 	return e.fieldMap
 }
@@ -588,7 +592,15 @@ func spliceSeqID(body []byte, seqAt int, seqID int64) []byte {
 	return append(out, body[seqAt:]...)
 }
 
+// hasField reports whether env has key, without building Fields where
+// the parsed envelope can tell.
 func hasField(env *Envelope, key string) bool {
+	if p := &env.parsed; p.fast && !env.fieldsBuilt.Load() {
+		if bit := knownKeyBit(key); bit != 0 {
+			return p.seen&bit != 0
+		}
+		return slices.ContainsFunc(p.extra, func(m jsonMember) bool { return m.key == key })
+	}
 	_, ok := env.Fields()[key]
 	return ok
 }
@@ -611,7 +623,7 @@ func (e *Envelope) SeqID() (int64, bool) {
 // after signing it, which a signature check may leave out: gilmsg_version
 // (gilmsg 0.1.2), seq_id (fedmsg's store), or both.
 func addedAfterSigning(env *Envelope) [][]string {
-	_, seq := env.Fields()[fieldSeqID]
+	seq := hasField(env, fieldSeqID)
 	switch gil := env.IsGilmsg(); {
 	case gil && seq:
 		return [][]string{{fieldGilmsgVersion}, {fieldSeqID}, {fieldGilmsgVersion, fieldSeqID}}

@@ -37,6 +37,7 @@ var rootLayers = map[string]layer{
 	"canonical_decode.go": layerWire,
 	"canonical_encode.go": layerWire,
 	"envelope.go":         layerWire,
+	"envelope_signed.go":  layerWire,
 
 	"crl.go":      layerCrypto,
 	"trust.go":    layerCrypto,

@@ -194,7 +194,7 @@ func (v *Validator) validate(env *Envelope, policy map[string][]string, nitpicky
 		}
 		return name, checkPolicy(policy, nitpicky, env.Topic, name)
 	}
-	if _, ok := env.Fields()[fieldSignature]; !ok {
+	if !hasField(env, fieldSignature) {
 		return "", invalid(ReasonUnsigned, "no signature field", nil)
 	}
 	sig, err := decodeB64(env.Signature)
@@ -236,7 +236,7 @@ func checkPolicy(policy map[string][]string, nitpicky bool, topic, cn string) er
 // signature.
 func (v *Validator) checkBackend(env *Envelope) (string, error) {
 	backend := env.Crypto
-	if _, ok := env.Fields()[fieldCrypto]; !ok {
+	if !hasField(env, fieldCrypto) {
 		switch {
 		case hasField(env, fieldCertificate):
 			backend = "x509"
@@ -266,7 +266,7 @@ func (v *Validator) checkBackend(env *Envelope) (string, error) {
 // Python fedmsg's store the second (§11).
 func verifyFields(pub *rsasig.PublicKey, env *Envelope, sig []byte) *ValidationError {
 	buf := scratchBufs.Get().(*[]byte)
-	text, err := appendSignedText(*buf, env.Fields())
+	text, err := signedText(*buf, env, nil)
 	if err != nil {
 		return invalid(ReasonMalformed, "canonical text", err)
 	}
@@ -275,7 +275,7 @@ func verifyFields(pub *rsasig.PublicKey, env *Envelope, sig []byte) *ValidationE
 		if ok {
 			break
 		}
-		text, err = appendSignedText(text[:0], env.Fields(), drop...)
+		text, err = signedText(text[:0], env, drop)
 		ok = err == nil && pub.VerifySHA1(text, sig) == nil
 	}
 	putScratch(buf, text) // VerifySHA1 keeps nothing of it
@@ -283,6 +283,15 @@ func verifyFields(pub *rsasig.PublicKey, env *Envelope, sig []byte) *ValidationE
 		return invalid(ReasonSignature, "signature does not match the message", nil)
 	}
 	return nil
+}
+
+// signedText appends the text a signature over env covers, leaving out
+// drop: from the parsed envelope where it can, else from its Fields.
+func signedText(dst []byte, env *Envelope, drop []string) ([]byte, error) {
+	if text, ok := env.appendSignedTextFast(dst, drop); ok {
+		return text, nil
+	}
+	return appendSignedText(dst, env.Fields(), drop...)
 }
 
 // decodeB64 decodes as Python's base64.b64decode does by default: characters
