@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unsafe"
 
 	"github.com/gilmsg/gilmsg-go/internal/rsasig"
 )
@@ -21,8 +22,10 @@ type Signer struct {
 	key    *rsa.PrivateKey
 	rsaKey *rsasig.PrivateKey // key, with libcrypto's copy where there is one
 	cn     string
-	// certField is the certificate field, ready to put in a message.
+	// certField is the certificate field, ready to put in a message, and
+	// certValue the same boxed once (boxing a string allocates).
 	certField string
+	certValue any
 	gpg       *gpgSigner // the gpg backend's key; key and certField unused
 
 	cert     *x509.Certificate // x509 only
@@ -84,11 +87,13 @@ func newSigner(keyPEM, certPEM []byte, keyName, certName string) (*Signer, error
 	}
 	// Python sends the certificate re-encoded as PEM, not the file as is.
 	normalised := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	certField := base64Wrap76(normalised)
 	return &Signer{
 		key:       key,
 		rsaKey:    rsasig.NewPrivateKey(key),
 		cn:        cert.Subject.CommonName,
-		certField: wrap76(base64.StdEncoding.EncodeToString(normalised)),
+		certField: certField,
+		certValue: certField,
 		cert:      cert,
 		certName:  certName,
 	}, nil
@@ -142,7 +147,7 @@ func (s *Signer) Sign(fields map[string]any) error {
 		return err
 	}
 	fields[fieldSignature] = sig
-	fields[fieldCertificate] = s.certField
+	fields[fieldCertificate] = s.certValue
 	return nil
 }
 
@@ -151,22 +156,24 @@ func (s *Signer) signText(text []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrCannotSign, err)
 	}
-	return wrap76(base64.StdEncoding.EncodeToString(sig)), nil
+	return base64Wrap76(sig), nil
 }
 
-// wrap76 splits base64 text into 76-column lines, each ending in "\n", as
-// M2Crypto did and fedmsg still does.
-func wrap76(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + len(s)/76 + 1)
-	for len(s) > 76 {
-		b.WriteString(s[:76])
-		b.WriteByte('\n')
-		s = s[76:]
+// base64Wrap76 is b's base64 split into 76-column lines, each ending in
+// "\n", as M2Crypto did and fedmsg still does: one allocation.
+func base64Wrap76(b []byte) string {
+	enc := base64.StdEncoding
+	n := enc.EncodedLen(len(b))
+	lines := max(1, (n+75)/76)
+	out := make([]byte, n+lines)
+	enc.Encode(out[lines:], b) // at the end, then moved down line by line
+	for i, w := 0, 0; i < lines; i++ {
+		from := lines + i*76
+		w += copy(out[w:], out[from:min(from+76, len(out))])
+		out[w] = '\n'
+		w++
 	}
-	b.WriteString(s)
-	b.WriteByte('\n')
-	return b.String()
+	return unsafe.String(unsafe.SliceData(out), len(out))
 }
 
 // certnameFor picks the certname as fedmsg does (WIRE.md §4): by

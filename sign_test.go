@@ -3,6 +3,7 @@ package gilmsg
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"errors"
 	"math/big"
 	"os"
@@ -127,4 +128,25 @@ func TestNewSignsWithoutCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	bus.Close()
+}
+
+// TestBase64Wrap76 holds the signature and certificate fields to their
+// line breaks: every 76 characters and at the end, "\n" alone for nothing.
+func TestBase64Wrap76(t *testing.T) {
+	for n := range 600 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + n)
+		}
+		enc := base64.StdEncoding.EncodeToString(b)
+		var want strings.Builder
+		for len(enc) > 76 {
+			want.WriteString(enc[:76] + "\n")
+			enc = enc[76:]
+		}
+		want.WriteString(enc + "\n")
+		if got := base64Wrap76(b); got != want.String() {
+			t.Fatalf("%d bytes:\ngot  %q\nwant %q", n, got, want.String())
+		}
+	}
 }
