@@ -257,19 +257,23 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 		}
 		return &outgoing{topic: full, msgID: msgID, body: body, bodyBuf: bodyBuf}, nil, nil
 	}
-	fields = map[string]any{
-		fieldTopic:     full,
-		fieldMsg:       canonicalText(raw),
-		fieldTimestamp: json.Number(strconv.FormatInt(now.Unix(), 10)),
-		fieldMsgID:     msgID,
-		fieldI:         json.Number(strconv.FormatInt(i, 10)),
-		fieldUsername:  username,
-	}
+	// Sized for what signing and the store add (crypto, signature,
+	// certificate, seq_id): growing past 8 keys would copy the map.
+	fields = make(map[string]any, envelopeKeys)
+	fields[fieldTopic] = full
+	fields[fieldMsg] = canonicalText(raw)
+	fields[fieldTimestamp] = json.Number(strconv.FormatInt(now.Unix(), 10))
+	fields[fieldMsgID] = msgID
+	fields[fieldI] = json.Number(strconv.FormatInt(i, 10))
+	fields[fieldUsername] = username
 	if gilmsg {
 		fields[fieldGilmsgVersion] = ProtocolVersion
 	}
 	return nil, fields, nil
 }
+
+// envelopeKeys is the most keys an envelope this package sends has.
+const envelopeKeys = 11
 
 // seal signs (when sign is set) and encodes an envelope that is not
 // stored.
