@@ -626,14 +626,21 @@ func addedAfterSigning(env *Envelope) [][]string {
 	seq := hasField(env, fieldSeqID)
 	switch gil := env.IsGilmsg(); {
 	case gil && seq:
-		return [][]string{{fieldGilmsgVersion}, {fieldSeqID}, {fieldGilmsgVersion, fieldSeqID}}
+		return dropBoth
 	case gil:
-		return [][]string{{fieldGilmsgVersion}}
+		return dropGilmsg
 	case seq:
-		return [][]string{{fieldSeqID}}
+		return dropSeqID
 	}
 	return nil
 }
+
+// The answers of addedAfterSigning, made once: read-only.
+var (
+	dropBoth   = [][]string{{fieldGilmsgVersion}, {fieldSeqID}, {fieldGilmsgVersion, fieldSeqID}}
+	dropGilmsg = [][]string{{fieldGilmsgVersion}}
+	dropSeqID  = [][]string{{fieldSeqID}}
+)
 
 // scratchBufs holds buffers for bytes that are copied before anyone else
 // can see them: the text a signature covers, while it is signed or
