@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gilmsg/gilmsg-go/internal/jsonval"
@@ -98,21 +97,12 @@ func (b *Batch) Seal(ids []int64) error {
 		}
 		return errors.Join(errs...)
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(b.Entries))
 	errs := make([]error, len(b.Entries))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(b.Entries); i += workers {
-				e := b.Entries[i]
-				e.SeqID = ids[i]
-				e.Body, errs[i] = e.Encode(ids[i])
-			}
-		}()
-	}
-	wg.Wait()
+	onEveryCore(len(b.Entries), func(i int) {
+		e := b.Entries[i]
+		e.SeqID = ids[i]
+		e.Body, errs[i] = e.Encode(ids[i])
+	})
 	return errors.Join(errs...)
 }
 
