@@ -347,9 +347,24 @@ func (d *jsonDecoder) array() (any, error) {
 // finds the closing quote and checks the raw text; only a string with
 // escapes needs a second pass, and a buffer of its own.
 func (d *jsonDecoder) string() (string, error) {
+	end, escaped, err := d.scanString()
+	if err != nil {
+		return "", err
+	}
+	start := d.pos + 1
+	d.pos = end + 1
+	if escaped {
+		return d.unescape(start, end)
+	}
+	return d.s[start:end], nil
+}
+
+// scanString is string's first pass: the index of the closing quote of
+// the string whose opening quote is at d.pos, and whether it has escapes.
+// It leaves d.pos where it was.
+func (d *jsonDecoder) scanString() (end int, escaped bool, err error) {
 	s := d.s
 	start := d.pos + 1
-	escaped := false
 	for i := start; i < len(s); {
 		if i = jsonPlainRun(s, i); i == len(s) {
 			break
@@ -357,11 +372,7 @@ func (d *jsonDecoder) string() (string, error) {
 		c := s[i]
 		switch {
 		case c == '"':
-			d.pos = i + 1
-			if escaped {
-				return d.unescape(start, i)
-			}
-			return s[start:i], nil
+			return i, escaped, nil
 		case c == '\\':
 			// Skip the escaped character, so that \" does not end the
 			// string; unescape checks the escape itself.
@@ -371,18 +382,18 @@ func (d *jsonDecoder) string() (string, error) {
 				i++
 			}
 		case c < 0x20:
-			return "", d.errorf(i, "invalid control character U+%04X in string", c)
+			return 0, false, d.errorf(i, "invalid control character U+%04X in string", c)
 		case c < utf8.RuneSelf:
 			i++
 		default:
 			r, size := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && size == 1 {
-				return "", d.errorf(i, "invalid UTF-8 byte 0x%02x in string", c)
+				return 0, false, d.errorf(i, "invalid UTF-8 byte 0x%02x in string", c)
 			}
 			i += size
 		}
 	}
-	return "", d.errorf(d.pos, "unterminated string")
+	return 0, false, d.errorf(d.pos, "unterminated string")
 }
 
 // The word-at-a-time tests of the string scanners: the high bit of each

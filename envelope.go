@@ -276,7 +276,12 @@ func parseEnvelopeMembers(d *jsonDecoder, e *Envelope) *Envelope {
 				if d.pos >= len(d.s) || d.s[d.pos] != '"' {
 					return nil // null or the wrong type
 				}
-				if *str, err = d.string(); err != nil {
+				if key == fieldCertificate {
+					*str, err = d.certificate()
+				} else {
+					*str, err = d.string()
+				}
+				if err != nil {
 					return nil
 				}
 			case key == fieldGilmsgVersion && d.pos < len(d.s) && d.s[d.pos] == '"':

@@ -3,6 +3,8 @@ package gilmsg
 import (
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 )
 
 // The text a signature covers, written from a parsed envelope without
@@ -223,4 +225,36 @@ func (c *canonChecker) integer() bool {
 	}
 	c.pos = end
 	return true
+}
+
+// certStrings remembers decoded certificate fields by their text in the
+// body. A publisher puts the same certificate, about 2 KB with an escape
+// every 76 characters, in every message and ACK; decoding it anew was the
+// largest allocation of a validated message. Slots are picked by length
+// and two bytes of the text; a miss costs what decoding always did, plus
+// a copy of the text to remember it by.
+var certStrings [64]atomic.Pointer[certString]
+
+type certString struct{ raw, decoded string }
+
+// certificate reads the string at d.pos as string does, from certStrings
+// when its text was read before.
+func (d *jsonDecoder) certificate() (string, error) {
+	end, escaped, err := d.scanString()
+	if err != nil || !escaped {
+		return d.string() // an unescaped string costs nothing to read
+	}
+	raw := d.s[d.pos : end+1]
+	slot := &certStrings[(len(raw)+int(raw[len(raw)/2])*7+int(raw[len(raw)*3/4])*13)%len(certStrings)]
+	if m := slot.Load(); m != nil && m.raw == raw {
+		d.pos = end + 1
+		return m.decoded, nil
+	}
+	decoded, err := d.string()
+	if err == nil {
+		// decoded has memory of its own (string unescaped it): it may
+		// outlive the body.
+		slot.Store(&certString{raw: strings.Clone(raw), decoded: decoded})
+	}
+	return decoded, err
 }

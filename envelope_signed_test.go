@@ -116,3 +116,33 @@ func TestSignedTextFast(t *testing.T) {
 		t.Error("validating a message signed here built its Fields map")
 	}
 }
+
+// TestCertificateMemo: a certificate field read before is not decoded
+// again (no allocation), and a different text, even in the same slot,
+// is decoded for itself.
+func TestCertificateMemo(t *testing.T) {
+	cert := strings.Repeat("MIIDazCCAlOgAwIBAgIUQ0VSVElGSUNBVEUgVEVYVCBGT1IgVEhFIE1FTU8gVEVTVA==", 30)
+	wrapped := base64Wrap76([]byte(cert))
+	field := strings.ReplaceAll(wrapped, "\n", `\n`)
+	body := []byte(`{"certificate":"` + field + `","topic":"t"}`)
+	var env Envelope
+	if e, err := parseEnvelopeShared(body, &env); err != nil || e.Certificate != wrapped {
+		t.Fatalf("certificate %q, %v", e.Certificate, err)
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		env = Envelope{}
+		if e, err := parseEnvelopeShared(body, &env); err != nil || e.Certificate != wrapped {
+			t.Fatalf("certificate %q, %v", e.Certificate, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("reading a known certificate allocated %v times", allocs)
+	}
+	// Same length and the same bytes where the slot is picked: the same
+	// slot, another certificate.
+	other := []byte(strings.Replace(string(body), "MIID", "MIIE", 1))
+	e, err := ParseEnvelope(other)
+	if want := strings.Replace(wrapped, "MIID", "MIIE", 1); err != nil || e.Certificate != want {
+		t.Fatalf("another certificate in the same slot read as %q (%v), want %q", e.Certificate, err, want)
+	}
+}
