@@ -144,10 +144,11 @@ type Config struct {
 	// waits for a subscriber whose queue is full when high_water_mark is
 	// 0 (the queue is then 1 GiB / max_message_size messages, a cap of
 	// ours): a burst to a slow but live subscriber waits for it rather
-	// than be dropped. When the wait runs out, that message and those of
-	// the next 5 waits' time are sent past full subscribers (they lose
-	// them) without waiting, so a subscriber that stopped reading costs
-	// one wait, not one per message. 0: never wait. Default 2000.
+	// than be dropped. When the wait runs out, that message is sent past
+	// the full subscribers, which lose it and get nothing more until they
+	// have read half their queue, and sends wait again from the next one:
+	// a subscriber that stopped reading costs one wait, not one per
+	// message. 0: never wait. Default 2000.
 	ZMQSendWait int `mapstructure:"zmq_send_wait" json:"zmq_send_wait"`
 	// Timeout (seconds) is fedmsg's generic timeout. Default 2.
 	Timeout float64 `mapstructure:"timeout" json:"timeout"`

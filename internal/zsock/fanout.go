@@ -14,13 +14,6 @@ import (
 // with a cap of ours waits for a full subscriber before sending past it.
 const DefaultSendWaitMS = 2000
 
-// lossyHoldWaits is how many send waits a fan-out socket that waited in
-// vain sends past full subscribers before it waits again (see
-// [Fanout.Send]): a subscriber that reads just enough to be let back in
-// can then stall the publisher for at most 1/(1+lossyHoldWaits) of the
-// time, not hold it to its own pace.
-const lossyHoldWaits = 5
-
 // Fanout sends on an XPUB whose per-subscriber queue (ZMQ_SNDHWM) is a cap
 // of ours rather than the operator's high_water_mark: a burst to a slow
 // but live subscriber then waits for it instead of being dropped, and one
@@ -33,10 +26,20 @@ const lossyHoldWaits = 5
 // up to ZMQ_SNDTIMEO, for room. Send uses that, and when the wait runs
 // out it turns NODROP off, which libzmq reads at each send: that message
 // then goes to every subscriber with room and is dropped for the full
-// ones, which libzmq also stops counting until they have read half their
-// queue. It stays so for lossyHoldWaits waits (sending past full
-// subscribers without waiting), then tries NODROP without waiting; once
-// a send so succeeds it waits again.
+// ones. libzmq also sets a subscriber it dropped for aside, sending it
+// nothing and no longer counting it as full, until it has read half its
+// queue. The next send tries NODROP again without waiting: it succeeds
+// unless another subscriber has filled up since (then that message is
+// sent past it too, and the next one tries again), and from then on
+// sends wait again. A subscriber that stopped reading thus costs one
+// wait; one that reads a little now and then, one wait each time it is
+// let back in and fills up again.
+//
+// (Holding off NODROP for a while after a wait ran out was tried: with
+// 100 stuck subscribers among 200, the 100 that read, slowly on a loaded
+// machine, lost messages all through the hold. A subscriber that reads
+// just fast enough to end each wait holds the publisher to its pace
+// whatever Send does: that is waiting for slow subscribers.)
 //
 // A Fanout belongs to the owner of its socket; its counters may be read
 // from anywhere.
@@ -46,8 +49,7 @@ type Fanout struct {
 	log  *slog.Logger
 	what string // names the socket in the log
 
-	lossy   bool      // NODROP is off
-	probeAt time.Time // when lossy, when to try NODROP again
+	lossy bool // NODROP is off: the last send went past full subscribers
 
 	waited   atomic.Uint64 // sends that found a full subscriber and waited
 	timedOut atomic.Uint64 // waits that ran out: sent past the full ones
@@ -100,12 +102,9 @@ func (f *Fanout) Send(send func(block bool) error) error {
 	return send(true)
 }
 
-// sendLossy sends with NODROP off, after trying once without waiting
-// with it on when the hold is over.
+// sendLossy tries once without waiting with NODROP on, and else sends
+// with it off.
 func (f *Fanout) sendLossy(send func(block bool) error) error {
-	if time.Now().Before(f.probeAt) {
-		return send(true)
-	}
 	if err := f.setLossy(false); err != nil {
 		return err
 	}
@@ -128,9 +127,6 @@ func (f *Fanout) setLossy(lossy bool) error {
 		return fmt.Errorf("ZMQ_XPUB_NODROP: %w", err)
 	}
 	f.lossy = lossy
-	if lossy {
-		f.probeAt = time.Now().Add(lossyHoldWaits * f.wait)
-	}
 	return nil
 }
 
