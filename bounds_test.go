@@ -278,7 +278,11 @@ func TestRelayWaitsForSlowSubscriber(t *testing.T) {
 	runRelay(t, r)
 	zctx := testZCtx(t)
 	c := newRelayClients(t, zctx, r)
-	go drain(c.sub) // a fast one, which must not be what makes the relay wait
+	// A fast one, which must not be what makes the relay wait; its
+	// socket is its goroutine's until drain returns, before the cleanups.
+	drained := make(chan int)
+	go func() { drained <- drain(c.sub) }()
+	defer func() { <-drained }()
 
 	slow := stuckSub(t, zctx, r.OutboundEndpoint())
 	waitFor(t, "the slow subscriber to get a probe", func() bool {
