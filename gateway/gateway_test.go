@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -281,5 +282,52 @@ func TestGatewayWarnsOfUnboundedHWM(t *testing.T) {
 				t.Errorf("warned %v, want %v; log: %s", warned, tc.warns, buf.String())
 			}
 		})
+	}
+}
+
+// TestGatewayWaitsForSlowClient: with its queue per client left to the
+// default (128 messages of max_message_size 8 MiB), the gateway waits for
+// a client that is full rather than drop a burst to one that reads, only
+// more slowly than the burst comes: the slow client gets all of it, in
+// order. (The default dropped past 128, as an operator's
+// high_water_mark still does: TestGatewaySlowClientBounded.)
+func TestGatewayWaitsForSlowClient(t *testing.T) {
+	testenv.CheckLeaks(t)
+	const n = 3000
+	rig := newGatewayRig(t, 0)
+	// rig.sub reads at once, and is its goroutine's until it is done.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		rig.sub.SetRcvtimeo(200 * time.Millisecond)
+		for {
+			if _, err := rig.sub.RecvMessageBytes(0); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { <-drained }()
+	slow := rig.client(t, newZCtx(t), 10)
+	body := bytes.Repeat([]byte("y"), 4<<10)
+	for i := range n {
+		if _, err := rig.pub.SendMessage("burst", strconv.Itoa(i), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow.SetRcvtimeo(10 * time.Second)
+	for i := 0; i < n; {
+		msg, err := slow.RecvMessageBytes(0)
+		if err != nil {
+			t.Fatalf("the slow client got %d of %d: %v", i, n, err)
+		}
+		if string(msg[0]) != "burst" {
+			continue // a probe
+		}
+		if string(msg[1]) != strconv.Itoa(i) {
+			t.Fatalf("the slow client got message %s, want %d: the gateway dropped the ones between", msg[1], i)
+		}
+		if i++; i%8 == 0 {
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
