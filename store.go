@@ -186,8 +186,10 @@ const maxStoreBatch = 512
 // that are ready to run queue their messages before it starts a
 // transaction without them. A transaction costs about as much as
 // storing a few dozen messages: taking only what was queued when the last
-// one ended made batches of 5 from 64 publishers. No timer: a message
-// waits at most for publishers that can run now, never for one to come.
+// one ended made batches of 4-5 from 64 publishers. No timer: a message
+// waits at most for the goroutines ready to run now (each yield lets them
+// run, up to a time slice each when they are busy), never for one to
+// come.
 const storeYields = 3
 
 func newStoreWriter(st Store, timeout time.Duration, log *slog.Logger, hooks *Hooks) *storeWriter {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/devpki"
 	"github.com/gilmsg/gilmsg-go/sqlstore"
 )
 
@@ -20,11 +21,12 @@ import (
 // share transactions; with tail, a subscriber in the same process reads
 // every message and its seq_id, as the bench's does.
 func BenchmarkStoredPublish(b *testing.B) {
-	b.Run("publish", func(b *testing.B) { benchStoredPublish(b, false) })
-	b.Run("tail", func(b *testing.B) { benchStoredPublish(b, true) })
+	b.Run("publish", func(b *testing.B) { benchStoredPublish(b, false, false) })
+	b.Run("tail", func(b *testing.B) { benchStoredPublish(b, true, false) })
+	b.Run("signed", func(b *testing.B) { benchStoredPublish(b, false, true) })
 }
 
-func benchStoredPublish(b *testing.B, tail bool) {
+func benchStoredPublish(b *testing.B, tail, sign bool) {
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, "sqlite:///"+filepath.Join(b.TempDir(), "store.db"))
 	if err != nil {
@@ -32,11 +34,18 @@ func benchStoredPublish(b *testing.B, tail bool) {
 	}
 	defer st.Close()
 	cfg := gilmsg.DefaultConfig()
+	if sign {
+		pki, err := devpki.New(b.TempDir(), devpki.Options{Hosts: []string{"bench"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg = pki.Config()
+	}
 	cfg.TopicPrefix = "org.fedoraproject"
 	cfg.Name = "bench"
 	cfg.Endpoints = map[string][]string{"bench": {"tcp://127.0.0.1:*"}}
 	cfg.ValidateSignatures = false
-	cfg.SignMessages = false
+	cfg.SignMessages = sign
 	cfg.HighWaterMark = 0
 	var commits atomic.Int64
 	hooks := &gilmsg.Hooks{StoreLag: func(time.Duration) { commits.Add(1) }}
