@@ -237,12 +237,18 @@ var certStrings [64]atomic.Pointer[certString]
 
 type certString struct{ raw, decoded string }
 
+// maxCertMemo bounds the text certStrings keeps, at 64 slots × twice
+// this: an RSA 4096 certificate in PEM and base64 is under 4 KB.
+const maxCertMemo = 16 << 10
+
 // certificate reads the string at d.pos as string does, from certStrings
 // when its text was read before.
 func (d *jsonDecoder) certificate() (string, error) {
 	end, escaped, err := d.scanString()
-	if err != nil || !escaped {
-		return d.string() // an unescaped string costs nothing to read
+	if err != nil || !escaped || end-d.pos > maxCertMemo {
+		// An unescaped string costs nothing to read; a longer one than
+		// any certificate is not kept: a peer could fill every slot.
+		return d.string()
 	}
 	raw := d.s[d.pos : end+1]
 	slot := &certStrings[(len(raw)+int(raw[len(raw)/2])*7+int(raw[len(raw)*3/4])*13)%len(certStrings)]

@@ -146,3 +146,20 @@ func TestCertificateMemo(t *testing.T) {
 		t.Fatalf("another certificate in the same slot read as %q (%v), want %q", e.Certificate, err, want)
 	}
 }
+
+// TestCertificateMemoBound: a certificate field longer than any real one
+// is read correctly but not remembered, so a peer cannot make the memo
+// hold megabytes.
+func TestCertificateMemoBound(t *testing.T) {
+	big := strings.Repeat(`A\n`, maxCertMemo)
+	body := []byte(`{"certificate":"` + big + `"}`)
+	e, err := ParseEnvelope(body)
+	if err != nil || e.Certificate != strings.Repeat("A\n", maxCertMemo) {
+		t.Fatalf("certificate of %d bytes read wrong (%v)", len(e.Certificate), err)
+	}
+	for i := range certStrings {
+		if m := certStrings[i].Load(); m != nil && len(m.raw) > maxCertMemo+2 {
+			t.Fatalf("slot %d keeps %d bytes", i, len(m.raw))
+		}
+	}
+}
