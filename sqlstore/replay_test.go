@@ -517,7 +517,10 @@ func TestCatchUpPagesByteCutAnswers(t *testing.T) {
 	status := filepath.Join(t.TempDir(), "gilmsg-tail")
 	bus := subscriber(t, map[string][]string{"svc": {pub.Endpoint()}}, map[string]string{"svc": srv.Endpoint()}, nil)
 	open := func() *gilmsg.Subscription {
-		sub, err := bus.Subscribe(context.Background(), "", gilmsg.WithoutValidation(), gilmsg.WithStatusFile(status))
+		// An answer of 32 MiB read from SQLite can take longer than the
+		// default 2 s on a loaded machine; what is tested is the paging.
+		sub, err := bus.Subscribe(context.Background(), "", gilmsg.WithoutValidation(), gilmsg.WithStatusFile(status),
+			gilmsg.WithReplayTimeout(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
