@@ -74,7 +74,8 @@ var (
 	// frames, 64 MiB).
 	ErrReplayTooLarge = errors.New("gilmsg: replay answer too large")
 
-	// ErrMessageTooLarge means a msg to publish is larger, encoded, than
+	// ErrMessageTooLarge means a msg to publish is larger, encoded with
+	// its envelope (signature and certificate: ~3 kB), than
 	// max_message_size: every Go subscriber would drop its connection
 	// rather than read it, and the publisher's queue for each subscriber
 	// is sized by that limit.

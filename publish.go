@@ -220,12 +220,6 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding msg: %w", err)
 	}
-	if limit := b.opts.maxMsgSize; limit > 0 && int64(len(raw)) > limit {
-		if plain {
-			putScratch(scratch, raw)
-		}
-		return nil, nil, fmt.Errorf("%w: msg is %d bytes encoded, max_message_size %d", ErrMessageTooLarge, len(raw), limit)
-	}
 	now := time.Now()
 	msgID := po.msgID
 	if msgID == "" {
@@ -234,6 +228,17 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 	username := po.username
 	if username == "" {
 		username = b.username
+	}
+	// What a subscriber's max_message_size bounds is the whole body: a
+	// msg just under it, with its envelope, was sent, and every Go
+	// subscriber dropped its connection with it and what followed.
+	if limit := b.opts.maxMsgSize; limit > 0 {
+		if size := int64(len(raw)) + b.envelopeBytes(full, msgID, username, sign); size > limit {
+			if plain {
+				putScratch(scratch, raw)
+			}
+			return nil, nil, fmt.Errorf("%w: msg is %d bytes encoded, up to %d with its envelope, max_message_size %d", ErrMessageTooLarge, len(raw), size, limit)
+		}
 	}
 	i := b.counter.Add(1)
 	if plain && stored {
@@ -274,6 +279,36 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 
 // envelopeKeys is the most keys an envelope this package sends has.
 const envelopeKeys = 11
+
+// envelopeBytes bounds what an envelope adds to its msg, but for the
+// topic, msg_id, username and signature: keys, quotes, numbers.
+const envelopeBytes = 512
+
+// jsonTextBytes bounds the length of s as canonical JSON writes it: a
+// byte that is not printable ASCII, or is a quote or backslash, in at
+// most 6 bytes (\uXXXX).
+func jsonTextBytes(s string) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			n += 5
+		}
+	}
+	return n
+}
+
+// envelopeBytes bounds what the envelope of a msg on topic adds to it,
+// signed when sign is set, so that Publish can refuse a message whose
+// body would be over max_message_size before it is signed or stored.
+func (b *Bus) envelopeBytes(topic, msgID, username string, sign bool) int64 {
+	n := int64(envelopeBytes + jsonTextBytes(topic) + jsonTextBytes(msgID) + jsonTextBytes(username))
+	if sign {
+		if s, err := b.getSigner(); err == nil {
+			n += s.envelopeBytes()
+		}
+	}
+	return n
+}
 
 // seal signs (when sign is set) and encodes an envelope that is not
 // stored.

@@ -151,6 +151,18 @@ func (s *Signer) Sign(fields map[string]any) error {
 	return nil
 }
 
+// envelopeBytes bounds what Sign adds to an envelope's encoding.
+func (s *Signer) envelopeBytes() int64 {
+	if s.gpg != nil {
+		return 16 << 10 // an OpenPGP signature of any RSA key, base64
+	}
+	// base64Wrap76's lines, each newline written \n.
+	sig := (s.key.Size() + 2) / 3 * 4
+	sig += 2 * (sig/76 + 1)
+	cert := len(s.certField) + len(s.certField)/38 + 2 // a newline in 76, written \n
+	return int64(sig + cert + 128)
+}
+
 func (s *Signer) signText(text []byte) (string, error) {
 	sig, err := s.rsaKey.SignSHA1(text)
 	if err != nil {
