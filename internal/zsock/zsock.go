@@ -158,21 +158,27 @@ func NewContext(ioThreads int) (*zmq.Context, error) {
 // high_water_mark is 0: see [FanoutHWM].
 const DefaultFanoutBytes = 1 << 30
 
-// minFanoutHWM is the least per-peer queue [FanoutHWM] chooses, whatever
-// max_message_size says.
-const minFanoutHWM = 128
+// noLimitFanoutHWM is [FanoutHWM]'s queue when max_message_size is -1
+// (no limit), where no count of messages bounds the bytes.
+const noLimitFanoutHWM = 128
 
 // FanoutHWM is the high-water mark of a socket that queues for each peer:
 // high_water_mark when it is set, else enough messages of
-// max_message_size to fill [DefaultFanoutBytes], at least 128.
+// max_message_size to fill [DefaultFanoutBytes] (at least one). It was at
+// least 128, which made the bound 128 × max_message_size above 8 MiB:
+// 40 messages of 40 MB, with max_message_size 64 MiB, all stayed queued
+// for a subscriber that did not read (1.7 GB). Publishing sockets wait for
+// a full subscriber ([Fanout]) and a full SUB stops reading its
+// connection, so a short queue slows a burst of big messages but loses
+// none.
 func FanoutHWM(o Options) int {
 	if o.HWM > 0 {
 		return o.HWM
 	}
 	if o.MaxMsgSize <= 0 {
-		return minFanoutHWM
+		return noLimitFanoutHWM
 	}
-	return int(max(DefaultFanoutBytes/o.MaxMsgSize, minFanoutHWM))
+	return int(max(DefaultFanoutBytes/o.MaxMsgSize, 1))
 }
 
 // New makes a socket of type t with o applied; options must be set

@@ -54,3 +54,18 @@ func TestFromConfig(t *testing.T) {
 		t.Errorf("FromConfig(nil) = %+v", got)
 	}
 }
+
+// TestFanoutHWMBoundsBytes: at high_water_mark 0 the queue for one peer
+// holds at most DefaultFanoutBytes of messages of max_message_size,
+// whatever that is (a floor of 128 made it 128 × 64 MiB = 8 GiB at 64 MiB).
+func TestFanoutHWMBoundsBytes(t *testing.T) {
+	for _, size := range []int64{1 << 10, 8 << 20, 64 << 20, 1 << 30, 4 << 30} {
+		n := zsock.FanoutHWM(zsock.Options{MaxMsgSize: size})
+		if n < 1 || (int64(n)*size > zsock.DefaultFanoutBytes && n > 1) {
+			t.Errorf("max_message_size %d: %d messages, %d bytes per peer", size, n, int64(n)*size)
+		}
+	}
+	if n := zsock.FanoutHWM(zsock.Options{HWM: 7, MaxMsgSize: 64 << 20}); n != 7 {
+		t.Errorf("high_water_mark 7 gave %d", n)
+	}
+}
