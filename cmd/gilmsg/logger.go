@@ -67,8 +67,9 @@ remaining lines are still published, and the exit status is 3. A
 the exit status is then 1. So does a line longer than max_message_size
 (8 MiB by default; a subscriber would refuse the message): it is read
 through without being held, its line number and size go to stderr, the
-lines after it are published, and the exit status is 1. Any other
-failure stops at once with status 1.
+lines after it are published, and the exit status is 1; the same for a
+shorter line whose message, with its envelope (~3 kB signed), would be
+over it. Any other failure stops at once with status 1.
 The ACK timeout is the config's ack_timeout, else 2 s (the larger of
 timeout and twice zmq_reconnect_ivl_max): long enough for a recipient
 that is reconnecting.
@@ -276,20 +277,35 @@ func (l *loggerRun) publish(ctx context.Context, lines []inputLine) error {
 }
 
 func (l *loggerRun) publishBatch(ctx context.Context, batch []gilmsg.BatchMessage, where []string) error {
-	if len(batch) == 0 {
-		return nil
+	for len(batch) > 0 {
+		receipts, err := l.bus.PublishBatch(ctx, batch, l.opts...)
+		for range receipts {
+			l.prog.count(true, false, false)
+		}
+		at := len(receipts)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("interrupted at %s", where[at])
+		case !errors.Is(err, gilmsg.ErrMessageTooLarge):
+			return fmt.Errorf("%s: %w", where[at], err)
+		}
+		l.refuseTooLarge(where[at], errors.Unwrap(err)) // less "message i of the batch"
+		batch, where = batch[at+1:], where[at+1:]
 	}
-	receipts, err := l.bus.PublishBatch(ctx, batch, l.opts...)
-	for range receipts {
-		l.prog.count(true, false, false)
-	}
-	switch {
-	case err == nil:
-		return nil
-	case ctx.Err() != nil:
-		return fmt.Errorf("interrupted at %s", where[len(receipts)])
-	}
-	return fmt.Errorf("%s: %w", where[len(receipts)], err)
+	return nil
+}
+
+// refuseTooLarge says on stderr that the message of the line at where was
+// not published: with its envelope it is over max_message_size, which
+// the line itself was not. The next lines are published, as after a line
+// over max_message_size.
+func (l *loggerRun) refuseTooLarge(where string, err error) {
+	l.tooLong++
+	l.prog.clear()
+	fmt.Fprintf(l.stderr, "gilmsg logger: %s: %v: not published\n", where, err)
+	l.prog.count(false, false, true)
 }
 
 func (l *loggerRun) publishReliable(ctx context.Context, where string, msg any) error {
@@ -300,6 +316,8 @@ func (l *loggerRun) publishReliable(ctx context.Context, where string, msg any) 
 		l.prog.count(true, true, false)
 	case ctx.Err() != nil:
 		return fmt.Errorf("interrupted at %s", where)
+	case errors.Is(err, gilmsg.ErrMessageTooLarge):
+		l.refuseTooLarge(where, err)
 	case errors.As(err, &te):
 		l.unacked++
 		l.prog.clear()

@@ -85,6 +85,18 @@ func TestLoggerWithName(t *testing.T) {
 			code:  exitFailure, signer: loggerCN, topic: "org.example.dev.logger.log",
 			want:   []string{`{"log":"before"}`, `{"log":"after"}`},
 			stderr: "line 2: 100000 bytes, over max_message_size (65536): not published\ngilmsg logger: line 4: 70000 bytes"},
+		{name: "a line that its envelope takes over max_message_size",
+			args:  []string{"--wait-subscribers", "1"},
+			stdin: "before\n" + strings.Repeat("z", 65000) + "\nafter\n",
+			code:  exitFailure, signer: loggerCN, topic: "org.example.dev.logger.log",
+			want:   []string{`{"log":"before"}`, `{"log":"after"}`},
+			stderr: "line 2: gilmsg: message too large: msg is 65010 bytes encoded"},
+		{name: "a reliable line that its envelope takes over max_message_size",
+			args:  []string{"--recipients", consumerCN, "--ack-timeout", "5"},
+			stdin: "before\n" + strings.Repeat("z", 65000) + "\nafter\n",
+			code:  exitFailure, signer: loggerCN, topic: "org.example.dev.logger.log",
+			want:   []string{`{"log":"before"}`, `{"log":"after"}`},
+			stderr: "line 2: gilmsg: message too large: msg is 65010 bytes encoded"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
