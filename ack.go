@@ -127,8 +127,8 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 	if timeout <= 0 {
 		timeout = b.cfg.AckTimeoutDuration()
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	sctx, scancel := context.WithTimeout(ctx, timeout+time.Duration(b.cfg.ZMQSendWait)*time.Millisecond)
+	defer scancel()
 
 	p := l.register(out.msgID, recipients)
 	defer l.unregister(out.msgID)
@@ -136,18 +136,35 @@ func (b *Bus) publishReliable(ctx context.Context, topic string, msg any, po *pu
 	subs := b.pub.subs
 	joins := subs.Joins() // before the send: a later join may have missed it
 	// An active publisher waits, within the ACK timeout, for a relay
-	// that is restarting.
-	if err := b.sendWithin(wctx, out, 0); err != nil {
+	// that is restarting. The ACK clock starts once the message has left
+	// the socket: a full subscriber, stuck and nothing to do with the
+	// recipients, holds it there up to zmq_send_wait (2 s, the default
+	// ACK timeout), which failed the publish while its ACKs were on
+	// their way; so the send may take that much longer.
+	out.sent = make(chan struct{})
+	err = b.sendWithin(sctx, out, 0)
+	if err == nil {
+		select {
+		case <-out.sent:
+		case <-sctx.Done():
+			err = sctx.Err()
+		case <-b.closed:
+			err = ErrClosed
+		}
+	}
+	if err != nil {
 		b.stats.timedOut.Add(1)
 		b.opts.hooks.ackTimedOut()
 		if b.isClosed() {
 			return nil, ErrClosed
 		}
-		if wctx.Err() != nil {
+		if sctx.Err() != nil {
 			return nil, l.timeoutError(ctx, p, out, timeout)
 		}
 		return nil, err
 	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 
 	err = b.awaitAcks(wctx, l, p, out, joins)
 	acks := l.acks(p)

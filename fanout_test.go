@@ -81,3 +81,30 @@ func TestStuckSubscriberSparesSlowOnes(t *testing.T) {
 		t.Errorf("%d waits ran out, want 1 (the stuck subscriber's)", st.SendWaitsRanOut)
 	}
 }
+
+// TestReliablePublishPastStuckSubscriber: the ACK clock of a reliable
+// publish started before its message had left the socket, so that the
+// one publish whose send waited zmq_send_wait for a stuck subscriber
+// (nothing to do with its recipient) timed out while its ACK was on its
+// way (a logger with the defaults, 2 s each, exited 3 at line 2433 of
+// 6000 that its recipient had all printed).
+func TestReliablePublishPastStuckSubscriber(t *testing.T) {
+	const size = 64 << 10
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.HighWaterMark, c.ZMQSendWait = 0, 1500 }
+	pub := n.start(pubCN)
+	n.consumers(t, c1)
+	stuckSub(t, testZCtx(t), pub.Endpoint())
+	if err := pub.WaitSubscribers(ctxT(t), "", 2); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", size)
+	for i := 0; pub.Stats().SendWaitsRanOut == 0; i++ {
+		if i == 2000 {
+			t.Fatal("the stuck subscriber never filled up")
+		}
+		if _, err := pub.Publish(ctxT(t), "job", map[string]any{"pad": pad}, WithRecipients(c1), WithAckTimeout(time.Second)); err != nil {
+			t.Fatalf("reliable publish %d: %v", i, err)
+		}
+	}
+}

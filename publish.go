@@ -151,6 +151,9 @@ type outgoing struct {
 	// stored, when set, is this unsigned message on its way into the
 	// bus's store, which gives it its seq_id: body has none yet.
 	stored *StoreEntry
+	// sent, when set (a reliable publish), is closed once the message
+	// has left the socket the first time.
+	sent chan struct{}
 }
 
 // prepFlags says what prepare adds to fedmsg's envelope.
@@ -641,6 +644,13 @@ func (p *publisher) sendOne(out *outgoing) {
 	}
 	if out.bodyBuf != nil { // zmq_send copied it
 		putScratch(out.bodyBuf, out.body)
+	}
+	if out.sent != nil {
+		select { // resends send out again; sendOne's callers hold sending
+		case <-out.sent:
+		default:
+			close(out.sent)
+		}
 	}
 }
 
