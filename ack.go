@@ -241,6 +241,7 @@ func (b *Bus) sendAck(ctx context.Context, env *Envelope) (*outgoing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (ACKing %s)", err, env.MsgID)
 	}
+	out.noWait = true
 	if err := b.send(ctx, out); err != nil {
 		return nil, err
 	}

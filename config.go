@@ -148,7 +148,8 @@ type Config struct {
 	// the full subscribers, which lose it and get nothing more until they
 	// have read half their queue, and sends wait again from the next one:
 	// a subscriber that stopped reading costs one wait, not one per
-	// message. 0: never wait. Default 2000.
+	// message. ACKs never wait: they go past full subscribers at once.
+	// 0: never wait; at most 60000. Default 2000.
 	ZMQSendWait int `mapstructure:"zmq_send_wait" json:"zmq_send_wait"`
 	// Timeout (seconds) is fedmsg's generic timeout. Default 2.
 	Timeout float64 `mapstructure:"timeout" json:"timeout"`
@@ -302,7 +303,7 @@ var numericLimits = map[string]limit{
 	"zmq_heartbeat_ivl":       {min: 0, max: math.MaxInt32, why: "0: no heartbeats"},
 	"zmq_heartbeat_timeout":   {min: 0, max: math.MaxInt32, why: "0: the interval"},
 	"zmq_heartbeat_ttl":       {min: 0, max: 6553599, why: "libzmq's maximum"},
-	"zmq_send_wait":           {min: 0, max: math.MaxInt32, why: "0: never wait"},
+	"zmq_send_wait":           {min: 0, max: 60000, why: "0: never wait; at most a minute, which Close and every publish may wait behind a subscriber that stopped reading"},
 	"ack_timeout":             {min: 0, minOpen: true, max: maxSeconds, why: "0 would fail every reliable publish"},
 	"timeout":                 {min: 0, max: maxSeconds},
 	"post_init_sleep":         {min: 0, max: maxSeconds},

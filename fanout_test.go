@@ -108,3 +108,38 @@ func TestReliablePublishPastStuckSubscriber(t *testing.T) {
 		}
 	}
 }
+
+// TestAckPastStuckSubscriber: a subscriber that stopped reading on a
+// recipient's own endpoint made that recipient's ACK wait zmq_send_wait
+// in its socket, and its publisher timed out although the message had
+// been received (gilmsg logger exited 3 at line 3009 of 6000, found by
+// attacking). An ACK now goes past full subscribers at once.
+func TestAckPastStuckSubscriber(t *testing.T) {
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.HighWaterMark, c.ZMQSendWait = 0, 3000 }
+	pub := n.start(pubCN)
+	_, buses := n.consumers(t, c1)
+	stuckSub(t, testZCtx(t), buses[0].Endpoint())
+	if err := buses[0].WaitSubscribers(ctxT(t), "", 2); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(i int) {
+		t.Helper()
+		if _, err := pub.Publish(ctxT(t), "job", map[string]any{"i": i}, WithRecipients(c1), WithAckTimeout(2*time.Second)); err != nil {
+			t.Fatalf("reliable publish %d: %v (the recipient's stats: %+v)", i, err, buses[0].Stats())
+		}
+	}
+	i := 0
+	for ; buses[0].Stats().AcksSentPastFull == 0; i++ {
+		if i == 5000 {
+			t.Fatal("the stuck subscriber never filled up")
+		}
+		publish(i)
+	}
+	for end := i + 20; i < end; i++ {
+		publish(i)
+	}
+	if st := buses[0].Stats(); st.SendWaits != 0 {
+		t.Errorf("the recipient waited %d times for a full subscriber to send ACKs", st.SendWaits)
+	}
+}

@@ -154,6 +154,9 @@ type outgoing struct {
 	// sent, when set (a reliable publish), is closed once the message
 	// has left the socket the first time.
 	sent chan struct{}
+	// noWait (an ACK) sends past full subscribers at once instead of
+	// waiting zmq_send_wait for them (zsock.Fanout.SendPast).
+	noWait bool
 }
 
 // prepFlags says what prepare adds to fedmsg's envelope.
@@ -637,7 +640,11 @@ func (p *publisher) run() {
 // sendOne sends out on the socket; the caller holds sending. A full
 // subscriber makes it wait, up to zmq_send_wait (see newXPub).
 func (p *publisher) sendOne(out *outgoing) {
-	err := p.fan.Send(func(block bool) error { return send2(p.sock, p.handle, out.topic, out.body, block) })
+	send := p.fan.Send
+	if out.noWait {
+		send = p.fan.SendPast
+	}
+	err := send(func(block bool) error { return send2(p.sock, p.handle, out.topic, out.body, block) })
 	if err != nil {
 		p.stats.sendErrors.Add(1)
 		p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))

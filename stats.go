@@ -14,6 +14,11 @@ type Stats struct {
 	// SendWaitsRanOut, the waits that ran out, each followed by sends
 	// past full subscribers, which lose those messages.
 	SendWaits, SendWaitsRanOut uint64
+	// AcksSentPastFull counts ACKs that found a subscriber's queue full
+	// and were sent past it at once: an ACK waits for no subscriber, so
+	// that one that stopped reading cannot delay it past its publisher's
+	// ACK timeout.
+	AcksSentPastFull uint64
 	Received                   uint64 // messages read by subscriptions
 	Invalid                    map[Reason]uint64
 	Duplicates                 uint64 // messages a subscription had already yielded (resends)
@@ -81,6 +86,7 @@ func (b *Bus) Stats() Stats {
 	}
 	if b.pub != nil {
 		out.SendWaits, out.SendWaitsRanOut = b.pub.fan.Waited(), b.pub.fan.TimedOut()
+		out.AcksSentPastFull = b.pub.fan.SentPast()
 	}
 	return out
 }

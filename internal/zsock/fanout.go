@@ -53,6 +53,7 @@ type Fanout struct {
 
 	waited   atomic.Uint64 // sends that found a full subscriber and waited
 	timedOut atomic.Uint64 // waits that ran out: sent past the full ones
+	past     atomic.Uint64 // SendPast's sends that found a full subscriber
 }
 
 // NewFanout makes s, an XPUB not yet bound or connected, wait up to wait
@@ -100,6 +101,39 @@ func (f *Fanout) Send(send func(block bool) error) error {
 		return err
 	}
 	return send(true)
+}
+
+// SendPast is Send for a message that must not wait for any subscriber:
+// with room everywhere it costs what Send does; else it is sent past the
+// full subscribers at once, as after a wait ran out, but without waiting
+// and without counting or logging a wait. An ACK is such a message: the
+// one peer it is for reads it promptly, and a wait for an unrelated
+// stuck subscriber would make its publisher time out although the
+// message was received.
+func (f *Fanout) SendPast(send func(block bool) error) error {
+	if f == nil {
+		return send(true)
+	}
+	if f.lossy {
+		return f.sendLossy(send)
+	}
+	if err := send(false); err == nil || !IsEAGAIN(err) {
+		return err
+	}
+	f.past.Add(1)
+	if err := f.setLossy(true); err != nil {
+		return err
+	}
+	return send(true)
+}
+
+// SentPast is how many of SendPast's sends found a full subscriber and
+// went past it without waiting.
+func (f *Fanout) SentPast() uint64 {
+	if f == nil {
+		return 0
+	}
+	return f.past.Load()
 }
 
 // sendLossy tries once without waiting with NODROP on, and else sends
