@@ -19,9 +19,9 @@ type Stats struct {
 	// that one that stopped reading cannot delay it past its publisher's
 	// ACK timeout.
 	AcksSentPastFull uint64
-	Received                   uint64 // messages read by subscriptions
-	Invalid                    map[Reason]uint64
-	Duplicates                 uint64 // messages a subscription had already yielded (resends)
+	Received         uint64 // messages read by subscriptions
+	Invalid          map[Reason]uint64
+	Duplicates       uint64 // messages a subscription had already yielded (resends)
 	// GapsGivenUp counts the runs of missed seq_ids subscriptions stopped
 	// asking for (see WithGapMaxAge); SeqResets, the times a publisher's
 	// seq_ids went back and were taken as a new run.
