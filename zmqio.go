@@ -106,6 +106,21 @@ typedef struct {
 	zmq_msg_t first;
 } gilmsg_fwd;
 
+// gilmsg_discard_rest reads and drops the frames that follow one whose
+// more flag was more, so that the next receive starts a message.
+static void gilmsg_discard_rest(void *sub, int more) {
+	while (more) {
+		zmq_msg_t m;
+		zmq_msg_init(&m);
+		int rc;
+		do {
+			rc = zmq_msg_recv(&m, sub, 0);
+		} while (rc < 0 && errno == EINTR);
+		more = rc >= 0 && zmq_msg_more(&m);
+		zmq_msg_close(&m);
+	}
+}
+
 // gilmsg_forward moves one message from sub to pub, frame by frame,
 // without copying (zmq_msg_send takes the frame over); the first frame
 // is received with ZMQ_DONTWAIT, and sent with first_flags. It returns the
@@ -155,15 +170,7 @@ static int gilmsg_forward(void *sub, void *pub, gilmsg_fwd *f, int first_flags) 
 				return -1;
 			}
 			zmq_msg_close(&m);
-			while (more) {
-				zmq_msg_init(&m);
-				if (zmq_msg_recv(&m, sub, 0) < 0 && errno != EINTR) {
-					zmq_msg_close(&m);
-					break;
-				}
-				more = zmq_msg_more(&m);
-				zmq_msg_close(&m);
-			}
+			gilmsg_discard_rest(sub, more);
 			errno = e;
 			return -1;
 		}
@@ -180,16 +187,7 @@ static void gilmsg_forward_drop(void *sub, gilmsg_fwd *f) {
 	int more = zmq_msg_more(&f->first);
 	zmq_msg_close(&f->first);
 	f->pending = 0;
-	while (more) {
-		zmq_msg_t m;
-		zmq_msg_init(&m);
-		if (zmq_msg_recv(&m, sub, 0) < 0 && errno != EINTR) {
-			zmq_msg_close(&m);
-			break;
-		}
-		more = zmq_msg_more(&m);
-		zmq_msg_close(&m);
-	}
+	gilmsg_discard_rest(sub, more);
 }
 
 static int gilmsg_socket_type(void *sock) {
