@@ -3,6 +3,7 @@ package gilmsg
 import (
 	"bytes"
 	"context"
+	"math"
 	"strings"
 	"testing"
 )
@@ -129,12 +130,18 @@ func TestCertificateMemo(t *testing.T) {
 	if e, err := parseEnvelopeShared(body, &env); err != nil || e.Certificate != wrapped {
 		t.Fatalf("certificate %q, %v", e.Certificate, err)
 	}
-	allocs := testing.AllocsPerRun(20, func() {
-		env = Envelope{}
-		if e, err := parseEnvelopeShared(body, &env); err != nil || e.Certificate != wrapped {
-			t.Fatalf("certificate %q, %v", e.Certificate, err)
-		}
-	})
+	// AllocsPerRun counts the whole process's allocations: a goroutine
+	// another test left running can add some to one measurement, never
+	// take the memo's away, so the least of a few is the memo's.
+	allocs := math.Inf(1)
+	for try := 0; try < 5 && allocs > 0; try++ {
+		allocs = min(allocs, testing.AllocsPerRun(20, func() {
+			env = Envelope{}
+			if e, err := parseEnvelopeShared(body, &env); err != nil || e.Certificate != wrapped {
+				t.Fatalf("certificate %q, %v", e.Certificate, err)
+			}
+		}))
+	}
 	if allocs != 0 {
 		t.Errorf("reading a known certificate allocated %v times", allocs)
 	}
