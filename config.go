@@ -303,7 +303,7 @@ var numericLimits = map[string]limit{
 	"zmq_heartbeat_ivl":       {min: 0, max: math.MaxInt32, why: "0: no heartbeats"},
 	"zmq_heartbeat_timeout":   {min: 0, max: math.MaxInt32, why: "0: the interval"},
 	"zmq_heartbeat_ttl":       {min: 0, max: 6553599, why: "libzmq's maximum"},
-	"zmq_send_wait":           {min: 0, max: 60000, why: "0: never wait; at most a minute, which Close and every publish may wait behind a subscriber that stopped reading"},
+	"zmq_send_wait":           {min: 0, max: 60000, why: "0: never wait; at most a minute, which every publish may wait behind a subscriber that stopped reading"},
 	"ack_timeout":             {min: 0, minOpen: true, max: maxSeconds, why: "0 would fail every reliable publish"},
 	"timeout":                 {min: 0, max: maxSeconds},
 	"post_init_sleep":         {min: 0, max: maxSeconds},

@@ -357,7 +357,7 @@ func TestConfigLoadLimits(t *testing.T) {
 		{"ack_timeout", `{"ack_timeout": 0}`, nil},
 		{"ack_timeout", `{"ack_timeout": 9.3e9}`, nil},
 		{"zmq_linger", "zmq_linger: -2\n", nil},
-		{"zmq_send_wait", `{"zmq_send_wait": 2000000}`, nil}, // Close would wait as long
+		{"zmq_send_wait", `{"zmq_send_wait": 2000000}`, nil}, // a publish would wait as long
 		{"crl_cache_expiry", `{}`, []string{"FEDMSG_CRL_CACHE_EXPIRY=-1"}},
 	}
 	for _, tc := range cases {

@@ -2,6 +2,7 @@ package gilmsg
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,5 +142,45 @@ func TestAckPastStuckSubscriber(t *testing.T) {
 	}
 	if st := buses[0].Stats(); st.SendWaits != 0 {
 		t.Errorf("the recipient waited %d times for a full subscriber to send ACKs", st.SendWaits)
+	}
+}
+
+// TestCloseCutsSendWait: Close of a bus whose publish waits for a
+// subscriber that stopped reading ends that wait (zsock.Fanout.Stop):
+// it waited all of zmq_send_wait, up to a minute, before.
+func TestCloseCutsSendWait(t *testing.T) {
+	tn := newTestNet(t)
+	tn.mutate = func(c *Config) {
+		c.SignMessages, c.ValidateSignatures = false, false
+		c.HighWaterMark, c.ZMQSendWait = 0, 60000
+	}
+	pub := tn.start("publisher01.example.org")
+	stuckSub(t, testZCtx(t), pub.Endpoint())
+	if err := pub.WaitSubscribers(ctxT(t), "big", 1); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 512<<10)
+	published := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if _, err := pub.Publish(context.Background(), "big", map[string]any{"i": i, "pad": pad}); err != nil {
+				published <- err
+				return
+			}
+		}
+	}()
+	waitFor(t, "a publish to wait for the stuck subscriber", func() bool { return pub.Stats().SendWaits > 0 })
+	closed := make(chan error, 1)
+	go func() { closed <- pub.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close still waiting for the stuck subscriber after 30 s of a 60 s zmq_send_wait")
+	}
+	if err := <-published; !errors.Is(err, ErrClosed) {
+		t.Errorf("the publish after Close: %v, want ErrClosed", err)
 	}
 }

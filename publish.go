@@ -723,6 +723,7 @@ func (p *publisher) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.fan.Stop() // a send waiting for a stuck subscriber goes past it
 	p.wake()
 	<-p.done
 }

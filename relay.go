@@ -479,6 +479,7 @@ func (r *Relay) stopMonitor() {
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
 		close(r.closing)
+		r.fan.Stop() // a send waiting for a stuck subscriber goes past it
 		r.poller.Wake()
 		r.run <- struct{}{} // wait for Run to let go of the sockets; never released
 		r.stopMonitor()

@@ -49,21 +49,27 @@ type Fanout struct {
 	log  *slog.Logger
 	what string // names the socket in the log
 
-	lossy bool // NODROP is off: the last send went past full subscribers
+	lossy   bool        // NODROP is off: the last send went past full subscribers
+	stopped atomic.Bool // Stop was called: no wait from now on
 
 	waited   atomic.Uint64 // sends that found a full subscriber and waited
 	timedOut atomic.Uint64 // waits that ran out: sent past the full ones
 	past     atomic.Uint64 // SendPast's sends that found a full subscriber
 }
 
+// waitSlice is the longest blocking send of a wait: [Fanout.Stop] ends a
+// wait within it.
+const waitSlice = 100 * time.Millisecond
+
 // NewFanout makes s, an XPUB not yet bound or connected, wait up to wait
-// for a full subscriber: ZMQ_XPUB_NODROP on, ZMQ_SNDTIMEO wait. what
-// names the socket in the log line said when a wait runs out.
+// for a full subscriber: ZMQ_XPUB_NODROP on, and blocking sends of at
+// most [waitSlice] (ZMQ_SNDTIMEO) until wait has passed. what names the
+// socket in the log line said when a wait runs out.
 func NewFanout(s *zmq.Socket, wait time.Duration, log *slog.Logger, what string) (*Fanout, error) {
 	if err := s.SetXpubNodrop(true); err != nil {
 		return nil, fmt.Errorf("ZMQ_XPUB_NODROP: %w", err)
 	}
-	if err := s.SetSndtimeo(wait); err != nil {
+	if err := s.SetSndtimeo(min(wait, waitSlice)); err != nil {
 		return nil, &OptionError{Key: "zmq_send_wait", Err: fmt.Errorf("%v rejected by zmq: %w", wait, err)}
 	}
 	return &Fanout{sock: s, wait: wait, log: log, what: what}, nil
@@ -88,8 +94,13 @@ func (f *Fanout) Send(send func(block bool) error) error {
 		return err
 	}
 	f.waited.Add(1)
-	if err = send(true); err == nil || !IsEAGAIN(err) {
-		return err
+	for start := time.Now(); ; {
+		if err = send(true); err == nil || !IsEAGAIN(err) {
+			return err
+		}
+		if f.stopped.Load() || time.Since(start) >= f.wait {
+			break
+		}
 	}
 	level := slog.LevelDebug
 	if f.timedOut.Add(1) == 1 {
@@ -101,6 +112,17 @@ func (f *Fanout) Send(send func(block bool) error) error {
 		return err
 	}
 	return send(true)
+}
+
+// Stop ends the wait of a Send under way, and of every later one, within
+// [waitSlice]: the message is then sent past the full subscribers. The
+// socket's owner calls it, from any goroutine, when it closes, so that
+// closing never waits zmq_send_wait for a subscriber that stopped
+// reading.
+func (f *Fanout) Stop() {
+	if f != nil {
+		f.stopped.Store(true)
+	}
 }
 
 // SendPast is Send for a message that must not wait for any subscriber:
