@@ -158,7 +158,7 @@ func WithRelayQueue(n int) RelayOption {
 // subscriber to n messages too, but as a bound on memory rather than a
 // policy: a full subscriber makes the relay wait for room, up to
 // zmq_send_wait, so a burst to a slow but live subscriber is not dropped;
-// when the wait runs out, the relay sends past the full ones for a while
+// when the wait runs out, the relay sends that message past the full ones
 // (see [Config.ZMQSendWait]). [WithRelayQueue] wins over it. Limits as for
 // WithRelayQueue.
 func WithRelayQueueCap(n int) RelayOption {

@@ -11,8 +11,8 @@ type Stats struct {
 	SendErrors uint64 // messages ZeroMQ refused to send
 	// SendWaits counts sends that found a subscriber's queue full (at
 	// high_water_mark 0) and waited for room, up to zmq_send_wait;
-	// SendWaitsRanOut, the waits that ran out, each followed by sends
-	// past full subscribers, which lose those messages.
+	// SendWaitsRanOut, the waits that ran out, after each of which that
+	// message was sent past the full subscribers, which lose it.
 	SendWaits, SendWaitsRanOut uint64
 	// AcksSentPastFull counts ACKs that found a subscriber's queue full
 	// and were sent past it at once: an ACK waits for no subscriber, so

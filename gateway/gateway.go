@@ -40,7 +40,7 @@ const (
 // messages of max_message_size would be past [gilmsg.DefaultFanoutBytes]:
 // 128 with the default 8 MiB; and then a full client makes the gateway
 // wait for it, up to zmq_send_wait, rather than lose a burst, after which
-// it sends past full clients for a while ([gilmsg.Config.ZMQSendWait]).
+// that message is sent past the full clients ([gilmsg.Config.ZMQSendWait]).
 //
 // Run, Close and Stats are safe from any goroutine.
 type Gateway struct {

@@ -194,8 +194,8 @@ func (f *Fanout) Waited() uint64 {
 	return f.waited.Load()
 }
 
-// TimedOut is how many of those waits ran out, each followed by a spell
-// of sends that drop for full subscribers.
+// TimedOut is how many of those waits ran out, after each of which that
+// message was sent past the full subscribers.
 func (f *Fanout) TimedOut() uint64 {
 	if f == nil {
 		return 0
