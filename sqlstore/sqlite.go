@@ -32,6 +32,7 @@ type sqliteStore struct {
 	db   *sql.DB
 	name string
 	busy int // ms
+	wal  *walCheckpointer
 }
 
 var sqliteDialect = dialect{
@@ -88,7 +89,7 @@ func openSQLite(ctx context.Context, rawURL, rest string) (_ gilmsg.Store, err e
 	// size, the MAX) prepared on each connection: parsing a multi-row
 	// INSERT cost more than running it.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + fmt.Sprintf("?_busy_timeout=%d&_txlock=immediate&_synchronous=%s&_journal_mode=WAL&_stmt_cache_size=%d", busy, sync, stmtCacheSize)
-	if st.db, err = sql.Open("sqlite3", dsn); err != nil {
+	if st.db, err = sql.Open(sqliteDriver, dsn); err != nil {
 		return nil, fail(err)
 	}
 	defer func() {
@@ -96,14 +97,20 @@ func openSQLite(ctx context.Context, rawURL, rest string) (_ gilmsg.Store, err e
 			st.db.Close()
 		}
 	}()
-	// One writer at a time anyway; a few readers for replay servers.
-	st.db.SetMaxOpenConns(4)
+	// One writer at a time anyway, the checkpointer, a few readers for
+	// replay servers.
+	st.db.SetMaxOpenConns(5)
 	if _, err := st.db.ExecContext(ctx, sqliteDDL); err != nil {
 		return nil, fail(err)
 	}
 	if err := checkLayout(ctx, st.db); err != nil {
 		return nil, fail(err)
 	}
+	var pageSize int64
+	if err := st.db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return nil, fail(err)
+	}
+	st.wal = newWALCheckpointer(st.db, pageSize)
 	return st, nil
 }
 
@@ -161,6 +168,7 @@ func (s *sqliteStore) Append(ctx context.Context, b *gilmsg.Batch) (err error) {
 	// size of each batch, would cost more than SQLite's work.
 	args := make([]any, 0, 5*min(len(b.Entries), insertChunks[0]))
 	var ts timeText
+	var written int64
 	for rest := b.Entries; len(rest) > 0; {
 		k := chunkFor(len(rest))
 		args = args[:0]
@@ -168,13 +176,18 @@ func (s *sqliteStore) Append(ctx context.Context, b *gilmsg.Batch) (err error) {
 			// The body is bound as TEXT (Python reads a str), without a
 			// copy: SQLite copies it, and nothing changes it meanwhile.
 			args = append(args, e.SeqID, e.MsgID, e.Topic, ts.of(e.Timestamp), unsafe.String(unsafe.SliceData(e.Body), len(e.Body)))
+			written += rowBytes(e.Body, e.MsgID, e.Topic)
 		}
 		if _, err := tx.ExecContext(ctx, insertSQL[k], args...); err != nil {
 			return err
 		}
 		rest = rest[k:]
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.wal.committed(ctx, written)
+	return nil
 }
 
 // insertChunks are the row counts of Append's INSERTs, largest first: a
@@ -245,6 +258,9 @@ func (s *sqliteStore) scanRows(rows *sql.Rows) ([]gilmsg.StoredMessage, error) {
 	return out, nil
 }
 
-func (s *sqliteStore) Close() error { return s.db.Close() }
+func (s *sqliteStore) Close() error {
+	s.wal.close()
+	return s.db.Close()
+}
 
 func (s *sqliteStore) String() string { return s.name }
