@@ -3,6 +3,8 @@ package gilmsg
 import (
 	"context"
 	"errors"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,6 +181,58 @@ func TestCloseCutsSendWait(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close still waiting for the stuck subscriber after 30 s of a 60 s zmq_send_wait")
+	}
+	if err := <-published; !errors.Is(err, ErrClosed) {
+		t.Errorf("the publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestSendWaitHoldsNoThread: a publish waiting for a stuck subscriber
+// waited in blocking cgo sends, each holding an OS thread asleep in the
+// kernel (its goroutine "in syscall"), which the runtime had to replace
+// and the woken thread had to get a P back from. It waits in Go's
+// netpoller ("IO wait") on the socket's ZMQ_FD instead.
+func TestSendWaitHoldsNoThread(t *testing.T) {
+	tn := newTestNet(t)
+	tn.mutate = func(c *Config) {
+		c.SignMessages, c.ValidateSignatures = false, false
+		c.HighWaterMark, c.ZMQSendWait = 0, 60000
+	}
+	pub := tn.start("publisher01.example.org")
+	stuckSub(t, testZCtx(t), pub.Endpoint())
+	if err := pub.WaitSubscribers(ctxT(t), "big", 1); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 512<<10)
+	published := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if _, err := pub.Publish(context.Background(), "big", map[string]any{"i": i, "pad": pad}); err != nil {
+				published <- err
+				return
+			}
+		}
+	}()
+	waitFor(t, "a publish to wait for the stuck subscriber", func() bool { return pub.Stats().SendWaits > 0 })
+	// The waiting goroutine, once seen not running: its state.
+	header := regexp.MustCompile(`^goroutine \d+ \[([^\]]*)\]:`)
+	var state string
+	waitFor(t, "the waiting goroutine to block", func() bool {
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if m := header.FindStringSubmatch(g); m != nil && strings.Contains(g, "zsock.(*Fanout).Send") &&
+				m[1] != "running" && m[1] != "runnable" {
+				state = m[1]
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.HasPrefix(state, "IO wait") {
+		t.Errorf("the publish waiting for room is %q, want %q: it holds an OS thread", state, "IO wait")
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
 	}
 	if err := <-published; !errors.Is(err, ErrClosed) {
 		t.Errorf("the publish after Close: %v, want ErrClosed", err)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -146,6 +147,21 @@ func (p *readyPoller) wait(ready []int) ([]int, error) {
 		ready = append(ready, int(ev.Fd))
 	}
 	return ready, nil
+}
+
+// Park waits as wait does, for at most d, and discards the ids: a
+// [zsock.Parker] for the owner of a poller that watches one socket (a
+// fan-out socket waiting for room).
+func (p *readyPoller) Park(d time.Duration) error {
+	if err := p.file.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return fmt.Errorf("epoll fd deadline: %w", err)
+	}
+	var buf [1]int
+	_, err := p.wait(buf[:0])
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return err
 }
 
 // epollCheck looks at the set without waiting: true when something in it

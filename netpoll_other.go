@@ -45,7 +45,23 @@ func (p *readyPoller) remove(s *zmq.Socket) {
 }
 
 func (p *readyPoller) wait(ready []int) ([]int, error) {
+	return p.waitUntil(ready, time.Time{})
+}
+
+// Park waits as wait does, for at most d, and discards the ids.
+func (p *readyPoller) Park(d time.Duration) error {
+	var buf [1]int
+	_, err := p.waitUntil(buf[:0], time.Now().Add(d))
+	return err
+}
+
+// waitUntil is wait returning with nothing appended at deadline (never
+// when it is zero).
+func (p *readyPoller) waitUntil(ready []int, deadline time.Time) ([]int, error) {
 	for {
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return ready, nil
+		}
 		if p.closed.Load() {
 			return ready, ErrClosed
 		}

@@ -528,6 +528,7 @@ type publisher struct {
 	sock     *zmq.Socket
 	handle   unsafe.Pointer // socketHandle(sock)
 	fan      *zsock.Fanout  // sends on sock; see newXPub
+	room     *readyPoller   // watches sock: fan waits for room in it; nil without fan
 	subs     *subscriptionTracker
 	mon      *connMonitor // active publishers only: is the relay there?
 	endpoint string
@@ -579,9 +580,21 @@ func (b *Bus) startPublisher() (_ *publisher, err error) {
 				sock.Monitor("", 0)
 				p.mon.Close()
 			}
+			if p.room != nil {
+				p.room.close()
+			}
 			sock.Close()
 		}
 	}()
+	if fan != nil {
+		if p.room, err = newReadyPoller(); err != nil {
+			return nil, err
+		}
+		if err = p.room.add(sock, 0); err != nil {
+			return nil, err
+		}
+		fan.ParkIn(p.room)
+	}
 	if b.cfg.Active {
 		if p.mon, err = newConnMonitor(b.zctx, sock); err != nil {
 			return nil, err
@@ -632,6 +645,9 @@ func (p *publisher) run() {
 	if p.mon != nil {
 		p.sock.Monitor("", 0)
 		p.mon.Close()
+	}
+	if p.room != nil {
+		p.room.close() // before the socket, whose ZMQ_FD it watches
 	}
 	p.sock.Close()
 	p.sending.Unlock()

@@ -51,6 +51,7 @@ type Fanout struct {
 
 	lossy   bool        // NODROP is off: the last send went past full subscribers
 	stopped atomic.Bool // Stop was called: no wait from now on
+	parker  Parker      // waits for room in Go's netpoller; nil: blocking sends
 
 	waited   atomic.Uint64 // sends that found a full subscriber and waited
 	timedOut atomic.Uint64 // waits that ran out: sent past the full ones
@@ -63,7 +64,8 @@ const waitSlice = 100 * time.Millisecond
 
 // NewFanout makes s, an XPUB not yet bound or connected, wait up to wait
 // for a full subscriber: ZMQ_XPUB_NODROP on, and blocking sends of at
-// most [waitSlice] (ZMQ_SNDTIMEO) until wait has passed. what names the
+// most [waitSlice] (ZMQ_SNDTIMEO), or parks of as long ([Fanout.ParkIn]),
+// until wait has passed. what names the
 // socket in the log line said when a wait runs out.
 func NewFanout(s *zmq.Socket, wait time.Duration, log *slog.Logger, what string) (*Fanout, error) {
 	if err := s.SetXpubNodrop(true); err != nil {
@@ -74,6 +76,22 @@ func NewFanout(s *zmq.Socket, wait time.Duration, log *slog.Logger, what string)
 	}
 	return &Fanout{sock: s, wait: wait, log: log, what: what}, nil
 }
+
+// A Parker parks the goroutine sending on a Fanout's socket, in Go's
+// netpoller, until the socket's ZMQ_FD signals (libzmq has commands for
+// it, among them the word that a subscriber read and made room), Wake is
+// called, or d has passed, whichever is first. Park belongs to the
+// socket's owner; Wake is safe from any goroutine.
+type Parker interface {
+	Park(d time.Duration) error
+	Wake()
+}
+
+// ParkIn makes Send wait for room in p rather than in blocking sends,
+// cgo calls that hold an OS thread asleep in the kernel for each wait
+// (the runtime hands its P to another thread, and the woken thread must
+// get one back). The owner calls it before the first send.
+func (f *Fanout) ParkIn(p Parker) { f.parker = p }
 
 // Send sends one message through send, which must send it with
 // ZMQ_DONTWAIT on its first frame when block is false, and without it
@@ -94,13 +112,13 @@ func (f *Fanout) Send(send func(block bool) error) error {
 		return err
 	}
 	f.waited.Add(1)
-	for start := time.Now(); ; {
-		if err = send(true); err == nil || !IsEAGAIN(err) {
-			return err
-		}
-		if f.stopped.Load() || time.Since(start) >= f.wait {
-			break
-		}
+	if f.parker != nil {
+		err = f.waitParked(send)
+	} else {
+		err = f.waitBlocking(send)
+	}
+	if err == nil || !IsEAGAIN(err) {
+		return err
 	}
 	level := slog.LevelDebug
 	if f.timedOut.Add(1) == 1 {
@@ -114,6 +132,39 @@ func (f *Fanout) Send(send func(block bool) error) error {
 	return send(true)
 }
 
+// waitBlocking retries with blocking sends of at most [waitSlice] until
+// one succeeds, fails otherwise, Stop is called or the wait has passed
+// (then EAGAIN).
+func (f *Fanout) waitBlocking(send func(block bool) error) error {
+	for start := time.Now(); ; {
+		if err := send(true); err == nil || !IsEAGAIN(err) || f.stopped.Load() || time.Since(start) >= f.wait {
+			return err
+		}
+	}
+}
+
+// waitParked is waitBlocking with the waits in f.parker, and sends that
+// do not block.
+func (f *Fanout) waitParked(send func(block bool) error) error {
+	for start := time.Now(); ; {
+		// ZMQ_EVENTS makes libzmq process the socket's commands now (a
+		// send does so at most once a millisecond), the word that room
+		// was made among them, and re-arms ZMQ_FD's signal: Park wakes
+		// at the next command.
+		if _, err := f.sock.GetEvents(); err != nil {
+			return fmt.Errorf("ZMQ_EVENTS: %w", err)
+		}
+		err := send(false)
+		left := f.wait - time.Since(start)
+		if err == nil || !IsEAGAIN(err) || f.stopped.Load() || left <= 0 {
+			return err
+		}
+		if err := f.parker.Park(min(left, waitSlice)); err != nil {
+			return err
+		}
+	}
+}
+
 // Stop ends the wait of a Send under way, and of every later one, within
 // [waitSlice]: the message is then sent past the full subscribers. The
 // socket's owner calls it, from any goroutine, when it closes, so that
@@ -122,6 +173,9 @@ func (f *Fanout) Send(send func(block bool) error) error {
 func (f *Fanout) Stop() {
 	if f != nil {
 		f.stopped.Store(true)
+		if f.parker != nil {
+			f.parker.Wake()
+		}
 	}
 }
 
