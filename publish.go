@@ -116,10 +116,7 @@ type Ack struct {
 // Publish is safe for use by many goroutines; messages from one goroutine
 // leave in the order they were published.
 func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...PublishOption) (*Receipt, error) {
-	var po pubOptions
-	for _, opt := range opts {
-		opt(&po)
-	}
+	po := pubOptionsOf(opts)
 	if len(po.recipients) > 0 {
 		return b.publishReliable(ctx, topic, msg, &po)
 	}
@@ -137,6 +134,19 @@ func (b *Bus) Publish(ctx context.Context, topic string, msg any, opts ...Publis
 		return nil, err
 	}
 	return &Receipt{Topic: out.topic, MsgID: out.msgID, SeqID: out.seqID}, nil
+}
+
+// pubOptionsOf applies opts. Applied to a local variable, they would move
+// it to the heap for every publish, options or none.
+func pubOptionsOf(opts []PublishOption) pubOptions {
+	if len(opts) == 0 {
+		return pubOptions{}
+	}
+	po := new(pubOptions)
+	for _, opt := range opts {
+		opt(po)
+	}
+	return *po
 }
 
 // outgoing is a message encoded once, ready to be sent (and resent).
@@ -656,11 +666,15 @@ func (p *publisher) run() {
 // sendOne sends out on the socket; the caller holds sending. A full
 // subscriber makes it wait, up to zmq_send_wait (see newXPub).
 func (p *publisher) sendOne(out *outgoing) {
-	send := p.fan.Send
+	// Called directly, not through a method value, which would move the
+	// closure to the heap for every message.
+	send := func(block bool) error { return send2(p.sock, p.handle, out.topic, out.body, block) }
+	var err error
 	if out.noWait {
-		send = p.fan.SendPast
+		err = p.fan.SendPast(send)
+	} else {
+		err = p.fan.Send(send)
 	}
-	err := send(func(block bool) error { return send2(p.sock, p.handle, out.topic, out.body, block) })
 	if err != nil {
 		p.stats.sendErrors.Add(1)
 		p.log.Error("gilmsg: send failed", slog.String("topic", out.topic), slog.String("msg_id", out.msgID), slog.Any("error", err))
