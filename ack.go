@@ -228,21 +228,38 @@ func uniq(s []string) []string {
 // returns it. Messages without gilmsg_version and ACKs are never ACKed:
 // it returns nil, nil for them.
 func (b *Bus) sendAck(ctx context.Context, env *Envelope) (*outgoing, error) {
-	if !env.IsGilmsg() || isAckTopic(env.Topic) || env.MsgID == "" {
+	if !needsAck(env) {
 		return nil, nil
 	}
+	return b.publishAck(ctx, env.MsgID, b.closed)
+}
+
+// needsAck reports whether env is a gilmsg message, which is ACKed, and
+// not an ACK, which is not.
+func needsAck(env *Envelope) bool {
+	return env.IsGilmsg() && !isAckTopic(env.Topic) && env.MsgID != ""
+}
+
+// publishAck signs and sends the ACK of msgID. A wait for room on the
+// socket ends with busClosed, or, when it is nil, with ctx alone.
+func (b *Bus) publishAck(ctx context.Context, msgID string, busClosed <-chan struct{}) (*outgoing, error) {
 	if b.pub == nil {
-		return nil, fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, env.MsgID)
+		return nil, fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, msgID)
+	}
+	if h := b.opts.ackHook; h != nil {
+		if err := h(msgID); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.warmUp(ctx, b.ackTopic); err != nil {
 		return nil, err
 	}
-	out, err := b.prepare(ctx, b.ackTopic, map[string]any{"ack_msg_id": env.MsgID}, &pubOptions{}, prepFlags{sign: true})
+	out, err := b.prepare(ctx, b.ackTopic, map[string]any{"ack_msg_id": msgID}, &pubOptions{}, prepFlags{sign: true})
 	if err != nil {
-		return nil, fmt.Errorf("%w (ACKing %s)", err, env.MsgID)
+		return nil, fmt.Errorf("%w (ACKing %s)", err, msgID)
 	}
 	out.noWait = true
-	if err := b.send(ctx, out); err != nil {
+	if err := b.sendOn(ctx, out, b.cfg.TimeoutDuration(), busClosed); err != nil {
 		return nil, err
 	}
 	b.stats.acksSent.Add(1)

@@ -213,8 +213,8 @@
 //     monitor.go and netpoll_*.go (connection events, waiting in Go's
 //     netpoller).
 //   - bus: gilmsg.go ([Bus], [New], the options), publish.go, tail.go,
-//     ack.go, ack_listener.go, resend.go, topic.go, hooks.go, stats.go;
-//     store.go and store_open.go; and the recovery a subscription runs
+//     ack.go, ack_queue.go, ack_listener.go, resend.go, topic.go,
+//     hooks.go, stats.go; store.go and store_open.go; and the recovery a subscription runs
 //     (the replay client: recover.go, recover_rounds.go), reconnect.go,
 //     checkpoint.go and status.go. These call each other freely: a
 //     subscription runs its own recovery, a publish its own store.

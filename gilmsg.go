@@ -88,6 +88,10 @@ type options struct {
 	store        Store
 	storeTimeout time.Duration
 	errs         []error // options given values they cannot take
+	// ackHook, for tests, is called with each ACK's msg_id just before
+	// it is signed, on the goroutine that signs it; an error it returns
+	// is the ACK's.
+	ackHook func(msgID string) error
 }
 
 func defaultOptions(cfg *Config) options {

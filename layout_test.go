@@ -61,6 +61,7 @@ var rootLayers = map[string]layer{
 	"publish_batch.go":  layerBus,
 	"tail.go":           layerBus,
 	"ack.go":            layerBus,
+	"ack_queue.go":      layerBus,
 	"ack_listener.go":   layerBus,
 	"resend.go":         layerBus,
 	"store.go":          layerBus,

@@ -406,10 +406,16 @@ func (b *Bus) send(ctx context.Context, out *outgoing) error {
 // sendWithin is send with the wait for the relay bounded by relayWait
 // (0: by ctx alone).
 func (b *Bus) sendWithin(ctx context.Context, out *outgoing, relayWait time.Duration) error {
+	return b.sendOn(ctx, out, relayWait, b.closed)
+}
+
+// sendOn is sendWithin with a wait for room on the socket ended by
+// busClosed (nil: by ctx alone).
+func (b *Bus) sendOn(ctx context.Context, out *outgoing, relayWait time.Duration, busClosed <-chan struct{}) error {
 	if err := b.awaitRelay(ctx, relayWait); err != nil {
 		return err
 	}
-	if err := b.pub.enqueue(ctx, b.closed, out); err != nil {
+	if err := b.pub.enqueue(ctx, busClosed, out); err != nil {
 		return err
 	}
 	b.stats.published.Add(1)

@@ -440,8 +440,7 @@ func (r *recovery) pop(ctx context.Context) (*Message, bool, error) {
 	s := r.s
 	if s.opts.ack && !s.opts.manualAck {
 		if err := s.ack(ctx, q.m.Envelope); err != nil {
-			if !s.ackErrSaid {
-				s.ackErrSaid = true
+			if s.ackErrSaid.CompareAndSwap(false, true) {
 				s.bus.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", q.m.MsgID), slog.Any("error", err))
 			}
 			return q.m, true, err // not delivered: a restart yields it again

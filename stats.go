@@ -27,7 +27,11 @@ type Stats struct {
 	// seq_ids went back and were taken as a new run.
 	GapsGivenUp, SeqResets uint64
 
-	AcksSent     uint64            // ACKs published by tails and consumers
+	AcksSent uint64 // ACKs published by tails and consumers
+	// AckErrors counts ACKs a subscription could not sign or send (each
+	// subscription logs the first, and its Next returns it), those Close
+	// gave up on after its flush bound included.
+	AckErrors    uint64
 	AcksReceived uint64            // ACK messages read by the ACK listener
 	AcksMatched  uint64            // ACKs that completed a recipient of a waiting publish
 	AcksRejected map[string]uint64 // ACKs that did not count, by reason
@@ -39,12 +43,12 @@ type Stats struct {
 }
 
 type stats struct {
-	published, sendErrors, received, duplicates atomic.Uint64
-	acksSent, acksReceived, acksMatched         atomic.Uint64
-	reliable, acked, timedOut, resends          atomic.Uint64
-	gapsGivenUp, seqResets                      atomic.Uint64
-	invalid                                     keyedCounter[Reason]
-	acksRejected                                keyedCounter[string]
+	published, sendErrors, received, duplicates    atomic.Uint64
+	acksSent, acksReceived, acksMatched, ackErrors atomic.Uint64
+	reliable, acked, timedOut, resends             atomic.Uint64
+	gapsGivenUp, seqResets                         atomic.Uint64
+	invalid                                        keyedCounter[Reason]
+	acksRejected                                   keyedCounter[string]
 }
 
 // keyedCounter counts by a small set of keys.
@@ -81,6 +85,7 @@ func (b *Bus) Stats() Stats {
 		Invalid: s.invalid.snapshot(), Duplicates: s.duplicates.Load(),
 		GapsGivenUp: s.gapsGivenUp.Load(), SeqResets: s.seqResets.Load(),
 		AcksSent: s.acksSent.Load(), AcksReceived: s.acksReceived.Load(), AcksMatched: s.acksMatched.Load(),
+		AckErrors:         s.ackErrors.Load(),
 		AcksRejected:      s.acksRejected.snapshot(),
 		ReliablePublishes: s.reliable.Load(), Acked: s.acked.Load(), TimedOut: s.timedOut.Load(), Resends: s.resends.Load(),
 	}

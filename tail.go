@@ -14,8 +14,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/gilmsg/gilmsg-go/internal/untrusted"
-
 	zmq "github.com/pebbe/zmq4"
 )
 
@@ -43,9 +41,10 @@ type received struct {
 	env Envelope
 }
 
-// Ack publishes this message's ACK now. It is only needed with
+// Ack signs and publishes this message's ACK now, on the caller's
+// goroutine, and returns its error. It is only needed with
 // [WithManualAck]; otherwise a subscription ACKs each valid gilmsg message
-// just before yielding it. Call it once the message has been handled as
+// as it yields it (see [Subscription.Next]). Call it once the message has been handled as
 // far as the publisher needs to know (written, stored, processed): an ACK
 // is the publisher's proof of delivery, so a message dropped by the
 // application's own filters should not be ACKed. Messages without
@@ -88,6 +87,9 @@ func (s *Subscription) ack(ctx context.Context, env *Envelope) error {
 	if out != nil && s.seen != nil {
 		s.seen.setAck(env.MsgID, out)
 	}
+	if err != nil {
+		s.bus.stats.ackErrors.Add(1)
+	}
 	return err
 }
 
@@ -119,10 +121,11 @@ func WithInvalidMessages() SubscribeOption { return func(o *subOptions) { o.surf
 func WithoutAck() SubscribeOption { return func(o *subOptions) { o.ack = false } }
 
 // WithManualAck leaves ACKs to the caller, who calls [Message.Ack] once the
-// message has been handled (written, stored, processed). Without it a
-// subscription ACKs each valid gilmsg message as it yields it: the ACK
-// then says "received by the application", not "processed", and a message
-// the application drops is ACKed all the same.
+// message has been handled (written, stored, processed); a caller that
+// handles messages on many goroutines signs their ACKs on as many. Without
+// it a subscription ACKs each valid gilmsg message as it yields it: the
+// ACK then says "received by the application", not "processed", and a
+// message the application drops is ACKed all the same.
 func WithManualAck() SubscribeOption { return func(o *subOptions) { o.manualAck = true } }
 
 // WithDedupe sets how many recent msg_ids a subscription remembers to drop
@@ -188,7 +191,8 @@ type Subscription struct {
 	frames   [][]byte // the frames of the message being read, reused
 	reader   frameReader
 
-	ackErrSaid bool
+	acks       *ackQueue   // the ACKs Next hands off; nil unless it ACKs on its own
+	ackErrSaid atomic.Bool // the first ACK failure was logged
 
 	big       bool // the message being handled is big: release after it
 	releaseMu sync.Mutex
@@ -239,6 +243,9 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	}
 	if o.dedupe > 0 {
 		s.seen = newIDSet(o.dedupe)
+	}
+	if s.opts.ack && !s.opts.manualAck {
+		s.acks = newAckQueue(s)
 	}
 	// Close (ours or the bus's) may come while we set up: it waits for
 	// useMu, and a closing bus cuts the ready wait short.
@@ -429,6 +436,17 @@ func (s *Subscription) Endpoints() int { return int(s.neps.Load()) }
 // (ctx.Err()), or the subscription or bus closes ([ErrClosed]). An invalid
 // message is skipped, unless [WithInvalidMessages] was given: then it is
 // returned with its [ValidationError].
+//
+// A subscription that ACKs on its own (neither [WithoutAck] nor
+// [WithManualAck]) queues a valid gilmsg message's ACK as Next returns
+// it; signer goroutines, GOMAXPROCS of them, sign and send it while the
+// reader goes on, and ACKs may leave in another order than their
+// messages. The queue holds at most 256 ACKs or 1 MiB of msg_ids (plus
+// one): when it is full, Next waits for room before reading on. An ACK
+// that fails is counted in [Stats].AckErrors; the first of each
+// subscription is logged and returned, with a nil message, by the next
+// call of Next (which it wakes). [Subscription.Close] sends the ACKs still
+// queued, waiting at most 2 s for them.
 func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	s.useMu.Lock()
 	defer s.useMu.Unlock()
@@ -441,11 +459,21 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	}
 	// The reader is back: it is done with the message it was given last.
 	s.releaseAfterBig()
+	// Read on only while the signers keep up (ack_queue.go).
+	if err := s.acks.waitRoom(ctx, s.work.Done()); err != nil {
+		if s.closed.Load() {
+			return nil, ErrClosed
+		}
+		return nil, err
+	}
 	for {
 		if s.closed.Load() {
 			return nil, ErrClosed
 		}
 		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := s.acks.takeErr(); err != nil {
 			return nil, err
 		}
 		if m, ok, err := s.rec.pop(ctx); ok {
@@ -577,16 +605,10 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 	if s.rec.admit(ctx, m) {
 		return nil, false, nil // dropped, or queued after what its gap recovered
 	}
-	var ackErr error
-	if !s.opts.manualAck && s.opts.ack {
-		ackErr = s.ack(ctx, env)
-	}
-	if ackErr != nil && !s.ackErrSaid {
-		// Said once, loudly: a consumer that cannot ACK makes every
-		// reliable publish to it time out.
-		s.ackErrSaid = true
-		b.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", env.MsgID), slog.Any("error", ackErr))
-		return m, true, ackErr
+	if s.acks != nil && needsAck(env) {
+		// Signed and sent by the ACK queue once Next has returned m; a
+		// failure comes back from a later Next.
+		s.acks.add(strings.Clone(env.MsgID))
 	}
 	return m, true, nil
 }
@@ -688,7 +710,10 @@ func joinContexts(a, b context.Context) (context.Context, func()) {
 }
 
 // Close closes the subscription's sockets; a blocked Next returns
-// [ErrClosed]. It is safe to call twice and from any goroutine.
+// [ErrClosed]. The ACKs of the messages Next has returned are sent
+// before it returns, within 2 s (see [Subscription.Next]); those it
+// gives up on are counted in [Stats].AckErrors and logged. It is safe
+// to call twice and from any goroutine.
 func (s *Subscription) Close() error {
 	if s.closed.Swap(true) {
 		return nil
@@ -700,6 +725,7 @@ func (s *Subscription) Close() error {
 	s.useMu.Lock()
 	s.rec.close()
 	s.closeSockets()
+	s.acks.close() // the reader is out: nothing more is queued
 	s.addMu.Lock()
 	for _, a := range s.adds {
 		close(a.mons) // ErrClosed for addEndpoints
