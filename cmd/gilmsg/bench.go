@@ -154,6 +154,8 @@ type benchResults struct {
 	bodyBytes, signedBodyBytes              int
 
 	raw, unsigned, signed float64  // msgs/s
+	rawCapped             float64  // msgs/s: raw with the bus's per-subscriber cap (rawCappedPhase)
+	rawCap                int      // that cap, messages
 	stored                float64  // msgs/s, unsigned, with an SQLite persistent_store (bench_store.go)
 	storedSigned          float64  // msgs/s, the same signed and validated
 	ssl                   sslRates // libcrypto's own rates (bench_openssl.go)
@@ -179,6 +181,7 @@ type benchResults struct {
 	// CPU of the whole process per message (per publish in the reliable
 	// phases), µs.
 	cpuRaw, cpuUnsigned, cpuSigned, cpuConcurrent float64
+	cpuRawCapped                                  float64
 
 	gpg []gpgRate // the gpg backend, per key kind
 }
@@ -189,7 +192,7 @@ type latencies struct {
 }
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) error {
-	prog := newBenchProgress(stderr, 14)
+	prog := newBenchProgress(stderr, 15)
 	defer prog.finish()
 	prog.phase("throwaway PKI")
 	dir, err := os.MkdirTemp("", "gilmsg-bench-")
@@ -215,6 +218,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o benchOptions) err
 	}{
 		{"rsa_first", "RSA sign and verify, one goroutine", e.rsaPhase},
 		{"raw", "raw ZeroMQ PUB→SUB", e.rawPhase},
+		{"rawcap", "raw ZeroMQ PUB→SUB, capped as the bus", e.rawCappedPhase},
 		{"plain", "publish→tail, unsigned", e.unsignedPhase},
 		{"stored", "publish→tail, unsigned, stored in SQLite", e.storedPhase},
 		{"signed", "publish→tail, signed and validated", e.signedPhase},

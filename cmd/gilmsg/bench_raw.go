@@ -12,39 +12,80 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/gilmsg/gilmsg-go/internal/zsock"
 )
 
 // rawPhase is the baseline: pebbe/zmq4 alone, PUB to SUB, the same two
 // frames as the unsigned phase's messages.
 func (e *benchEnv) rawPhase(ctx context.Context, r *benchResults) error {
+	res, body, err := e.rawFlow(ctx, 0)
+	if err != nil {
+		return err
+	}
+	r.bodyBytes = len(body)
+	r.raw, r.cpuRaw = res.rate(), res.cpuPerMsg()
+	r.rawRTT, err = e.rawRoundTrip(ctx, []byte(benchPrefix+"msg"), body)
+	return err
+}
+
+// rawCappedPhase is the baseline with the queues the bus must have: each
+// side's ZMQ_SNDHWM and ZMQ_RCVHWM the bus's per-subscriber cap (of
+// max_message_size, zsock.FanoutHWM), and ZMQ_XPUB_NODROP, so that a
+// send to a full subscriber waits for it, as the bus's does, instead of
+// dropping. It refines the bound of the unsigned phase; raw ZeroMQ, with
+// no cap, stays its headline bound.
+func (e *benchEnv) rawCappedPhase(ctx context.Context, r *benchResults) error {
+	r.rawCap = zsock.FanoutHWM(zsock.FromConfig(e.config(benchPublisher, nil)))
+	res, _, err := e.rawFlow(ctx, r.rawCap)
+	if err != nil {
+		return err
+	}
+	r.rawCapped, r.cpuRawCapped = res.rate(), res.cpuPerMsg()
+	return nil
+}
+
+// rawFlow runs a PUB→SUB flow of the unsigned phase's messages, each
+// side's queue capped at hwm messages (0: no cap) with XPUB_NODROP when
+// capped, and returns the body it sent.
+func (e *benchEnv) rawFlow(ctx context.Context, hwm int) (flowResult, []byte, error) {
 	now := time.Now()
 	body, err := gilmsg.MarshalCanonical(map[string]any{
 		"topic": benchPrefix + "msg", "msg": e.payload, "timestamp": now.Unix(),
 		"msg_id": strconv.Itoa(now.Year()) + "-" + uuid.NewString(), "i": 1, "username": "bench",
 	})
 	if err != nil {
-		return err
+		return flowResult{}, nil, err
 	}
-	r.bodyBytes = len(body)
 	zctx, err := zmq.NewContext()
 	if err != nil {
-		return err
+		return flowResult{}, nil, err
 	}
 	defer zctx.Term()
-	pub, sub, err := rawPair(zctx, zctx)
+	pub, sub, err := rawPairCapped(zctx, zctx, hwm)
 	defer closeSockets(pub, sub)
 	if err != nil {
-		return err
+		return flowResult{}, nil, err
 	}
 	topic, end := []byte(benchPrefix+"msg"), []byte(benchPrefix+"end")
 	fl := flow{
-		send: func(_ context.Context, last bool) error {
+		send: func(ctx context.Context, last bool) error {
 			t, b := topic, body
 			if last {
 				t, b = end, nil
 			}
-			if _, err := pub.SendBytes(t, zmq.SNDMORE); err != nil {
-				return err
+			// Capped, a blocking send waits for room up to its
+			// ZMQ_SNDTIMEO, then says EAGAIN: wait again.
+			for {
+				_, err := pub.SendBytes(t, zmq.SNDMORE)
+				if zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
+					if err != nil {
+						return err
+					}
+					break
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 			}
 			_, err := pub.SendBytes(b, 0)
 			return err
@@ -66,12 +107,7 @@ func (e *benchEnv) rawPhase(ctx context.Context, r *benchResults) error {
 		},
 	}
 	res, err := e.runFlow(ctx, fl, e.o.duration, benchMinMessages)
-	if err != nil {
-		return err
-	}
-	r.raw, r.cpuRaw = res.rate(), res.cpuPerMsg()
-	r.rawRTT, err = e.rawRoundTrip(ctx, topic, body)
-	return err
+	return res, body, err
 }
 
 func closeSockets(socks ...*zmq.Socket) {
@@ -196,6 +232,13 @@ func (e *benchEnv) rawExchange(ctx context.Context, topic []byte, send func() ([
 const sendLinger = 100 * time.Millisecond
 
 func rawPair(pubCtx, subCtx *zmq.Context) (pub, sub *zmq.Socket, err error) {
+	return rawPairCapped(pubCtx, subCtx, 0)
+}
+
+// rawPairCapped is rawPair with each side's queue capped at hwm messages
+// (0: no cap), and XPUB_NODROP on the PUB when capped: a send to a full
+// subscriber then waits for room, up to a ZMQ_SNDTIMEO of 100 ms.
+func rawPairCapped(pubCtx, subCtx *zmq.Context, hwm int) (pub, sub *zmq.Socket, err error) {
 	if pub, err = pubCtx.NewSocket(zmq.PUB); err != nil {
 		return nil, nil, err
 	}
@@ -206,7 +249,12 @@ func rawPair(pubCtx, subCtx *zmq.Context) (pub, sub *zmq.Socket, err error) {
 		return pub, sub, err
 	}
 	for _, s := range []*zmq.Socket{pub, sub} {
-		if err := errors.Join(s.SetSndhwm(0), s.SetRcvhwm(0)); err != nil {
+		if err := errors.Join(s.SetSndhwm(hwm), s.SetRcvhwm(hwm)); err != nil {
+			return pub, sub, err
+		}
+	}
+	if hwm > 0 {
+		if err := errors.Join(pub.SetXpubNodrop(true), pub.SetSndtimeo(100*time.Millisecond)); err != nil {
 			return pub, sub, err
 		}
 	}
@@ -227,7 +275,7 @@ func rawPair(pubCtx, subCtx *zmq.Context) (pub, sub *zmq.Socket, err error) {
 	poller := zmq.NewPoller()
 	poller.Add(sub, zmq.POLLIN)
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, err := pub.SendMessage("probe", ""); err != nil {
+		if _, err := pub.SendMessage("probe", ""); err != nil && zmq.AsErrno(err) != zmq.Errno(syscall.EAGAIN) {
 			return pub, sub, err
 		}
 		if polled, _ := poller.Poll(10 * time.Millisecond); len(polled) > 0 {

@@ -15,6 +15,7 @@ import (
 // default of 3 recipients.
 var benchKeys = []string{
 	"raw_zmq_msgs_per_s", "unsigned_msgs_per_s", "signed_msgs_per_s",
+	"raw_capped_zmq_msgs_per_s", "raw_cap_msgs", "unsigned_vs_raw_capped", "cpu_us_per_msg_raw_capped",
 	"rsa_sign_per_s", "rsa_verify_per_s", "crypto_floor_ms",
 	"reliable_p50_ms_1", "reliable_p99_ms_1", "reliable_p50_ms_3", "reliable_p99_ms_3",
 	"concurrent_reliable_msgs_per_s", "cores", "peak_rss_mb",
@@ -78,13 +79,19 @@ func TestBenchJSON(t *testing.T) {
 	if r := num("concurrent_vs_openssl_bound"); !closeTo(r, num("concurrent_reliable_msgs_per_s")*(2/num("openssl_sign_per_s_parallel")+2/num("openssl_verify_per_s_parallel"))) {
 		t.Errorf("concurrent_vs_openssl_bound %v is not the rate over 2 signs + 2 verifies at libcrypto's parallel rates", r)
 	}
+	if r := num("unsigned_vs_raw_capped"); !closeTo(r, num("unsigned_msgs_per_s")/num("raw_capped_zmq_msgs_per_s")) {
+		t.Errorf("unsigned_vs_raw_capped %v is not the rate over its bound", r)
+	}
+	if c := num("raw_cap_msgs"); c != 128 {
+		t.Errorf("raw_cap_msgs = %v, want the bus's cap at the default max_message_size, 128", c)
+	}
 	if r := num("reliable_p50_vs_raw_reliable"); !closeTo(r, num("reliable_p50_ms_1")/num("raw_reliable_p50_ms")) {
 		t.Errorf("reliable_p50_vs_raw_reliable %v is not p50 over its bound", r)
 	}
 	if r := num("concurrent_vs_crypto_bound"); !closeTo(r, num("concurrent_reliable_msgs_per_s")/num("concurrent_crypto_bound_msgs_per_s")) {
 		t.Errorf("concurrent_vs_crypto_bound %v is not the rate over its bound", r)
 	}
-	for _, want := range []string{"raw ZeroMQ PUB→SUB", "publish→tail, signed+validated", "reliable, 3 recipients", "peak RSS"} {
+	for _, want := range []string{"raw ZeroMQ PUB→SUB", "raw ZeroMQ PUB→SUB, capped as the bus", "publish→tail, signed+validated", "reliable, 3 recipients", "peak RSS"} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, res.stdout)
 		}
@@ -94,7 +101,7 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("%s = %#v, want a positive number", k, got[k])
 		}
 	}
-	if !strings.Contains(res.stderr, "bench [14/14] ") {
+	if !strings.Contains(res.stderr, "bench [15/15] ") {
 		t.Errorf("no progress on stderr:\n%s", res.stderr)
 	}
 	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
