@@ -159,3 +159,135 @@ func onEveryCore(n int, f func(int)) {
 	}
 	wg.Wait()
 }
+
+// SealedMessage is a message built, signed and encoded by [Bus.Seal], for
+// [Bus.SendSealed] to send.
+type SealedMessage struct {
+	bus   *Bus
+	out   *outgoing   // ready to send; nil when the store seals it
+	entry *StoreEntry // with a store: the seq_id, and the signature over it, come in SendSealed
+	taken atomic.Bool // SendSealed has it
+}
+
+// MsgID is the message's msg_id.
+func (m *SealedMessage) MsgID() string {
+	if m.entry != nil {
+		return m.entry.MsgID
+	}
+	return m.out.msgID
+}
+
+// Seal does what [Bus.Publish] does before a message leaves (builds its
+// envelope, signs it, encodes it) and returns it for [Bus.SendSealed]. It
+// is for a program that signs on several goroutines at once and sends in
+// an order of its own, as the AMQP bridge signs deliveries while it sends
+// those signed before. Seal is safe for use by many goroutines and never
+// blocks; messages are sent in the order SendSealed is given them.
+//
+// On a bus with a store ([WithStore]) the signature covers the seq_id
+// that the store gives when it stores the message: Seal then only builds
+// the envelope, and SendSealed signs (on every core, as PublishBatch).
+//
+// A reliable publish waits for its own ACKs: a message with
+// [WithRecipients] is refused with [ErrInvalidOption] (use Publish).
+func (b *Bus) Seal(topic string, msg any, opts ...PublishOption) (*SealedMessage, error) {
+	var po pubOptions
+	for _, opt := range opts {
+		opt(&po)
+	}
+	if po.reliable {
+		return nil, fmt.Errorf("%w: a message with recipients is published with Publish", ErrInvalidOption)
+	}
+	sign := b.cfg.SignMessages
+	out, fields, err := b.envelope(topic, msg, &po, prepFlags{sign: sign})
+	switch {
+	case err != nil:
+		return nil, err
+	case fields == nil && out.stored != nil:
+		return &SealedMessage{bus: b, entry: out.stored}, nil
+	case fields == nil:
+		// Its pooled buffer would go back to the pool at the send, while
+		// the caller may still hold the message.
+		out.bodyBuf = nil
+		return &SealedMessage{bus: b, out: out}, nil
+	case b.stores(fields):
+		e, err := b.storeEntry(fields, sign)
+		if err != nil {
+			return nil, err
+		}
+		return &SealedMessage{bus: b, entry: e}, nil
+	}
+	if out, err = b.seal(fields, sign); err != nil {
+		return nil, err
+	}
+	return &SealedMessage{bus: b, out: out}, nil
+}
+
+// SendSealed sends msgs, made by [Bus.Seal] on this bus, in their order,
+// as [Bus.PublishBatch] sends its messages: with a store, they are first
+// stored in one transaction (per 512) with consecutive seq_ids. It
+// returns the receipts of the messages sent, in order; on an error, the
+// messages from len(receipts) on were not sent (with a store, those of
+// them that were stored reach subscribers through replay, as a gap). A
+// message is given to SendSealed once, sent or not (to try again, Seal it
+// again, under the same msg_id if it must stay one message): one given
+// again, nil, or sealed by another bus fails with [ErrInvalidOption], and
+// nothing from it on is sent.
+func (b *Bus) SendSealed(ctx context.Context, msgs ...*SealedMessage) ([]*Receipt, error) {
+	if err := b.warmUp(ctx, ""); err != nil {
+		return nil, err
+	}
+	receipts := make([]*Receipt, 0, len(msgs))
+	for len(msgs) > 0 {
+		n := min(len(msgs), maxStoreBatch)
+		sent, err := b.sendSealedChunk(ctx, msgs[:n])
+		receipts = append(receipts, sent...)
+		if err != nil {
+			return receipts, err
+		}
+		msgs = msgs[n:]
+	}
+	return receipts, nil
+}
+
+// sendSealedChunk is SendSealed for at most maxStoreBatch messages.
+func (b *Bus) sendSealedChunk(ctx context.Context, msgs []*SealedMessage) ([]*Receipt, error) {
+	n, failed := len(msgs), error(nil)
+	for i, m := range msgs {
+		switch {
+		case m == nil:
+			n, failed = i, fmt.Errorf("%w: message %d given to SendSealed is nil", ErrInvalidOption, i)
+		case m.bus != b:
+			n, failed = i, fmt.Errorf("%w: message %s was sealed by another bus", ErrInvalidOption, m.MsgID())
+		case !m.taken.CompareAndSwap(false, true):
+			n, failed = i, fmt.Errorf("%w: message %s was given to SendSealed before", ErrInvalidOption, m.MsgID())
+		default:
+			continue
+		}
+		break
+	}
+	msgs = msgs[:n]
+	var entries []*StoreEntry
+	for _, m := range msgs {
+		if m.entry != nil {
+			entries = append(entries, m.entry)
+		}
+	}
+	if len(entries) > 0 {
+		if err := b.storeW.add(ctx, b.closed, entries...); err != nil {
+			return nil, err
+		}
+	}
+	receipts := make([]*Receipt, 0, n)
+	for _, m := range msgs {
+		out := m.out
+		if m.entry != nil {
+			out = m.entry.outgoing()
+		}
+		if err := b.send(ctx, out); err != nil {
+			return receipts, err
+		}
+		receipts = append(receipts, &Receipt{Topic: out.topic, MsgID: out.msgID, SeqID: out.seqID})
+	}
+	return receipts, failed
+}

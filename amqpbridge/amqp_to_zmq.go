@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +26,10 @@ import (
 // rejected without requeue: a queue with a dead-letter exchange keeps
 // them.
 //
-// Without Recipients, the deliveries in hand at once (up to the window)
-// are signed on every core and published in the broker's order
-// ([gilmsg.Bus.PublishBatch]), then acked; with Recipients, Workers of
-// them are published at once, each waiting for its ACKs.
+// Without Recipients, deliveries are signed on every core while those
+// signed before are published, in the broker's order ([gilmsg.Bus.Seal],
+// [gilmsg.Bus.SendSealed]), and acked; with Recipients, Workers of them
+// are published at once, each waiting for its ACKs.
 type AMQPToZmq struct {
 	bus  *gilmsg.Bus
 	cfg  Config
@@ -188,93 +187,6 @@ func (a *AMQPToZmq) nackAfter(ctx context.Context, backoff time.Duration, ds ...
 	return backoff
 }
 
-// deliveryYields is how many times in a row workOrdered yields to find
-// another delivery in hand before it publishes what it has: no timer, a
-// delivery is never held back for one that has not arrived.
-const deliveryYields = 4
-
-// workOrdered handles deliveries until the channel closes, as work does,
-// for a bridge without recipients: the deliveries in hand at once (at
-// most the window) are published as one batch ([gilmsg.Bus.PublishBatch]:
-// signed on every core, sent in the broker's order), then acked.
-func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Delivery, busGone chan<- error) {
-	backoff := time.Duration(0)
-	for d := range deliveries {
-		batch := []amqp.Delivery{d}
-		// amqp091-go hands deliveries over one at a time from its own
-		// goroutine: a few yields let it hand over those it holds, or
-		// the batches stay at one and sign on one core.
-	more:
-		for idle := 0; len(batch) < a.cfg.Window && idle < deliveryYields; {
-			select {
-			case d, ok := <-deliveries:
-				if !ok {
-					break more
-				}
-				batch = append(batch, d)
-				idle = 0
-			default:
-				runtime.Gosched()
-				idle++
-			}
-		}
-		unsent, err := a.handleBatch(ctx, batch)
-		if err == nil {
-			backoff = 0
-			continue
-		}
-		if errors.Is(err, gilmsg.ErrClosed) {
-			busGone <- err
-			return
-		}
-		backoff = a.nackAfter(ctx, backoff, unsent...)
-	}
-}
-
-// handleBatch bridges deliveries in their order and settles those it
-// could; when the bus publish fails, it returns the error and the
-// deliveries not published, for the caller to nack.
-func (a *AMQPToZmq) handleBatch(ctx context.Context, batch []amqp.Delivery) ([]*amqp.Delivery, error) {
-	msgs := make([]gilmsg.BatchMessage, 0, len(batch))
-	held := make([]*amqp.Delivery, 0, len(batch))
-	for i := range batch {
-		d := &batch[i]
-		in, ok := a.accept(d)
-		if !ok {
-			continue
-		}
-		msgs = append(msgs, gilmsg.BatchMessage{Topic: in.Topic, Msg: in.Msg,
-			Opts: []gilmsg.PublishOption{gilmsg.WithMsgID(in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic()}})
-		held = append(held, d)
-	}
-	if len(msgs) == 0 {
-		return nil, nil
-	}
-	receipts, err := a.bus.PublishBatch(ctx, msgs)
-	for _, r := range receipts {
-		a.recent.add(r.MsgID)
-		a.stats.forwarded.Add(1)
-	}
-	if len(receipts) > 0 {
-		// One frame for the batch: every delivery before the last one
-		// published is settled by now (published, rejected, or acked as
-		// a copy), and this goroutine is the channel's only consumer.
-		last := held[len(receipts)-1]
-		if err := last.Ack(true); err != nil {
-			a.log.Warn("amqpbridge: ack", slog.String("msg_id", last.MessageId), slog.Any("error", err))
-		}
-	}
-	if err != nil {
-		unsent := held[len(receipts):]
-		a.stats.nacked.Add(uint64(len(unsent)))
-		a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
-			slog.String("topic", msgs[len(receipts)].Topic), slog.String("msg_id", unsent[0].MessageId),
-			slog.Int("messages", len(unsent)), slog.Any("error", err))
-		return unsent, err
-	}
-	return nil, nil
-}
-
 // handle bridges one delivery and settles it, except when the bus
 // publish fails: then it returns the error and the caller nacks.
 func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
@@ -301,8 +213,19 @@ func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
 // delivery that is not to be published (bad, or a copy of one published
 // already) is settled here, and ok is false.
 func (a *AMQPToZmq) accept(d *amqp.Delivery) (in *Incoming, ok bool) {
-	a.stats.received.Add(1)
 	in, err := FromAMQP(d, a.cfg.MaxBody, time.Now())
+	if err != nil || d.Redelivered && a.recent.has(in.MsgID) {
+		a.settle(d, err)
+		return nil, false
+	}
+	a.stats.received.Add(1)
+	return in, true
+}
+
+// settle counts and settles a delivery that is not published: bad (err,
+// from FromAMQP) is rejected, a copy of one published already acked.
+func (a *AMQPToZmq) settle(d *amqp.Delivery, err error) {
+	a.stats.received.Add(1)
 	if err != nil {
 		n := a.stats.drop(err)
 		if errors.Is(err, ErrLoop) {
@@ -316,15 +239,11 @@ func (a *AMQPToZmq) accept(d *amqp.Delivery) (in *Incoming, ok bool) {
 		if err := d.Reject(false); err != nil {
 			a.log.Warn("amqpbridge: reject", slog.Any("error", err))
 		}
-		return nil, false
+		return
 	}
-	if d.Redelivered && a.recent.has(in.MsgID) {
-		// Published (and ACKed) already; only the broker's ack was lost.
-		a.stats.duplicates.Add(1)
-		a.ack(d)
-		return nil, false
-	}
-	return in, true
+	// Published (and ACKed) already; only the broker's ack was lost.
+	a.stats.duplicates.Add(1)
+	a.ack(d)
 }
 
 func (a *AMQPToZmq) ack(d *amqp.Delivery) error {

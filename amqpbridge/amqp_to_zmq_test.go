@@ -313,3 +313,65 @@ func TestAMQPToZmqKeepsOrder(t *testing.T) {
 		t.Fatalf("got %d messages, want %d", len(got), n)
 	}
 }
+
+// Bad deliveries among good ones, signed on several goroutines: every
+// good one reaches the bus in the broker's order, every delivery is
+// settled once (a settle out of order, such as a reject after an ack of
+// several that covered it, makes the broker close the channel: a
+// reconnect), and none is left in the queue.
+func TestAMQPToZmqSettlesEveryDelivery(t *testing.T) {
+	rmq := testenv.SharedRabbitMQ(t)
+	lb := newLocalBus(t)
+	bridgeBus := lb.start(bridgeCN)
+	watcher := lb.start("")
+	seen := collect(t, watcher, "")
+
+	cfg := testConfig(t, rmq.URL)
+	cfg.Window = 64
+	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dialBroker(t, rmq.URL)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a2z.Run(ctx) }()
+	waitFor(t, "the bridge to connect", a2z.Connected)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	var want []string
+	bad := 0
+	year := strconv.Itoa(time.Now().Year())
+	for i := range n {
+		id := fmt.Sprintf("settle-%03d", i)
+		body := `{"i":` + strconv.Itoa(i) + `}`
+		if i%7 == 3 || i%50 == 49 {
+			body = `{"i":`
+			bad++
+		} else {
+			want = append(want, year+"-"+id)
+		}
+		b.publish(cfg.ConsumeExchange, "org.example.settle", amqp.Publishing{MessageId: id, Body: []byte(body)})
+	}
+	waitFor(t, "the backlog in the queue", func() bool { return b.ready(cfg.Queue) == n })
+	ctx, stop = context.WithCancel(context.Background())
+	go func() { done <- a2z.Run(ctx) }()
+	waitFor(t, "the backlog on the bus", func() bool { u, _ := seen.count(); return u == len(want) })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := seen.ids(); !slices.Equal(got, want) {
+		t.Fatalf("on the bus: %v\nwant %v", got, want)
+	}
+	s := a2z.Stats()
+	if s.Reconnects != 0 || s.Forwarded != uint64(len(want)) || s.Dropped[ErrBadBody.Error()] != uint64(bad) || s.Nacked != 0 {
+		t.Errorf("stats %+v: want no reconnect or nack, %d forwarded, %d dropped as bad", s, len(want), bad)
+	}
+	if left := b.ready(cfg.Queue); left != 0 {
+		t.Errorf("%d deliveries went back to the queue", left)
+	}
+}

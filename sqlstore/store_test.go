@@ -532,3 +532,54 @@ func TestStoredMessageIsSigned(t *testing.T) {
 		t.Fatalf("the stored message: signer %q, %v; want it signed by %s", signer, err, cn)
 	}
 }
+
+// On a bus with a store, Seal leaves the signature for SendSealed: the
+// messages are stored in the order given to SendSealed, with consecutive
+// seq_ids, each signed over its own.
+func TestSendSealedStoresSigned(t *testing.T) {
+	const cn = "publisher01.example.org"
+	pki, err := devpki.New(t.TempDir(), devpki.Options{KeyBits: 1024, Hosts: []string{cn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := pki.Config()
+	cfg.Name = cn
+	cfg.Endpoints = map[string][]string{cn: {"tcp://127.0.0.1:*"}}
+	st := openStore(t, "sqlite:///"+filepath.Join(t.TempDir(), "store.db"))
+	b, err := gilmsg.New(cfg, gilmsg.WithStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const n = 5
+	sealed := make([]*gilmsg.SealedMessage, n)
+	for i := range n {
+		if sealed[n-1-i], err = b.Seal("stored", map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receipts, err := b.SendSealed(ctxT(t), sealed...)
+	if err != nil || len(receipts) != n {
+		t.Fatalf("SendSealed: %d receipts, %v", len(receipts), err)
+	}
+	rows, err := st.Query(ctxT(t), &gilmsg.Query{All: true})
+	if err != nil || len(rows) != n {
+		t.Fatalf("query: %v, %d rows", err, len(rows))
+	}
+	for k, row := range rows {
+		env, err := gilmsg.ParseEnvelope(row.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, _ := env.SeqID()
+		signer, verr := b.Validator().Validate(env)
+		var msg struct{ I int }
+		if err := env.Decode(&msg); err != nil {
+			t.Fatal(err)
+		}
+		if seq != row.SeqID || row.SeqID != receipts[k].SeqID || row.SeqID != receipts[0].SeqID+int64(k) || msg.I != n-1-k || signer != cn || verr != nil {
+			t.Fatalf("row %d: seq_id %d (in its body %d, receipt %d) holds i=%d, signer %q, %v; want i=%d signed by %s",
+				k, row.SeqID, seq, receipts[k].SeqID, msg.I, signer, verr, n-1-k, cn)
+		}
+	}
+}

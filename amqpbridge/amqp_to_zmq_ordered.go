@@ -1,0 +1,237 @@
+package amqpbridge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	gilmsg "github.com/gilmsg/gilmsg-go"
+)
+
+// sealJob is one delivery on its way through workOrdered.
+type sealJob struct {
+	d      amqp.Delivery
+	in     *Incoming
+	bad    error // FromAMQP refused it
+	copy   bool  // redelivered, and published already
+	sealed *gilmsg.SealedMessage
+	err    error         // Seal failed
+	done   chan struct{} // closed once the fields above are set
+}
+
+// workOrdered handles deliveries until the channel closes, as work does,
+// for a bridge without recipients, in the broker's order: GOMAXPROCS
+// goroutines sign deliveries ([gilmsg.Bus.Seal]) while this one sends
+// those signed before, in order ([gilmsg.Bus.SendSealed]), and acks them.
+// Signing each batch and then sending it, as PublishBatch does, left the
+// cores idle while the batch was sent and acked and the broker delivered
+// the next, and one idle at the end of each batch.
+//
+// Every delivery in hand (at most the window: the broker delivers no
+// more unacked) is in one of two channels of the window's size.
+func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Delivery, busGone chan<- error) {
+	jobs := make(chan *sealJob, a.cfg.Window)    // to the signers
+	ordered := make(chan *sealJob, a.cfg.Window) // to the sender, in the broker's order
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(quit)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				select {
+				case <-quit: // nobody will send it
+				default:
+					a.seal(j)
+				}
+				close(j.done)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(jobs)
+		defer close(ordered)
+		for {
+			var d amqp.Delivery
+			var ok bool
+			select {
+			case d, ok = <-deliveries:
+			case <-quit:
+				return
+			}
+			if !ok {
+				return
+			}
+			j := &sealJob{d: d, done: make(chan struct{})}
+			// Neither send waits: each channel holds the window.
+			select {
+			case ordered <- j:
+			case <-quit:
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	s := orderedSender{a: a, ctx: ctx}
+	for {
+		var j *sealJob
+		var ok bool
+		select {
+		case j, ok = <-ordered:
+		default:
+			// Nothing more in hand: what is signed goes now, and the
+			// broker is told, so that it delivers more.
+			if err := s.flush(true); err != nil {
+				busGone <- err
+				return
+			}
+			j, ok = <-ordered
+		}
+		if !ok {
+			if err := s.flush(true); err != nil {
+				busGone <- err
+			}
+			return
+		}
+		select {
+		case <-j.done:
+		default:
+			if err := s.flush(false); err != nil {
+				busGone <- err
+				return
+			}
+			<-j.done
+		}
+		if err := s.take(j); err != nil {
+			busGone <- err
+			return
+		}
+	}
+}
+
+// seal is the signers' part of a delivery: what the sender would wait
+// for. The delivery is settled by the sender, in order.
+func (a *AMQPToZmq) seal(j *sealJob) {
+	j.in, j.bad = FromAMQP(&j.d, a.cfg.MaxBody, time.Now())
+	if j.bad != nil {
+		return
+	}
+	if j.d.Redelivered && a.recent.has(j.in.MsgID) {
+		j.copy = true
+		return
+	}
+	j.sealed, j.err = a.bus.Seal(j.in.Topic, j.in.Msg, gilmsg.WithMsgID(j.in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic())
+}
+
+// orderedSender is workOrdered's sending end: it sends the signed
+// deliveries in order and settles every delivery, in order.
+type orderedSender struct {
+	a       *AMQPToZmq
+	ctx     context.Context
+	backoff time.Duration
+	ready   []*sealJob     // signed, not sent yet
+	unacked *amqp.Delivery // the last one sent, not acked yet
+	nUnack  int            // sent since the last ack
+}
+
+// take settles j or holds it for the next send; an error means the bus
+// is closed.
+func (s *orderedSender) take(j *sealJob) error {
+	a := s.a
+	switch {
+	case j.bad != nil, j.copy:
+		a.settle(&j.d, j.bad)
+	case j.err != nil:
+		if err := s.flush(false); err != nil {
+			return err
+		}
+		if errors.Is(j.err, gilmsg.ErrClosed) {
+			s.ack()
+			return j.err
+		}
+		a.stats.received.Add(1)
+		a.stats.nacked.Add(1)
+		a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
+			slog.String("topic", j.in.Topic), slog.String("msg_id", j.in.MsgID), slog.Any("error", j.err))
+		s.backoff = a.nackAfter(s.ctx, s.backoff, &j.d)
+	default:
+		a.stats.received.Add(1)
+		s.ready = append(s.ready, j)
+	}
+	return nil
+}
+
+// ackEvery is how many sent deliveries the sender acks at once (one
+// frame), unless it has nothing more in hand: an ack a delivery costs the
+// broker more than the delivery.
+func (s *orderedSender) ackEvery() int { return max(s.a.cfg.Window/8, 1) }
+
+// flush sends what is ready, in order, and acks what was sent when
+// ackNow is set or enough was sent since the last ack; the broker
+// delivers again what could not be sent. An error means the bus is
+// closed.
+func (s *orderedSender) flush(ackNow bool) error {
+	a := s.a
+	if len(s.ready) > 0 {
+		msgs := make([]*gilmsg.SealedMessage, len(s.ready))
+		for i, j := range s.ready {
+			msgs[i] = j.sealed
+		}
+		receipts, err := a.bus.SendSealed(s.ctx, msgs...)
+		for i, r := range receipts {
+			a.recent.add(r.MsgID)
+			a.stats.forwarded.Add(1)
+			s.unacked = &s.ready[i].d
+			s.nUnack++
+		}
+		if err != nil {
+			s.ack()
+			unsent := make([]*amqp.Delivery, 0, len(s.ready)-len(receipts))
+			for _, j := range s.ready[len(receipts):] {
+				unsent = append(unsent, &j.d)
+			}
+			s.ready = s.ready[:0]
+			a.stats.nacked.Add(uint64(len(unsent)))
+			a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
+				slog.String("msg_id", unsent[0].MessageId), slog.Int("messages", len(unsent)), slog.Any("error", err))
+			if errors.Is(err, gilmsg.ErrClosed) {
+				// Unacked deliveries go back to the queue with the session.
+				return err
+			}
+			s.backoff = a.nackAfter(s.ctx, s.backoff, unsent...)
+			return nil
+		}
+		s.ready = s.ready[:0]
+		s.backoff = 0
+	}
+	if ackNow || s.nUnack >= s.ackEvery() {
+		s.ack()
+	}
+	return nil
+}
+
+// ack acks every delivery up to the last one sent: one frame. Those
+// before it are settled by now (sent, rejected, acked as a copy, or
+// nacked), and this goroutine is the channel's only consumer.
+func (s *orderedSender) ack() {
+	if s.unacked == nil {
+		return
+	}
+	if err := s.unacked.Ack(true); err != nil {
+		s.a.log.Warn("amqpbridge: ack", slog.String("msg_id", s.unacked.MessageId), slog.Any("error", err))
+	}
+	s.unacked, s.nUnack = nil, 0
+}
