@@ -621,6 +621,17 @@ func TestIDSet(t *testing.T) {
 		t.Fatal("an ACK was kept for a forgotten id")
 	}
 
+	// Few ids of a publisher's choosing may be huge: the oldest are
+	// forgotten by bytes too, whatever the count allows.
+	s = newIDSet(4096)
+	huge := func(c string) string { return strings.Repeat(c, dedupeBytes/4+1) }
+	for _, c := range []string{"a", "b", "c", "d"} {
+		s.add(huge(c))
+	}
+	if s.has(huge("a")) || !s.has(huge("b")) || !s.has(huge("d")) || s.bytes > dedupeBytes {
+		t.Fatalf("holding %d bytes of ids: not forgotten oldest first by bytes", s.bytes)
+	}
+
 	// An id cut from a body must not keep the body alive.
 	body := strings.Repeat("x", 1<<20) + "2026-id"
 	id := body[1<<20:]

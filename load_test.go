@@ -2,6 +2,7 @@ package gilmsg
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,5 +191,42 @@ func TestDedupeKeepsIDsNotBodies(t *testing.T) {
 	if limit := int64(16 << 20); grown > limit {
 		t.Fatalf("heap grew by %d MB after reading %d messages of %d kB: the dedupe set keeps the bodies its msg_ids were cut from",
 			grown>>20, total, size>>10)
+	}
+}
+
+// A publisher may choose msg_ids of any length up to the message size: the
+// dedupe set of a subscription that reads them stays bounded in bytes, not
+// only in ids (4096 msg_ids of 128 kB would be 512 MB kept).
+func TestDedupeBoundedInBytes(t *testing.T) {
+	total := scaled(4000, 400)
+	const idSize = 128 << 10
+	n := newTestNet(t)
+	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
+	pub := n.start(pubCN)
+	sub := n.start("")
+	ch := tail(t, sub, "")
+	if err := pub.WaitSubscribers(ctxT(t), "big", 1); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	go func() {
+		for range ch {
+			got.Add(1)
+		}
+	}()
+	heap0, _ := heapAndGoroutines()
+	pad := strings.Repeat("x", idSize)
+	for i := range total {
+		if _, err := pub.Publish(ctxT(t), "big", map[string]any{"i": i}, WithMsgID(fmt.Sprintf("%06d-%s", i, pad))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every message to be read", func() bool { return got.Load() == int64(total) })
+	heap1, _ := heapAndGoroutines()
+	grown := int64(heap1) - int64(heap0)
+	t.Logf("%d messages with msg_ids of %d kB read: heap %d → %d MB", total, idSize>>10, heap0>>20, heap1>>20)
+	if limit := int64(dedupeBytes + 16<<20); grown > limit {
+		t.Fatalf("heap grew by %d MB after %d msg_ids of %d kB (%d MB of ids): the dedupe set is not bounded in bytes",
+			grown>>20, total, idSize>>10, int64(total)*idSize>>20)
 	}
 }

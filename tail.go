@@ -130,7 +130,9 @@ func WithManualAck() SubscribeOption { return func(o *subOptions) { o.manualAck 
 
 // WithDedupe sets how many recent msg_ids a subscription remembers to drop
 // resent duplicates (they are ACKed again, never yielded twice). Default
-// 4096; 0 turns it off.
+// 4096; 0 turns it off. Whatever n, it remembers at most 16 MiB of
+// msg_ids, forgetting the oldest first: a publisher's msg_ids of
+// 128 kB are remembered 128 at a time.
 func WithDedupe(n int) SubscribeOption { return func(o *subOptions) { o.dedupe = n } }
 
 // WithPassive binds the subscription's sockets to the endpoints instead of
@@ -809,17 +811,27 @@ func isAckTopic(topic string) bool { return strings.HasSuffix(topic, ".gilmsg.ac
 
 // idSet remembers the last n msg_ids, forgetting the oldest first, and
 // the ACK sent for each of the most recent ackKeep (a publisher resends
-// for its ACK timeout only; older ACKs would be memory for nothing). It is
-// safe for concurrent use: Message.Ack may run on any goroutine.
+// for its ACK timeout only; older ACKs would be memory for nothing). It
+// holds at most dedupeBytes of msg_ids (plus the newest): a publisher
+// picks their length, up to the message size, and 4096 of 8 MiB would be
+// 32 GiB. It is safe for concurrent use: Message.Ack may run on any
+// goroutine.
 type idSet struct {
-	mu   sync.Mutex
-	ring []string
-	next int
-	pos  map[string]int // msg_id → its index in ring
-	acks []*outgoing    // by ring index
+	mu          sync.Mutex
+	ring        []string
+	head, count int            // the oldest id's index in ring, and how many it holds
+	bytes       int            // of the ids held
+	pos         map[string]int // msg_id → its index in ring
+	acks        []*outgoing    // by ring index
 }
 
-const ackKeep = 256
+const (
+	ackKeep = 256
+	// dedupeBytes bounds the msg_ids a subscription remembers: some
+	// 400 000 of the usual 41 bytes, far more than the count allows, but
+	// only 128 of 128 kB.
+	dedupeBytes = 16 << 20
+)
 
 func newIDSet(n int) *idSet {
 	return &idSet{ring: make([]string, n), pos: make(map[string]int, n), acks: make([]*outgoing, n)}
@@ -839,18 +851,27 @@ func (s *idSet) add(id string) bool {
 	if _, ok := s.pos[id]; ok {
 		return false
 	}
-	if old := s.ring[s.next]; old != "" {
+	n := len(s.ring)
+	for s.count > 0 && (s.count == n || s.bytes+len(id) > dedupeBytes) {
+		old := s.ring[s.head]
 		delete(s.pos, old)
+		s.bytes -= len(old)
+		s.ring[s.head], s.acks[s.head] = "", nil
+		s.head = (s.head + 1) % n
+		s.count--
 	}
 	// A decoded string shares the memory of its whole body: keep a copy,
 	// not 4096 bodies.
 	id = strings.Clone(id)
-	s.ring[s.next] = id
-	s.pos[id] = s.next
-	s.acks[s.next] = nil
-	n := len(s.ring)
-	s.acks[(s.next-min(ackKeep, n)+n)%n] = nil
-	s.next = (s.next + 1) % n
+	i := (s.head + s.count) % n
+	s.ring[i] = id
+	s.pos[id] = i
+	s.acks[i] = nil
+	s.bytes += len(id)
+	s.count++
+	if s.count > ackKeep {
+		s.acks[(i-ackKeep+n)%n] = nil
+	}
 	return true
 }
 
