@@ -43,11 +43,12 @@ type received struct {
 
 // Ack signs and publishes this message's ACK now, on the caller's
 // goroutine, and returns its error. It is only needed with
-// [WithManualAck]; otherwise a subscription ACKs each valid gilmsg message
-// as it yields it (see [Subscription.Next]). Call it once the message has been handled as
-// far as the publisher needs to know (written, stored, processed): an ACK
-// is the publisher's proof of delivery, so a message dropped by the
-// application's own filters should not be ACKed. Messages without
+// [WithManualAck]; otherwise a subscription ACKs each valid gilmsg
+// message as it yields it (see [Subscription.Next]). Call it once the
+// message has been handled as far as the publisher needs to know
+// (written, stored, processed): an ACK is the publisher's proof of
+// delivery, so a message dropped by the application's own filters should
+// not be ACKed. Messages without
 // gilmsg_version, and ACKs themselves, are never ACKed: Ack returns nil
 // for them. A message that failed validation (yielded by
 // [WithInvalidMessages]) is never ACKed either: Ack returns its validation
@@ -608,8 +609,9 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 		return nil, false, nil // dropped, or queued after what its gap recovered
 	}
 	if s.acks != nil && needsAck(env) {
-		// Signed and sent by the ACK queue once Next has returned m; a
-		// failure comes back from a later Next.
+		// Queued as Next returns m, with nothing left that can fail in
+		// between: only a message the reader is given is ACKed. The
+		// signers send it; a failure comes back from a later Next.
 		s.acks.add(strings.Clone(env.MsgID))
 	}
 	return m, true, nil
