@@ -13,13 +13,14 @@ import (
 
 // The store's checkpoints run beside its writer, not in its COMMITs:
 // under commits that never pause, the WAL still starts over, and stays
-// within a few checkpoints' worth (SQLite's 1000 pages, 4 MB here), and
-// every row reaches the database file once the store is closed.
+// within a few checkpoints' worth (of SQLite's 1000 pages, 4 MB here;
+// the writer waits past 4 of them), and every row reaches the database
+// file once the store is closed.
 func TestSQLiteWALStaysBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "store.db")
 	st := openStore(t, "sqlite:///"+path)
 	body := []byte(`{"msg": "` + strings.Repeat("x", 1000) + `"}`)
-	const batches, perBatch = 1200, 40 // about 50 MB
+	const batches, perBatch = 1600, 40 // about 65 MB
 	var maxWAL int64
 	for i := range batches {
 		entries := make([]*gilmsg.StoreEntry, perBatch)
@@ -34,10 +35,10 @@ func TestSQLiteWALStaysBounded(t *testing.T) {
 			maxWAL = max(maxWAL, fi.Size())
 		}
 	}
-	// Without the catch-up after each background checkpoint the WAL
-	// grows with every byte written (50 MB); SQLite's own checkpoints kept
-	// it at about 4 MB.
-	if maxWAL > 24<<20 {
+	// Without the writer's own copy of what is left, the WAL grows with
+	// every byte written (65 MB); SQLite's own checkpoints kept it at
+	// about 4 MB.
+	if maxWAL > 32<<20 {
 		t.Errorf("the WAL grew to %d bytes for %d written", maxWAL, batches*perBatch*len(body))
 	}
 	if err := st.Close(); err != nil {
