@@ -149,6 +149,10 @@ func (p *readyPoller) wait(ready []int) ([]int, error) {
 	return ready, nil
 }
 
+// parksInNetpoller says that a fan-out socket's owner can wait for room
+// in a readyPoller ([readyPoller.Park], [zsock.Fanout.ParkIn]).
+const parksInNetpoller = true
+
 // Park waits as wait does, for at most d, and discards the ids: a
 // [zsock.Parker] for the owner of a poller that watches one socket (a
 // fan-out socket waiting for room).

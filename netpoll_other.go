@@ -24,6 +24,12 @@ type readyPoller struct {
 
 const wakeID = -1
 
+// parksInNetpoller is false outside Linux: zmq_poll cannot wait for a
+// socket's commands alone (an XPUB's POLLIN is its subscriptions, its
+// POLLOUT always set), so a fan-out socket waits for room in blocking
+// sends there ([zsock.Fanout.ParkIn]).
+const parksInNetpoller = false
+
 // pollSlice bounds how late a Wake or a newly added socket is noticed.
 const pollSlice = 10 * time.Millisecond
 
@@ -45,23 +51,7 @@ func (p *readyPoller) remove(s *zmq.Socket) {
 }
 
 func (p *readyPoller) wait(ready []int) ([]int, error) {
-	return p.waitUntil(ready, time.Time{})
-}
-
-// Park waits as wait does, for at most d, and discards the ids.
-func (p *readyPoller) Park(d time.Duration) error {
-	var buf [1]int
-	_, err := p.waitUntil(buf[:0], time.Now().Add(d))
-	return err
-}
-
-// waitUntil is wait returning with nothing appended at deadline (never
-// when it is zero).
-func (p *readyPoller) waitUntil(ready []int, deadline time.Time) ([]int, error) {
 	for {
-		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			return ready, nil
-		}
 		if p.closed.Load() {
 			return ready, ErrClosed
 		}

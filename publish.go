@@ -544,7 +544,7 @@ type publisher struct {
 	sock     *zmq.Socket
 	handle   unsafe.Pointer // socketHandle(sock)
 	fan      *zsock.Fanout  // sends on sock; see newXPub
-	room     *readyPoller   // watches sock: fan waits for room in it; nil without fan
+	room     *readyPoller   // watches sock: fan waits for room in it; nil without fan or outside Linux
 	subs     *subscriptionTracker
 	mon      *connMonitor // active publishers only: is the relay there?
 	endpoint string
@@ -602,7 +602,7 @@ func (b *Bus) startPublisher() (_ *publisher, err error) {
 			sock.Close()
 		}
 	}()
-	if fan != nil {
+	if fan != nil && parksInNetpoller {
 		if p.room, err = newReadyPoller(); err != nil {
 			return nil, err
 		}
