@@ -276,3 +276,59 @@ func TestAckErrorReturned(t *testing.T) {
 	}
 	waitAcked(t, fs)
 }
+
+// TestBusCloseWaitsForSubscriptionClose: a Bus.Close that comes while the
+// subscription's own Close is sending the ACKs due (a Tail whose ctx
+// ended, and the program closing its bus) waits for them: it closed the
+// publisher under them, and the ACKs of messages already yielded were
+// lost.
+func TestBusCloseWaitsForSubscriptionClose(t *testing.T) {
+	const n = 4
+	net := newTestNet(t)
+	pub := net.start(pubCN)
+	var cons *Bus
+	var once sync.Once
+	hold := func(string) error {
+		// The ACKs wait for the bus to close, then for its publisher to
+		// be closed under them (for a while: after that, they go anyway).
+		<-cons.closed
+		once.Do(func() {
+			for start := time.Now(); time.Since(start) < time.Second; time.Sleep(time.Millisecond) {
+				cons.pub.mu.Lock()
+				closed := cons.pub.closed
+				cons.pub.mu.Unlock()
+				if closed {
+					return
+				}
+			}
+		})
+		return nil
+	}
+	cons = net.start(c1, func(o *options) { o.ackHook = hold })
+	sub, err := cons.Subscribe(ctxT(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
+		t.Fatal(err)
+	}
+	fs := publishN(t, pub, n, msgID)
+	for i := 0; i < n; {
+		m, err := sub.Next(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Topic == pub.FullTopic("", "job") {
+			i++
+		}
+	}
+	closed := make(chan struct{})
+	go func() { sub.Close(); close(closed) }()
+	waitFor(t, "the subscription to close", sub.closed.Load)
+	cons.Close()
+	<-closed
+	if s := cons.Stats(); s.AckErrors != 0 || s.AcksSent < n {
+		t.Fatalf("AcksSent %d, AckErrors %d: the bus closed under its subscription's ACKs", s.AcksSent, s.AckErrors)
+	}
+	waitAcked(t, fs)
+}

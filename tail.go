@@ -188,10 +188,11 @@ type Subscription struct {
 	work     context.Context
 	stopWork context.CancelFunc
 	closed   atomic.Bool
-	pending  []int    // sockets that may have input, in round-robin order
-	queued   []bool   // queued[i]: i is in pending
-	readyBuf []int    // the poller's answer, reused
-	frames   [][]byte // the frames of the message being read, reused
+	closeMu  sync.Mutex // held by Close: a second one waits for the ACKs the first sends
+	pending  []int      // sockets that may have input, in round-robin order
+	queued   []bool     // queued[i]: i is in pending
+	readyBuf []int      // the poller's answer, reused
+	frames   [][]byte   // the frames of the message being read, reused
 	reader   frameReader
 
 	acks       *ackQueue   // the ACKs Next hands off; nil unless it ACKs on its own
@@ -717,8 +718,11 @@ func joinContexts(a, b context.Context) (context.Context, func()) {
 // [ErrClosed]. The ACKs of the messages Next has returned are sent
 // before it returns, within 2 s (see [Subscription.Next]); those it
 // gives up on are counted in [Stats].AckErrors and logged. It is safe
-// to call twice and from any goroutine.
+// to call twice and from any goroutine; a second call returns once the
+// first has (Bus.Close closes its publisher only after).
 func (s *Subscription) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
 	if s.closed.Swap(true) {
 		return nil
 	}
