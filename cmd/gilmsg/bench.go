@@ -117,7 +117,7 @@ number. Progress goes to stderr.`,
 	f.IntVar(&o.memMessages, "mem-messages", 100_000, "messages of the memory phase")
 	f.IntSliceVar(&o.endpoints, "endpoints", []int{50, 200, 500}, "endpoint counts of the endpoints phase, one subscription over N publishers (0: skip it)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `FILE`, each phase labelled (go tool pprof -tagfocus phase=signed)")
-	f.StringVar(&o.amqpURL, "amqp-url", "", "measure the AMQP bridge instead, each way, against raw amqp091-go publishing with confirms to the broker at `URL`")
+	f.StringVar(&o.amqpURL, "amqp-url", "", "measure the AMQP bridge instead, each way, against raw amqp091-go publishing with confirms (and consuming, for broker→bus) to the broker at `URL`")
 	// Smaller keys or fewer messages measure something else: for tests.
 	f.MarkHidden("key-bits")
 	f.IntVar(&o.burst, "endpoints-burst", 20_000, "messages of each burst of the endpoints phase")

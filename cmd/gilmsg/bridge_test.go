@@ -164,7 +164,8 @@ func TestBenchAMQP(t *testing.T) {
 	out := lines(res.stdout)
 	got := mustJSON(t, out[len(out)-1])
 	for _, k := range []string{"amqp_raw_confirmed_msgs_per_s", "amqp_zmq_to_amqp_msgs_per_s", "amqp_amqp_to_zmq_msgs_per_s",
-		"amqp_zmq_to_amqp_vs_raw", "amqp_amqp_to_zmq_vs_raw", "bridge_to_bus_vs_raw", "amqp_amqp_to_zmq_vs_sign", "rsa_sign_per_s", "amqp_messages"} {
+		"amqp_zmq_to_amqp_vs_raw", "amqp_amqp_to_zmq_vs_raw", "bridge_to_bus_vs_raw", "amqp_amqp_to_zmq_vs_sign", "rsa_sign_per_s", "amqp_messages",
+		"amqp_raw_consumed_msgs_per_s", "bridge_to_bus_vs_raw_consume"} {
 		if v, ok := got[k].(float64); !ok || !(v > 0) {
 			t.Errorf("%s = %#v, want a positive number", k, got[k])
 		}
