@@ -240,8 +240,10 @@ func needsAck(env *Envelope) bool {
 	return env.IsGilmsg() && !isAckTopic(env.Topic) && env.MsgID != ""
 }
 
-// publishAck signs and sends the ACK of msgID. A wait for room on the
-// socket ends with busClosed, or, when it is nil, with ctx alone.
+// publishAck signs and sends the ACK of msgID. Its waits (post-init, room
+// on the socket) end with ctx or busClosed: the bus's closing for an ACK
+// sent for the caller, the socket's for the ACK queue, whose Close sends
+// the ACKs due while the bus closes.
 func (b *Bus) publishAck(ctx context.Context, msgID string, busClosed <-chan struct{}) (*outgoing, error) {
 	if b.pub == nil {
 		return nil, fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, msgID)
@@ -251,7 +253,7 @@ func (b *Bus) publishAck(ctx context.Context, msgID string, busClosed <-chan str
 			return nil, err
 		}
 	}
-	if err := b.warmUp(ctx, b.ackTopic); err != nil {
+	if err := b.warmUpUntil(ctx, b.ackTopic, busClosed); err != nil {
 		return nil, err
 	}
 	out, err := b.prepare(ctx, b.ackTopic, map[string]any{"ack_msg_id": msgID}, &pubOptions{}, prepFlags{sign: true})

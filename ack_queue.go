@@ -119,8 +119,10 @@ func (q *ackQueue) ack(id string) {
 		return
 	}
 	// Not bus.closed: the bus closes its socket only after its
-	// subscriptions, so the ACKs due at Close still leave.
-	out, err := b.publishAck(q.ctx, id, nil)
+	// subscriptions, so the ACKs due at Close still leave; but once the
+	// socket's goroutine is gone (a Bus.Close racing the subscription's
+	// own), nothing would make room.
+	out, err := b.publishAck(q.ctx, id, b.pub.done)
 	if out != nil && s.seen != nil {
 		s.seen.setAck(id, out)
 	}

@@ -332,3 +332,47 @@ func TestBusCloseWaitsForSubscriptionClose(t *testing.T) {
 	}
 	waitAcked(t, fs)
 }
+
+// TestCloseRacingBusClose: a subscription closed while its bus closes
+// too still sends the ACKs due, even before the bus's post-init wait has
+// passed (none of its ACKs sent yet): the ACKs' waits end with the
+// socket, not the bus. Before, the closing bus ended that wait, and 6 of
+// 6 ACKs were lost.
+func TestCloseRacingBusClose(t *testing.T) {
+	const n = 6
+	net := newTestNet(t)
+	pub := net.start(pubCN)
+	gate := newSignGate(t)
+	cons := net.start(c1, gate.option())
+	sub, err := cons.Subscribe(ctxT(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := readAll(t, sub, gate)
+	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
+		t.Fatal(err)
+	}
+	fs := publishN(t, pub, n, msgID)
+	for range n {
+		if r := next(t, msgs, "message"); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range []func() error{sub.Close, cons.Close} {
+		wg.Add(1)
+		go func() { defer wg.Done(); c() }()
+	}
+	gate.open()
+	closed := make(chan struct{})
+	go func() { wg.Wait(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if s := cons.Stats(); s.AcksSent < n || s.AckErrors != 0 {
+		t.Errorf("AcksSent %d, AckErrors %d; want ≥ %d, 0", s.AcksSent, s.AckErrors, n)
+	}
+	waitAcked(t, fs)
+}

@@ -482,6 +482,11 @@ func postInitWait(c *Config) time.Duration {
 // ACK's own topic), the wait ends as soon as someone subscribes to it: the
 // publisher waiting for this ACK.
 func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
+	return b.warmUpUntil(ctx, ackTopic, b.closed)
+}
+
+// warmUpUntil is warmUp ended by busClosed instead of the bus's closing.
+func (b *Bus) warmUpUntil(ctx context.Context, ackTopic string, busClosed <-chan struct{}) error {
 	p := b.pub
 	if p == nil || p.warm.Load() {
 		return nil
@@ -522,7 +527,7 @@ func (b *Bus) warmUp(ctx context.Context, ackTopic string) error {
 			p.wake()
 		case <-ctx.Done():
 			return b.ctxErr(ctx)
-		case <-b.closed:
+		case <-busClosed:
 			return ErrClosed
 		}
 	}
