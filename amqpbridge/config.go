@@ -35,8 +35,8 @@ type Config struct {
 	// amqp_recipients, default none.
 	Recipients []string
 	// Window caps the unconfirmed publishes (zmq-to-amqp) and the
-	// unacknowledged deliveries (amqp-to-zmq, as the prefetch count). Key
-	// amqp_window, default 256.
+	// unacknowledged deliveries (amqp-to-zmq, as the prefetch count, a
+	// 16-bit field: at most 65535). Key amqp_window, default 256.
 	Window int
 	// Workers is how many deliveries amqp-to-zmq publishes at once with
 	// Recipients, each waiting for their ACKs; more than 1 does not keep
@@ -63,6 +63,9 @@ const (
 	DefaultMaxBody         = 1 << 20
 	DefaultReconnectMax    = 5 * time.Second
 )
+
+// maxWindow is AMQP's largest prefetch count (a 16-bit field).
+const maxWindow = 65535
 
 // DefaultConfig returns the defaults, with the queue named after the
 // bridge's name.
@@ -189,6 +192,10 @@ func (c *Config) Validate() error {
 		return &gilmsg.ConfigError{Key: "amqp_queue", Err: fmt.Errorf("empty")}
 	case c.Window <= 0 || c.Workers <= 0 || c.MaxBody <= 0 || c.ReconnectMax <= 0:
 		return &gilmsg.ConfigError{Key: "amqp_window", Err: fmt.Errorf("amqp_window, amqp_workers, amqp_max_body and amqp_reconnect_max must be positive")}
+	case c.Window > maxWindow:
+		// AMQP would cut the prefetch count to 16 bits (65536 is 0: no
+		// limit), and amqp-to-zmq holds a window of deliveries.
+		return &gilmsg.ConfigError{Key: "amqp_window", Err: fmt.Errorf("%d is over AMQP's largest prefetch count, %d", c.Window, maxWindow)}
 	}
 	return nil
 }

@@ -42,6 +42,7 @@ func TestFromConfig(t *testing.T) {
 	for _, bad := range []string{
 		`{"amqp_url": "http://x"}`, `{"amqp_url": 3}`, `{"amqp_window": 0}`, `{"amqp_workers": "many"}`,
 		`{"amqp_bindings": [1]}`, `{"amqp_consume_exchange": "zmq.topic"}`, `{"amqp_url": "amqp://u:hunter2@h:port/"}`,
+		`{"amqp_window": 65536}`, `{"amqp_window": 2e9}`,
 	} {
 		cfg, err := gilmsg.ParseConfig([]byte(bad), "json")
 		if err != nil {
