@@ -49,6 +49,7 @@ type ackQueue struct {
 	wg     sync.WaitGroup
 	waits  atomic.Int64 // times the reader waited for room, for tests
 
+	said  atomic.Bool // the first failure was logged
 	errMu sync.Mutex
 	err   error // the first failure, for the reader's next Next
 	cut   int   // ACKs close gave up on
@@ -136,7 +137,7 @@ func (q *ackQueue) ack(id string) {
 func (q *ackQueue) fail(id string, err error) {
 	s := q.s
 	s.bus.stats.ackErrors.Add(1)
-	if !s.ackErrSaid.CompareAndSwap(false, true) {
+	if !q.said.CompareAndSwap(false, true) {
 		return
 	}
 	// Said once, loudly: a consumer that cannot ACK makes every reliable

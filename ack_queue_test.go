@@ -376,3 +376,62 @@ func TestCloseRacingBusClose(t *testing.T) {
 	}
 	waitAcked(t, fs)
 }
+
+// TestAckSignedOffReaderWithRecovery: with replay_endpoints, every
+// message that carries a seq_id goes through the subscription's recovery
+// queue; their ACKs too are signed off the reader. Before, that path
+// signed each in Next.
+func TestAckSignedOffReaderWithRecovery(t *testing.T) {
+	const n = 4
+	pki := testPKI(t)
+	signer, err := LoadSigner(pki.Dir, testPKIHosts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(seq int64) []byte {
+		f := map[string]any{"topic": "org.example.dev.svc.x", "msg": map[string]any{"n": seq}, "msg_id": fmt.Sprint("id-", seq),
+			"seq_id": seq, "timestamp": 1700000000, "i": 1, "username": "u", "gilmsg_version": ProtocolVersion}
+		if err := signer.Sign(f); err != nil {
+			t.Fatal(err)
+		}
+		b, err := MarshalCanonical(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	srv := startFakeReplay(t, "")
+	pub := newSeqPub(t)
+	cfg := pki.Config()
+	cfg.Name = testPKIHosts[1]
+	cfg.Endpoints = map[string][]string{"svc": {pub.addr}, cfg.Name: {"tcp://127.0.0.1:*"}}
+	cfg.ReplayEndpoints = map[string]string{"svc": srv.addr}
+	gate := newSignGate(t)
+	b, err := New(cfg, gate.option(), WithoutPostInitWait())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() }) // after readAll's, which opens the gate
+	sub, err := b.Subscribe(ctxT(t), "org.example.dev.svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := readAll(t, sub, gate)
+	pub.waitSubscribed(t)
+	for seq := range int64(n) {
+		pub.send(t, signed(seq+1))
+	}
+	for i := range n {
+		r := next(t, msgs, "message while the ACKs before it are held")
+		if r.err != nil || r.m == nil {
+			t.Fatalf("Next %d: %v", i, r.err)
+		}
+		if seq, _ := r.m.SeqID(); seq != int64(i+1) {
+			t.Fatalf("Next %d: seq_id %d", i, seq)
+		}
+	}
+	signers := int64(min(n, runtime.GOMAXPROCS(0)))
+	waitFor(t, "ACKs signed at once", func() bool { return gate.in.Load() >= signers })
+	gate.open()
+	waitFor(t, "the ACKs sent", func() bool { return b.Stats().AcksSent >= n })
+}

@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gilmsg/gilmsg-go/internal/replaywire"
-	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
 // GapError reports seq_ids of one publisher that a subscription knows it
@@ -422,8 +422,8 @@ func (r *recovery) giveUp(src *publisherState, n int, why error) {
 	src.holes = slices.Delete(src.holes, 0, n)
 }
 
-// pop returns the next queued message or gap, ACKing the message first
-// as a live one would be.
+// pop returns the next queued message or gap, its ACK queued as a live
+// one's is.
 func (r *recovery) pop(ctx context.Context) (*Message, bool, error) {
 	if r == nil || len(r.queue) == 0 {
 		return nil, false, nil
@@ -438,13 +438,10 @@ func (r *recovery) pop(ctx context.Context) (*Message, bool, error) {
 		return nil, true, q.err
 	}
 	s := r.s
-	if s.opts.ack && !s.opts.manualAck {
-		if err := s.ack(ctx, q.m.Envelope); err != nil {
-			if s.ackErrSaid.CompareAndSwap(false, true) {
-				s.bus.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", q.m.MsgID), slog.Any("error", err))
-			}
-			return q.m, true, err // not delivered: a restart yields it again
-		}
+	if s.acks != nil && needsAck(q.m.Envelope) {
+		// As handle does for a live one: the ACK queue sends it once Next
+		// has returned the message.
+		s.acks.add(strings.Clone(q.m.MsgID))
 	}
 	if !s.opts.manualAck {
 		s.handled(q.m)

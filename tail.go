@@ -195,8 +195,7 @@ type Subscription struct {
 	frames   [][]byte   // the frames of the message being read, reused
 	reader   frameReader
 
-	acks       *ackQueue   // the ACKs Next hands off; nil unless it ACKs on its own
-	ackErrSaid atomic.Bool // the first ACK failure was logged
+	acks *ackQueue // the ACKs Next hands off; nil unless it ACKs on its own
 
 	big       bool // the message being handled is big: release after it
 	releaseMu sync.Mutex
