@@ -49,10 +49,11 @@ type ackQueue struct {
 	wg     sync.WaitGroup
 	waits  atomic.Int64 // times the reader waited for room, for tests
 
-	said  atomic.Bool // the first failure was logged
-	errMu sync.Mutex
-	err   error // the first failure, for the reader's next Next
-	cut   int   // ACKs close gave up on
+	said   atomic.Bool // the first failure was logged
+	hasErr atomic.Bool // err is set: Next looks without the lock
+	errMu  sync.Mutex
+	err    error // the first failure, for the reader's next Next
+	cut    int   // ACKs close gave up on
 }
 
 func newAckQueue(s *Subscription) *ackQueue {
@@ -146,18 +147,20 @@ func (q *ackQueue) fail(id string, err error) {
 	q.errMu.Lock()
 	q.err = fmt.Errorf("ACKing %s: %w", untrusted.Quote(id), err)
 	q.errMu.Unlock()
+	q.hasErr.Store(true)
 	s.interrupt() // a reader waiting for input returns it now
 }
 
 // takeErr returns, once, the first ACK failure.
 func (q *ackQueue) takeErr() error {
-	if q == nil {
+	if q == nil || !q.hasErr.Load() {
 		return nil
 	}
 	q.errMu.Lock()
 	defer q.errMu.Unlock()
 	err := q.err
 	q.err = nil
+	q.hasErr.Store(false)
 	return err
 }
 
