@@ -62,6 +62,10 @@ type Fanout struct {
 // wait within it.
 const waitSlice = 100 * time.Millisecond
 
+// pastWait is how long [Fanout.SendPast] waits for room before it sends
+// past the full subscribers.
+const pastWait = waitSlice
+
 // NewFanout makes s, an XPUB not yet bound or connected, wait up to wait
 // for a full subscriber: ZMQ_XPUB_NODROP on, and blocking sends of at
 // most [waitSlice] (ZMQ_SNDTIMEO), or parks of as long ([Fanout.ParkIn]),
@@ -113,9 +117,9 @@ func (f *Fanout) Send(send func(block bool) error) error {
 	}
 	f.waited.Add(1)
 	if f.parker != nil {
-		err = f.waitParked(send)
+		err = f.waitParked(send, f.wait)
 	} else {
-		err = f.waitBlocking(send)
+		err = f.waitBlocking(send, f.wait)
 	}
 	if err == nil || !IsEAGAIN(err) {
 		return err
@@ -135,9 +139,9 @@ func (f *Fanout) Send(send func(block bool) error) error {
 // waitBlocking retries with blocking sends of at most [waitSlice] until
 // one succeeds, fails otherwise, Stop is called or the wait has passed
 // (then EAGAIN).
-func (f *Fanout) waitBlocking(send func(block bool) error) error {
+func (f *Fanout) waitBlocking(send func(block bool) error, wait time.Duration) error {
 	for start := time.Now(); ; {
-		if err := send(true); err == nil || !IsEAGAIN(err) || f.stopped.Load() || time.Since(start) >= f.wait {
+		if err := send(true); err == nil || !IsEAGAIN(err) || f.stopped.Load() || time.Since(start) >= wait {
 			return err
 		}
 	}
@@ -145,7 +149,7 @@ func (f *Fanout) waitBlocking(send func(block bool) error) error {
 
 // waitParked is waitBlocking with the waits in f.parker, and sends that
 // do not block.
-func (f *Fanout) waitParked(send func(block bool) error) error {
+func (f *Fanout) waitParked(send func(block bool) error, wait time.Duration) error {
 	for start := time.Now(); ; {
 		// ZMQ_EVENTS makes libzmq process the socket's commands now (a
 		// send does so at most once a millisecond), the word that room
@@ -155,7 +159,7 @@ func (f *Fanout) waitParked(send func(block bool) error) error {
 			return fmt.Errorf("ZMQ_EVENTS: %w", err)
 		}
 		err := send(false)
-		left := f.wait - time.Since(start)
+		left := wait - time.Since(start)
 		if err == nil || !IsEAGAIN(err) || f.stopped.Load() || left <= 0 {
 			return err
 		}
@@ -179,13 +183,14 @@ func (f *Fanout) Stop() {
 	}
 }
 
-// SendPast is Send for a message that must not wait for any subscriber:
-// with room everywhere it costs what Send does; else it is sent past the
-// full subscribers at once, as after a wait ran out, but without waiting
-// and without counting or logging a wait. An ACK is such a message: the
-// one peer it is for reads it promptly, and a wait for an unrelated
-// stuck subscriber would make its publisher time out although the
-// message was received.
+// SendPast is Send for a message that must not wait long for any
+// subscriber: with room everywhere it costs what Send does; else it waits
+// for room at most pastWait (a subscriber that reads, behind a burst),
+// then is sent past the full subscribers, as after a wait ran out, but
+// without counting or logging a wait. An ACK is such a message: the one
+// peer it is for reads it promptly, and a wait for an unrelated stuck
+// subscriber would make its publisher time out although the message was
+// received.
 func (f *Fanout) SendPast(send func(block bool) error) error {
 	if f == nil {
 		return send(true)
@@ -194,6 +199,20 @@ func (f *Fanout) SendPast(send func(block bool) error) error {
 		return f.sendLossy(send)
 	}
 	if err := send(false); err == nil || !IsEAGAIN(err) {
+		return err
+	}
+	// A subscriber that reads all along is found full by a burst (a
+	// publisher's queue of ACKs): libzmq's I/O thread has yet to pass on
+	// the messages before, and the socket to learn that it did. A short
+	// wait tells that one from a stuck one; sent past at once, the rest
+	// of the burst was lost for the very peer the ACKs were for.
+	var err error
+	if f.parker != nil {
+		err = f.waitParked(send, pastWait)
+	} else {
+		err = f.waitBlocking(send, pastWait)
+	}
+	if err == nil || !IsEAGAIN(err) {
 		return err
 	}
 	f.past.Add(1)
