@@ -98,6 +98,26 @@ func publishN(t *testing.T, pub *Bus, n int, id func(i int) string) []*PubFuture
 
 func msgID(i int) string { return fmt.Sprintf("2026-ackq-%04d", i) }
 
+// gatedConsumer starts a publisher and a consumer, c1, whose ACKs wait
+// for gate to be signed, with a subscription of c1 read by readAll and
+// the publisher seeing it.
+func gatedConsumer(t *testing.T) (pub, cons *Bus, sub *Subscription, gate *signGate, msgs <-chan readResult) {
+	t.Helper()
+	net := newTestNet(t)
+	pub = net.start(pubCN)
+	gate = newSignGate(t)
+	cons = net.start(c1, gate.option())
+	sub, err := cons.Subscribe(ctxT(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = readAll(t, sub, gate)
+	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
+		t.Fatal(err)
+	}
+	return pub, cons, sub, gate, msgs
+}
+
 func waitAcked(t *testing.T, fs []*PubFuture) {
 	t.Helper()
 	for i, f := range fs {
@@ -118,18 +138,7 @@ func waitAcked(t *testing.T, fs []*PubFuture) {
 // signature was held.
 func TestAckSignedOffReader(t *testing.T) {
 	const n = 4
-	net := newTestNet(t)
-	pub := net.start(pubCN)
-	gate := newSignGate(t)
-	cons := net.start(c1, gate.option())
-	sub, err := cons.Subscribe(ctxT(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := readAll(t, sub, gate)
-	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
-		t.Fatal(err)
-	}
+	pub, cons, _, gate, msgs := gatedConsumer(t)
 	fs := publishN(t, pub, n, msgID)
 	for i := range n {
 		r := next(t, msgs, "message while the ACKs before it are held")
@@ -156,18 +165,7 @@ func TestAckSignedOffReader(t *testing.T) {
 // 400 kB), then waits for room instead of queueing without bound.
 func TestAckQueueBackPressure(t *testing.T) {
 	const n, fit = 4, 3 // 3 × 400 kB reach ackQueueBytes
-	net := newTestNet(t)
-	pub := net.start(pubCN)
-	gate := newSignGate(t)
-	cons := net.start(c1, gate.option())
-	sub, err := cons.Subscribe(ctxT(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := readAll(t, sub, gate)
-	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
-		t.Fatal(err)
-	}
+	pub, _, sub, gate, msgs := gatedConsumer(t)
 	big := func(i int) string { return msgID(i) + strings.Repeat("x", 400<<10) }
 	fs := publishN(t, pub, n, big)
 	for i := range fit {
@@ -195,18 +193,7 @@ func TestAckQueueBackPressure(t *testing.T) {
 // messages it has yielded, even those still waiting for a signer.
 func TestCloseSendsDueAcks(t *testing.T) {
 	const n = 6
-	net := newTestNet(t)
-	pub := net.start(pubCN)
-	gate := newSignGate(t)
-	cons := net.start(c1, gate.option())
-	sub, err := cons.Subscribe(ctxT(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := readAll(t, sub, gate)
-	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
-		t.Fatal(err)
-	}
+	pub, cons, sub, gate, msgs := gatedConsumer(t)
 	fs := publishN(t, pub, n, msgID)
 	for range n {
 		if r := next(t, msgs, "message"); r.err != nil {
@@ -234,23 +221,12 @@ func TestCloseSendsDueAcks(t *testing.T) {
 // counted, and does not stop the subscription.
 func TestAckErrorReturned(t *testing.T) {
 	errSign := errors.New("injected signing failure")
-	net := newTestNet(t)
-	pub := net.start(pubCN)
-	gate := newSignGate(t)
+	pub, cons, _, gate, msgs := gatedConsumer(t)
 	gate.fail = func(id string) error {
 		if id == msgID(0) {
 			return errSign
 		}
 		return nil
-	}
-	cons := net.start(c1, gate.option())
-	sub, err := cons.Subscribe(ctxT(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := readAll(t, sub, gate)
-	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
-		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -340,18 +316,7 @@ func TestBusCloseWaitsForSubscriptionClose(t *testing.T) {
 // 6 ACKs were lost.
 func TestCloseRacingBusClose(t *testing.T) {
 	const n = 6
-	net := newTestNet(t)
-	pub := net.start(pubCN)
-	gate := newSignGate(t)
-	cons := net.start(c1, gate.option())
-	sub, err := cons.Subscribe(ctxT(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := readAll(t, sub, gate)
-	if err := pub.WaitSubscribers(ctxT(t), "job", 1); err != nil {
-		t.Fatal(err)
-	}
+	pub, cons, sub, gate, msgs := gatedConsumer(t)
 	fs := publishN(t, pub, n, msgID)
 	for range n {
 		if r := next(t, msgs, "message"); r.err != nil {
