@@ -290,27 +290,38 @@ func rawConsumed(ctx context.Context, conn *amqp.Connection, queue string, p amq
 	if err := ch.Qos(window, 0, false); err != nil {
 		return 0, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, benchGrace)
-	defer cancel()
+	// Consume, not ConsumeWithContext: that one's goroutine cancels the
+	// consumer when its ctx ends, which raced the channel's Close below
+	// and sent basic.cancel on a channel the broker had closed. The
+	// broker then closed the whole connection (504, "expected
+	// 'channel.open'"), which the next phase shares.
+	timeout := time.NewTimer(benchGrace)
+	defer timeout.Stop()
 	start := time.Now()
-	deliveries, err := ch.ConsumeWithContext(cctx, queue, "", false, false, false, false, nil)
+	deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
 		return 0, err
 	}
 	every := max(window/8, 1)
-	got := 0
-	for d := range deliveries {
-		got++
-		if got%every == 0 || got == n {
-			if err := d.Ack(true); err != nil {
-				return 0, err
+	for got := 0; got < n; {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return 0, fmt.Errorf("%d of %d messages consumed: the channel closed", got, n)
 			}
-		}
-		if got == n {
-			return float64(n) / time.Since(start).Seconds(), nil
+			got++
+			if got%every == 0 || got == n {
+				if err := d.Ack(true); err != nil {
+					return 0, err
+				}
+			}
+		case <-timeout.C:
+			return 0, fmt.Errorf("%d of %d messages consumed in %v", got, n, benchGrace)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%d of %d messages consumed: %w", got, n, ctx.Err())
 		}
 	}
-	return 0, fmt.Errorf("%d of %d messages consumed: %w", got, n, cctx.Err())
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // signFeed signs n bus messages, for the zmq→amqp phase to send: made
