@@ -116,12 +116,7 @@ func (f *Fanout) Send(send func(block bool) error) error {
 		return err
 	}
 	f.waited.Add(1)
-	if f.parker != nil {
-		err = f.waitParked(send, f.wait)
-	} else {
-		err = f.waitBlocking(send, f.wait)
-	}
-	if err == nil || !IsEAGAIN(err) {
+	if err = f.waitRoom(send, f.wait); err == nil || !IsEAGAIN(err) {
 		return err
 	}
 	level := slog.LevelDebug
@@ -134,6 +129,16 @@ func (f *Fanout) Send(send func(block bool) error) error {
 		return err
 	}
 	return send(true)
+}
+
+// waitRoom retries send until it finds room, fails otherwise, Stop is
+// called or wait has passed (then EAGAIN): parked in f.parker when the
+// owner gave one, else in blocking sends.
+func (f *Fanout) waitRoom(send func(block bool) error, wait time.Duration) error {
+	if f.parker != nil {
+		return f.waitParked(send, wait)
+	}
+	return f.waitBlocking(send, wait)
 }
 
 // waitBlocking retries with blocking sends of at most [waitSlice] until
@@ -206,13 +211,7 @@ func (f *Fanout) SendPast(send func(block bool) error) error {
 	// the messages before, and the socket to learn that it did. A short
 	// wait tells that one from a stuck one; sent past at once, the rest
 	// of the burst was lost for the very peer the ACKs were for.
-	var err error
-	if f.parker != nil {
-		err = f.waitParked(send, pastWait)
-	} else {
-		err = f.waitBlocking(send, pastWait)
-	}
-	if err == nil || !IsEAGAIN(err) {
+	if err := f.waitRoom(send, pastWait); err == nil || !IsEAGAIN(err) {
 		return err
 	}
 	f.past.Add(1)
