@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,17 @@ func (q *ackQueue) waitRoom(ctx context.Context, done <-chan struct{}) error {
 		}
 	}
 	return nil
+}
+
+// due queues env's ACK if it is a message that is ACKed. The reader
+// calls it as Next returns env's message, with nothing left that can
+// fail in between: only a message the reader is given is ACKed. The
+// signers send it; a failure comes back from a later Next.
+func (q *ackQueue) due(env *Envelope) {
+	if q != nil && needsAck(env) {
+		// A decoded msg_id shares the memory of its whole body.
+		q.add(strings.Clone(env.MsgID))
+	}
 }
 
 // add queues the ACK of msgID. Only the reader adds, after waitRoom, so

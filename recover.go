@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gilmsg/gilmsg-go/internal/replaywire"
@@ -438,11 +437,7 @@ func (r *recovery) pop(ctx context.Context) (*Message, bool, error) {
 		return nil, true, q.err
 	}
 	s := r.s
-	if s.acks != nil && needsAck(q.m.Envelope) {
-		// As handle does for a live one: the ACK queue sends it once Next
-		// has returned the message.
-		s.acks.add(strings.Clone(q.m.MsgID))
-	}
+	s.acks.due(q.m.Envelope) // as handle does for a live one
 	if !s.opts.manualAck {
 		s.handled(q.m)
 	}

@@ -608,12 +608,7 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 	if s.rec.admit(ctx, m) {
 		return nil, false, nil // dropped, or queued after what its gap recovered
 	}
-	if s.acks != nil && needsAck(env) {
-		// Queued as Next returns m, with nothing left that can fail in
-		// between: only a message the reader is given is ACKed. The
-		// signers send it; a failure comes back from a later Next.
-		s.acks.add(strings.Clone(env.MsgID))
-	}
+	s.acks.due(env)
 	return m, true, nil
 }
 
