@@ -147,31 +147,41 @@ func TestAckPastStuckSubscriber(t *testing.T) {
 	}
 }
 
-// TestCloseCutsSendWait: Close of a bus whose publish waits for a
-// subscriber that stopped reading ends that wait (zsock.Fanout.Stop):
-// it waited all of zmq_send_wait, up to a minute, before.
-func TestCloseCutsSendWait(t *testing.T) {
+// publishingIntoStuck starts a publisher with a zmq_send_wait of a minute
+// and a subscriber that never reads, and publishes 512 kB messages from a
+// goroutine until one waits for that subscriber. published gets the error
+// that ends the publishing.
+func publishingIntoStuck(t *testing.T) (pub *Bus, published <-chan error) {
+	t.Helper()
 	tn := newTestNet(t)
 	tn.mutate = func(c *Config) {
 		c.SignMessages, c.ValidateSignatures = false, false
 		c.HighWaterMark, c.ZMQSendWait = 0, 60000
 	}
-	pub := tn.start("publisher01.example.org")
+	pub = tn.start("publisher01.example.org")
 	stuckSub(t, testZCtx(t), pub.Endpoint())
 	if err := pub.WaitSubscribers(ctxT(t), "big", 1); err != nil {
 		t.Fatal(err)
 	}
 	pad := strings.Repeat("x", 512<<10)
-	published := make(chan error, 1)
+	errs := make(chan error, 1)
 	go func() {
 		for i := 0; ; i++ {
 			if _, err := pub.Publish(context.Background(), "big", map[string]any{"i": i, "pad": pad}); err != nil {
-				published <- err
+				errs <- err
 				return
 			}
 		}
 	}()
 	waitFor(t, "a publish to wait for the stuck subscriber", func() bool { return pub.Stats().SendWaits > 0 })
+	return pub, errs
+}
+
+// TestCloseCutsSendWait: Close of a bus whose publish waits for a
+// subscriber that stopped reading ends that wait (zsock.Fanout.Stop):
+// it waited all of zmq_send_wait, up to a minute, before.
+func TestCloseCutsSendWait(t *testing.T) {
+	pub, published := publishingIntoStuck(t)
 	closed := make(chan error, 1)
 	go func() { closed <- pub.Close() }()
 	select {
@@ -196,27 +206,7 @@ func TestSendWaitHoldsNoThread(t *testing.T) {
 	if !parksInNetpoller {
 		t.Skip("waits for room in blocking sends on this OS")
 	}
-	tn := newTestNet(t)
-	tn.mutate = func(c *Config) {
-		c.SignMessages, c.ValidateSignatures = false, false
-		c.HighWaterMark, c.ZMQSendWait = 0, 60000
-	}
-	pub := tn.start("publisher01.example.org")
-	stuckSub(t, testZCtx(t), pub.Endpoint())
-	if err := pub.WaitSubscribers(ctxT(t), "big", 1); err != nil {
-		t.Fatal(err)
-	}
-	pad := strings.Repeat("x", 512<<10)
-	published := make(chan error, 1)
-	go func() {
-		for i := 0; ; i++ {
-			if _, err := pub.Publish(context.Background(), "big", map[string]any{"i": i, "pad": pad}); err != nil {
-				published <- err
-				return
-			}
-		}
-	}()
-	waitFor(t, "a publish to wait for the stuck subscriber", func() bool { return pub.Stats().SendWaits > 0 })
+	pub, published := publishingIntoStuck(t)
 	// The waiting goroutine, once seen not running: its state.
 	header := regexp.MustCompile(`^goroutine \d+ \[([^\]]*)\]:`)
 	var state string
