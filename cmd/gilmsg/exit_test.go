@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	gilmsg "github.com/gilmsg/gilmsg-go"
+	"github.com/spf13/cobra"
 )
 
 func TestExitCode(t *testing.T) {
@@ -58,5 +59,23 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("exit %d, stdout %q; want %d and %q", res.code, res.stdout, tc.code, tc.out)
 			}
 		})
+	}
+}
+
+// The CLI names itself once a line, however deep the library's error was
+// wrapped.
+func TestErrorLineSaysGilmsgOnce(t *testing.T) {
+	t.Parallel()
+	var errOut strings.Builder
+	root := &cobra.Command{Use: "gilmsg", SilenceErrors: true, SilenceUsage: true,
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("line 1: %w", fmt.Errorf("%w: no relay at tcp://10.0.0.1:9941 within 2s", gilmsg.ErrNotConnected))
+		}}
+	root.SetErr(&errOut)
+	if code := execute(root, []string{}); code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
+	}
+	if got, want := errOut.String(), "gilmsg: line 1: not connected: no relay at tcp://10.0.0.1:9941 within 2s\n"; got != want {
+		t.Errorf("stderr %q, want %q", got, want)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,7 +48,7 @@ func readConfig(cmd *cobra.Command) (*gilmsg.Config, error) {
 		Files:   files,
 		Environ: src.environ,
 		Warn: func(w *gilmsg.ConfigError) {
-			fmt.Fprintln(stderr, "gilmsg: warning:", strings.TrimPrefix(w.Error(), "gilmsg: "))
+			fmt.Fprintln(stderr, "gilmsg: warning:", withoutLibraryPrefix(w.Error()))
 		},
 	}.Load()
 }

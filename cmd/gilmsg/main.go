@@ -101,7 +101,14 @@ func execute(root *cobra.Command, args []string) int {
 	}
 	// An exitError with an empty message has said what it had to already.
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(root.ErrOrStderr(), "gilmsg:", strings.TrimPrefix(msg, "gilmsg: "))
+		fmt.Fprintln(root.ErrOrStderr(), "gilmsg:", withoutLibraryPrefix(msg))
 	}
 	return exitCode(err)
+}
+
+// withoutLibraryPrefix drops the library's "gilmsg: " where it starts the
+// message or a wrapped error inside it ("line 1: gilmsg: not connected"):
+// the CLI says "gilmsg:" once, at the start of its line.
+func withoutLibraryPrefix(msg string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(msg, "gilmsg: "), ": gilmsg: ", ": ")
 }
