@@ -181,6 +181,7 @@ type benchResults struct {
 	// CPU of the whole process per message (per publish in the reliable
 	// phases), µs.
 	cpuRaw, cpuUnsigned, cpuSigned, cpuConcurrent float64
+	switchesSigned                                float64 // context switches a signed message (bench_flow.go)
 	cpuRawCapped                                  float64
 
 	gpg []gpgRate // the gpg backend, per key kind

@@ -160,6 +160,17 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// processSwitches is how many times the process's threads have left their
+// core so far, waiting (voluntary) or preempted: each wake-up of a thread
+// that sleeps again counts one.
+func processSwitches() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw + ru.Nivcsw
+}
+
 // procThreads is the OS thread count of this process, 0 if unknown.
 func procThreads() int {
 	b, err := os.ReadFile("/proc/self/status")

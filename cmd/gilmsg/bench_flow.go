@@ -42,6 +42,9 @@ type flowResult struct {
 	elapsed time.Duration // from the first send to the last message received
 	mallocs uint64
 	cpu     time.Duration // the process's CPU over the same span
+	// switches counts the process's context switches over the same span
+	// (getrusage: voluntary and involuntary, every thread).
+	switches int64
 }
 
 // cpuPerMsg is the process's CPU per message, in µs: both ends of the bus
@@ -51,6 +54,11 @@ func (f flowResult) cpuPerMsg() float64 { return cpuUS(f.cpu, f.n) }
 func cpuUS(cpu time.Duration, n int) float64 {
 	return float64(cpu) / float64(time.Microsecond) / float64(max(n, 1))
 }
+
+// switchesPerMsg is how many times a message made the process's threads
+// sleep or be preempted: the wake-ups along its way (libzmq's I/O
+// threads, the reader's netpoller, the Go runtime's sysmon) show in it.
+func (f flowResult) switchesPerMsg() float64 { return float64(f.switches) / float64(max(f.n, 1)) }
 
 func (f flowResult) rate() float64 { return float64(f.n) / f.elapsed.Seconds() }
 
@@ -67,7 +75,7 @@ func (e *benchEnv) runFlow(ctx context.Context, f flow, d time.Duration, atLeast
 	sent := make(chan sentResult, 1)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	cpu0 := processCPU()
+	cpu0, sw0 := processCPU(), processSwitches()
 	start := time.Now()
 	go func() {
 		n := 0
@@ -122,9 +130,9 @@ func (e *benchEnv) runFlow(ctx context.Context, f flow, d time.Duration, atLeast
 	if received != s.n {
 		return flowResult{}, fmt.Errorf("%d messages sent, %d received", s.n, received)
 	}
-	cpu := processCPU() - cpu0
+	cpu, switches := processCPU()-cpu0, processSwitches()-sw0
 	runtime.ReadMemStats(&after)
-	return flowResult{n: received, elapsed: last.Sub(start), mallocs: after.Mallocs - before.Mallocs, cpu: cpu}, nil
+	return flowResult{n: received, elapsed: last.Sub(start), mallocs: after.Mallocs - before.Mallocs, cpu: cpu, switches: switches}, nil
 }
 
 // busFlow starts a publisher bus and a tailing bus for a throughput phase;
@@ -201,6 +209,7 @@ func (e *benchEnv) signedPhase(ctx context.Context, r *benchResults) error {
 		return err
 	}
 	r.signed, r.allocsSigned, r.cpuSigned = res.rate(), res.allocsPerMsg(), res.cpuPerMsg()
+	r.switchesSigned = res.switchesPerMsg()
 	r.signedBodyBytes = e.bodyBytes
 	return nil
 }

@@ -134,6 +134,7 @@ func (r *benchResults) numbers() []benchKV {
 		{"cpu_us_per_msg_raw_capped", r.cpuRawCapped},
 		{"cpu_us_per_msg_unsigned", r.cpuUnsigned},
 		{"cpu_us_per_msg_signed", r.cpuSigned},
+		{"switches_per_msg_signed", r.switchesSigned},
 		{"cpu_us_per_msg_reliable_1", r.lat1.cpuUS},
 		{"cpu_us_per_msg_reliable_" + n, r.latN.cpuUS},
 		{"cpu_us_per_msg_concurrent", r.cpuConcurrent},
@@ -230,6 +231,7 @@ func (r *benchResults) writeTable(w io.Writer) {
 	row("", "", fmt.Sprintf("%.2f × cores×sign/2 = %.0f/s (round 1's bound)", r.concurrentVsSignBound(), r.signBound()))
 	row("CPU per message, µs", fmt.Sprintf("raw %.1f, raw capped %.1f, unsigned %.1f, signed %.0f", r.cpuRaw, r.cpuRawCapped, r.cpuUnsigned, r.cpuSigned),
 		"whole process: both ends, libzmq threads")
+	row("context switches per signed message", fmt.Sprintf("%.1f", r.switchesSigned), "whole process, every thread")
 	row("CPU per reliable publish, µs", fmt.Sprintf("1 recipient %.0f, %d recipients %.0f, concurrent %.0f",
 		r.lat1.cpuUS, r.recipients, r.latN.cpuUS, r.cpuConcurrent), "")
 	row("allocations per message", fmt.Sprintf("unsigned %.0f, signed %.0f, reliable %.0f",

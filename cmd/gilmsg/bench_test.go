@@ -23,7 +23,7 @@ var benchKeys = []string{
 	"unsigned_vs_raw", "signed_vs_sign_bound", "reliable_p50_vs_raw_reliable", "concurrent_vs_crypto_bound",
 	"raw_reliable_p50_ms", "reliable_p50_vs_floor_plus_rtt", "reliable_p50_vs_floor", "concurrent_vs_sign_bound",
 	"allocs_per_msg", "heap_mb_at_tenth", "heap_mb_at_end",
-	"cpu_us_per_msg_raw", "cpu_us_per_msg_unsigned", "cpu_us_per_msg_signed",
+	"cpu_us_per_msg_raw", "cpu_us_per_msg_unsigned", "cpu_us_per_msg_signed", "switches_per_msg_signed",
 	"cpu_us_per_msg_reliable_1", "cpu_us_per_msg_concurrent",
 	"openssl_sign_per_s", "openssl_verify_per_s", "openssl_sign_per_s_parallel", "openssl_verify_per_s_parallel",
 	"signed_vs_openssl_sign", "reliable_p50_vs_openssl_floor", "concurrent_vs_openssl_bound",
