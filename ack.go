@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gilmsg/gilmsg-go/internal/untrusted"
 )
 
 // AckTimeoutError says which recipients of a reliable publish did not ACK
@@ -246,7 +248,7 @@ func needsAck(env *Envelope) bool {
 // the ACKs due while the bus closes.
 func (b *Bus) publishAck(ctx context.Context, msgID string, busClosed <-chan struct{}) (*outgoing, error) {
 	if b.pub == nil {
-		return nil, fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, msgID)
+		return nil, errNoAckEndpoint(msgID)
 	}
 	if h := b.opts.ackHook; h != nil {
 		if err := h(msgID); err != nil {
@@ -258,7 +260,7 @@ func (b *Bus) publishAck(ctx context.Context, msgID string, busClosed <-chan str
 	}
 	out, err := b.prepare(ctx, b.ackTopic, map[string]any{"ack_msg_id": msgID}, &pubOptions{}, prepFlags{sign: true})
 	if err != nil {
-		return nil, fmt.Errorf("%w (ACKing %s)", err, msgID)
+		return nil, err // the caller names the message: Ack's, or an AckError
 	}
 	out.noWait = true
 	if err := b.sendOn(ctx, out, b.cfg.TimeoutDuration(), busClosed); err != nil {
@@ -266,6 +268,10 @@ func (b *Bus) publishAck(ctx context.Context, msgID string, busClosed <-chan str
 	}
 	b.stats.acksSent.Add(1)
 	return out, nil
+}
+
+func errNoAckEndpoint(msgID string) error {
+	return fmt.Errorf("%w: cannot ACK %s: the bus has no endpoint to publish from (set name with endpoints, or active)", ErrConfig, untrusted.Quote(msgID))
 }
 
 // PubFuture is the result of [Bus.PublishAsync], available once Done is

@@ -2,7 +2,6 @@ package gilmsg
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -19,14 +18,16 @@ import (
 // twenty times the rest of a message's handling on the reader's
 // goroutine, and many publishers waiting on one recipient were held to
 // one core's signing rate. The ACK still goes only once Next has
-// returned the message to its reader. ACKs of different messages may
-// leave in any order: the publisher matches them by msg_id.
+// returned the message to its reader. With WithManualAck, the
+// application hands the ACK over itself, once it has handled the
+// message ([Message.AckAsync]), to the same queue. ACKs of different
+// messages may leave in any order: the publisher matches them by msg_id.
 const (
 	// ackQueueLen and ackQueueBytes bound what waits for a signer: msg_ids
 	// (the queue holds nothing else), at most ackQueueLen of them or
 	// ackQueueBytes of text (plus the one msg_id that crossed the line);
-	// Next waits for room before reading on. The count keeps every
-	// signer busy behind a burst while bounding Close's flush.
+	// Next, or AckAsync, waits for room before adding one. The count
+	// keeps every signer busy behind a burst while bounding Close's flush.
 	ackQueueLen   = 256
 	ackQueueBytes = 1 << 20
 	// ackFlushTimeout bounds how long Close waits for the ACKs already
@@ -35,20 +36,43 @@ const (
 	ackFlushTimeout = 2 * time.Second
 )
 
-// ackQueue signs and sends a subscription's automatic ACKs on up to
-// GOMAXPROCS goroutines, started with the first ACK.
+// AckError is an ACK that a subscription's ACK queue could not send,
+// after its message was handed over: the first of each subscription is
+// returned, with a nil message, by its next [Subscription.Next]; every
+// one is counted in [Stats].AckErrors. The publisher of MsgID times out
+// waiting for it (or is sent it again by a resend's ACK).
+type AckError struct {
+	MsgID string // as the peer sent it: untrusted text
+	Err   error  // the cause: signing, sending, the bus closing
+}
+
+func (e *AckError) Error() string {
+	return "gilmsg: cannot ACK " + untrusted.Quote(e.MsgID) + ": " + strings.TrimPrefix(causeText(e.Err), "gilmsg: ")
+}
+
+func (e *AckError) Unwrap() error { return e.Err }
+
+// ackQueue signs and sends a subscription's ACKs on up to GOMAXPROCS
+// goroutines, started with the first ACK: those Next hands it (auto), or
+// those the application hands it with [Message.AckAsync].
 type ackQueue struct {
-	s     *Subscription
-	jobs  chan string   // msg_ids to ACK; closed by close
-	bytes atomic.Int64  // msg_id bytes queued or being ACKed
-	room  chan struct{} // cap 1: a signer finished one, there may be room
+	s    *Subscription
+	auto bool // Next queues each ACK itself: neither WithoutAck nor WithManualAck
+
+	// mu orders adding to jobs with close, and the wait for room of
+	// several adders (AckAsync may be called from any goroutine).
+	mu     sync.Mutex
+	jobs   chan string   // msg_ids to ACK; closed by close
+	bytes  atomic.Int64  // msg_id bytes queued or being ACKed; changed under mu
+	wake   chan struct{} // closed when a signer made room; nil while nobody waits
+	closed bool          // jobs is closed: nothing more is added
 	// ctx bounds the signers' waits (post-init, room on the socket); close
 	// ends it once ackFlushTimeout has passed.
 	ctx    context.Context
 	cancel context.CancelFunc
 	start  sync.Once
 	wg     sync.WaitGroup
-	waits  atomic.Int64 // times the reader waited for room, for tests
+	waits  atomic.Int64 // times an adder waited for room, for tests
 
 	said   atomic.Bool // the first failure was logged
 	hasErr atomic.Bool // err is set: Next looks without the lock
@@ -57,50 +81,91 @@ type ackQueue struct {
 	cut    int   // ACKs close gave up on
 }
 
-func newAckQueue(s *Subscription) *ackQueue {
-	q := &ackQueue{s: s, jobs: make(chan string, ackQueueLen), room: make(chan struct{}, 1)}
+func newAckQueue(s *Subscription, auto bool) *ackQueue {
+	q := &ackQueue{s: s, auto: auto, jobs: make(chan string, ackQueueLen)}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	return q
 }
 
-// full reports whether the reader must wait before reading on.
+// full reports whether an adder must wait. Under mu.
 func (q *ackQueue) full() bool {
 	return len(q.jobs) == cap(q.jobs) || q.bytes.Load() >= ackQueueBytes
 }
 
-// waitRoom blocks the reader while the queue is full, until a signer
-// makes room, ctx ends or the subscription closes (done).
-func (q *ackQueue) waitRoom(ctx context.Context, done <-chan struct{}) error {
-	if q == nil || !q.full() {
+// lockRoom returns with mu held once the queue has room or is closed,
+// or without it when ctx ends or done (the subscription's closing)
+// closes first. Every waiter watches the same wake channel, which a
+// signer closes: none is left asleep when room comes.
+func (q *ackQueue) lockRoom(ctx context.Context, done <-chan struct{}) error {
+	q.mu.Lock()
+	if !q.full() || q.closed {
 		return nil
 	}
 	q.waits.Add(1)
-	for q.full() {
+	for q.full() && !q.closed {
+		if q.wake == nil {
+			q.wake = make(chan struct{})
+		}
+		wake := q.wake
+		q.mu.Unlock()
 		select {
-		case <-q.room:
+		case <-wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-done:
 			return ErrClosed
 		}
+		q.mu.Lock()
 	}
 	return nil
 }
 
-// due queues env's ACK if it is a message that is ACKed. The reader
-// calls it as Next returns env's message, with nothing left that can
-// fail in between: only a message the reader is given is ACKed. The
-// signers send it; a failure comes back from a later Next.
+// waitRoom blocks the reader of an auto queue while it is full, until a
+// signer makes room, ctx ends or the subscription closes (done).
+func (q *ackQueue) waitRoom(ctx context.Context, done <-chan struct{}) error {
+	if q == nil || !q.auto {
+		return nil
+	}
+	if err := q.lockRoom(ctx, done); err != nil {
+		return err
+	}
+	q.mu.Unlock()
+	return nil
+}
+
+// due queues env's ACK if the queue is auto and env is a message that is
+// ACKed. The reader calls it as Next returns env's message, with nothing
+// left that can fail in between: only a message the reader is given is
+// ACKed. The signers send it; a failure comes back from a later Next.
 func (q *ackQueue) due(env *Envelope) {
-	if q != nil && needsAck(env) {
+	if q != nil && q.auto && needsAck(env) {
 		// A decoded msg_id shares the memory of its whole body.
+		q.mu.Lock()
 		q.add(strings.Clone(env.MsgID))
+		q.mu.Unlock()
 	}
 }
 
-// add queues the ACK of msgID. Only the reader adds, after waitRoom, so
-// it never blocks.
+// push queues the ACK of msgID once there is room; it fails only when
+// ctx ends or the subscription closes first (done), the ACK unqueued.
+func (q *ackQueue) push(ctx context.Context, done <-chan struct{}, msgID string) error {
+	if err := q.lockRoom(ctx, done); err != nil {
+		return err
+	}
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
+	q.add(msgID)
+	return nil
+}
+
+// add queues the ACK of msgID, under mu. The adder waited for room (the
+// reader of an auto queue, before it read), so it does not block.
 func (q *ackQueue) add(msgID string) {
+	if q.closed {
+		return // not reached: the reader is out before close
+	}
 	q.start.Do(func() {
 		for range runtime.GOMAXPROCS(0) {
 			q.wg.Add(1)
@@ -115,11 +180,13 @@ func (q *ackQueue) run() {
 	defer q.wg.Done()
 	for id := range q.jobs {
 		q.ack(id)
+		q.mu.Lock()
 		q.bytes.Add(-int64(len(id)))
-		select {
-		case q.room <- struct{}{}:
-		default:
+		if q.wake != nil {
+			close(q.wake)
+			q.wake = nil
 		}
+		q.mu.Unlock()
 	}
 }
 
@@ -157,7 +224,7 @@ func (q *ackQueue) fail(id string, err error) {
 	// publish to it time out.
 	s.bus.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", id), slog.Any("error", err))
 	q.errMu.Lock()
-	q.err = fmt.Errorf("ACKing %s: %w", untrusted.Quote(id), err)
+	q.err = &AckError{MsgID: id, Err: err}
 	q.errMu.Unlock()
 	q.hasErr.Store(true)
 	s.interrupt() // a reader waiting for input returns it now
@@ -177,12 +244,20 @@ func (q *ackQueue) takeErr() error {
 }
 
 // close sends the ACKs already queued, for up to ackFlushTimeout, and
-// stops the signers. The reader must be done: nothing is added after.
+// stops the signers. The reader must be done; an AckAsync that comes
+// after returns ErrClosed.
 func (q *ackQueue) close() {
 	if q == nil {
 		return
 	}
+	q.mu.Lock()
+	q.closed = true
 	close(q.jobs)
+	if q.wake != nil {
+		close(q.wake) // an AckAsync waiting for room returns ErrClosed
+		q.wake = nil
+	}
+	q.mu.Unlock()
 	t := time.AfterFunc(ackFlushTimeout, q.cancel)
 	q.wg.Wait()
 	t.Stop()

@@ -99,15 +99,15 @@ func publishN(t *testing.T, pub *Bus, n int, id func(i int) string) []*PubFuture
 func msgID(i int) string { return fmt.Sprintf("2026-ackq-%04d", i) }
 
 // gatedConsumer starts a publisher and a consumer, c1, whose ACKs wait
-// for gate to be signed, with a subscription of c1 read by readAll and
-// the publisher seeing it.
-func gatedConsumer(t *testing.T) (pub, cons *Bus, sub *Subscription, gate *signGate, msgs <-chan readResult) {
+// for gate to be signed, with a subscription of c1 (given opts) read by
+// readAll and the publisher seeing it.
+func gatedConsumer(t *testing.T, opts ...SubscribeOption) (pub, cons *Bus, sub *Subscription, gate *signGate, msgs <-chan readResult) {
 	t.Helper()
 	net := newTestNet(t)
 	pub = net.start(pubCN)
 	gate = newSignGate(t)
 	cons = net.start(c1, gate.option())
-	sub, err := cons.Subscribe(ctxT(t), "")
+	sub, err := cons.Subscribe(ctxT(t), "", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

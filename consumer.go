@@ -57,6 +57,9 @@ func WithSubscribeOptions(opts ...SubscribeOption) RunOption {
 // [WithStatusFile]; the file is named after the bus's name, else
 // "gilmsg-hub"), until ctx ends (it returns nil then) or the bus closes
 // ([ErrClosed]). A consumer's error is logged and does not stop the others.
+// The ACKs are signed and sent off the runner's goroutine, by the
+// subscription's ACK queue ([Message.AckAsync]); one that fails is
+// counted in [Stats].AckErrors, and the first is logged.
 //
 // When the config sets moksha.monitoring.socket (in [Config.Extra]), the
 // hub's status is published there meanwhile, as moksha's hub does, for
@@ -97,6 +100,9 @@ func (b *Bus) RunConsumers(ctx context.Context, consumers []Consumer, opts ...Ru
 			if errors.Is(err, ErrClosed) {
 				return err
 			}
+			if _, ok := errors.AsType[*AckError](err); ok {
+				continue // the ACK queue has logged it
+			}
 			b.log.Warn("gilmsg: consumer runner", slog.Any("error", err))
 			continue
 		}
@@ -134,12 +140,15 @@ func (b *Bus) dispatch(ctx context.Context, consumers []Consumer, m *Message, ac
 	}
 }
 
+// ackOrLog hands m's ACK to the subscription's signers (AckAsync): the
+// runner reads and dispatches on one goroutine, which would otherwise
+// hold every publisher waiting on this hub to one core's signing.
 func (b *Bus) ackOrLog(ctx context.Context, m *Message, after bool) {
 	var err error
 	if after {
-		err = m.Ack(ctx)
+		err = m.AckAsync(ctx)
 	} else if m.invalid == nil && m.sub != nil && m.Envelope != nil {
-		err = m.sub.ack(ctx, m.Envelope) // not Ack: the status file waits for the consumers
+		err = m.sub.ackAsync(ctx, m.Envelope) // not AckAsync: the status file waits for the consumers
 	}
 	if err != nil {
 		b.log.Error("gilmsg: cannot ACK", untrusted.Attr("msg_id", m.MsgID), slog.Any("error", err))

@@ -124,9 +124,12 @@
 //   - by default [Bus.Tail] and [Subscription.Next] ACK each valid gilmsg
 //     message as they yield it, as Python gilmsg does: the ACK says
 //     "received";
-//   - with [WithManualAck] the application calls [Message.Ack] once it has
-//     handled the message (written, stored, processed), and not for those
-//     it drops: the ACK says "handled";
+//   - with [WithManualAck] the application calls [Message.AckAsync] once
+//     it has handled the message (written, stored, processed), and not for
+//     those it drops: the ACK says "handled". AckAsync hands the ACK to
+//     the subscription's signer goroutines, as the ACKs of the first
+//     case are; [Message.Ack] signs and sends it on the caller's
+//     goroutine and returns its error;
 //   - [Bus.RunConsumers] serves hub-style [Consumer] values; with
 //     [WithAckAfterConsume] the ACK waits until every matching consumer has
 //     returned nil, and a message no consumer matches is not ACKed.

@@ -312,8 +312,15 @@ func readStatusDoc(t *testing.T, path string) statusEntry {
 }
 
 // Case 1: a message counts as delivered once handled (here: WithManualAck and
-// Ack), not once taken off the queue; the restart yields what was not.
+// Ack or AckAsync), not once taken off the queue; the restart yields what
+// was not.
 func TestCheckpointIsDelivery(t *testing.T) {
+	for name, ack := range map[string]func(*Message, context.Context) error{"Ack": (*Message).Ack, "AckAsync": (*Message).AckAsync} {
+		t.Run(name, func(t *testing.T) { checkpointIsDelivery(t, ack) })
+	}
+}
+
+func checkpointIsDelivery(t *testing.T, ack func(*Message, context.Context) error) {
 	srv := startFakeReplay(t, "")
 	srv.put(seqBodies(1, 3)...)
 	pub := newSeqPub(t)
@@ -327,7 +334,7 @@ func TestCheckpointIsDelivery(t *testing.T) {
 			t.Fatalf("got %d %v, want %d", it.seq(), it.err, want)
 		}
 		if want < 3 {
-			if err := it.m.Ack(t.Context()); err != nil {
+			if err := ack(it.m, t.Context()); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -42,7 +42,8 @@ type received struct {
 }
 
 // Ack signs and publishes this message's ACK now, on the caller's
-// goroutine, and returns its error. It is only needed with
+// goroutine, and returns its error; [Message.AckAsync] hands it to the
+// subscription's signers instead. It is only needed with
 // [WithManualAck]; otherwise a subscription ACKs each valid gilmsg
 // message as it yields it (see [Subscription.Next]). Call it once the
 // message has been handled as far as the publisher needs to know
@@ -70,6 +71,49 @@ func (m *Message) Ack(ctx context.Context) error {
 	return nil
 }
 
+// AckAsync hands this message's ACK to the subscription's ACK queue and
+// returns, as [Bus.PublishAsync] is to [Bus.Publish]: the queue's
+// signer goroutines (GOMAXPROCS of them) sign and send it, so a reader
+// that handles its messages one at a time is not held to one core's
+// signing, as it is when it calls [Message.Ack] (a signature costs some
+// twenty times the rest of a message's handling). Call it, like Ack,
+// once the message has been handled as far as the publisher needs to
+// know, with [WithManualAck]; without WithManualAck the subscription
+// ACKs on its own (or not at all), and AckAsync does nothing. It ACKs
+// what Ack does: nothing, and nil, for a message without
+// gilmsg_version or an ACK; a message that failed validation returns
+// its validation error.
+//
+// It waits only while the queue is full (256 ACKs or 1 MiB of msg_ids,
+// the same queue and bounds as those a subscription's own ACKs use; see
+// [Subscription.Next]): until a signer makes room, ctx ends (ctx.Err())
+// or the subscription closes ([ErrClosed]); the ACK is then not sent,
+// and counted in [Stats].AckErrors. An ACK queued and then not sent is
+// counted there too, and the subscription's first such failure is
+// logged and returned, as an [*AckError] with a nil message, by its next
+// [Subscription.Next]. [Subscription.Close] sends the ACKs still
+// queued, waiting at most 2 s for them. ACKs may leave in another order
+// than their AckAsync calls: the publisher matches them by msg_id.
+//
+// A queued ACK records the message as delivered in the subscription's
+// [WithStatusFile], as [Message.Done] does: the message has reached its
+// user, so a crash before the ACK leaves loses the ACK (its publisher
+// times out, or resends and gets the message again), never the
+// message. It is safe from any goroutine.
+func (m *Message) AckAsync(ctx context.Context) error {
+	if m.invalid != nil {
+		return m.invalid
+	}
+	if m.sub == nil || m.Envelope == nil || !m.sub.opts.manualAck {
+		return nil
+	}
+	if err := m.sub.ackAsync(ctx, m.Envelope); err != nil {
+		return err
+	}
+	m.sub.handled(m)
+	return nil
+}
+
 // Done records, with [WithManualAck], that the application is done with the
 // message (handled, or dropped on purpose) without ACKing it: the
 // subscription's [WithStatusFile] counts it as delivered, so a restart does
@@ -87,6 +131,25 @@ func (s *Subscription) ack(ctx context.Context, env *Envelope) error {
 	out, err := s.bus.sendAck(ctx, env)
 	if out != nil && s.seen != nil {
 		s.seen.setAck(env.MsgID, out)
+	}
+	if err != nil {
+		s.bus.stats.ackErrors.Add(1)
+	}
+	return err
+}
+
+// ackAsync queues env's ACK, waiting for room in the queue until ctx
+// ends or the subscription closes. With WithManualAck only.
+func (s *Subscription) ackAsync(ctx context.Context, env *Envelope) error {
+	if !needsAck(env) {
+		return nil
+	}
+	var err error
+	if s.bus.pub == nil {
+		err = errNoAckEndpoint(env.MsgID)
+	} else {
+		// A decoded msg_id shares the memory of its whole body.
+		err = s.acks.push(ctx, s.work.Done(), strings.Clone(env.MsgID))
 	}
 	if err != nil {
 		s.bus.stats.ackErrors.Add(1)
@@ -121,9 +184,9 @@ func WithInvalidMessages() SubscribeOption { return func(o *subOptions) { o.surf
 // WithoutAck turns off the ACKs a subscription sends for gilmsg messages.
 func WithoutAck() SubscribeOption { return func(o *subOptions) { o.ack = false } }
 
-// WithManualAck leaves ACKs to the caller, who calls [Message.Ack] once the
-// message has been handled (written, stored, processed); a caller that
-// handles messages on many goroutines signs their ACKs on as many. Without
+// WithManualAck leaves ACKs to the caller, who calls [Message.AckAsync]
+// (or [Message.Ack], to wait for the ACK to be signed and sent) once the
+// message has been handled (written, stored, processed). Without
 // it a subscription ACKs each valid gilmsg message as it yields it: the
 // ACK then says "received by the application", not "processed", and a
 // message the application drops is ACKed all the same.
@@ -247,8 +310,8 @@ func (b *Bus) Subscribe(ctx context.Context, prefix string, opts ...SubscribeOpt
 	if o.dedupe > 0 {
 		s.seen = newIDSet(o.dedupe)
 	}
-	if s.opts.ack && !s.opts.manualAck {
-		s.acks = newAckQueue(s)
+	if s.opts.manualAck || s.opts.ack {
+		s.acks = newAckQueue(s, !s.opts.manualAck)
 	}
 	// Close (ours or the bus's) may come while we set up: it waits for
 	// useMu, and a closing bus cuts the ready wait short.
@@ -447,9 +510,11 @@ func (s *Subscription) Endpoints() int { return int(s.neps.Load()) }
 // messages. The queue holds at most 256 ACKs or 1 MiB of msg_ids (plus
 // one): when it is full, Next waits for room before reading on. An ACK
 // that fails is counted in [Stats].AckErrors; the first of each
-// subscription is logged and returned, with a nil message, by the next
-// call of Next (which it wakes). [Subscription.Close] sends the ACKs still
-// queued, waiting at most 2 s for them.
+// subscription is logged and returned, as an [*AckError] with a nil
+// message, by the next call of Next (which it wakes).
+// [Subscription.Close] sends the ACKs still queued, waiting at most 2 s
+// for them. With WithManualAck, [Message.AckAsync] hands ACKs to the
+// same queue, and their failures come back the same way.
 func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	s.useMu.Lock()
 	defer s.useMu.Unlock()
@@ -709,7 +774,8 @@ func joinContexts(a, b context.Context) (context.Context, func()) {
 }
 
 // Close closes the subscription's sockets; a blocked Next returns
-// [ErrClosed]. The ACKs of the messages Next has returned are sent
+// [ErrClosed]. The ACKs of the messages Next has returned (with
+// WithManualAck, those given to [Message.AckAsync]) are sent
 // before it returns, within 2 s (see [Subscription.Next]); those it
 // gives up on are counted in [Stats].AckErrors and logged. It is safe
 // to call twice and from any goroutine; a second call returns once the

@@ -70,7 +70,10 @@ listens. The configuration's own "name" is not used: it belongs to a
 service that may be running. A message is ACKed only once its line has
 been written to stdout: one that --include or --exclude drops, one that
 fails validation, and one whose line could not be written are never
-ACKed, so their publisher learns that they did not arrive.
+ACKed, so their publisher learns that they did not arrive. The ACKs
+are signed on every core, while tail reads on; those not yet sent when
+tail ends get up to 2 s to leave. The first ACK that could not be sent
+is reported on stderr.
 
 Replay: for each name with a replay_endpoints address, tail keeps the
 last seq_id it printed, drops copies of what it printed, and asks that
@@ -188,11 +191,23 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 		p.pretty = &prettyPrinter{indent: "  ", ascii: true, color: isTerminal(cmd.OutOrStdout())}
 	}
 	printed, ackErrSaid := 0, false
+	sayAckErr := func(err error) {
+		if !ackErrSaid {
+			// Once: each reliable publish to this tail will time out.
+			ackErrSaid = true
+			fmt.Fprintf(stderr, "gilmsg tail: %v\n", err)
+		}
+	}
 	for m, err := range sub.Messages(ctx) {
 		if err != nil {
 			if errors.Is(err, gilmsg.ErrGap) {
 				// Reported, and the tail goes on (see RELIABILITY.md).
 				fmt.Fprintf(stderr, "gilmsg tail: %v\n", err)
+				continue
+			}
+			if _, ok := errors.AsType[*gilmsg.AckError](err); ok {
+				// An ACK the signers could not send, after its line.
+				sayAckErr(err)
 				continue
 			}
 			if m == nil {
@@ -224,11 +239,11 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 			}
 			return fmt.Errorf("writing to stdout: %w", err)
 		}
+		// Signed and sent by the subscription's signers, on every core:
+		// the next line need not wait for this one's signature.
 		if acking {
-			if err := m.Ack(ctx); err != nil && !ackErrSaid {
-				// Once: each reliable publish to this tail will time out.
-				ackErrSaid = true
-				fmt.Fprintf(stderr, "gilmsg tail: %v\n", err)
+			if err := m.AckAsync(ctx); err != nil && ctx.Err() == nil {
+				sayAckErr(err)
 			}
 		}
 		m.Done()
@@ -242,11 +257,11 @@ func runTail(cmd *cobra.Command, o *tailOptions) error {
 
 // tailLog shows on stderr what the bus warns about (a peer that sent a
 // message over --max-message-size, an endpoint skipped, ...), except
-// invalid messages, which tail reports itself.
+// invalid messages and ACKs not sent, which tail reports itself.
 type tailLog struct{ slog.Handler }
 
 func (h tailLog) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "gilmsg: invalid message" {
+	if r.Message == "gilmsg: invalid message" || r.Message == "gilmsg: cannot ACK" {
 		return nil
 	}
 	return h.Handler.Handle(ctx, r)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -52,6 +53,37 @@ func TestTailFilteredNotAcked(t *testing.T) {
 				t.Errorf("exit %d, stdout %q: want the two keeps", res.code, res.stdout)
 			}
 		})
+	}
+}
+
+// An ACK that cannot be sent (here: tail01's key is not in certnames) is
+// said once on stderr, naming its msg_id and why, and tail goes on
+// printing; the publisher, which got no ACK, times out.
+func TestTailAckErrorSaidOnce(t *testing.T) {
+	t.Parallel()
+	n := newTailNet(t, nil)
+	tcfg := testConfig(n.pki)
+	tcfg.Endpoints = map[string][]string{tailPubCN: {n.pub.Endpoint()}, tailCN: {n.tailEP}}
+	delete(tcfg.Certnames, tailCN)
+	tcfg.SignMessages = false
+	_, errOut, done := startCLI(t, context.Background(), nil,
+		"tail", "--config", writeConfig(t, tcfg), "--name", tailCN, "--json", "--count", "2")
+	for i := range 2 {
+		id := fmt.Sprintf("2026-tail-ack-%d", i)
+		_, err := n.pub.Publish(ctxFor(t), "job", nil, gilmsg.WithRecipients(tailCN), gilmsg.WithAckTimeout(time.Second), gilmsg.WithMsgID(id))
+		if !errors.Is(err, gilmsg.ErrAckTimeout) {
+			t.Fatalf("publish %d: %v, want an ACK timeout", i, err)
+		}
+		if i == 0 {
+			waitOutput(t, errOut, id, nil)
+		}
+	}
+	res := waitCLI(t, done)
+	if res.code != exitOK || len(lines(res.stdout)) != 2 {
+		t.Errorf("exit %d, stdout %q: want 0 and both lines", res.code, res.stdout)
+	}
+	if got := strings.Count(res.stderr, "cannot ACK"); got != 1 || !strings.Contains(res.stderr, "certnames") {
+		t.Errorf("stderr %q: want the ACK error once, naming certnames", res.stderr)
 	}
 }
 
