@@ -219,3 +219,55 @@ func TestRunConsumersAcksOffRunner(t *testing.T) {
 		})
 	}
 }
+
+// TestBusCloseClosesSubscriptionsAtOnce: Bus.Close closes its
+// subscriptions together, each sending its queued ACKs, and its
+// publisher only after them all. Before, it closed them one after
+// another: while the first waited for its held ACKs, the second was not
+// even closed.
+func TestBusCloseClosesSubscriptionsAtOnce(t *testing.T) {
+	const subs = 3
+	net := newTestNet(t)
+	pub := net.start(pubCN)
+	gate := newSignGate(t)
+	cons := net.start(c1, gate.option())
+	var all []*Subscription
+	for range subs {
+		sub, err := cons.Subscribe(ctxT(t), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, sub)
+	}
+	if err := pub.WaitSubscribers(ctxT(t), "job", subs); err != nil {
+		t.Fatal(err)
+	}
+	fs := publishN(t, pub, 1, msgID)
+	for _, sub := range all {
+		for {
+			m, err := sub.Next(ctxT(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Topic == pub.FullTopic("", "job") {
+				break // its ACK is queued, held at the gate
+			}
+		}
+	}
+	closed := make(chan struct{})
+	go func() { cons.Close(); close(closed) }()
+	waitFor(t, "every subscription closing while the ACKs are held", func() bool {
+		for _, sub := range all {
+			if !sub.closed.Load() {
+				return false
+			}
+		}
+		return true
+	})
+	gate.open()
+	<-closed
+	if s := cons.Stats(); s.AcksSent < subs || s.AckErrors != 0 {
+		t.Errorf("AcksSent %d, AckErrors %d; want ≥ %d, 0: the publisher closed under the ACKs", s.AcksSent, s.AckErrors, subs)
+	}
+	waitAcked(t, fs)
+}

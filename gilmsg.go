@@ -342,7 +342,9 @@ func (b *Bus) getSigner() (*Signer, error) {
 
 // Close leaves the bus: blocked calls return [ErrClosed], queued messages
 // get up to zmq_linger to leave, and every socket and goroutine the bus
-// started is gone when it returns. It is safe to call twice.
+// started is gone when it returns. Its subscriptions are closed at once,
+// each sending the ACKs it has queued ([Subscription.Close]: at most
+// 2 s), before its publisher closes. It is safe to call twice.
 func (b *Bus) Close() error {
 	b.mu.Lock()
 	select {
@@ -361,9 +363,13 @@ func (b *Bus) Close() error {
 	}
 	b.mu.Unlock()
 
+	// At once: each may wait up to 2 s for its ACKs to leave, and the
+	// publisher below closes only after all of them.
+	var closing sync.WaitGroup
 	for _, s := range subs {
-		s.Close()
+		closing.Go(func() { s.Close() })
 	}
+	closing.Wait()
 	// Once closed, no ACK listener may start; one that did is stopping.
 	b.acksMu.Lock()
 	b.acksClosed = true
