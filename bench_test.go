@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -296,6 +297,58 @@ func BenchmarkReliablePublishParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(pub.Stats().Resends-resends)/float64(b.N), "resends/op")
 	cpu.report()
+}
+
+// BenchmarkRunConsumersReliable is a hub that many publishers wait on:
+// one RunConsumers, ACKing before or after its consumer, with 16
+// reliable publishes in flight to it. The hub verifies each message and
+// signs its ACK; the ACKs are signed off the runner's goroutine, on
+// every core (Message.AckAsync).
+func BenchmarkRunConsumersReliable(b *testing.B) {
+	const inFlight = 16
+	for _, tc := range []struct {
+		name string
+		opts []RunOption
+	}{{"ack=before", nil}, {"ack=after", []RunOption{WithAckAfterConsume()}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := e2eCtx(b)
+			hubName := testPKIHosts[1]
+			hub := e2eBus(b, e2eConfig(b, hubName, nil))
+			pcfg := e2eConfig(b, e2ePublisher, map[string][]string{hubName: {hub.Endpoint()}})
+			pub := e2eBus(b, pcfg)
+			pcfg.Endpoints[e2ePublisher] = []string{pub.Endpoint()}
+			noop := ConsumerFunc("org.example.dev."+e2eModname+".", func(context.Context, *Message) error { return nil })
+			rctx, cancel := context.WithCancel(ctx)
+			ran := make(chan error, 1)
+			go func() {
+				ran <- hub.RunConsumers(rctx, []Consumer{noop}, append(tc.opts, WithSubscribeOptions(WithEndpoints(pub.Endpoint())))...)
+			}()
+			b.Cleanup(func() { cancel(); <-ran })
+			if err := pub.WaitSubscribers(ctx, "reliable", 1); err != nil {
+				b.Fatal(err)
+			}
+			payload := e2ePayload()
+			for range 3 { // the ACK listener, and warm caches
+				if _, err := pub.Publish(ctx, "reliable", payload, WithRecipients(hubName), WithAckTimeout(10*time.Second)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetParallelism((inFlight + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := startCPU(b)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := pub.Publish(ctx, "reliable", payload, WithRecipients(hubName), WithAckTimeout(10*time.Second)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			cpu.report()
+		})
+	}
 }
 
 // e2ePercentileMS is the nearest-rank percentile of sorted, in ms.
