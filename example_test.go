@@ -333,7 +333,8 @@ func ExampleBus_RunConsumers() {
 // ACK after processing: with WithManualAck the subscriber ACKs a message only
 // once it has stored it, so a reliable publish succeeds only for the
 // orders that were really stored. The refused one is not ACKed, and its
-// publisher learns so.
+// publisher learns so. An ACK that cannot be sent after AckAsync comes
+// back from the subscription's next Next, as an *AckError.
 func ExampleWithManualAck() {
 	pki, cleanup := newPKI("billing01", "web01")
 	defer cleanup()
@@ -362,7 +363,9 @@ func ExampleWithManualAck() {
 				fmt.Println("refused order", order.ID) // and not ACKed
 			} else {
 				fmt.Println("stored order", order.ID)
-				if err := m.Ack(ctx); err != nil { // only now that it is stored
+				// Only now that it is stored. AckAsync leaves the signing
+				// to the subscription's signers: this loop reads on.
+				if err := m.AckAsync(ctx); err != nil {
 					log.Print(err)
 				}
 			}

@@ -88,7 +88,8 @@ func (m *Message) Ack(ctx context.Context) error {
 // the same queue and bounds as those a subscription's own ACKs use; see
 // [Subscription.Next]): until a signer makes room, ctx ends (ctx.Err())
 // or the subscription closes ([ErrClosed]); the ACK is then not sent,
-// and counted in [Stats].AckErrors. An ACK queued and then not sent is
+// and counted in [Stats].AckErrors. ctx bounds only that wait: an ACK
+// queued is sent on the subscription's own time. An ACK queued and then not sent is
 // counted there too, and the subscription's first such failure is
 // logged and returned, as an [*AckError] with a nil message, by its next
 // [Subscription.Next]. [Subscription.Close] sends the ACKs still
