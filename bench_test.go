@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gilmsg/gilmsg-go/internal/rsasig"
+	zmq "github.com/pebbe/zmq4"
 )
 
 // The end-to-end benchmarks of the hot paths, over loopback TCP with the
@@ -181,6 +182,12 @@ type cpuMeter struct {
 
 func (c cpuMeter) report() {
 	c.b.ReportMetric(float64(processCPU(c.b)-c.start)/float64(time.Microsecond)/float64(c.b.N), "cpu-us/op")
+}
+
+// reportCores reports the cores the process kept busy, on average: a
+// path held to one goroutine stays at or under 1 whatever the rate.
+func (c cpuMeter) reportCores() {
+	c.b.ReportMetric(float64(processCPU(c.b)-c.start)/float64(c.b.Elapsed()), "cores")
 }
 
 // BenchmarkPublishUnsigned is publish→tail without crypto: compare with
@@ -349,6 +356,81 @@ func BenchmarkRunConsumersReliable(b *testing.B) {
 			cpu.report()
 		})
 	}
+}
+
+// BenchmarkRunConsumersAcks is a hub's own ACK rate: a raw socket feeds
+// RunConsumers unsigned gilmsg messages (validation off) as fast as the
+// hub ACKs them, so that signing the ACKs is nearly all the work there
+// is, and the feeder takes no core from the hub. Read it against
+// BenchmarkRSASign: the runner signed each ACK itself, on one core,
+// before AckAsync.
+func BenchmarkRunConsumersAcks(b *testing.B) {
+	const window, pool = 128, 512
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	feed, err := zctx.NewSocket(zmq.XPUB)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { feed.Close(); zctx.Term() })
+	feed.SetLinger(0)
+	if err := feed.Bind("tcp://127.0.0.1:*"); err != nil {
+		b.Fatal(err)
+	}
+	addr, _ := feed.GetLastEndpoint()
+	hub := e2eBus(b, e2eConfig(b, testPKIHosts[1], nil))
+	topic := "org.example.dev." + e2eModname + ".acks"
+	noop := ConsumerFunc(topic, func(context.Context, *Message) error { return nil })
+	rctx, cancel := context.WithCancel(e2eCtx(b))
+	ran := make(chan error, 1)
+	go func() {
+		ran <- hub.RunConsumers(rctx, []Consumer{noop},
+			WithSubscribeOptions(WithEndpoints(addr), WithoutValidation(), WithDedupe(0)))
+	}()
+	b.Cleanup(func() { cancel(); <-ran })
+	feed.SetRcvtimeo(20 * time.Second)
+	if _, err := feed.RecvBytes(0); err != nil { // the hub's subscription
+		b.Fatal(err)
+	}
+	bodies := make([][]byte, pool)
+	for i := range bodies {
+		bodies[i], err = MarshalCanonical(map[string]any{"topic": topic, "msg": e2ePayload(), "msg_id": fmt.Sprint("2026-hub-", i),
+			"timestamp": 1700000000, "i": 1, "username": "bench", "gilmsg_version": ProtocolVersion})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	acked := func() uint64 { return hub.Stats().AcksSent }
+	// Sends i once fewer than window messages wait for their ACK.
+	send := func(i int, base uint64) {
+		for uint64(i)-(acked()-base) >= window {
+			time.Sleep(100 * time.Microsecond)
+		}
+		if _, err := feed.SendMessage(topic, bodies[i%pool]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	base := acked()
+	for i := range 8 { // warm the signer and the caches
+		send(i, base)
+	}
+	for acked()-base < 8 {
+		time.Sleep(time.Millisecond)
+	}
+	base = acked()
+	b.ResetTimer()
+	cpu := startCPU(b)
+	for i := range b.N {
+		send(i, base)
+	}
+	for acked()-base < uint64(b.N) {
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	cpu.report()
+	cpu.reportCores()
 }
 
 // e2ePercentileMS is the nearest-rank percentile of sorted, in ms.
