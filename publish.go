@@ -329,6 +329,12 @@ func (b *Bus) envelopeBytes(topic, msgID, username string, sign bool) int64 {
 // seal signs (when sign is set) and encodes an envelope that is not
 // stored.
 func (b *Bus) seal(fields map[string]any, sign bool) (*outgoing, error) {
+	return b.sealInto(nil, fields, sign)
+}
+
+// sealInto is seal encoding into buf, a pooled buffer (nil: a new one),
+// for a message that is sent once: the send hands buf back to the pool.
+func (b *Bus) sealInto(buf *[]byte, fields map[string]any, sign bool) (*outgoing, error) {
 	if sign {
 		s, err := b.getSigner()
 		if err != nil {
@@ -340,14 +346,21 @@ func (b *Bus) seal(fields map[string]any, sign bool) (*outgoing, error) {
 	}
 	// Sized like the last signed body: the certificate alone outgrows
 	// MarshalCanonical's first guess, and each growth copies the text.
-	body, err := AppendCanonical(make([]byte, 0, max(512, b.pub.bodyCap.Load())), fields)
+	var into []byte
+	if buf != nil {
+		into = (*buf)[:0]
+	}
+	if want := int(max(512, b.pub.bodyCap.Load())); cap(into) < want {
+		into = make([]byte, 0, want)
+	}
+	body, err := AppendCanonical(into, fields)
 	if err != nil {
 		return nil, err
 	}
 	b.pub.bodyCap.Store(int64(len(body)))
 	topic, _ := fields[fieldTopic].(string)
 	msgID, _ := fields[fieldMsgID].(string)
-	return &outgoing{topic: topic, msgID: msgID, body: body}, nil
+	return &outgoing{topic: topic, msgID: msgID, body: body, bodyBuf: buf}, nil
 }
 
 func (b *Bus) fullTopic(topic, modname string) string {
