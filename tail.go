@@ -85,11 +85,11 @@ func (m *Message) Ack(ctx context.Context) error {
 // its validation error.
 //
 // It waits only while the queue is full (256 ACKs or 1 MiB of msg_ids,
-// the same queue and bounds as those a subscription's own ACKs use; see
-// [Subscription.Next]): until a signer makes room, ctx ends (ctx.Err())
-// or the subscription closes ([ErrClosed]); the ACK is then not sent,
-// and counted in [Stats].AckErrors. ctx bounds only that wait: an ACK
-// queued is sent on the subscription's own time. An ACK queued and then not sent is
+// the bounds of a subscription's own ACKs; see [Subscription.Next]):
+// until a signer makes room, ctx ends (ctx.Err()) or the subscription
+// closes ([ErrClosed]); the ACK is then not sent, and counted in
+// [Stats].AckErrors. ctx bounds only that wait: an ACK queued is sent on
+// the subscription's own time. An ACK queued and then not sent is
 // counted there too, and the subscription's first such failure is
 // logged and returned, as an [*AckError] with a nil message, by its next
 // [Subscription.Next]. [Subscription.Close] sends the ACKs still
@@ -99,8 +99,8 @@ func (m *Message) Ack(ctx context.Context) error {
 // A queued ACK records the message as delivered in the subscription's
 // [WithStatusFile], as [Message.Done] does: the message has reached its
 // user, so a crash before the ACK leaves loses the ACK (its publisher
-// times out, or resends and gets the message again), never the
-// message. It is safe from any goroutine.
+// times out, or resends and a restarted subscriber yields the message
+// again), never the message. It is safe from any goroutine.
 func (m *Message) AckAsync(ctx context.Context) error {
 	if m.invalid != nil {
 		return m.invalid
