@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,6 +200,10 @@ func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
 		opts = append(opts, gilmsg.WithRecipients(a.cfg.Recipients...))
 	}
 	if _, err := a.bus.Publish(ctx, in.Topic, in.Msg, opts...); err != nil {
+		if refused(err) {
+			a.reject(d, tooLarge(in.MsgID, err))
+			return nil
+		}
 		a.stats.nacked.Add(1)
 		a.log.Warn("amqpbridge: bus publish failed; the broker will deliver it again",
 			slog.String("topic", in.Topic), slog.String("msg_id", in.MsgID), slog.Any("error", err))
@@ -227,23 +232,42 @@ func (a *AMQPToZmq) accept(d *amqp.Delivery) (in *Incoming, ok bool) {
 func (a *AMQPToZmq) settle(d *amqp.Delivery, err error) {
 	a.stats.received.Add(1)
 	if err != nil {
-		n := a.stats.drop(err)
-		if errors.Is(err, ErrLoop) {
-			// The guard doing its job, on every message an exchange
-			// binding routes back: counted, not warned about.
-			a.log.Debug("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey),
-				slog.Any("reason", err), slog.Uint64("loops", n))
-		} else {
-			a.log.Warn("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey), slog.Any("reason", err))
-		}
-		if err := d.Reject(false); err != nil {
-			a.log.Warn("amqpbridge: reject", slog.Any("error", err))
-		}
+		a.reject(d, err)
 		return
 	}
 	// Published (and ACKed) already; only the broker's ack was lost.
 	a.stats.duplicates.Add(1)
 	a.ack(d)
+}
+
+// reject counts, logs and rejects a delivery that is not carried, for
+// the reason err.
+func (a *AMQPToZmq) reject(d *amqp.Delivery, err error) {
+	n := a.stats.drop(err)
+	if errors.Is(err, ErrLoop) {
+		// The guard doing its job, on every message an exchange
+		// binding routes back: counted, not warned about.
+		a.log.Debug("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey),
+			slog.Any("reason", err), slog.Uint64("loops", n))
+	} else {
+		a.log.Warn("amqpbridge: not carried to the bus", slog.String("routing_key", d.RoutingKey), slog.Any("reason", err))
+	}
+	if err := d.Reject(false); err != nil {
+		a.log.Warn("amqpbridge: reject", slog.Any("error", err))
+	}
+}
+
+// refused reports whether the bus refused a message for what it is, not
+// for its state: the broker would deliver it again, at the head of the
+// queue, and it would be refused again, for ever, each time holding the
+// bridge for the nack's backoff. Such a message is dropped (rejected:
+// dead-lettered where the queue has a dead-letter exchange).
+func refused(err error) bool { return errors.Is(err, gilmsg.ErrMessageTooLarge) }
+
+// tooLarge is the drop of a body under amqp_max_body whose envelope is
+// over the bus's max_message_size.
+func tooLarge(msgID string, err error) error {
+	return &DropError{MsgID: msgID, Reason: ErrTooLarge, Detail: strings.TrimPrefix(err.Error(), "gilmsg: ")}
 }
 
 func (a *AMQPToZmq) ack(d *amqp.Delivery) error {

@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	gilmsg "github.com/gilmsg/gilmsg-go"
 	"github.com/gilmsg/gilmsg-go/internal/testenv"
 )
 
@@ -373,5 +374,78 @@ func TestAMQPToZmqSettlesEveryDelivery(t *testing.T) {
 	}
 	if left := b.ready(cfg.Queue); left != 0 {
 		t.Errorf("%d deliveries went back to the queue", left)
+	}
+}
+
+// A delivery under amqp_max_body that the bus refuses as larger than its
+// max_message_size, among others (in the sender's batch, without
+// recipients): it is dropped (rejected, counted), not nacked back to the
+// head of the queue, where it would come round again for ever, each time
+// holding the bridge for the nack's backoff. Every other delivery reaches
+// the bus, in order without recipients.
+func TestAMQPToZmqDropsWhatTheBusRefuses(t *testing.T) {
+	for _, recipients := range []bool{false, true} {
+		t.Run(fmt.Sprintf("recipients=%v", recipients), func(t *testing.T) {
+			rmq := testenv.SharedRabbitMQ(t)
+			lb := newLocalBus(t)
+			lb.reserve(consumerCN, bridgeCN)
+			consumer := lb.start(consumerCN)
+			bridgeBus := lb.start(bridgeCN, gilmsg.WithMaxMessageSize(16<<10))
+			seen := collect(t, consumer, "")
+
+			cfg := testConfig(t, rmq.URL)
+			cfg.Window = 64
+			if recipients {
+				cfg.Recipients = []string{consumerCN}
+			}
+			a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := dialBroker(t, rmq.URL)
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- a2z.Run(ctx) }()
+			waitFor(t, "the bridge to connect", a2z.Connected)
+			stop()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			const n = 40
+			var want []string
+			year := strconv.Itoa(time.Now().Year())
+			for i := range n {
+				id := fmt.Sprintf("big-%03d", i)
+				body := `{"i":` + strconv.Itoa(i) + `}`
+				if i == n/2 {
+					body = `{"pad":"` + strings.Repeat("x", 32<<10) + `"}` // under amqp_max_body, over the bus's limit
+				} else {
+					want = append(want, year+"-"+id)
+				}
+				b.publish(cfg.ConsumeExchange, "org.example.big", amqp.Publishing{MessageId: id, Body: []byte(body)})
+			}
+			waitFor(t, "the backlog in the queue", func() bool { return b.ready(cfg.Queue) == n })
+			ctx, stop = context.WithCancel(context.Background())
+			go func() { done <- a2z.Run(ctx) }()
+			waitFor(t, "the backlog on the bus", func() bool { u, _ := seen.count(); return u == len(want) })
+			waitFor(t, "the large delivery dropped", func() bool { return a2z.Stats().Dropped[ErrTooLarge.Error()] == 1 })
+			stop()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			got := seen.ids()
+			if !recipients && !slices.Equal(got, want) {
+				t.Fatalf("on the bus: %v\nwant %v", got, want)
+			}
+			if slices.Sort(got); !slices.Equal(got, want) {
+				t.Fatalf("on the bus: %v\nwant %v", got, want)
+			}
+			if s := a2z.Stats(); s.Forwarded != uint64(len(want)) || s.Nacked != 0 || s.Received != n {
+				t.Errorf("stats %+v: want %d received, %d forwarded, none nacked", s, n, len(want))
+			}
+			if left := b.ready(cfg.Queue); left != 0 {
+				t.Errorf("%d deliveries went back to the queue", left)
+			}
+		})
 	}
 }

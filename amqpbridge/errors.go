@@ -19,7 +19,8 @@ var (
 	// ErrBadEncoding means an AMQP message's content_encoding is not one
 	// the bridge decodes (see [FromAMQP]).
 	ErrBadEncoding = errors.New("amqpbridge: unknown content_encoding")
-	// ErrTooLarge means an AMQP body is larger than amqp_max_body.
+	// ErrTooLarge means an AMQP body is larger than amqp_max_body, or
+	// makes a bus message larger than the bus's max_message_size.
 	ErrTooLarge = errors.New("amqpbridge: body too large")
 	// ErrBadTopic means a topic cannot cross: an AMQP routing key that is
 	// empty, not UTF-8, or gilmsg's ACK topic (where a message signed by

@@ -93,7 +93,7 @@ func (l *localBus) reserve(names ...string) {
 // start makes a bus named name ("" subscribes only), bound on its
 // reserved address or a free port; it knows every endpoint reserved or
 // started before it.
-func (l *localBus) start(name string) *gilmsg.Bus {
+func (l *localBus) start(name string, opts ...gilmsg.Option) *gilmsg.Bus {
 	l.t.Helper()
 	cfg := l.cfg()
 	cfg.Name = name
@@ -102,7 +102,7 @@ func (l *localBus) start(name string) *gilmsg.Bus {
 		cfg.Endpoints[name] = []string{"tcp://127.0.0.1:*"}
 	}
 	cfg.AckTimeout = 2 // the machine is loaded; a false timeout would fail tests
-	b, err := gilmsg.New(cfg, gilmsg.WithLogger(testLogger(l.t)))
+	b, err := gilmsg.New(cfg, append([]gilmsg.Option{gilmsg.WithLogger(testLogger(l.t))}, opts...)...)
 	if err != nil {
 		l.t.Fatal(err)
 	}
