@@ -80,3 +80,50 @@ func TestSealThenSendInAnotherOrder(t *testing.T) {
 		t.Fatalf("after the refused sends, %s arrived first, want fresh", m.MsgID)
 	}
 }
+
+// SealEach seals each message as Seal would, its signatures made in one
+// call: each arrives signed and validated, in the order sent, and a
+// message Seal would refuse is refused at its own index only.
+func TestSealEach(t *testing.T) {
+	n := newTestNet(t)
+	pub := n.start(pubCN)
+	msgs := tail(t, n.start(""), "org.example.dev.")
+	if err := pub.WaitSubscribers(ctxT(t), "each", 1); err != nil {
+		t.Fatal(err)
+	}
+	const k = 9
+	drafts := make([]Unsealed, k)
+	for i := range drafts {
+		drafts[i] = Unsealed{Topic: "each", Msg: map[string]any{"i": i}, Opts: []PublishOption{WithMsgID(fmt.Sprintf("each-%d", i))}}
+	}
+	drafts[4].Opts = append(drafts[4].Opts, WithRecipients(c1))
+	sealed, errs := pub.SealEach(drafts)
+	if len(sealed) != k || len(errs) != k {
+		t.Fatalf("%d sealed, %d errors for %d messages", len(sealed), len(errs), k)
+	}
+	var send []*SealedMessage
+	for i := range k {
+		switch {
+		case i == 4:
+			if !errors.Is(errs[i], ErrInvalidOption) || sealed[i] != nil {
+				t.Fatalf("message 4 (with recipients): %v, %v; want ErrInvalidOption", sealed[i], errs[i])
+			}
+		case errs[i] != nil:
+			t.Fatalf("message %d: %v", i, errs[i])
+		default:
+			send = append(send, sealed[i])
+		}
+	}
+	if _, err := pub.SendSealed(ctxT(t), send...); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range send {
+		m := receive(t, msgs)
+		if m.MsgID != s.MsgID() || m.Signer != pubCN {
+			t.Fatalf("%s signed by %q arrived, want %s signed by %s", m.MsgID, m.Signer, s.MsgID(), pubCN)
+		}
+	}
+	if s, errs := pub.SealEach(nil); len(s) != 0 || len(errs) != 0 {
+		t.Fatalf("no messages: %v, %v", s, errs)
+	}
+}

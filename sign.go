@@ -151,6 +151,45 @@ func (s *Signer) Sign(fields map[string]any) error {
 	return nil
 }
 
+// signEach does what Sign does to each of fields, the x509 signatures
+// made in one call into libcrypto; errs[i] is fields[i]'s.
+func (s *Signer) signEach(fields []map[string]any) (errs []error) {
+	errs = make([]error, len(fields))
+	if s.gpg != nil {
+		for i, f := range fields {
+			errs[i] = s.gpg.sign(f)
+		}
+		return errs
+	}
+	texts := make([][]byte, 0, len(fields))
+	bufs := make([]*[]byte, 0, len(fields))
+	which := make([]int, 0, len(fields))
+	for i, f := range fields {
+		f[fieldCrypto] = "x509"
+		buf := scratchBufs.Get().(*[]byte)
+		text, err := appendSignedText(*buf, f)
+		if err != nil {
+			putScratch(buf, *buf)
+			errs[i] = err
+			continue
+		}
+		texts, bufs, which = append(texts, text), append(bufs, buf), append(which, i)
+	}
+	sigs, err := s.rsaKey.SignSHA1Each(texts) // hashes the texts and keeps nothing of them
+	for j, buf := range bufs {
+		putScratch(buf, texts[j])
+	}
+	for j, i := range which {
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %v", ErrCannotSign, err)
+			continue
+		}
+		fields[i][fieldSignature] = base64Wrap76(sigs[j])
+		fields[i][fieldCertificate] = s.certValue
+	}
+	return errs
+}
+
 // envelopeBytes bounds what Sign adds to an envelope's encoding.
 func (s *Signer) envelopeBytes() int64 {
 	if s.gpg != nil {

@@ -32,6 +32,10 @@ type sealJob struct {
 // cores idle while the batch was sent and acked and the broker delivered
 // the next, and one idle at the end of each batch.
 //
+// Each signer takes its share of the deliveries waiting and signs them
+// in one call, the sender takes the deliveries in hand in batches: at
+// most window/16 each.
+//
 // Every delivery in hand (at most the window: the broker delivers no
 // more unacked) is in one of two channels of the window's size.
 func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Delivery, busGone chan<- error) {
@@ -41,17 +45,30 @@ func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Deli
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(quit)
-	for range runtime.GOMAXPROCS(0) {
+	signers := runtime.GOMAXPROCS(0)
+	for range signers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range jobs {
+			buf := make([]*sealJob, 0, a.maxBatch())
+			for {
+				// Its share of the deliveries waiting, signed in one
+				// call into libcrypto (Bus.SealEach): after each call
+				// the goroutine waits for a P (Go's scheduler gave its
+				// P to others meanwhile), and its core idles; once a
+				// signature, that was a tenth of the signers' time.
+				batch, ok := takeBatch(jobs, buf[:0:min(cap(buf), 1+len(jobs)/signers)])
 				select {
-				case <-quit: // nobody will send it
+				case <-quit: // nobody will send them
 				default:
-					a.seal(j)
+					a.seal(batch)
 				}
-				close(j.done)
+				for _, j := range batch {
+					close(j.done)
+				}
+				if !ok {
+					return
+				}
 			}
 		}()
 	}
@@ -86,7 +103,7 @@ func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Deli
 		}
 	}()
 	s := orderedSender{a: a, ctx: ctx}
-	batch := make([]*sealJob, 0, a.sendBatch())
+	batch := make([]*sealJob, 0, a.maxBatch())
 	for {
 		if len(ordered) == 0 {
 			// Nothing more in hand: what is signed goes now, and the
@@ -96,6 +113,10 @@ func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Deli
 				return
 			}
 		}
+		// Signed in the broker's order, the last of a batch is done
+		// about when all are: waiting for it wakes this goroutine once
+		// for the batch, not once a delivery (it sends far faster than
+		// the signers sign), and the batch goes to the bus at once.
 		var ok bool
 		batch, ok = takeBatch(ordered, batch[:0])
 		if n := len(batch); n > 0 {
@@ -125,27 +146,22 @@ func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Deli
 	}
 }
 
-// sendBatch is how many deliveries the sender takes at once, at most: a
-// sixteenth of the window.
-func (a *AMQPToZmq) sendBatch() int { return max(a.cfg.Window/16, 1) }
+// maxBatch is how many deliveries a signer or the sender takes at once, at
+// most: a sixteenth of the window.
+func (a *AMQPToZmq) maxBatch() int { return max(a.cfg.Window/16, 1) }
 
 // takeBatch appends the next delivery in hand to batch, waiting for one,
-// and those in hand behind it, up to cap(batch); ok is false once ordered
-// is closed. Signed in the broker's order, the last of them is done about
-// when all are: the sender waits for it, so that it wakes once for the
-// batch, not once a delivery, and sends the batch to the bus at once.
-// Waiting for each delivery in turn woke it for nearly every one (it
-// sends far faster than the signers sign), each wake-up a thread switch
-// while the signers hold their threads in long cgo calls.
-func takeBatch(ordered <-chan *sealJob, batch []*sealJob) (_ []*sealJob, ok bool) {
-	j, ok := <-ordered
+// and those in hand behind it, up to cap(batch); ok is false once ch is
+// closed.
+func takeBatch(ch <-chan *sealJob, batch []*sealJob) (_ []*sealJob, ok bool) {
+	j, ok := <-ch
 	for ok {
 		batch = append(batch, j)
 		if len(batch) == cap(batch) {
 			break
 		}
 		select {
-		case j, ok = <-ordered:
+		case j, ok = <-ch:
 		default:
 			return batch, true
 		}
@@ -153,18 +169,32 @@ func takeBatch(ordered <-chan *sealJob, batch []*sealJob) (_ []*sealJob, ok bool
 	return batch, ok
 }
 
-// seal is the signers' part of a delivery: what the sender would wait
-// for. The delivery is settled by the sender, in order.
-func (a *AMQPToZmq) seal(j *sealJob) {
-	j.in, j.bad = FromAMQP(&j.d, a.cfg.MaxBody, time.Now())
-	if j.bad != nil {
+// seal is the signers' part of deliveries: what the sender would wait
+// for. The deliveries are settled by the sender, in order.
+func (a *AMQPToZmq) seal(jobs []*sealJob) {
+	now := time.Now()
+	msgs := make([]gilmsg.Unsealed, 0, len(jobs))
+	which := make([]*sealJob, 0, len(jobs))
+	for _, j := range jobs {
+		j.in, j.bad = FromAMQP(&j.d, a.cfg.MaxBody, now)
+		if j.bad != nil {
+			continue
+		}
+		if j.d.Redelivered && a.recent.has(j.in.MsgID) {
+			j.copy = true
+			continue
+		}
+		msgs = append(msgs, gilmsg.Unsealed{Topic: j.in.Topic, Msg: j.in.Msg,
+			Opts: []gilmsg.PublishOption{gilmsg.WithMsgID(j.in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic()}})
+		which = append(which, j)
+	}
+	if len(msgs) == 0 {
 		return
 	}
-	if j.d.Redelivered && a.recent.has(j.in.MsgID) {
-		j.copy = true
-		return
+	sealed, errs := a.bus.SealEach(msgs)
+	for i, j := range which {
+		j.sealed, j.err = sealed[i], errs[i]
 	}
-	j.sealed, j.err = a.bus.Seal(j.in.Topic, j.in.Msg, gilmsg.WithMsgID(j.in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic())
 }
 
 // orderedSender is workOrdered's sending end: it sends the signed

@@ -34,6 +34,17 @@ static EVP_PKEY *keyFromDER(int private, const unsigned char *der, long n) {
 	return private ? d2i_PrivateKey(EVP_PKEY_RSA, NULL, &der, n) : d2i_PublicKey(EVP_PKEY_RSA, NULL, &der, n);
 }
 
+// signEach signs n SHA-1 digests (digests, 20 bytes each, one after
+// another) into n signatures of size bytes (sigs, likewise); it stops at
+// the first failure and returns how many it signed.
+static int signEach(EVP_PKEY_CTX *ctx, const unsigned char *digests, int n, unsigned char *sigs, size_t size) {
+	for (int i = 0; i < n; i++) {
+		size_t len = size;
+		if (EVP_PKEY_sign(ctx, sigs + (size_t)i * size, &len, digests + (size_t)i * 20, 20) <= 0 || len != size) return i;
+	}
+	return n;
+}
+
 static void freeCtxs(EVP_PKEY_CTX **ctxs, int n) {
 	for (int i = 0; i < n; i++) EVP_PKEY_CTX_free(ctxs[i]);
 }
@@ -159,6 +170,38 @@ func (k *libKey) sign(text []byte) ([]byte, error) {
 		return nil, fmt.Errorf("gilmsg: RSA signing: libcrypto failed (EVP_PKEY_sign %d)", int(rc))
 	}
 	return sig, nil
+}
+
+// signEach signs each of texts in one cgo call: a goroutine signing
+// several holds its thread in libcrypto once, not once a signature, and
+// Go's scheduler takes its P back and gives it back once.
+func (k *libKey) signEach(texts [][]byte) ([][]byte, error) {
+	if len(texts) == 0 {
+		return nil, nil
+	}
+	digests := make([]byte, 0, sha1.Size*len(texts))
+	for _, t := range texts {
+		sum := sha1.Sum(t)
+		digests = append(digests, sum[:]...)
+	}
+	ctx := k.ctx()
+	if ctx == nil {
+		return nil, fmt.Errorf("gilmsg: RSA signing: libcrypto made no context")
+	}
+	out := make([]byte, k.size*len(texts))
+	n := C.signEach(ctx, (*C.uchar)(unsafe.Pointer(&digests[0])), C.int(len(texts)),
+		(*C.uchar)(unsafe.Pointer(&out[0])), C.size_t(k.size))
+	k.put(ctx)
+	runtime.KeepAlive(k)
+	if int(n) != len(texts) {
+		C.ERR_clear_error()
+		return nil, fmt.Errorf("gilmsg: RSA signing: libcrypto failed (EVP_PKEY_sign, signature %d of %d)", int(n)+1, len(texts))
+	}
+	sigs := make([][]byte, len(texts))
+	for i := range sigs {
+		sigs[i] = out[i*k.size : (i+1)*k.size : (i+1)*k.size]
+	}
+	return sigs, nil
 }
 
 func (k *libKey) verify(text, sig []byte) error {

@@ -88,6 +88,23 @@ func (k *PrivateKey) SignSHA1(text []byte) ([]byte, error) {
 	return signGo(k.goKey, text)
 }
 
+// SignSHA1Each signs the SHA-1 of each of texts, as SignSHA1 does each,
+// in one call into libcrypto.
+func (k *PrivateKey) SignSHA1Each(texts [][]byte) ([][]byte, error) {
+	if k.lib != nil {
+		return k.lib.signEach(texts)
+	}
+	sigs := make([][]byte, len(texts))
+	for i, t := range texts {
+		sig, err := signGo(k.goKey, t)
+		if err != nil {
+			return nil, err
+		}
+		sigs[i] = sig
+	}
+	return sigs, nil
+}
+
 // VerifySHA1 checks sig against the SHA-1 of text; a mismatch is
 // [ErrVerification].
 func (k *PublicKey) VerifySHA1(text, sig []byte) error {

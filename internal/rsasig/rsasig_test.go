@@ -228,3 +228,32 @@ func TestKeysLeftToCryptoRSA(t *testing.T) {
 		t.Error("an even exponent verified")
 	}
 }
+
+// SignSHA1Each gives each text the signature SignSHA1 gives it (and
+// crypto/rsa), in order, on whichever backend signs: texts of every
+// length up to a few hundred bytes, an empty list, one text.
+func TestSignEachMatchesSignOne(t *testing.T) {
+	k := readKey(t, "shell-app01")
+	for _, n := range []int{0, 1, 2, 17} {
+		texts := make([][]byte, n)
+		for i := range texts {
+			texts[i] = bytes.Repeat([]byte{byte(i)}, 37*i)
+		}
+		sigs, err := k.SignSHA1Each(texts)
+		if err != nil || len(sigs) != n {
+			t.Fatalf("%d texts: %d signatures, %v", n, len(sigs), err)
+		}
+		for i, text := range texts {
+			want, err := signGo(k.goKey, text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(sigs[i], want) {
+				t.Fatalf("%d texts: signature %d differs from crypto/rsa's", n, i)
+			}
+			if cap(sigs[i]) != len(sigs[i]) {
+				t.Fatalf("%d texts: signature %d can grow into the next", n, i)
+			}
+		}
+	}
+}
