@@ -209,10 +209,9 @@ type Unsealed struct {
 // goroutine, with their signatures made in one call into libcrypto:
 // ms[i] and errs[i] are msgs[i]'s. A signature takes a few hundred
 // microseconds in libcrypto, and Go's scheduler takes the P of a goroutine
-// in such a call back, for other goroutines, and gives one back when it
-// returns: a goroutine that signs many messages, one at a time, waits for
-// a P after each, and its core idles meanwhile. The AMQP bridge's signers
-// seal the deliveries in hand so.
+// in such a call back for other goroutines; the goroutine must find one
+// again when it returns. One call for many signatures does that once.
+// The AMQP bridge's signers seal the deliveries in hand so.
 func (b *Bus) SealEach(msgs []Unsealed) (ms []*SealedMessage, errs []error) {
 	ms, errs = make([]*SealedMessage, len(msgs)), make([]error, len(msgs))
 	var which []int

@@ -53,10 +53,11 @@ func (a *AMQPToZmq) workOrdered(ctx context.Context, deliveries <-chan amqp.Deli
 			buf := make([]*sealJob, 0, a.maxBatch())
 			for {
 				// Its share of the deliveries waiting, signed in one
-				// call into libcrypto (Bus.SealEach): after each call
-				// the goroutine waits for a P (Go's scheduler gave its
-				// P to others meanwhile), and its core idles; once a
-				// signature, that was a tenth of the signers' time.
+				// call into libcrypto (Bus.SealEach): the scheduler
+				// takes its P back during each call and it must find
+				// one after, and closing each done readies the sender
+				// on a P about to go into a call; once a batch, not
+				// once a delivery.
 				batch, ok := takeBatch(jobs, buf[:0:min(cap(buf), 1+len(jobs)/signers)])
 				select {
 				case <-quit: // nobody will send them
