@@ -87,8 +87,14 @@ func decodeJSONString(s string) (any, error) {
 // than [MaxJSONDepth], integers of more than 4300 digits, strings that are
 // not UTF-8) are an error matching [ErrInvalidJSON].
 func AppendCanonical(dst []byte, v any) ([]byte, error) {
+	return appendCanonicalAt(dst, v, 0)
+}
+
+// appendCanonicalAt is AppendCanonical for a value that will sit depth
+// levels deep in a larger text: its nesting counts from there.
+func appendCanonicalAt(dst []byte, v any, depth int) ([]byte, error) {
 	e := canonEncoderPool.Get().(*canonEncoder)
-	e.buf, e.depth, e.ptrDepth = dst, 0, 0
+	e.buf, e.depth, e.ptrDepth = dst, depth, 0
 	err := e.value(v)
 	out := e.buf
 	e.release()

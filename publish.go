@@ -231,7 +231,9 @@ func (b *Bus) envelope(topic string, msg any, po *pubOptions, flags prepFlags) (
 	} else {
 		dst = make([]byte, 0, max(512, b.pub.payloadCap.Load()))
 	}
-	raw, err := AppendCanonical(dst, msg)
+	// One level deep, inside the envelope: a msg nested MaxJSONDepth
+	// deep would make a body that every subscriber refuses to parse.
+	raw, err := appendCanonicalAt(dst, msg, 1)
 	b.pub.payloadCap.Store(int64(len(raw)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding msg: %w", err)

@@ -489,3 +489,45 @@ func TestFullTopicMemo(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishMsgDepth: a msg is one level inside its envelope, so the
+// deepest msg a subscriber can parse is MaxJSONDepth-1 levels deep; one
+// deeper is refused by Publish and Seal (ErrInvalidJSON), where it was
+// sent, and every subscriber refused its body as malformed (and the AMQP
+// bridge, sealing a delivery that deep, counted it forwarded).
+func TestPublishMsgDepth(t *testing.T) {
+	net := newTestNet(t)
+	pub := net.start(pubCN)
+	cons := net.start(c1)
+	sub, err := cons.Subscribe(ctxT(t), "", WithInvalidMessages(), WithoutAck())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := pub.WaitSubscribers(ctxT(t), "deep", 1); err != nil {
+		t.Fatal(err)
+	}
+	nested := func(depth int) any { // an object holding depth-1 arrays
+		v, err := DecodeJSON([]byte(`{"n":` + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if _, err := pub.Publish(ctxT(t), "deep", nested(MaxJSONDepth)); !errors.Is(err, ErrInvalidJSON) {
+		t.Errorf("Publish of a msg %d deep: %v, want ErrInvalidJSON", MaxJSONDepth, err)
+	}
+	if _, err := pub.Seal("deep", nested(MaxJSONDepth)); !errors.Is(err, ErrInvalidJSON) {
+		t.Errorf("Seal of a msg %d deep: %v, want ErrInvalidJSON", MaxJSONDepth, err)
+	}
+	if _, err := pub.Publish(ctxT(t), "deep", nested(MaxJSONDepth-1)); err != nil {
+		t.Fatalf("Publish of a msg %d deep: %v", MaxJSONDepth-1, err)
+	}
+	m, err := sub.Next(ctxT(t))
+	if err != nil {
+		t.Fatalf("the subscriber read: %v", err)
+	}
+	if m.Topic != pub.FullTopic("", "deep") {
+		t.Fatalf("the subscriber read %s, want the deep message", m.Topic)
+	}
+}
