@@ -200,8 +200,8 @@ func (a *AMQPToZmq) handle(ctx context.Context, d *amqp.Delivery) error {
 		opts = append(opts, gilmsg.WithRecipients(a.cfg.Recipients...))
 	}
 	if _, err := a.bus.Publish(ctx, in.Topic, in.Msg, opts...); err != nil {
-		if refused(err) {
-			a.reject(d, tooLarge(in.MsgID, err))
+		if drop := refusal(in.MsgID, err); drop != nil {
+			a.reject(d, drop)
 			return nil
 		}
 		a.stats.nacked.Add(1)
@@ -257,17 +257,25 @@ func (a *AMQPToZmq) reject(d *amqp.Delivery, err error) {
 	}
 }
 
-// refused reports whether the bus refused a message for what it is, not
-// for its state: the broker would deliver it again, at the head of the
-// queue, and it would be refused again, for ever, each time holding the
-// bridge for the nack's backoff. Such a message is dropped (rejected:
-// dead-lettered where the queue has a dead-letter exchange).
-func refused(err error) bool { return errors.Is(err, gilmsg.ErrMessageTooLarge) }
-
-// tooLarge is the drop of a body under amqp_max_body whose envelope is
-// over the bus's max_message_size.
-func tooLarge(msgID string, err error) error {
-	return &DropError{MsgID: msgID, Reason: ErrTooLarge, Detail: strings.TrimPrefix(err.Error(), "gilmsg: ")}
+// refusal is the drop of a delivery that the bus refused for what it
+// is, not for its state, or nil: delivered again (a nack puts it back at
+// the head of the queue), it would be refused again, for ever, each time
+// holding the bridge for the nack's backoff. Such a delivery is rejected
+// (dead-lettered where the queue has a dead-letter exchange): a body
+// under amqp_max_body whose envelope is over the bus's max_message_size,
+// or one that FromAMQP took but whose envelope cannot be encoded (nested
+// as deep as JSON may be: the envelope adds a level).
+func refusal(msgID string, err error) error {
+	var reason error
+	switch {
+	case errors.Is(err, gilmsg.ErrMessageTooLarge):
+		reason = ErrTooLarge
+	case errors.Is(err, gilmsg.ErrInvalidJSON):
+		reason = ErrBadBody
+	default:
+		return nil
+	}
+	return &DropError{MsgID: msgID, Reason: reason, Detail: strings.TrimPrefix(err.Error(), "gilmsg: ")}
 }
 
 func (a *AMQPToZmq) ack(d *amqp.Delivery) error {

@@ -216,9 +216,11 @@ func (s *orderedSender) take(j *sealJob) error {
 	switch {
 	case j.bad != nil, j.copy:
 		a.settle(&j.d, j.bad)
-	case refused(j.err):
-		a.settle(&j.d, tooLarge(j.in.MsgID, j.err))
 	case j.err != nil:
+		if drop := refusal(j.in.MsgID, j.err); drop != nil {
+			a.settle(&j.d, drop) // delivered again, it would fail again
+			return nil
+		}
 		if err := s.flush(false); err != nil {
 			return err
 		}

@@ -377,11 +377,13 @@ func TestAMQPToZmqSettlesEveryDelivery(t *testing.T) {
 	}
 }
 
-// A delivery under amqp_max_body that the bus refuses as larger than its
-// max_message_size, among others (in the sender's batch, without
-// recipients): it is dropped (rejected, counted), not nacked back to the
-// head of the queue, where it would come round again for ever, each time
-// holding the bridge for the nack's backoff. Every other delivery reaches
+// Deliveries FromAMQP takes but the bus refuses, among others (in the
+// sender's batch, without recipients): a body under amqp_max_body whose
+// envelope is over the bus's max_message_size, and one nested as deep as
+// JSON may be, one level too deep in an envelope. Each is dropped
+// (rejected, counted), not nacked back to the head of the queue, where
+// it would come round again for ever, each time holding the bridge for
+// the nack's backoff. Every other delivery reaches
 // the bus, in order without recipients.
 func TestAMQPToZmqDropsWhatTheBusRefuses(t *testing.T) {
 	for _, recipients := range []bool{false, true} {
@@ -417,9 +419,13 @@ func TestAMQPToZmqDropsWhatTheBusRefuses(t *testing.T) {
 			for i := range n {
 				id := fmt.Sprintf("big-%03d", i)
 				body := `{"i":` + strconv.Itoa(i) + `}`
-				if i == n/2 {
+				switch i {
+				case n / 2:
 					body = `{"pad":"` + strings.Repeat("x", 32<<10) + `"}` // under amqp_max_body, over the bus's limit
-				} else {
+				case n/2 + 1:
+					// As deep as JSON may be: so deep in an envelope.
+					body = `{"deep":` + strings.Repeat("[", gilmsg.MaxJSONDepth-1) + strings.Repeat("]", gilmsg.MaxJSONDepth-1) + `}`
+				default:
 					want = append(want, year+"-"+id)
 				}
 				b.publish(cfg.ConsumeExchange, "org.example.big", amqp.Publishing{MessageId: id, Body: []byte(body)})
@@ -428,7 +434,10 @@ func TestAMQPToZmqDropsWhatTheBusRefuses(t *testing.T) {
 			ctx, stop = context.WithCancel(context.Background())
 			go func() { done <- a2z.Run(ctx) }()
 			waitFor(t, "the backlog on the bus", func() bool { u, _ := seen.count(); return u == len(want) })
-			waitFor(t, "the large delivery dropped", func() bool { return a2z.Stats().Dropped[ErrTooLarge.Error()] == 1 })
+			waitFor(t, "the two deliveries dropped", func() bool {
+				d := a2z.Stats().Dropped
+				return d[ErrTooLarge.Error()] == 1 && d[ErrBadBody.Error()] == 1
+			})
 			stop()
 			if err := <-done; err != nil {
 				t.Fatal(err)

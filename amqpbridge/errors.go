@@ -13,8 +13,9 @@ var (
 	ErrNoPayload = errors.New("amqpbridge: no JSON object payload")
 	// ErrNoMessageID means an AMQP message has no message_id.
 	ErrNoMessageID = errors.New("amqpbridge: no message_id")
-	// ErrBadBody means an AMQP body is not JSON, not a JSON object, or not
-	// valid in its content_encoding.
+	// ErrBadBody means an AMQP body is not JSON, not a JSON object, not
+	// valid in its content_encoding, or nested too deep to be a bus
+	// message's msg.
 	ErrBadBody = errors.New("amqpbridge: body is not a JSON object")
 	// ErrBadEncoding means an AMQP message's content_encoding is not one
 	// the bridge decodes (see [FromAMQP]).
