@@ -3,6 +3,8 @@ package gilmsg
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -125,5 +127,99 @@ func TestSealEach(t *testing.T) {
 	}
 	if s, errs := pub.SealEach(nil); len(s) != 0 || len(errs) != 0 {
 		t.Fatalf("no messages: %v, %v", s, errs)
+	}
+}
+
+// Sealed bodies live in pooled buffers that the send hands back: sealed
+// on several goroutines (SealEach, in batches, some bodies past the
+// pool's size limit), sent while unsigned publishes of another bus share
+// the pool, every message arrives whole, validated, with its own msg. A
+// buffer handed back while its message was still to be read would show
+// as a bad signature or another message's msg (run with -race). One
+// given to SendSealed again, or after Close, is refused.
+func TestSealedBuffersNotShared(t *testing.T) {
+	const workers, each = 4, 24
+	n := newTestNet(t)
+	pub := n.start(pubCN)
+	cfg := n.config(c1)
+	cfg.SignMessages = false
+	plain, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	msgs := tail(t, n.start(""), pub.FullTopic("", "pooled"))
+	if err := pub.WaitSubscribers(ctxT(t), "pooled", 1); err != nil {
+		t.Fatal(err)
+	}
+	pad := func(i int) string { return strings.Repeat(string(rune('a'+i%26)), i*1237%(96<<10)) }
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	churn.Go(func() { // unsigned publishes: pooled bodies too
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := plain.Publish(ctxT(t), "churn", map[string]any{"pad": pad(i)}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	var last *SealedMessage
+	var lastMu sync.Mutex
+	for w := range workers {
+		wg.Go(func() {
+			for start := 0; start < each; {
+				k := min(1+start%5, each-start)
+				drafts := make([]Unsealed, k)
+				for j := range drafts {
+					i := w*each + start + j
+					drafts[j] = Unsealed{Topic: "pooled", Msg: map[string]any{"i": i, "pad": pad(i)}, Opts: []PublishOption{WithMsgID(fmt.Sprintf("pooled-%d", i))}}
+				}
+				sealed, errs := pub.SealEach(drafts)
+				for j, err := range errs {
+					if err != nil {
+						t.Errorf("SealEach %d: %v", start+j, err)
+						return
+					}
+				}
+				if _, err := pub.SendSealed(ctxT(t), sealed...); err != nil {
+					t.Errorf("SendSealed: %v", err)
+					return
+				}
+				lastMu.Lock()
+				last = sealed[k-1]
+				lastMu.Unlock()
+				start += k
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	churn.Wait()
+	seen := map[int]bool{}
+	for range workers * each {
+		m := receive(t, msgs)
+		body, _ := m.Msg().(map[string]any)
+		i, err := strconv.Atoi(strings.TrimPrefix(m.MsgID, "pooled-"))
+		if err != nil || seen[i] || body == nil || fmt.Sprint(body["i"]) != strconv.Itoa(i) || body["pad"] != pad(i) {
+			t.Fatalf("%s arrived with msg i=%v, pad of %d bytes (seen before: %v)", m.MsgID, body["i"], len(fmt.Sprint(body["pad"])), seen[i])
+		}
+		seen[i] = true
+	}
+	if _, err := pub.SendSealed(ctxT(t), last); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("a sealed message sent again: %v, want ErrInvalidOption", err)
+	}
+	unsent, err := pub.Seal("pooled", map[string]any{"pad": pad(90)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Close()
+	if _, err := pub.SendSealed(ctxT(t), unsent); !errors.Is(err, ErrClosed) {
+		t.Errorf("SendSealed after Close: %v, want ErrClosed", err)
 	}
 }
