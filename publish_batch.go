@@ -198,13 +198,6 @@ func (b *Bus) Seal(topic string, msg any, opts ...PublishOption) (*SealedMessage
 	return b.sealFinish(fields, b.cfg.SignMessages)
 }
 
-// Unsealed is a message for [Bus.SealEach]: what [Bus.Seal] is given.
-type Unsealed struct {
-	Topic string
-	Msg   any
-	Opts  []PublishOption
-}
-
 // SealEach does what [Bus.Seal] does for each of msgs, on the calling
 // goroutine, with their signatures made in one call into libcrypto:
 // ms[i] and errs[i] are msgs[i]'s. A signature takes a few hundred
@@ -212,7 +205,7 @@ type Unsealed struct {
 // in such a call back for other goroutines; the goroutine must find one
 // again when it returns. One call for many signatures does that once.
 // The AMQP bridge's signers seal the deliveries in hand so.
-func (b *Bus) SealEach(msgs []Unsealed) (ms []*SealedMessage, errs []error) {
+func (b *Bus) SealEach(msgs []BatchMessage) (ms []*SealedMessage, errs []error) {
 	ms, errs = make([]*SealedMessage, len(msgs)), make([]error, len(msgs))
 	var which []int
 	var fields []map[string]any

@@ -94,9 +94,9 @@ func TestSealEach(t *testing.T) {
 		t.Fatal(err)
 	}
 	const k = 9
-	drafts := make([]Unsealed, k)
+	drafts := make([]BatchMessage, k)
 	for i := range drafts {
-		drafts[i] = Unsealed{Topic: "each", Msg: map[string]any{"i": i}, Opts: []PublishOption{WithMsgID(fmt.Sprintf("each-%d", i))}}
+		drafts[i] = BatchMessage{Topic: "each", Msg: map[string]any{"i": i}, Opts: []PublishOption{WithMsgID(fmt.Sprintf("each-%d", i))}}
 	}
 	drafts[4].Opts = append(drafts[4].Opts, WithRecipients(c1))
 	sealed, errs := pub.SealEach(drafts)
@@ -175,10 +175,10 @@ func TestSealedBuffersNotShared(t *testing.T) {
 		wg.Go(func() {
 			for start := 0; start < each; {
 				k := min(1+start%5, each-start)
-				drafts := make([]Unsealed, k)
+				drafts := make([]BatchMessage, k)
 				for j := range drafts {
 					i := w*each + start + j
-					drafts[j] = Unsealed{Topic: "pooled", Msg: map[string]any{"i": i, "pad": pad(i)}, Opts: []PublishOption{WithMsgID(fmt.Sprintf("pooled-%d", i))}}
+					drafts[j] = BatchMessage{Topic: "pooled", Msg: map[string]any{"i": i, "pad": pad(i)}, Opts: []PublishOption{WithMsgID(fmt.Sprintf("pooled-%d", i))}}
 				}
 				sealed, errs := pub.SealEach(drafts)
 				for j, err := range errs {

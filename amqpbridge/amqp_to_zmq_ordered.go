@@ -174,7 +174,7 @@ func takeBatch(ch <-chan *sealJob, batch []*sealJob) (_ []*sealJob, ok bool) {
 // for. The deliveries are settled by the sender, in order.
 func (a *AMQPToZmq) seal(jobs []*sealJob) {
 	now := time.Now()
-	msgs := make([]gilmsg.Unsealed, 0, len(jobs))
+	msgs := make([]gilmsg.BatchMessage, 0, len(jobs))
 	which := make([]*sealJob, 0, len(jobs))
 	for _, j := range jobs {
 		j.in, j.bad = FromAMQP(&j.d, a.cfg.MaxBody, now)
@@ -185,7 +185,7 @@ func (a *AMQPToZmq) seal(jobs []*sealJob) {
 			j.copy = true
 			continue
 		}
-		msgs = append(msgs, gilmsg.Unsealed{Topic: j.in.Topic, Msg: j.in.Msg,
+		msgs = append(msgs, gilmsg.BatchMessage{Topic: j.in.Topic, Msg: j.in.Msg,
 			Opts: []gilmsg.PublishOption{gilmsg.WithMsgID(j.in.MsgID), gilmsg.WithUsername(BridgeUsername), gilmsg.WithExactTopic()}})
 		which = append(which, j)
 	}
