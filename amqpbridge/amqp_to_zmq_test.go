@@ -458,3 +458,58 @@ func TestAMQPToZmqDropsWhatTheBusRefuses(t *testing.T) {
 		})
 	}
 }
+
+// The bus closing under the sender, mid-batch: Run ends with ErrClosed;
+// every delivery sent to the bus was acked and reached the bus, in order,
+// and every other one is back in the queue: none acked that was not sent,
+// none sent and left to come again.
+func TestAMQPToZmqBusClosedMidBatch(t *testing.T) {
+	rmq := testenv.SharedRabbitMQ(t)
+	lb := newLocalBus(t)
+	bridgeBus := lb.start(bridgeCN)
+	watcher := lb.start("")
+	seen := collect(t, watcher, "")
+
+	cfg := testConfig(t, rmq.URL)
+	a2z, err := NewAMQPToZmq(bridgeBus, cfg, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dialBroker(t, rmq.URL)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- a2z.Run(ctx) }()
+	waitFor(t, "the bridge to connect", a2z.Connected)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	var want []string
+	year := strconv.Itoa(time.Now().Year())
+	for i := range n {
+		id := fmt.Sprintf("closed-%03d", i)
+		want = append(want, year+"-"+id)
+		b.publish(cfg.ConsumeExchange, "org.example.closed", amqp.Publishing{MessageId: id, Body: []byte(`{"i":` + strconv.Itoa(i) + `}`)})
+	}
+	waitFor(t, "the backlog in the queue", func() bool { return b.ready(cfg.Queue) == n })
+	go func() { done <- a2z.Run(context.Background()) }()
+	waitFor(t, "some deliveries on the bus", func() bool { return a2z.Stats().Forwarded >= 20 })
+	bridgeBus.Close()
+	if err := <-done; !errors.Is(err, gilmsg.ErrClosed) {
+		t.Fatalf("Run after the bus closed: %v, want ErrClosed", err)
+	}
+	sent := int(a2z.Stats().Forwarded)
+	if sent == n {
+		t.Skip("every delivery was sent before the bus closed")
+	}
+	waitFor(t, "the unsent deliveries back in the queue", func() bool { return b.ready(cfg.Queue) >= n-sent })
+	if left := b.ready(cfg.Queue); left != n-sent {
+		t.Errorf("%d deliveries back in the queue, %d sent: want %d", left, sent, n-sent)
+	}
+	waitFor(t, "the sent deliveries on the bus", func() bool { u, _ := seen.count(); return u >= sent })
+	if got := seen.ids(); !slices.Equal(got, want[:sent]) {
+		t.Errorf("on the bus: %d messages, want the first %d in order", len(got), sent)
+	}
+}
