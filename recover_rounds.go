@@ -385,6 +385,9 @@ func (r *recovery) ask(ctx context.Context, src *publisherState, req map[string]
 		m := &Message{Envelope: env, Name: src.name, Endpoint: ep, Body: f, sub: s}
 		if s.validate {
 			if m.Signer, err = s.bus.validator.Validate(env); err != nil {
+				if s.bus.isClosed() {
+					return false, ErrClosed // not judged: Close cut a CA or CRL download short
+				}
 				// Never yielded nor ACKed: said here, and carried by the
 				// gap's GapError.
 				reason := ReasonOf(err)

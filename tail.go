@@ -664,6 +664,11 @@ func (s *Subscription) handle(ctx context.Context, i int, frames [][]byte) (*Mes
 	}
 	if s.validate {
 		if m.Signer, err = b.validator.Validate(env); err != nil {
+			if b.isClosed() {
+				// Not judged: Close cut short the download of a CA or
+				// CRL the verdict waited for. Not delivered either.
+				return nil, true, ErrClosed
+			}
 			return s.reject(m, err)
 		}
 	}

@@ -3,6 +3,7 @@ package gilmsg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -239,5 +240,44 @@ func TestCheckTrustNoticesBrokenCA(t *testing.T) {
 	err := val.CheckTrust(context.Background())
 	if !errors.Is(err, ErrTrust) || !strings.Contains(err.Error(), ca) {
 		t.Fatalf("CheckTrust after the CA broke: %v, want ErrTrust naming %s", err, ca)
+	}
+}
+
+// A message whose validation the bus's Close cut short, its CA still
+// downloading, was not judged: Next returns ErrClosed, and nothing is
+// counted or reported as invalid.
+func TestCloseDuringValidationIsNotInvalid(t *testing.T) {
+	n := newTestNet(t)
+	url, accepted := silentServer(t)
+	pub := n.start("publisher01.example.org")
+	n.mutate = func(c *Config) { c.CACertLocation = url }
+	sub := n.start("")
+	sub.validator.trust.fetchTotal = 10 * time.Minute
+	ctx := ctxT(t)
+	s, err := sub.Subscribe(ctx, "", WithEndpoints(pub.Endpoint()), WithInvalidMessages())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.WaitSubscribers(ctx, "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, "x", map[string]any{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan error, 1)
+	go func() {
+		m, err := s.Next(context.Background())
+		if m != nil {
+			err = fmt.Errorf("yielded %s (invalid: %v)", m.MsgID, err)
+		}
+		next <- err
+	}()
+	waitFor(t, "the CA download to connect", func() bool { return accepted.Load() > 0 })
+	sub.Close()
+	if err := awaitResult(t, "Next once the bus closed", next); !errors.Is(err, ErrClosed) {
+		t.Errorf("Next: %v, want ErrClosed", err)
+	}
+	if inv := sub.Stats().Invalid; len(inv) != 0 {
+		t.Errorf("counted invalid: %v", inv)
 	}
 }
