@@ -285,15 +285,7 @@ func TestAMQPToZmqKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := dialBroker(t, rmq.URL)
-	// Declared by a first run, so that the backlog waits in the queue.
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a2z.Run(ctx) }()
-	waitFor(t, "the bridge to connect", a2z.Connected)
-	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	declareQueue(t, a2z)
 	const n = 300
 	want := make([]string, n)
 	year := strconv.Itoa(time.Now().Year())
@@ -334,14 +326,7 @@ func TestAMQPToZmqSettlesEveryDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := dialBroker(t, rmq.URL)
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a2z.Run(ctx) }()
-	waitFor(t, "the bridge to connect", a2z.Connected)
-	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	declareQueue(t, a2z)
 	const n = 400
 	var want []string
 	bad := 0
@@ -358,7 +343,8 @@ func TestAMQPToZmqSettlesEveryDelivery(t *testing.T) {
 		b.publish(cfg.ConsumeExchange, "org.example.settle", amqp.Publishing{MessageId: id, Body: []byte(body)})
 	}
 	waitFor(t, "the backlog in the queue", func() bool { return b.ready(cfg.Queue) == n })
-	ctx, stop = context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
 	go func() { done <- a2z.Run(ctx) }()
 	waitFor(t, "the backlog on the bus", func() bool { u, _ := seen.count(); return u == len(want) })
 	stop()
@@ -405,14 +391,7 @@ func TestAMQPToZmqDropsWhatTheBusRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := dialBroker(t, rmq.URL)
-			ctx, stop := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- a2z.Run(ctx) }()
-			waitFor(t, "the bridge to connect", a2z.Connected)
-			stop()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
+			declareQueue(t, a2z)
 			const n = 40
 			var want []string
 			year := strconv.Itoa(time.Now().Year())
@@ -431,7 +410,8 @@ func TestAMQPToZmqDropsWhatTheBusRefuses(t *testing.T) {
 				b.publish(cfg.ConsumeExchange, "org.example.big", amqp.Publishing{MessageId: id, Body: []byte(body)})
 			}
 			waitFor(t, "the backlog in the queue", func() bool { return b.ready(cfg.Queue) == n })
-			ctx, stop = context.WithCancel(context.Background())
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
 			go func() { done <- a2z.Run(ctx) }()
 			waitFor(t, "the backlog on the bus", func() bool { u, _ := seen.count(); return u == len(want) })
 			waitFor(t, "the two deliveries dropped", func() bool {
@@ -476,15 +456,7 @@ func TestAMQPToZmqBusClosedMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := dialBroker(t, rmq.URL)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- a2z.Run(ctx) }()
-	waitFor(t, "the bridge to connect", a2z.Connected)
-	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	declareQueue(t, a2z)
 	const n = 600
 	var want []string
 	year := strconv.Itoa(time.Now().Year())
@@ -494,6 +466,7 @@ func TestAMQPToZmqBusClosedMidBatch(t *testing.T) {
 		b.publish(cfg.ConsumeExchange, "org.example.closed", amqp.Publishing{MessageId: id, Body: []byte(`{"i":` + strconv.Itoa(i) + `}`)})
 	}
 	waitFor(t, "the backlog in the queue", func() bool { return b.ready(cfg.Queue) == n })
+	done := make(chan error, 1)
 	go func() { done <- a2z.Run(context.Background()) }()
 	waitFor(t, "some deliveries on the bus", func() bool { return a2z.Stats().Forwarded >= 20 })
 	bridgeBus.Close()

@@ -146,6 +146,21 @@ func runBridge(t *testing.T, run func(context.Context) error) {
 	})
 }
 
+// declareQueue runs a2z until it has connected, then stops it: its queue
+// is declared, so that a backlog published next waits there for the run
+// under test.
+func declareQueue(t *testing.T, a2z *AMQPToZmq) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a2z.Run(ctx) }()
+	waitFor(t, "the bridge to connect", a2z.Connected)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // broker is a test's own connection to the broker, for publishing and
 // reading AMQP messages directly.
 type broker struct {
