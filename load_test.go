@@ -161,29 +161,11 @@ func TestLoadReliableExactlyOnce(t *testing.T) {
 func TestDedupeKeepsIDsNotBodies(t *testing.T) {
 	total := scaled(2000, 600)
 	const size = 64 << 10
-	n := newTestNet(t)
-	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
-	pub := n.start(pubCN)
-	sub := n.start("")
-	ch := tail(t, sub, "")
-	if err := pub.WaitSubscribers(ctxT(t), "big", 1); err != nil {
-		t.Fatal(err)
-	}
-	var got atomic.Int64
-	go func() {
-		for range ch {
-			got.Add(1)
-		}
-	}()
-	heap0, _ := heapAndGoroutines()
 	pad := strings.Repeat("x", size)
-	for i := range total {
-		if _, err := pub.Publish(ctxT(t), "big", map[string]any{"i": i, "pad": pad}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, "every message to be read", func() bool { return got.Load() == int64(total) })
-	heap1, _ := heapAndGoroutines()
+	heap0, heap1 := heapAfterReading(t, total, func(pub *Bus, i int) error {
+		_, err := pub.Publish(ctxT(t), "big", map[string]any{"i": i, "pad": pad})
+		return err
+	})
 	grown := int64(heap1) - int64(heap0)
 	t.Logf("%d messages of %d kB read: heap %d → %d MB", total, size>>10, heap0>>20, heap1>>20)
 	// The ids themselves: a few hundred bytes each with the set's
@@ -200,6 +182,25 @@ func TestDedupeKeepsIDsNotBodies(t *testing.T) {
 func TestDedupeBoundedInBytes(t *testing.T) {
 	total := scaled(4000, 400)
 	const idSize = 128 << 10
+	pad := strings.Repeat("x", idSize)
+	heap0, heap1 := heapAfterReading(t, total, func(pub *Bus, i int) error {
+		_, err := pub.Publish(ctxT(t), "big", map[string]any{"i": i}, WithMsgID(fmt.Sprintf("%06d-%s", i, pad)))
+		return err
+	})
+	grown := int64(heap1) - int64(heap0)
+	t.Logf("%d messages with msg_ids of %d kB read: heap %d → %d MB", total, idSize>>10, heap0>>20, heap1>>20)
+	if limit := int64(dedupeBytes + 16<<20); grown > limit {
+		t.Fatalf("heap grew by %d MB after %d msg_ids of %d kB (%d MB of ids): the dedupe set is not bounded in bytes",
+			grown>>20, total, idSize>>10, int64(total)*idSize>>20)
+	}
+}
+
+// heapAfterReading starts an unsigned publisher and a subscription of
+// the default dedupe set, publishes total messages on "big" with
+// publish, waits until all are read, and returns the live heap before
+// the first and after the last.
+func heapAfterReading(t *testing.T, total int, publish func(pub *Bus, i int) error) (heap0, heap1 uint64) {
+	t.Helper()
 	n := newTestNet(t)
 	n.mutate = func(c *Config) { c.SignMessages = false; c.ValidateSignatures = false }
 	pub := n.start(pubCN)
@@ -214,19 +215,13 @@ func TestDedupeBoundedInBytes(t *testing.T) {
 			got.Add(1)
 		}
 	}()
-	heap0, _ := heapAndGoroutines()
-	pad := strings.Repeat("x", idSize)
+	heap0, _ = heapAndGoroutines()
 	for i := range total {
-		if _, err := pub.Publish(ctxT(t), "big", map[string]any{"i": i}, WithMsgID(fmt.Sprintf("%06d-%s", i, pad))); err != nil {
+		if err := publish(pub, i); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitFor(t, "every message to be read", func() bool { return got.Load() == int64(total) })
-	heap1, _ := heapAndGoroutines()
-	grown := int64(heap1) - int64(heap0)
-	t.Logf("%d messages with msg_ids of %d kB read: heap %d → %d MB", total, idSize>>10, heap0>>20, heap1>>20)
-	if limit := int64(dedupeBytes + 16<<20); grown > limit {
-		t.Fatalf("heap grew by %d MB after %d msg_ids of %d kB (%d MB of ids): the dedupe set is not bounded in bytes",
-			grown>>20, total, idSize>>10, int64(total)*idSize>>20)
-	}
+	heap1, _ = heapAndGoroutines()
+	return heap0, heap1
 }
