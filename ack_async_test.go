@@ -15,20 +15,6 @@ import (
 // publisher's own verdict (ACKed or not) and the count of ACKs held at
 // the signing gate, never a time.
 
-// readN takes n messages from msgs, failing on an error.
-func readN(t *testing.T, msgs <-chan readResult, n int) []*Message {
-	t.Helper()
-	out := make([]*Message, n)
-	for i := range out {
-		r := next(t, msgs, "message")
-		if r.err != nil || r.m == nil {
-			t.Fatalf("Next %d: %v", i, r.err)
-		}
-		out[i] = r.m
-	}
-	return out
-}
-
 // needCores skips a test of signing on several cores where there is one.
 func needCores(t *testing.T) int64 {
 	t.Helper()

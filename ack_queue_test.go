@@ -81,6 +81,20 @@ func next(t *testing.T, ch <-chan readResult, what string) readResult {
 	return readResult{}
 }
 
+// readN takes n messages from msgs, failing on an error.
+func readN(t *testing.T, msgs <-chan readResult, n int) []*Message {
+	t.Helper()
+	out := make([]*Message, n)
+	for i := range out {
+		r := next(t, msgs, "message")
+		if r.err != nil || r.m == nil {
+			t.Fatalf("Next %d: %v", i, r.err)
+		}
+		out[i] = r.m
+	}
+	return out
+}
+
 // publishN starts n reliable publishes to c1, their msg_ids made of id.
 func publishN(t *testing.T, pub *Bus, n int, id func(i int) string) []*PubFuture {
 	t.Helper()
@@ -140,12 +154,7 @@ func TestAckSignedOffReader(t *testing.T) {
 	const n = 4
 	pub, cons, _, gate, msgs := gatedConsumer(t)
 	fs := publishN(t, pub, n, msgID)
-	for i := range n {
-		r := next(t, msgs, "message while the ACKs before it are held")
-		if r.err != nil || r.m == nil {
-			t.Fatalf("Next %d: %v", i, r.err)
-		}
-	}
+	readN(t, msgs, n) // each while the ACKs before it are held
 	signers := int64(min(n, runtime.GOMAXPROCS(0)))
 	waitFor(t, "ACKs signed at once", func() bool { return gate.in.Load() >= signers })
 	if got := gate.max.Load(); got > int64(runtime.GOMAXPROCS(0)) {
@@ -195,11 +204,7 @@ func TestCloseSendsDueAcks(t *testing.T) {
 	const n = 6
 	pub, cons, sub, gate, msgs := gatedConsumer(t)
 	fs := publishN(t, pub, n, msgID)
-	for range n {
-		if r := next(t, msgs, "message"); r.err != nil {
-			t.Fatal(r.err)
-		}
-	}
+	readN(t, msgs, n)
 	closed := make(chan struct{})
 	go func() { sub.Close(); close(closed) }()
 	gate.open()
@@ -318,11 +323,7 @@ func TestCloseRacingBusClose(t *testing.T) {
 	const n = 6
 	pub, cons, sub, gate, msgs := gatedConsumer(t)
 	fs := publishN(t, pub, n, msgID)
-	for range n {
-		if r := next(t, msgs, "message"); r.err != nil {
-			t.Fatal(r.err)
-		}
-	}
+	readN(t, msgs, n)
 	var wg sync.WaitGroup
 	for _, c := range []func() error{sub.Close, cons.Close} {
 		wg.Add(1)
