@@ -243,10 +243,7 @@ func (b *Bus) SealEach(msgs []BatchMessage) (ms []*SealedMessage, errs []error) 
 // (sealed without a signature of its own, or refused) comes back as m or
 // err, one still to sign and encode as fields.
 func (b *Bus) sealStart(topic string, msg any, opts []PublishOption) (m *SealedMessage, fields map[string]any, err error) {
-	var po pubOptions
-	for _, opt := range opts {
-		opt(&po)
-	}
+	po := pubOptionsOf(opts)
 	if po.reliable {
 		return nil, nil, fmt.Errorf("%w: a message with recipients is published with Publish", ErrInvalidOption)
 	}
